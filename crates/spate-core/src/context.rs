@@ -1,0 +1,302 @@
+//! The execution context: configuration, the DataFusion session, the registry
+//! of steps and the names they get.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use parking_lot::Mutex;
+use spate_io::progress::Progress;
+
+use crate::error::{Error, Result};
+use crate::node::{PartitionOp, SpateQueryPlanner};
+
+/// Configuration of a [`Context`]. Defaults: every core, no memory limit.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    threads: Option<usize>,
+    memory_limit: Option<usize>,
+    batch_size: Option<usize>,
+}
+
+impl Config {
+    /// Worker threads (and partitions per stage); default: the number of cores.
+    pub fn threads(&mut self, n: usize) -> &mut Self {
+        self.threads = Some(n.max(1));
+        self
+    }
+
+    /// Memory budget in bytes; operators spill to disk to stay below it.
+    pub fn memory_limit(&mut self, bytes: usize) -> &mut Self {
+        self.memory_limit = Some(bytes);
+        self
+    }
+
+    /// Rows per Arrow batch (default 8192).
+    pub fn batch_size(&mut self, rows: usize) -> &mut Self {
+        self.batch_size = Some(rows.max(1));
+        self
+    }
+
+    /// Builds the context (and its thread pool).
+    pub fn build(&self) -> Result<Context> {
+        Context::with_config(self.clone())
+    }
+
+    /// The effective number of threads.
+    pub fn effective_threads(&self) -> usize {
+        self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+    }
+}
+
+/// Parses a byte size such as `2GiB`, `512MiB`, `64M`, `1000`.
+pub fn parse_bytes(text: &str) -> Result<usize> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let num: f64 = num.parse().map_err(|_| {
+        Error::Usage(format!(
+            "invalid size {text:?}: expected a number with a unit, e.g. 2GiB"
+        ))
+    })?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" | "kib" => 1024.0,
+        "m" | "mb" | "mib" => 1024.0 * 1024.0,
+        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tb" | "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        other => {
+            return Err(Error::Usage(format!(
+                "invalid size {text:?}: unknown unit {other:?}"
+            )));
+        }
+    };
+    Ok((num * mult) as usize)
+}
+
+#[derive(Default)]
+struct Names {
+    scope: Vec<String>,
+    used: HashSet<String>,
+    counters: HashMap<String, usize>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) session: SessionContext,
+    pub(crate) runtime: tokio::runtime::Runtime,
+    pub(crate) config: Config,
+    pub(crate) progress: Arc<Progress>,
+    pub(crate) registry: Arc<Registry>,
+    names: Mutex<Names>,
+}
+
+/// The steps of a job by name: how the codecs find a step's closures again.
+#[derive(Default)]
+pub struct Registry {
+    ops: Mutex<HashMap<String, Arc<dyn PartitionOp>>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("steps", &self.ops.lock().len())
+            .finish()
+    }
+}
+
+impl Registry {
+    /// Registers an op under its step name.
+    pub fn register(&self, op: Arc<dyn PartitionOp>) {
+        self.ops.lock().insert(op.step().to_string(), op);
+    }
+
+    /// Finds an op by step name.
+    pub fn get(&self, step: &str) -> Option<Arc<dyn PartitionOp>> {
+        self.ops.lock().get(step).cloned()
+    }
+}
+
+/// Where jobs run: a DataFusion session on a thread pool, with spate's planner,
+/// a memory budget and the registry of steps. Cheap to clone.
+#[derive(Clone)]
+pub struct Context {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+impl Context {
+    /// A context with the default configuration (every core, no memory limit).
+    pub fn new() -> Result<Self> {
+        Config::default().build()
+    }
+
+    /// A configuration builder.
+    pub fn builder() -> Config {
+        Config::default()
+    }
+
+    fn with_config(config: Config) -> Result<Self> {
+        let threads = config.effective_threads();
+        let progress = Arc::new(Progress::default());
+        let mut session_config = SessionConfig::new()
+            .with_target_partitions(threads)
+            .with_batch_size(config.batch_size.unwrap_or(8192))
+            .with_information_schema(true)
+            .with_extension(progress.clone());
+        // Keep repartitioning to where the plan needs it (shuffles); spate's
+        // sources already read with one partition per thread.
+        session_config
+            .options_mut()
+            .optimizer
+            .repartition_file_scans = true;
+        let mut runtime_env = RuntimeEnvBuilder::new();
+        if let Some(limit) = config.memory_limit {
+            runtime_env = runtime_env.with_memory_limit(limit, 1.0);
+        }
+        let runtime_env = runtime_env
+            .build_arc()
+            .map_err(|e| Error::Usage(format!("runtime: {e}")))?;
+        let state = SessionStateBuilder::new()
+            .with_config(session_config)
+            .with_runtime_env(runtime_env)
+            .with_default_features()
+            .with_query_planner(Arc::new(SpateQueryPlanner))
+            .build();
+        let session = SessionContext::new_with_state(state);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("spate-worker")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Usage(format!("cannot start {threads} worker threads: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                session,
+                runtime,
+                config,
+                progress,
+                registry: Arc::new(Registry::default()),
+                names: Mutex::new(Names::default()),
+            }),
+        })
+    }
+
+    /// The underlying DataFusion session (for SQL and DataFrames).
+    pub fn session(&self) -> &SessionContext {
+        &self.inner.session
+    }
+
+    /// Progress counters of jobs run in this context.
+    pub fn progress(&self) -> &Arc<Progress> {
+        &self.inner.progress
+    }
+
+    /// The registry of steps.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.inner.registry
+    }
+
+    /// The number of worker threads.
+    pub fn threads(&self) -> usize {
+        self.inner.config.effective_threads()
+    }
+
+    /// Runs a future on the context's thread pool, blocking until it is done.
+    pub fn block_on<F: std::future::Future>(&self, fut: F) -> F::Output {
+        self.inner.runtime.block_on(fut)
+    }
+
+    /// A new unique, deterministic step name: `Scope/kind`, with `#2`, `#3`
+    /// ... appended when the same name was given before.
+    pub(crate) fn step_name(&self, kind: &str) -> String {
+        let mut names = self.inner.names.lock();
+        let base = if names.scope.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{}/{kind}", names.scope.join("/"))
+        };
+        let mut name = base.clone();
+        while names.used.contains(&name) {
+            let n = names.counters.entry(base.clone()).or_insert(1);
+            *n += 1;
+            name = format!("{base}#{n}");
+        }
+        names.used.insert(name.clone());
+        name
+    }
+
+    /// Runs `f` with `name` pushed on the step-name scope (a composite transform).
+    pub(crate) fn in_scope<R>(&self, name: &str, f: impl FnOnce() -> R) -> R {
+        let unique = {
+            let mut names = self.inner.names.lock();
+            let path = names
+                .scope
+                .iter()
+                .map(String::as_str)
+                .chain([name])
+                .collect::<Vec<_>>()
+                .join("/");
+            let mut unique = name.to_string();
+            let mut n = 1;
+            let mut full = path.clone();
+            while names.used.contains(&full) {
+                n += 1;
+                unique = format!("{name}#{n}");
+                full = format!("{path}#{n}");
+            }
+            names.used.insert(full);
+            names.scope.push(unique.clone());
+            unique
+        };
+        let out = f();
+        let mut names = self.inner.names.lock();
+        if names.scope.last() == Some(&unique) {
+            names.scope.pop();
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("2GiB").unwrap(), 2 << 30);
+        assert_eq!(parse_bytes("32MiB").unwrap(), 32 << 20);
+        assert_eq!(parse_bytes("1000").unwrap(), 1000);
+        assert_eq!(parse_bytes("1.5k").unwrap(), 1536);
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("3 parsecs").is_err());
+    }
+
+    #[test]
+    fn names_are_deterministic_and_unique() {
+        let ctx = Context::builder().threads(1).build().unwrap();
+        assert_eq!(ctx.step_name("map"), "map");
+        assert_eq!(ctx.step_name("map"), "map#2");
+        ctx.in_scope("Count", || {
+            assert_eq!(ctx.step_name("map"), "Count/map");
+            ctx.in_scope("Inner", || {
+                assert_eq!(ctx.step_name("flat_map"), "Count/Inner/flat_map")
+            });
+        });
+        ctx.in_scope("Count", || assert_eq!(ctx.step_name("map"), "Count#2/map"));
+    }
+}

@@ -1,0 +1,49 @@
+//! # spate-core — the model and the planner
+//!
+//! Every face of spate lowers to one DataFusion `LogicalPlan`:
+//!
+//! ```text
+//!  Dataset<T> ops ──┐                         ┌─ OpNode(PartitionOp)  closures, fused
+//!  Pipeline/PTransform ├─► LogicalPlan with ──┤─ TextScanNode          split text input
+//!  MapReduce steps ─┘                         └─ native nodes          aggregate, sort, join
+//!            │
+//!            ▼ DataFusion optimizer + SpateQueryPlanner
+//!  ExecutionPlan: TextSourceExec → OpExec(map chain) → OpExec(partial combine)
+//!                 → RepartitionExec(hash) → SortExec(spills) → OpExec(group) ...
+//! ```
+//!
+//! Extension points: [`node::PartitionOp`] (a new per-partition operator),
+//! [`combine::CombineFn`] (a new aggregation), [`pipeline::PTransform`]
+//! (a composite transform), [`mapreduce::MRStep`] (a MapReduce step).
+
+pub mod codec;
+pub mod combine;
+pub mod context;
+pub mod dataset;
+pub mod error;
+pub mod mapreduce;
+pub mod node;
+pub mod ops;
+pub mod pipeline;
+pub mod rows;
+pub mod text;
+
+pub use context::{Config, Context};
+pub use dataset::{Dataset, GroupedDataset, WriteSummary};
+pub use error::{Error, Result};
+pub use rows::Data;
+
+/// The names most programs need.
+pub mod prelude {
+    pub use crate::combine::{CombineFn, Mean, Sum};
+    pub use crate::context::{Config, Context};
+    pub use crate::dataset::{Dataset, GroupedDataset, Key, WriteSummary};
+    pub use crate::error::{Error, Result};
+    pub use crate::mapreduce::{Emitter, MRJob, MRMapStep, MRStep, MapReduce, Steps};
+    pub use crate::pipeline::{
+        Combine, Count, Create, Filter, FlatMap, GroupByKey, Map, PCollection, PTransform,
+        Pipeline, ReadText, Top, WriteText,
+    };
+    pub use crate::rows::Data;
+    pub use crate::text::{Word, into_words, words};
+}

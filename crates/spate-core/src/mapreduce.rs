@@ -1,0 +1,317 @@
+//! The MapReduce face, in the spirit of mrjob's `MRJob`.
+//!
+//! A step has a mapper, an optional combiner and a reducer, each with
+//! init/final hooks; a job is a chain of steps ([`Steps`]). Each task (one per
+//! partition) works on its own clone of the step, so hooks can keep state in
+//! `self`, as mrjob tasks do.
+//!
+//! How a step runs: mapper tasks (fused with whatever came before) → combiner
+//! on buffered map output, map-side → hash shuffle on the key → external sort
+//! by key (spills) → one reducer call per key, keys ascending within each
+//! reducer, with an iterator over the values.
+
+use std::sync::Arc;
+
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder, Partitioning};
+use rustc_hash::FxHashMap;
+
+use crate::context::Context;
+use crate::dataset::{Dataset, Key};
+use crate::error::Result;
+use crate::ops::group::{GroupFactory, GroupFn};
+use crate::rows::Data;
+
+/// Where a task's output goes.
+pub struct Emitter<'a, T> {
+    out: &'a mut dyn FnMut(T),
+}
+
+impl<'a, T> Emitter<'a, T> {
+    pub(crate) fn new(out: &'a mut dyn FnMut(T)) -> Self {
+        Self { out }
+    }
+
+    /// Emits one record.
+    #[inline]
+    pub fn emit(&mut self, record: T) {
+        (self.out)(record)
+    }
+}
+
+impl<K, V> Emitter<'_, (K, V)> {
+    /// Emits one key-value pair.
+    #[inline]
+    pub fn emit_kv(&mut self, key: K, value: V) {
+        (self.out)((key, value))
+    }
+}
+
+/// One map → (combine) → shuffle → reduce step.
+pub trait MRStep: Clone + Send + Sync + 'static {
+    /// Records the mapper reads (a line of text for a first step).
+    type Input: Data;
+    /// Intermediate key.
+    type Key: Key;
+    /// Intermediate value.
+    type Value: Data;
+    /// Records the reducer writes.
+    type Output: Data;
+
+    /// Once per map task, before its first record.
+    fn mapper_init(&mut self) {}
+    /// Once per input record.
+    fn mapper(&mut self, input: Self::Input, out: &mut Emitter<'_, (Self::Key, Self::Value)>);
+    /// Once per map task, after its last record.
+    fn mapper_final(&mut self, _out: &mut Emitter<'_, (Self::Key, Self::Value)>) {}
+
+    /// Whether [`combiner`](Self::combiner) should run (default: no).
+    fn has_combiner(&self) -> bool {
+        false
+    }
+    /// Map-side pre-reduction of some of a key's values; may run zero or more times.
+    fn combiner(
+        &mut self,
+        key: &Self::Key,
+        values: &mut dyn Iterator<Item = Self::Value>,
+        out: &mut Emitter<'_, (Self::Key, Self::Value)>,
+    ) {
+        for v in values {
+            out.emit((key.clone(), v));
+        }
+    }
+
+    /// Once per reduce task, before its first key.
+    fn reducer_init(&mut self) {}
+    /// Once per key, with all its values.
+    fn reducer(
+        &mut self,
+        key: &Self::Key,
+        values: &mut dyn Iterator<Item = Self::Value>,
+        out: &mut Emitter<'_, Self::Output>,
+    );
+    /// Once per reduce task, after its last key.
+    fn reducer_final(&mut self, _out: &mut Emitter<'_, Self::Output>) {}
+
+    /// Number of reduce tasks (output part files); `None`: one per thread.
+    fn num_reducers(&self) -> Option<usize> {
+        None
+    }
+}
+
+/// A map-only step (mrjob's `MRStep(mapper=...)` with no reducer).
+pub trait MRMapStep: Clone + Send + Sync + 'static {
+    /// Records the mapper reads.
+    type Input: Data;
+    /// Records the mapper writes.
+    type Output: Data;
+    /// Once per map task, before its first record.
+    fn mapper_init(&mut self) {}
+    /// Once per input record.
+    fn mapper(&mut self, input: Self::Input, out: &mut Emitter<'_, Self::Output>);
+    /// Once per map task, after its last record.
+    fn mapper_final(&mut self, _out: &mut Emitter<'_, Self::Output>) {}
+}
+
+type StepsFn<I, O> = Arc<dyn Fn(Dataset<I>) -> Dataset<O> + Send + Sync>;
+
+/// The steps of a job, from input records `I` to output records `O`.
+pub struct Steps<I, O> {
+    apply: StepsFn<I, O>,
+}
+
+impl<I: Data> Steps<I, I> {
+    /// No steps yet.
+    pub fn new() -> Self {
+        Steps {
+            apply: Arc::new(|ds| ds),
+        }
+    }
+}
+
+impl<I: Data> Default for Steps<I, I> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Values buffered per map task before the combiner runs over them.
+const COMBINE_BUFFER: usize = 1 << 16;
+
+impl<I: Data, O: Data> Steps<I, O> {
+    /// A job of one step.
+    pub fn of<S: MRStep<Input = I, Output = O>>(step: S) -> Self
+    where
+        I: Data,
+    {
+        Steps::<I, I>::new().then(step)
+    }
+
+    /// Appends a map → shuffle → reduce step.
+    pub fn then<S: MRStep<Input = O>>(self, step: S) -> Steps<I, S::Output> {
+        let prev = self.apply;
+        Steps {
+            apply: Arc::new(move |ds| run_step(prev(ds), step.clone())),
+        }
+    }
+
+    /// Appends a map-only step.
+    pub fn then_map_only<S: MRMapStep<Input = O>>(self, step: S) -> Steps<I, S::Output> {
+        let prev = self.apply;
+        Steps {
+            apply: Arc::new(move |ds| {
+                let s = step.clone();
+                prev(ds).map_partitions_with(
+                    "mapper",
+                    move || {
+                        let mut s = s.clone();
+                        s.mapper_init();
+                        s
+                    },
+                    |s: &mut S, rec, emit| s.mapper(rec, &mut Emitter::new(emit)),
+                    Some(Arc::new(|s: &mut S, emit: &mut dyn FnMut(S::Output)| {
+                        s.mapper_final(&mut Emitter::new(emit))
+                    })),
+                )
+            }),
+        }
+    }
+
+    /// Applies the steps to a dataset.
+    pub fn apply(&self, input: Dataset<I>) -> Dataset<O> {
+        (self.apply)(input)
+    }
+}
+
+/// A MapReduce job: a chain of steps (mrjob's `MRJob.steps()`).
+pub trait MRJob {
+    /// Records the first step reads.
+    type Input: Data;
+    /// Records the last step writes.
+    type Output: Data;
+    /// The job's steps.
+    fn steps(&self) -> Steps<Self::Input, Self::Output>;
+}
+
+/// Runs MapReduce jobs on a context.
+pub trait MapReduce {
+    /// Applies `job` to `input`, lazily (write or collect the result).
+    fn run_job<J: MRJob>(&self, job: &J, input: Dataset<J::Input>) -> Dataset<J::Output>;
+}
+
+impl MapReduce for Context {
+    fn run_job<J: MRJob>(&self, job: &J, input: Dataset<J::Input>) -> Dataset<J::Output> {
+        job.steps().apply(input)
+    }
+}
+
+struct MapTask<S: MRStep> {
+    step: S,
+    buffer: FxHashMap<S::Key, Vec<S::Value>>,
+    buffered: usize,
+}
+
+impl<S: MRStep> MapTask<S> {
+    fn combine_all(&mut self, emit: &mut dyn FnMut((S::Key, S::Value))) {
+        let buffer = std::mem::take(&mut self.buffer);
+        self.buffered = 0;
+        for (k, vs) in buffer {
+            self.step
+                .combiner(&k, &mut vs.into_iter(), &mut Emitter::new(emit));
+        }
+    }
+}
+
+fn run_step<S: MRStep>(input: Dataset<S::Input>, step: S) -> Dataset<S::Output> {
+    let combine = step.has_combiner();
+    let s0 = step.clone();
+    let mapped: Dataset<(S::Key, S::Value)> = input.map_partitions_with(
+        "mapper",
+        move || {
+            let mut step = s0.clone();
+            step.mapper_init();
+            MapTask {
+                step,
+                buffer: FxHashMap::default(),
+                buffered: 0,
+            }
+        },
+        move |t: &mut MapTask<S>, rec, emit| {
+            if !combine {
+                t.step.mapper(rec, &mut Emitter::new(emit));
+                return;
+            }
+            let MapTask {
+                step,
+                buffer,
+                buffered,
+            } = t;
+            step.mapper(
+                rec,
+                &mut Emitter::new(&mut |(k, v)| {
+                    buffer.entry(k).or_default().push(v);
+                    *buffered += 1;
+                }),
+            );
+            if *buffered >= COMBINE_BUFFER {
+                t.combine_all(emit);
+            }
+        },
+        Some(Arc::new(
+            move |t: &mut MapTask<S>, emit: &mut dyn FnMut((S::Key, S::Value))| {
+                if combine {
+                    let MapTask {
+                        step,
+                        buffer,
+                        buffered,
+                    } = t;
+                    step.mapper_final(&mut Emitter::new(&mut |(k, v)| {
+                        buffer.entry(k).or_default().push(v);
+                        *buffered += 1;
+                    }));
+                    t.combine_all(emit);
+                } else {
+                    t.step.mapper_final(&mut Emitter::new(emit));
+                }
+            },
+        )),
+    );
+    let mapped = match step.num_reducers() {
+        Some(n) => repartition(mapped, n.max(1)),
+        None => mapped,
+    };
+    let s1 = step.clone();
+    let factory: GroupFactory<S::Key, S::Value, S::Output> = Arc::new(move || {
+        let mut step = s1.clone();
+        step.reducer_init();
+        Box::new(ReduceTask(step))
+    });
+    mapped.group_by_key().reduce_with("reducer", factory)
+}
+
+/// Hash-partitions `(K, V)` rows on the key into `n` partitions.
+fn repartition<K: Key, V: Data>(ds: Dataset<(K, V)>, n: usize) -> Dataset<(K, V)> {
+    let ctx = ds.context().clone();
+    let plan = ds;
+    ctx.dataset(Arc::new(move || -> Result<_> {
+        let key = Expr::Column(datafusion::common::Column::from_name("0"));
+        Ok(LogicalPlanBuilder::from(plan.logical_plan()?)
+            .repartition(Partitioning::Hash(vec![key], n))?
+            .build()?)
+    }))
+}
+
+struct ReduceTask<S>(S);
+
+impl<S: MRStep> GroupFn<S::Key, S::Value, S::Output> for ReduceTask<S> {
+    fn group(
+        &mut self,
+        key: &S::Key,
+        values: &mut dyn Iterator<Item = S::Value>,
+        emit: &mut dyn FnMut(S::Output),
+    ) {
+        self.0.reducer(key, values, &mut Emitter::new(emit));
+    }
+    fn finish(&mut self, emit: &mut dyn FnMut(S::Output)) {
+        self.0.reducer_final(&mut Emitter::new(emit));
+    }
+}

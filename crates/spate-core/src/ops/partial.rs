@@ -1,0 +1,169 @@
+//! `PartialAggOp`: the map-side combiner.
+//!
+//! Runs a fused chain straight into a hash map keyed by the row's key, so a
+//! word count never materializes its words as Arrow rows. The map is bounded
+//! by the session's memory pool: when the pool refuses more memory, the map is
+//! emitted downstream as partial results and cleared — exactly what a Hadoop
+//! combiner or Spark's map-side combine does, so nothing is ever lost and the
+//! final (post-shuffle) aggregation merges the partials.
+
+use std::fmt;
+use std::hash::Hash;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use datafusion::error::Result as DfResult;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use rustc_hash::FxHashMap;
+
+use super::chain::{Chain, ChainFactory};
+use super::{call_user, encode_chunks, guarded, stateful_stream};
+use crate::error::StepError;
+use crate::node::PartitionOp;
+use crate::rows::{Data, RowCodec};
+
+/// Folds one input row into the map.
+pub type InsertFn<I, K, A> = Arc<dyn Fn(&mut FxHashMap<K, A>, I) + Send + Sync>;
+
+/// Never hold more entries than this in one map, whatever the memory budget.
+const MAX_ENTRIES: usize = 1 << 22;
+
+/// Guess of heap bytes owned by a key/accumulator beyond its inline size.
+const HEAP_GUESS: usize = 24;
+
+/// A map-side combiner over a fused chain; emits `(key, accumulator)` rows.
+pub struct PartialAggOp<I, K, A> {
+    step: String,
+    what: String,
+    chain: ChainFactory<I>,
+    insert: InsertFn<I, K, A>,
+    codec: RowCodec<(K, A)>,
+}
+
+impl<I, K, A> PartialAggOp<I, K, A>
+where
+    I: 'static,
+    K: Data + Hash + Eq,
+    A: Data,
+{
+    /// A combiner named `step`, described as `what` in EXPLAIN.
+    pub fn new(
+        step: String,
+        what: String,
+        chain: ChainFactory<I>,
+        insert: InsertFn<I, K, A>,
+        codec: RowCodec<(K, A)>,
+    ) -> Self {
+        Self {
+            step,
+            what,
+            chain,
+            insert,
+            codec,
+        }
+    }
+}
+
+impl<I, K, A> fmt::Debug for PartialAggOp<I, K, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PartialAggOp({})", self.step)
+    }
+}
+
+struct State<I, K, A> {
+    chain: Box<dyn Chain<I>>,
+    map: FxHashMap<K, A>,
+    reservation: MemoryReservation,
+}
+
+const ENTRY_BYTES_EXTRA: usize = HEAP_GUESS + 8;
+
+impl<I, K: Data + Hash + Eq, A: Data> State<I, K, A> {
+    fn entry_bytes() -> usize {
+        std::mem::size_of::<(K, A)>() + ENTRY_BYTES_EXTRA
+    }
+
+    /// Emits and clears the map when it is over budget; returns flushed batches.
+    fn maybe_flush(
+        &mut self,
+        step: &str,
+        codec: &RowCodec<(K, A)>,
+        batch_rows: usize,
+    ) -> Result<Vec<RecordBatch>, StepError> {
+        let want = self.map.capacity() * Self::entry_bytes();
+        if self.map.len() < MAX_ENTRIES && self.reservation.try_resize(want).is_ok() {
+            return Ok(Vec::new());
+        }
+        self.flush(step, codec, batch_rows)
+    }
+
+    fn flush(
+        &mut self,
+        step: &str,
+        codec: &RowCodec<(K, A)>,
+        batch_rows: usize,
+    ) -> Result<Vec<RecordBatch>, StepError> {
+        let rows: Vec<(K, A)> = std::mem::take(&mut self.map).into_iter().collect();
+        self.reservation.free();
+        encode_chunks(step, codec, &rows, batch_rows)
+    }
+}
+
+impl<I, K, A> PartitionOp for PartialAggOp<I, K, A>
+where
+    I: 'static,
+    K: Data + Hash + Eq,
+    A: Data,
+{
+    fn step(&self) -> &str {
+        &self.step
+    }
+
+    fn describe(&self) -> String {
+        format!("partial {}", self.what)
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.codec.schema().clone()
+    }
+
+    fn run(
+        &self,
+        input: SendableRecordBatchStream,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        let batch_rows = context.session_config().batch_size();
+        let reservation = MemoryConsumer::new(format!("{}[{partition}]", self.step))
+            .register(context.memory_pool());
+        let chain = guarded(&self.step, || Ok((self.chain)()))?;
+        let (step, step2) = (self.step.clone(), self.step.clone());
+        let (codec, codec2) = (self.codec.clone(), self.codec.clone());
+        let (insert, insert2) = (self.insert.clone(), self.insert.clone());
+        Ok(stateful_stream(
+            self.schema(),
+            input,
+            State {
+                chain,
+                map: FxHashMap::default(),
+                reservation,
+            },
+            Box::new(move |st: &mut State<I, K, A>, batch| {
+                let State { chain, map, .. } = st;
+                guarded(&step, || {
+                    chain.push_batch(&batch, &mut |row| call_user(&step, || insert(map, row)))
+                })?;
+                Ok(st.maybe_flush(&step, &codec, batch_rows)?)
+            }),
+            Box::new(move |st: &mut State<I, K, A>| {
+                let State { chain, map, .. } = st;
+                guarded(&step2, || {
+                    chain.finish(&mut |row| call_user(&step2, || insert2(map, row)))
+                })?;
+                Ok(st.flush(&step2, &codec2, batch_rows)?)
+            }),
+        ))
+    }
+}

@@ -1,0 +1,468 @@
+//! The Beam face: `Pipeline`, `PCollection<T>`, named `PTransform`s.
+//!
+//! `apply("Name", transform)` expands the transform inside the name scope
+//! `Name`, so every step it creates is called `Name/...` (nested composites
+//! give `Outer/Inner/...`). Steps applied without a name get deterministic
+//! ones. Names label EXPLAIN output and metrics and address closures in the
+//! codec. Writes are deferred until [`Pipeline::run`], as in Beam.
+
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::combine::CombineFn;
+use crate::context::Context;
+use crate::dataset::{Dataset, Key, WriteSummary};
+use crate::error::{Error, Result};
+use crate::rows::Data;
+
+type Sink = Box<dyn FnOnce() -> Result<WriteSummary> + Send>;
+
+struct PipelineInner {
+    ctx: Context,
+    sinks: Mutex<Vec<(String, Sink)>>,
+    errors: Mutex<Vec<Error>>,
+}
+
+/// A pipeline: a graph of named transforms, run by [`run`](Self::run).
+#[derive(Clone)]
+pub struct Pipeline {
+    inner: Arc<PipelineInner>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pipeline")
+    }
+}
+
+/// What [`Pipeline::run`] reports: one entry per write, in the order applied.
+#[derive(Debug, Clone)]
+pub struct PipelineResult {
+    /// `(step name, summary)` of every write.
+    pub writes: Vec<(String, WriteSummary)>,
+}
+
+/// The input of root transforms (reads, `Create`).
+#[derive(Clone, Debug)]
+pub struct PBegin {
+    pipeline: Pipeline,
+}
+
+impl PBegin {
+    /// The pipeline.
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+}
+
+/// A transform from `In` to `Self::Out`; composites call `apply` on their input.
+pub trait PTransform<In> {
+    /// What the transform produces.
+    type Out;
+    /// Builds the transform's steps.
+    fn expand(self, input: In) -> Self::Out;
+}
+
+/// A distributed collection of `T` in a pipeline.
+pub struct PCollection<T> {
+    pipeline: Pipeline,
+    ds: Dataset<T>,
+}
+
+impl<T> Clone for PCollection<T> {
+    fn clone(&self) -> Self {
+        Self {
+            pipeline: self.pipeline.clone(),
+            ds: self.ds.clone(),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for PCollection<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PCollection<{}>", std::any::type_name::<T>())
+    }
+}
+
+/// Marks a transform that produces nothing (a write).
+#[derive(Debug, Clone, Copy)]
+pub struct PDone;
+
+impl Pipeline {
+    /// A pipeline on a new default context (every core).
+    pub fn new() -> Result<Self> {
+        Ok(Self::with_context(Context::new()?))
+    }
+
+    /// A pipeline on the given context.
+    pub fn with_context(ctx: Context) -> Self {
+        Self {
+            inner: Arc::new(PipelineInner {
+                ctx,
+                sinks: Mutex::new(Vec::new()),
+                errors: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// The context the pipeline runs in.
+    pub fn context(&self) -> &Context {
+        &self.inner.ctx
+    }
+
+    /// Applies a root transform under the step name `name`.
+    pub fn apply<X: PTransform<PBegin>>(&self, name: &str, transform: X) -> X::Out {
+        let begin = PBegin {
+            pipeline: self.clone(),
+        };
+        self.inner.ctx.in_scope(name, || transform.expand(begin))
+    }
+
+    /// Wraps a dataset as a collection of this pipeline.
+    pub fn collection<T>(&self, ds: Dataset<T>) -> PCollection<T> {
+        PCollection {
+            pipeline: self.clone(),
+            ds,
+        }
+    }
+
+    /// Records an error found while building (reported by `run`).
+    pub(crate) fn fail(&self, e: Error) {
+        self.inner.errors.lock().push(e);
+    }
+
+    /// Runs every write of the pipeline, in the order they were applied.
+    pub fn run(&self) -> Result<PipelineResult> {
+        if let Some(e) = self.inner.errors.lock().drain(..).next() {
+            return Err(e);
+        }
+        let sinks: Vec<(String, Sink)> = std::mem::take(&mut *self.inner.sinks.lock());
+        let mut writes = Vec::new();
+        for (name, sink) in sinks {
+            writes.push((name, sink()?));
+        }
+        Ok(PipelineResult { writes })
+    }
+}
+
+impl<T: Data> PCollection<T> {
+    /// Applies a transform under the step name `name`.
+    pub fn apply<X: PTransform<PCollection<T>>>(self, name: &str, transform: X) -> X::Out {
+        let ctx = self.pipeline.inner.ctx.clone();
+        ctx.in_scope(name, || transform.expand(self))
+    }
+
+    /// The collection as a `Dataset` (same plan).
+    pub fn dataset(&self) -> &Dataset<T> {
+        &self.ds
+    }
+
+    /// Consumes the collection into its `Dataset`.
+    pub fn into_dataset(self) -> Dataset<T> {
+        self.ds
+    }
+
+    /// The pipeline the collection belongs to.
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    /// A new collection of the same pipeline.
+    pub fn with<U>(&self, ds: Dataset<U>) -> PCollection<U> {
+        PCollection {
+            pipeline: self.pipeline.clone(),
+            ds,
+        }
+    }
+
+    /// EXPLAIN output for the collection's plan.
+    pub fn explain(&self) -> Result<String> {
+        self.ds.explain()
+    }
+}
+
+/// Reads text files as lines (Beam's `ReadFromText`).
+#[derive(Debug, Clone)]
+pub struct ReadText {
+    paths: Vec<PathBuf>,
+}
+
+impl ReadText {
+    /// Reads files, directories or globs.
+    pub fn from<P: AsRef<Path>>(paths: &[P]) -> Self {
+        Self {
+            paths: paths.iter().map(|p| p.as_ref().to_path_buf()).collect(),
+        }
+    }
+}
+
+impl PTransform<PBegin> for ReadText {
+    type Out = PCollection<String>;
+    fn expand(self, input: PBegin) -> PCollection<String> {
+        let p = input.pipeline;
+        let ds = match p.context().read_text(&self.paths) {
+            Ok(ds) => ds,
+            Err(e) => {
+                p.fail(e);
+                p.context().from_vec(Vec::new())
+            }
+        };
+        p.collection(ds)
+    }
+}
+
+/// Creates a collection from in-memory values (Beam's `Create`).
+#[derive(Debug, Clone)]
+pub struct Create<T>(pub Vec<T>);
+
+impl<T: Data> PTransform<PBegin> for Create<T> {
+    type Out = PCollection<T>;
+    fn expand(self, input: PBegin) -> PCollection<T> {
+        let ds = input.pipeline.context().from_vec(self.0);
+        input.pipeline.collection(ds)
+    }
+}
+
+/// Writes text lines into a directory, when the pipeline runs (Beam's `WriteToText`).
+#[derive(Debug, Clone)]
+pub struct WriteText {
+    dir: PathBuf,
+}
+
+impl WriteText {
+    /// Writes into `dir` (which must not exist yet).
+    pub fn to(dir: impl AsRef<Path>) -> Self {
+        Self {
+            dir: dir.as_ref().to_path_buf(),
+        }
+    }
+}
+
+impl<T: Data> PTransform<PCollection<T>> for WriteText {
+    type Out = PDone;
+    fn expand(self, input: PCollection<T>) -> PDone {
+        let name = input.pipeline.context().step_name("write_text");
+        let ds = input.ds;
+        let dir = self.dir;
+        input
+            .pipeline
+            .inner
+            .sinks
+            .lock()
+            .push((name, Box::new(move || ds.write_text(&dir))));
+        PDone
+    }
+}
+
+/// Applies a function to each element (Beam's `Map`).
+pub struct Map<F, U> {
+    f: F,
+    _u: PhantomData<fn() -> U>,
+}
+
+impl<F, U> Map<F, U> {
+    /// Maps with `f`.
+    pub fn new(f: F) -> Self {
+        Self { f, _u: PhantomData }
+    }
+}
+
+impl<T: Data, U: Data, F: Fn(T) -> U + Send + Sync + 'static> PTransform<PCollection<T>>
+    for Map<F, U>
+{
+    type Out = PCollection<U>;
+    fn expand(self, input: PCollection<T>) -> PCollection<U> {
+        let ds = input.ds.clone().map(self.f);
+        input.with(ds)
+    }
+}
+
+/// Applies a function returning many elements to each element (Beam's `FlatMap`).
+pub struct FlatMap<F, I> {
+    f: F,
+    _i: PhantomData<fn() -> I>,
+}
+
+impl<F, I> FlatMap<F, I> {
+    /// Flat-maps with `f`.
+    pub fn new(f: F) -> Self {
+        Self { f, _i: PhantomData }
+    }
+}
+
+impl<T, I, F> PTransform<PCollection<T>> for FlatMap<F, I>
+where
+    T: Data,
+    I: IntoIterator + 'static,
+    I::Item: Data,
+    F: Fn(T) -> I + Send + Sync + 'static,
+{
+    type Out = PCollection<I::Item>;
+    fn expand(self, input: PCollection<T>) -> PCollection<I::Item> {
+        let ds = input.ds.clone().flat_map(self.f);
+        input.with(ds)
+    }
+}
+
+/// Keeps the elements a predicate accepts (Beam's `Filter`).
+pub struct Filter<F> {
+    f: F,
+}
+
+impl<F> Filter<F> {
+    /// Filters with `f`.
+    pub fn new(f: F) -> Self {
+        Self { f }
+    }
+}
+
+impl<T: Data, F: Fn(&T) -> bool + Send + Sync + 'static> PTransform<PCollection<T>> for Filter<F> {
+    type Out = PCollection<T>;
+    fn expand(self, input: PCollection<T>) -> PCollection<T> {
+        let ds = input.ds.clone().filter(self.f);
+        input.with(ds)
+    }
+}
+
+/// Counting transforms (Beam's `Count`).
+#[derive(Debug, Clone, Copy)]
+pub struct Count;
+
+/// Counts each distinct element: `(element, count)`.
+#[derive(Debug, Clone, Copy)]
+pub struct CountPerElement;
+
+/// Counts all elements: one `u64`.
+#[derive(Debug, Clone, Copy)]
+pub struct CountGlobally;
+
+impl Count {
+    /// `(element, count)` for each distinct element.
+    pub fn per_element() -> CountPerElement {
+        CountPerElement
+    }
+    /// The number of elements, as a one-element collection.
+    pub fn globally() -> CountGlobally {
+        CountGlobally
+    }
+}
+
+impl<T: Data + Hash + Eq> PTransform<PCollection<T>> for CountPerElement {
+    type Out = PCollection<(T, u64)>;
+    fn expand(self, input: PCollection<T>) -> PCollection<(T, u64)> {
+        let ds = input.ds.clone().count_per_element();
+        input.with(ds)
+    }
+}
+
+impl<T: Data> PTransform<PCollection<T>> for CountGlobally {
+    type Out = PCollection<u64>;
+    fn expand(self, input: PCollection<T>) -> PCollection<u64> {
+        let ds = input
+            .ds
+            .clone()
+            .map(|_| (0u8, 1u64))
+            .reduce_by_key(|a, b| a + b)
+            .map(|(_, n)| n);
+        input.with(ds)
+    }
+}
+
+/// Combining transforms (Beam's `Combine`).
+#[derive(Debug, Clone, Copy)]
+pub struct Combine;
+
+/// See [`Combine::globally`].
+pub struct CombineGlobally<C>(C);
+
+/// See [`Combine::per_key`].
+pub struct CombinePerKey<C>(C);
+
+impl Combine {
+    /// Combines all elements into one value.
+    pub fn globally<C>(c: C) -> CombineGlobally<C> {
+        CombineGlobally(c)
+    }
+    /// Combines the values of each key.
+    pub fn per_key<C>(c: C) -> CombinePerKey<C> {
+        CombinePerKey(c)
+    }
+}
+
+impl<T: Data, C: CombineFn<T>> PTransform<PCollection<T>> for CombineGlobally<C> {
+    type Out = PCollection<C::Output>;
+    fn expand(self, input: PCollection<T>) -> PCollection<C::Output> {
+        let ds = input
+            .ds
+            .clone()
+            .map(|t| (0u8, t))
+            .combine_per_key(self.0)
+            .map(|(_, out)| out);
+        input.with(ds)
+    }
+}
+
+impl<K: Key, V: Data, C: CombineFn<V>> PTransform<PCollection<(K, V)>> for CombinePerKey<C> {
+    type Out = PCollection<(K, C::Output)>;
+    fn expand(self, input: PCollection<(K, V)>) -> PCollection<(K, C::Output)> {
+        let ds = input.ds.clone().combine_per_key(self.0);
+        input.with(ds)
+    }
+}
+
+/// Groups values by key into lists (Beam's `GroupByKey`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GroupByKey;
+
+impl<K: Key, V: Data> PTransform<PCollection<(K, V)>> for GroupByKey {
+    type Out = PCollection<(K, Vec<V>)>;
+    fn expand(self, input: PCollection<(K, V)>) -> PCollection<(K, Vec<V>)> {
+        let ds = input.ds.clone().group_by_key().collect_lists();
+        input.with(ds)
+    }
+}
+
+/// The greatest elements (Beam's `Top`).
+#[derive(Debug, Clone, Copy)]
+pub struct Top;
+
+/// See [`Top::of`] and [`Top::by`].
+pub struct TopOf<F, K> {
+    n: usize,
+    key: F,
+    _k: PhantomData<fn() -> K>,
+}
+
+impl Top {
+    /// The `n` greatest elements, greatest first.
+    #[allow(clippy::type_complexity)]
+    pub fn of<T: Ord + Clone>(n: usize) -> TopOf<fn(&T) -> T, T> {
+        TopOf {
+            n,
+            key: T::clone,
+            _k: PhantomData,
+        }
+    }
+    /// The `n` elements with the greatest keys, greatest first.
+    pub fn by<F, K>(n: usize, key: F) -> TopOf<F, K> {
+        TopOf {
+            n,
+            key,
+            _k: PhantomData,
+        }
+    }
+}
+
+impl<T: Data, K: Ord + Send + 'static, F: Fn(&T) -> K + Send + Sync + 'static>
+    PTransform<PCollection<T>> for TopOf<F, K>
+{
+    type Out = PCollection<T>;
+    fn expand(self, input: PCollection<T>) -> PCollection<T> {
+        let ds = input.ds.clone().top_by(self.n, self.key);
+        input.with(ds)
+    }
+}

@@ -1,0 +1,96 @@
+//! Errors of the I/O layer.
+
+use std::path::PathBuf;
+
+/// Result alias for spate-io.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An I/O-layer error. Each variant names the file (and offset) it is about.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An input path, directory or glob matched nothing.
+    #[error("input path does not exist: {}", path.display())]
+    InputNotFound {
+        /// The path as the user gave it.
+        path: PathBuf,
+    },
+    /// A glob pattern could not be parsed.
+    #[error("invalid input pattern {pattern:?}: {message}")]
+    BadPattern {
+        /// The pattern.
+        pattern: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Reading or writing a file failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done ("reading", "creating", ...).
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Text input that is not valid UTF-8.
+    #[error(
+        "invalid UTF-8 in {} at byte offset {offset} (in the line starting at byte offset {line_start})",
+        path.display()
+    )]
+    InvalidUtf8 {
+        /// The file.
+        path: PathBuf,
+        /// Offset of the first invalid byte in the (decompressed) file.
+        offset: u64,
+        /// Offset of the start of the line holding it.
+        line_start: u64,
+    },
+    /// The output directory exists already; spate never overwrites output.
+    #[error("output directory already exists: {} (remove it or choose another)", path.display())]
+    OutputExists {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A line longer than the reader accepts (a sign of binary input).
+    #[error("line longer than {limit} bytes in {} at byte offset {offset}", path.display())]
+    LineTooLong {
+        /// The file.
+        path: PathBuf,
+        /// Offset of the start of the line.
+        offset: u64,
+        /// The limit in bytes.
+        limit: usize,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Whether the error is about the user's input or arguments (exit code 2)
+    /// rather than a failure while running (exit code 1).
+    pub fn is_user_input(&self) -> bool {
+        matches!(
+            self,
+            Error::InputNotFound { .. }
+                | Error::BadPattern { .. }
+                | Error::InvalidUtf8 { .. }
+                | Error::OutputExists { .. }
+                | Error::LineTooLong { .. }
+                | Error::Io { .. }
+        )
+    }
+}
+
+impl From<Error> for datafusion::error::DataFusionError {
+    fn from(e: Error) -> Self {
+        datafusion::error::DataFusionError::External(Box::new(e))
+    }
+}

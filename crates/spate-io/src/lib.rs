@@ -1,0 +1,29 @@
+//! # spate-io — sources and sinks
+//!
+//! The parts of spate that touch files, written as DataFusion execution nodes so
+//! that every face (MapReduce, `Dataset`, `Pipeline`, SQL) reads and writes the
+//! same way, locally and on a cluster.
+//!
+//! ```text
+//!  inputs (files, dirs, globs; .gz/.zst)           outputs (directory)
+//!        │ expand + split on line ends                   ▲ atomic commit
+//!        ▼                                                │ (_SUCCESS, rename)
+//!  TextSourceExec ──► ... plan ... ──► WriteExec (part-00000, part-00001, ...)
+//! ```
+//!
+//! - [`source`]: expands input paths and reads text files as batches of lines,
+//!   splitting large uncompressed files into byte ranges on line boundaries
+//!   (Hadoop's `LineRecordReader` rule) so one big file uses every core.
+//! - [`sink`]: writes partitions as Hadoop-style `part-NNNNN` files (text lines
+//!   or JSON lines) into a staging directory.
+//! - [`commit`]: publishes a staging directory atomically: the output directory
+//!   appears complete, with a `_SUCCESS` marker, or not at all.
+//! - [`progress`]: shared counters (bytes read, rows) for progress reporting.
+
+pub mod commit;
+pub mod error;
+pub mod progress;
+pub mod sink;
+pub mod source;
+
+pub use error::{Error, Result};
