@@ -28,7 +28,8 @@ use datafusion::physical_expr::{
 };
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
+    PlanProperties,
 };
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
 use spate_io::source::{InputFile, TextSourceExec, line_schema, plan_splits};
@@ -315,10 +316,23 @@ impl ExecutionPlan for OpExec {
                     });
                 vec![LexRequirement::new(reqs).map(OrderingRequirements::new)]
             }
-            _ => vec![None],
+            // Per-row ops keep their input's order within a partition: asking
+            // for the order the input already has keeps a sort below a `map`
+            // from being dropped as useless, without moving it.
+            InputShape::Any => vec![
+                self.input
+                    .output_ordering()
+                    .and_then(|o| {
+                        LexRequirement::new(o.iter().cloned().map(PhysicalSortRequirement::from))
+                    })
+                    .map(OrderingRequirements::new),
+            ],
+            InputShape::Single => vec![None],
         }
     }
     fn maintains_input_order(&self) -> Vec<bool> {
+        // Ops change the columns, so DataFusion must not push sorts through
+        // them by column index (which `true` here would allow).
         vec![false]
     }
     fn benefits_from_input_partitioning(&self) -> Vec<bool> {

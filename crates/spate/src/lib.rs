@@ -1,1 +1,37 @@
-//! placeholder
+//! # spate
+//!
+//! One data-processing system with four faces over one engine (Apache Arrow +
+//! Apache DataFusion, Ballista past one machine):
+//!
+//! ```text
+//!  MapReduce jobs ─┐
+//!  Dataset<T>     ─┼─► one DataFusion plan ─► every core, memory budget, spill
+//!  Pipeline       ─┤
+//!  SQL/DataFrame  ─┘
+//! ```
+//!
+//! Start with [`prelude`]; the canonical programs are in `examples/` and
+//! [`jobs`]; [`testing`] has Beam-style assertions for tests.
+//!
+//! ```
+//! use spate::prelude::*;
+//! let ctx = Context::new()?;
+//! let lines = ctx.from_vec(vec!["the cat".to_string(), "the dog".to_string()]);
+//! let counts = lines.flat_map(into_words).count_by_value().sort_by(|(w, _)| w.clone(), true);
+//! assert_eq!(counts.collect()?[2], ("the".into(), 2));
+//! # Ok::<(), spate::Error>(())
+//! ```
+
+pub mod jobs;
+pub mod testing;
+
+pub use spate_core::{
+    Config, Context, Data, Dataset, Error, GroupedDataset, Result, WriteSummary, codec, combine,
+    context, dataset, error, mapreduce, node, ops, pipeline, rows, text,
+};
+pub use spate_io as io;
+
+/// Everything a job needs: `use spate::prelude::*;`.
+pub mod prelude {
+    pub use spate_core::prelude::*;
+}
