@@ -1,1 +1,287 @@
-fn main() {}
+//! The `spate` command: argument parsing, progress and output. Job logic lives
+//! in the `spate` library (`spate::jobs`).
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use spate::io::progress::Progress;
+use spate::jobs::{self, Face, Job};
+use spate::prelude::*;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// spate: MapReduce, typed Datasets, Beam-style pipelines and SQL on Apache DataFusion.
+#[derive(Parser, Debug)]
+#[command(name = "spate", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a built-in job.
+    Run(RunArgs),
+    /// Print the plan of a built-in job (logical and physical, with step names) without running it.
+    Explain(RunArgs),
+    /// Generate a deterministic English-like text and run word count and most-used word on it.
+    Demo(DemoArgs),
+}
+
+#[derive(Args, Debug)]
+struct DemoArgs {
+    /// Size of the generated text, e.g. 200MiB or 1GiB.
+    #[arg(long, default_value = "200MiB")]
+    size: String,
+    /// Where to keep the generated text and the output (default: a `spate-demo` directory in the system temp dir).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum JobArg {
+    /// `word<TAB>count` for every word, sorted by word.
+    Wordcount,
+    /// The most used word: one `word<TAB>count` line (ties: first word alphabetically).
+    MostUsedWord,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum, Default)]
+enum FaceArg {
+    /// Spark-style typed Dataset code.
+    #[default]
+    Dataset,
+    /// Beam-style Pipeline of named transforms.
+    Pipeline,
+    /// mrjob-style MapReduce steps.
+    Mapreduce,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// The job to run.
+    job: JobArg,
+    /// Input files, directories or glob patterns (.gz and .zst are decompressed).
+    #[arg(long, short, required = true, num_args = 1..)]
+    input: Vec<PathBuf>,
+    /// Output directory (must not exist), or `-` for stdout.
+    #[arg(long, short, default_value = "-")]
+    output: String,
+    /// Which face of spate runs the job.
+    #[arg(long, value_enum, default_value_t = FaceArg::Dataset)]
+    face: FaceArg,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Memory budget, e.g. 2GiB or 512MiB; operators spill to disk beyond it.
+    #[arg(long, value_name = "SIZE")]
+    memory_limit: Option<String>,
+    /// Never draw a progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+    /// With `explain`: run the job and show each step's metrics (rows, time, spills).
+    #[arg(long)]
+    analyze: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let mut msg = format!("spate: error: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                let text = s.to_string();
+                if !msg.contains(&text) {
+                    msg.push_str(&format!("\n  caused by: {text}"));
+                }
+                source = s.source();
+            }
+            eprintln!("{msg}");
+            if e.is_user_input() { ExitCode::from(2) } else { ExitCode::from(1) }
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Run(args) => run_job(&args),
+        Command::Explain(args) => {
+            let (_ctx, ds) = build(&args)?;
+            if args.analyze {
+                println!("{}", ds.explain_analyze()?);
+            } else {
+                println!("{}", ds.explain()?);
+            }
+            Ok(())
+        }
+        Command::Demo(args) => demo(&args),
+    }
+}
+
+fn demo(args: &DemoArgs) -> Result<()> {
+    let bytes = spate::context::parse_bytes(&args.size)? as u64;
+    let dir = args.dir.clone().unwrap_or_else(|| std::env::temp_dir().join("spate-demo"));
+    std::fs::create_dir_all(&dir).map_err(|e| Error::Usage(format!("cannot create {}: {e}", dir.display())))?;
+    let text = dir.join(format!("corpus-{bytes}.txt"));
+    if std::fs::metadata(&text).map(|m| m.len() < bytes).unwrap_or(true) {
+        let t = Instant::now();
+        eprintln!("generating {} of text in {} ...", args.size, text.display());
+        spate::jobs::corpus::write_file(&text, bytes, 42)
+            .map_err(|e| Error::Internal(format!("writing {}: {e}", text.display())))?;
+        eprintln!("  done in {:.2}s", t.elapsed().as_secs_f64());
+    }
+    let mut config = Context::builder();
+    if let Some(t) = args.threads {
+        config.threads(t);
+    }
+    let ctx = config.build()?;
+    let inputs = vec![text.clone()];
+    println!("input: {} ({:.0} MiB), {} threads", text.display(), bytes as f64 / (1u64 << 20) as f64, ctx.threads());
+
+    let out = dir.join(format!("wordcount-{}", std::process::id()));
+    let t = Instant::now();
+    let summary = jobs::build(&ctx, Job::WordCount, Face::Dataset, &inputs)?.write_text(&out)?;
+    let wc_secs = t.elapsed().as_secs_f64();
+    println!("word count: {} distinct words written to {} in {wc_secs:.3}s", summary.rows, summary.path.display());
+    let top = ctx
+        .read_text(&inputs)?
+        .flat_map(into_words)
+        .count_by_value()
+        .top_by(10, jobs::by_count_then_word)
+        .collect()?;
+    println!("top words:");
+    for (w, c) in &top {
+        println!("  {w:<12} {c}");
+    }
+    let t = Instant::now();
+    let best = jobs::build(&ctx, Job::MostUsedWord, Face::Dataset, &inputs)?.collect()?;
+    let mu_secs = t.elapsed().as_secs_f64();
+    if let Some((w, c)) = best.first() {
+        println!("most used word: {w}\t{c} ({mu_secs:.3}s)");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+    Ok(())
+}
+
+fn build(args: &RunArgs) -> Result<(Context, Dataset<(Word, u64)>)> {
+    let mut config = Context::builder();
+    if let Some(t) = args.threads {
+        config.threads(t);
+    }
+    if let Some(m) = &args.memory_limit {
+        config.memory_limit(spate::context::parse_bytes(m)?);
+    }
+    let ctx = config.build()?;
+    let job = match args.job {
+        JobArg::Wordcount => Job::WordCount,
+        JobArg::MostUsedWord => Job::MostUsedWord,
+    };
+    let face = match args.face {
+        FaceArg::Dataset => Face::Dataset,
+        FaceArg::Pipeline => Face::Pipeline,
+        FaceArg::Mapreduce => Face::MapReduce,
+    };
+    let ds = jobs::build(&ctx, job, face, &args.input)?;
+    Ok((ctx, ds))
+}
+
+fn run_job(args: &RunArgs) -> Result<()> {
+    let start = Instant::now();
+    let (ctx, ds) = build(args)?;
+    let progress = (!args.quiet && std::io::stderr().is_terminal()).then(|| ProgressBar::start(ctx.progress().clone()));
+    let result = if args.output == "-" {
+        print_stdout(ds)
+    } else {
+        ds.write_text(&args.output).map(Some)
+    };
+    if let Some(p) = progress {
+        p.finish();
+    }
+    let summary = result?;
+    if let Some(s) = summary {
+        eprintln!(
+            "spate: wrote {} rows to {} ({} part files) in {:.3}s",
+            s.rows,
+            s.path.display(),
+            s.files,
+            start.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// Prints rows as `key<TAB>value` lines; a closed pipe (`| head`) is not an error.
+fn print_stdout(ds: Dataset<(Word, u64)>) -> Result<Option<WriteSummary>> {
+    let batches = ds.collect_batches()?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for b in &batches {
+        let text = spate::io::sink::batch_to_text(b).map_err(spate::error::from_df)?;
+        if let Err(e) = out.write_all(&text) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok(None);
+            }
+            return Err(Error::Internal(format!("writing to stdout: {e}")));
+        }
+    }
+    match out.flush() {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Internal(format!("writing to stdout: {e}"))),
+        _ => Ok(None),
+    }
+}
+
+/// A progress bar on stderr for jobs that run over a second.
+struct ProgressBar {
+    done: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ProgressBar {
+    fn start(progress: Arc<Progress>) -> Self {
+        let done = Arc::new(AtomicBool::new(false));
+        let flag = done.clone();
+        let thread = std::thread::spawn(move || {
+            let started = Instant::now();
+            let mut bar: Option<indicatif::ProgressBar> = None;
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+                if started.elapsed() < Duration::from_secs(1) {
+                    continue;
+                }
+                let b = bar.get_or_insert_with(|| {
+                    let b = indicatif::ProgressBar::new(progress.bytes_total().max(1));
+                    if let Ok(style) = indicatif::ProgressStyle::with_template(
+                        "{spinner} [{elapsed_precise}] {wide_bar} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {msg}",
+                    ) {
+                        b.set_style(style);
+                    }
+                    b
+                });
+                b.set_position(progress.bytes_read());
+                b.set_message(format!("{} rows", progress.rows_read()));
+            }
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+        });
+        Self { done, thread: Some(thread) }
+    }
+
+    fn finish(mut self) {
+        self.done.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -167,6 +167,7 @@ impl Context {
     }
 
     /// A dataset of the rows an iterator yields.
+    #[allow(clippy::should_implement_trait)]
     pub fn from_iter<T: Data>(&self, rows: impl IntoIterator<Item = T>) -> Dataset<T> {
         self.from_vec(rows.into_iter().collect())
     }
@@ -499,6 +500,22 @@ impl<T: Data> Dataset<T> {
             "== Logical plan ==\n{}\n\n== Physical plan ==\n{}",
             optimized.display_indent(),
             displayable(physical.as_ref()).indent(false)
+        ))
+    }
+
+    /// Runs the job (discarding its output) and returns the physical plan
+    /// annotated with per-step metrics: rows produced, compute time, spills.
+    pub fn explain_analyze(self) -> Result<String> {
+        let ctx = self.ctx.clone();
+        let physical = self.physical_plan()?;
+        ctx.block_on(async {
+            let task = ctx.session().task_ctx();
+            datafusion::physical_plan::collect(physical.clone(), task).await
+        })
+        .map_err(from_df)?;
+        Ok(format!(
+            "== Physical plan with metrics ==\n{}",
+            datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(physical.as_ref()).indent(false)
         ))
     }
 

@@ -117,6 +117,7 @@ type StepsFn<I, O> = Arc<dyn Fn(Dataset<I>) -> Dataset<O> + Send + Sync>;
 /// The steps of a job, from input records `I` to output records `O`.
 pub struct Steps<I, O> {
     apply: StepsFn<I, O>,
+    count: usize,
 }
 
 impl<I: Data> Steps<I, I> {
@@ -124,6 +125,7 @@ impl<I: Data> Steps<I, I> {
     pub fn new() -> Self {
         Steps {
             apply: Arc::new(|ds| ds),
+            count: 0,
         }
     }
 }
@@ -139,28 +141,35 @@ const COMBINE_BUFFER: usize = 1 << 16;
 
 impl<I: Data, O: Data> Steps<I, O> {
     /// A job of one step.
-    pub fn of<S: MRStep<Input = I, Output = O>>(step: S) -> Self
-    where
-        I: Data,
-    {
+    pub fn of<S: MRStep<Input = I, Output = O>>(step: S) -> Self {
         Steps::<I, I>::new().then(step)
     }
 
     /// Appends a map → shuffle → reduce step.
     pub fn then<S: MRStep<Input = O>>(self, step: S) -> Steps<I, S::Output> {
         let prev = self.apply;
+        let name = format!("step-{}", self.count + 1);
         Steps {
-            apply: Arc::new(move |ds| run_step(prev(ds), step.clone())),
+            apply: Arc::new(move |ds| {
+                let ds = prev(ds);
+                let ctx = ds.context().clone();
+                ctx.in_scope(&name, || run_step(ds, step.clone()))
+            }),
+            count: self.count + 1,
         }
     }
 
     /// Appends a map-only step.
     pub fn then_map_only<S: MRMapStep<Input = O>>(self, step: S) -> Steps<I, S::Output> {
         let prev = self.apply;
+        let name = format!("step-{}", self.count + 1);
         Steps {
+            count: self.count + 1,
             apply: Arc::new(move |ds| {
                 let s = step.clone();
-                prev(ds).map_partitions_with(
+                let ds = prev(ds);
+                let ctx = ds.context().clone();
+                ctx.in_scope(&name, || ds.map_partitions_with(
                     "mapper",
                     move || {
                         let mut s = s.clone();
@@ -171,7 +180,7 @@ impl<I: Data, O: Data> Steps<I, O> {
                     Some(Arc::new(|s: &mut S, emit: &mut dyn FnMut(S::Output)| {
                         s.mapper_final(&mut Emitter::new(emit))
                     })),
-                )
+                ))
             }),
         }
     }

@@ -27,6 +27,9 @@ use datafusion::physical_expr::{
     PhysicalSortRequirement,
 };
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::StreamExt;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
     PlanProperties,
@@ -225,6 +228,7 @@ pub struct OpExec {
     op: Arc<dyn PartitionOp>,
     input: Arc<dyn ExecutionPlan>,
     properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
 }
 
 impl OpExec {
@@ -244,6 +248,7 @@ impl OpExec {
             op,
             input,
             properties,
+            metrics: ExecutionPlanMetricsSet::new(),
         }
     }
 
@@ -355,7 +360,21 @@ impl ExecutionPlan for OpExec {
         context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
         let input = self.input.execute(partition, context.clone())?;
-        self.op.run(input, partition, context)
+        let output = self.op.run(input, partition, context)?;
+        // Per-step metrics: rows out and time spent producing them (which
+        // includes the time the op waits for its input).
+        let metrics = BaselineMetrics::new(&self.metrics, partition);
+        let schema = output.schema();
+        let counted = output.map(move |batch| {
+            let batch = batch?;
+            metrics.record_output(batch.num_rows());
+            Ok(batch)
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, counted)))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
     }
 }
 

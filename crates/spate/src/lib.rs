@@ -22,6 +22,9 @@
 //! # Ok::<(), spate::Error>(())
 //! ```
 
+// Lets shared job code (also compiled into the examples) name this crate `spate`.
+extern crate self as spate;
+
 pub mod jobs;
 pub mod testing;
 
@@ -30,6 +33,11 @@ pub use spate_core::{
     context, dataset, error, mapreduce, node, ops, pipeline, rows, text,
 };
 pub use spate_io as io;
+
+/// The README's code blocks, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
 
 /// Everything a job needs: `use spate::prelude::*;`.
 pub mod prelude {

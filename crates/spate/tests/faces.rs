@@ -1,4 +1,5 @@
 //! The three faces give identical output on the same input.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::io::Write;
 use std::path::PathBuf;

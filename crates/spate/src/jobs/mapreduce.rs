@@ -1,9 +1,9 @@
 //! Word count and most-used word as mrjob-style MapReduce jobs.
+//! (Also compiled into `examples/*_mapreduce.rs`.)
 
 use std::cmp::Reverse;
 
-use spate_core::mapreduce::{Emitter, MRJob, MRStep, Steps};
-use spate_core::text::{Word, words};
+use spate::prelude::*;
 
 /// Step: lines → `(word, count)`, with a combiner.
 #[derive(Debug, Clone, Copy, Default)]

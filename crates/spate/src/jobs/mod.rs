@@ -6,7 +6,11 @@
 //! Word count output: `(word, count)` sorted by word; most-used word: the one
 //! `(word, count)` with the greatest count, ties broken by the word ascending.
 
+pub mod corpus;
 pub mod mapreduce;
+pub mod pipeline;
+
+pub use pipeline::CountWords;
 
 use std::cmp::Reverse;
 use std::path::PathBuf;
@@ -73,17 +77,4 @@ pub fn build(
         Job::WordCount => counts.sort_by(|(w, _)| w.clone(), true),
         Job::MostUsedWord => counts.top_by(1, by_count_then_word),
     })
-}
-
-/// Beam-style composite: lines → `(word, count)`.
-#[derive(Debug, Clone, Copy)]
-pub struct CountWords;
-
-impl PTransform<PCollection<String>> for CountWords {
-    type Out = PCollection<(Word, u64)>;
-    fn expand(self, lines: PCollection<String>) -> PCollection<(Word, u64)> {
-        lines
-            .apply("ExtractWords", FlatMap::new(into_words))
-            .apply("CountPerElement", Count::per_element())
-    }
 }
