@@ -85,13 +85,23 @@ fn count_range(file: &File, len: u64, start: u64, end: u64) -> FxHashMap<Box<[u8
         let n = file.read_at(&mut buf[carry..], pos).unwrap();
         let filled = carry + n;
         // Process whole lines that start before `end` (or everything at EOF).
-        let mut cut = if n == 0 { filled } else { buf[..filled].iter().rposition(|&c| c == b'\n').map_or(0, |i| i + 1) };
+        let mut cut = if n == 0 {
+            filled
+        } else {
+            buf[..filled]
+                .iter()
+                .rposition(|&c| c == b'\n')
+                .map_or(0, |i| i + 1)
+        };
         let block_start = pos - carry as u64;
         let mut stop = false;
         if block_start + cut as u64 > end {
             // Only lines starting at or before `end - 1` are ours.
             let limit = (end - block_start) as usize;
-            cut = buf[limit.saturating_sub(1)..filled].iter().position(|&c| c == b'\n').map_or(filled, |i| limit.saturating_sub(1) + i + 1);
+            cut = buf[limit.saturating_sub(1)..filled]
+                .iter()
+                .position(|&c| c == b'\n')
+                .map_or(filled, |i| limit.saturating_sub(1) + i + 1);
             stop = true;
         }
         let data = &buf[..cut];
@@ -150,7 +160,10 @@ fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
 fn data_file(bytes: u64) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let path = dir.join(format!("corpus-{bytes}.txt"));
-    if std::fs::metadata(&path).map(|m| m.len() < bytes).unwrap_or(true) {
+    if std::fs::metadata(&path)
+        .map(|m| m.len() < bytes)
+        .unwrap_or(true)
+    {
         eprintln!("generating {} of text at {}", bytes, path.display());
         corpus::write_file(&path, bytes, 42).unwrap();
     }
@@ -162,8 +175,13 @@ fn main() {
         return;
     }
     let bytes = parse_size(&std::env::var("SPATE_BENCH_BYTES").unwrap_or_else(|_| "1GiB".into()));
-    let runs: usize = std::env::var("SPATE_BENCH_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let runs: usize = std::env::var("SPATE_BENCH_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let path = data_file(bytes);
     let mib = std::fs::metadata(&path).unwrap().len() as f64 / (1 << 20) as f64;
     println!("word count on {mib:.0} MiB, {threads} threads, best of {runs}");
@@ -172,7 +190,12 @@ fn main() {
 
     let ctx = Context::new().unwrap();
     let (t_ds, ds) = best_of(runs, || {
-        ctx.read_text(&[&path]).unwrap().flat_map(into_words).count_by_value().collect().unwrap()
+        ctx.read_text(&[&path])
+            .unwrap()
+            .flat_map(into_words)
+            .count_by_value()
+            .collect()
+            .unwrap()
     });
     assert_eq!(ds.len(), hand.len(), "distinct words differ");
     for (w, c) in &ds {
@@ -182,7 +205,9 @@ fn main() {
     let exe = env!("CARGO_BIN_EXE_spate");
     let out_dir = tempfile::tempdir().unwrap();
     let (t_cli, _) = best_of(runs, || {
-        let out = out_dir.path().join(format!("wc-{}", Instant::now().elapsed().as_nanos()));
+        let out = out_dir
+            .path()
+            .join(format!("wc-{}", Instant::now().elapsed().as_nanos()));
         let st = Command::new(exe)
             .args(["run", "wordcount", "--quiet", "-i"])
             .arg(&path)
@@ -190,7 +215,11 @@ fn main() {
             .arg(&out)
             .output()
             .unwrap();
-        assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
         std::fs::remove_dir_all(&out).unwrap();
     });
 
@@ -200,15 +229,43 @@ fn main() {
     text.truncate(4096);
     std::fs::write(&small, &text).unwrap();
     let (t_small, _) = best_of(runs.max(10), || {
-        let st = Command::new(exe).args(["run", "wordcount", "--quiet", "-i"]).arg(&small).output().unwrap();
+        let st = Command::new(exe)
+            .args(["run", "wordcount", "--quiet", "-i"])
+            .arg(&small)
+            .output()
+            .unwrap();
         assert!(st.status.success());
     });
 
     let secs = |d: Duration| d.as_secs_f64();
     println!("{:<44} {:>9} {:>8}", "program", "seconds", "ratio");
-    println!("{:<44} {:>9.3} {:>8.2}", "hand-written Rust (FxHashMap, threads)", secs(t_hand), 1.0);
-    println!("{:<44} {:>9.3} {:>8.2}", "spate Dataset word count (in-process)", secs(t_ds), secs(t_ds) / secs(t_hand));
-    println!("{:<44} {:>9.3} {:>8.2}", "spate run wordcount (CLI, sorted output)", secs(t_cli), secs(t_cli) / secs(t_hand));
-    println!("{:<44} {:>9.3} {:>8}", "spate run wordcount on 4 KiB (start→exit)", secs(t_small), "-");
-    println!("throughput: spate {:.0} MiB/s, hand-written {:.0} MiB/s", mib / secs(t_ds), mib / secs(t_hand));
+    println!(
+        "{:<44} {:>9.3} {:>8.2}",
+        "hand-written Rust (FxHashMap, threads)",
+        secs(t_hand),
+        1.0
+    );
+    println!(
+        "{:<44} {:>9.3} {:>8.2}",
+        "spate Dataset word count (in-process)",
+        secs(t_ds),
+        secs(t_ds) / secs(t_hand)
+    );
+    println!(
+        "{:<44} {:>9.3} {:>8.2}",
+        "spate run wordcount (CLI, sorted output)",
+        secs(t_cli),
+        secs(t_cli) / secs(t_hand)
+    );
+    println!(
+        "{:<44} {:>9.3} {:>8}",
+        "spate run wordcount on 4 KiB (start→exit)",
+        secs(t_small),
+        "-"
+    );
+    println!(
+        "throughput: spate {:.0} MiB/s, hand-written {:.0} MiB/s",
+        mib / secs(t_ds),
+        mib / secs(t_hand)
+    );
 }

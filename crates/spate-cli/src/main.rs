@@ -108,7 +108,11 @@ fn main() -> ExitCode {
                 source = s.source();
             }
             eprintln!("{msg}");
-            if e.is_user_input() { ExitCode::from(2) } else { ExitCode::from(1) }
+            if e.is_user_input() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
 }
@@ -131,10 +135,17 @@ fn run(cli: Cli) -> Result<()> {
 
 fn demo(args: &DemoArgs) -> Result<()> {
     let bytes = spate::context::parse_bytes(&args.size)? as u64;
-    let dir = args.dir.clone().unwrap_or_else(|| std::env::temp_dir().join("spate-demo"));
-    std::fs::create_dir_all(&dir).map_err(|e| Error::Usage(format!("cannot create {}: {e}", dir.display())))?;
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("spate-demo"));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::Usage(format!("cannot create {}: {e}", dir.display())))?;
     let text = dir.join(format!("corpus-{bytes}.txt"));
-    if std::fs::metadata(&text).map(|m| m.len() < bytes).unwrap_or(true) {
+    if std::fs::metadata(&text)
+        .map(|m| m.len() < bytes)
+        .unwrap_or(true)
+    {
         let t = Instant::now();
         eprintln!("generating {} of text in {} ...", args.size, text.display());
         spate::jobs::corpus::write_file(&text, bytes, 42)
@@ -147,13 +158,22 @@ fn demo(args: &DemoArgs) -> Result<()> {
     }
     let ctx = config.build()?;
     let inputs = vec![text.clone()];
-    println!("input: {} ({:.0} MiB), {} threads", text.display(), bytes as f64 / (1u64 << 20) as f64, ctx.threads());
+    println!(
+        "input: {} ({:.0} MiB), {} threads",
+        text.display(),
+        bytes as f64 / (1u64 << 20) as f64,
+        ctx.threads()
+    );
 
     let out = dir.join(format!("wordcount-{}", std::process::id()));
     let t = Instant::now();
     let summary = jobs::build(&ctx, Job::WordCount, Face::Dataset, &inputs)?.write_text(&out)?;
     let wc_secs = t.elapsed().as_secs_f64();
-    println!("word count: {} distinct words written to {} in {wc_secs:.3}s", summary.rows, summary.path.display());
+    println!(
+        "word count: {} distinct words written to {} in {wc_secs:.3}s",
+        summary.rows,
+        summary.path.display()
+    );
     let top = ctx
         .read_text(&inputs)?
         .flat_map(into_words)
@@ -199,7 +219,8 @@ fn build(args: &RunArgs) -> Result<(Context, Dataset<(Word, u64)>)> {
 fn run_job(args: &RunArgs) -> Result<()> {
     let start = Instant::now();
     let (ctx, ds) = build(args)?;
-    let progress = (!args.quiet && std::io::stderr().is_terminal()).then(|| ProgressBar::start(ctx.progress().clone()));
+    let progress = (!args.quiet && std::io::stderr().is_terminal())
+        .then(|| ProgressBar::start(ctx.progress().clone()));
     let result = if args.output == "-" {
         print_stdout(ds)
     } else {
@@ -236,7 +257,9 @@ fn print_stdout(ds: Dataset<(Word, u64)>) -> Result<Option<WriteSummary>> {
         }
     }
     match out.flush() {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Internal(format!("writing to stdout: {e}"))),
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error::Internal(format!("writing to stdout: {e}")))
+        }
         _ => Ok(None),
     }
 }
@@ -275,7 +298,10 @@ impl ProgressBar {
                 b.finish_and_clear();
             }
         });
-        Self { done, thread: Some(thread) }
+        Self {
+            done,
+            thread: Some(thread),
+        }
     }
 
     fn finish(mut self) {

@@ -10,7 +10,11 @@ fn spate() -> Command {
 
 fn text_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("a.txt"), "The cat and the hat.\r\nThe END\n").unwrap();
+    std::fs::write(
+        dir.path().join("a.txt"),
+        "The cat and the hat.\r\nThe END\n",
+    )
+    .unwrap();
     std::fs::write(dir.path().join("b.txt"), "cat's cradle, the cat").unwrap();
     dir
 }
@@ -43,9 +47,18 @@ fn most_used_word_and_output_directory() {
         .success()
         .stderr(predicate::str::contains("wrote 1 rows"));
     assert!(out.join("_SUCCESS").exists());
-    assert_eq!(std::fs::read_to_string(out.join("part-00000")).unwrap(), "the\t4\n");
+    assert_eq!(
+        std::fs::read_to_string(out.join("part-00000")).unwrap(),
+        "the\t4\n"
+    );
     // Output is never overwritten: usage error.
-    spate().args(["run", "wordcount", "-i"]).arg(dir.path().join("a.txt")).arg("-o").arg(&out).assert().code(2);
+    spate()
+        .args(["run", "wordcount", "-i"])
+        .arg(dir.path().join("a.txt"))
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .code(2);
 }
 
 #[test]
@@ -54,8 +67,13 @@ fn exit_codes_and_messages() {
         .args(["run", "wordcount", "-i", "/no/such/input"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("input path does not exist: /no/such/input"));
-    spate().args(["run", "nosuchjob", "-i", "x"]).assert().code(2);
+        .stderr(predicate::str::contains(
+            "input path does not exist: /no/such/input",
+        ));
+    spate()
+        .args(["run", "nosuchjob", "-i", "x"])
+        .assert()
+        .code(2);
     spate().args(["run", "wordcount"]).assert().code(2);
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.txt");
@@ -66,7 +84,11 @@ fn exit_codes_and_messages() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("bad.txt").and(predicate::str::contains("byte offset 9")));
-    spate().args(["run", "wordcount", "--memory-limit", "lots", "-i"]).arg(&bad).assert().code(2);
+    spate()
+        .args(["run", "wordcount", "--memory-limit", "lots", "-i"])
+        .arg(&bad)
+        .assert()
+        .code(2);
 }
 
 #[test]
@@ -79,7 +101,9 @@ fn explain_shows_step_names() {
         .success()
         .stdout(
             predicate::str::contains("CountWords/ExtractWords/flat_map")
-                .and(predicate::str::contains("CountWords/CountPerElement/count_per_element"))
+                .and(predicate::str::contains(
+                    "CountWords/CountPerElement/count_per_element",
+                ))
                 .and(predicate::str::contains("ReadLines/read_text"))
                 .and(predicate::str::contains("TextSourceExec")),
         );
@@ -88,14 +112,25 @@ fn explain_shows_step_names() {
         .arg(dir.path())
         .assert()
         .success()
-        .stdout(predicate::str::contains("step-1/mapper").and(predicate::str::contains("step-2/reducer")));
+        .stdout(
+            predicate::str::contains("step-1/mapper")
+                .and(predicate::str::contains("step-2/reducer")),
+        );
 }
 
 #[test]
 fn version_and_help() {
-    spate().arg("--version").assert().success().stdout(predicate::str::starts_with("spate "));
+    spate()
+        .arg("--version")
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("spate "));
     for verb in ["run", "explain", "demo"] {
-        spate().args([verb, "--help"]).assert().success().stdout(predicate::str::contains("Usage"));
+        spate()
+            .args([verb, "--help"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("Usage"));
     }
 }
 
@@ -113,7 +148,11 @@ fn closed_stdout_is_not_an_error() {
         .unwrap();
     drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -124,5 +163,8 @@ fn demo_runs_on_generated_text() {
         .arg(dir.path())
         .assert()
         .success()
-        .stdout(predicate::str::contains("top words:").and(predicate::str::contains("most used word: the")));
+        .stdout(
+            predicate::str::contains("top words:")
+                .and(predicate::str::contains("most used word: the")),
+        );
 }

@@ -515,7 +515,10 @@ impl<T: Data> Dataset<T> {
         .map_err(from_df)?;
         Ok(format!(
             "== Physical plan with metrics ==\n{}",
-            datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(physical.as_ref()).indent(false)
+            datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(
+                physical.as_ref()
+            )
+            .indent(false)
         ))
     }
 

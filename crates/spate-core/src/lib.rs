@@ -27,6 +27,7 @@ pub mod ops;
 pub mod pipeline;
 pub mod rows;
 pub mod text;
+pub mod word;
 
 pub use context::{Config, Context};
 pub use dataset::{Dataset, GroupedDataset, WriteSummary};

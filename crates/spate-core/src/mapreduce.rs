@@ -169,18 +169,20 @@ impl<I: Data, O: Data> Steps<I, O> {
                 let s = step.clone();
                 let ds = prev(ds);
                 let ctx = ds.context().clone();
-                ctx.in_scope(&name, || ds.map_partitions_with(
-                    "mapper",
-                    move || {
-                        let mut s = s.clone();
-                        s.mapper_init();
-                        s
-                    },
-                    |s: &mut S, rec, emit| s.mapper(rec, &mut Emitter::new(emit)),
-                    Some(Arc::new(|s: &mut S, emit: &mut dyn FnMut(S::Output)| {
-                        s.mapper_final(&mut Emitter::new(emit))
-                    })),
-                ))
+                ctx.in_scope(&name, || {
+                    ds.map_partitions_with(
+                        "mapper",
+                        move || {
+                            let mut s = s.clone();
+                            s.mapper_init();
+                            s
+                        },
+                        |s: &mut S, rec, emit| s.mapper(rec, &mut Emitter::new(emit)),
+                        Some(Arc::new(|s: &mut S, emit: &mut dyn FnMut(S::Output)| {
+                            s.mapper_final(&mut Emitter::new(emit))
+                        })),
+                    )
+                })
             }),
         }
     }

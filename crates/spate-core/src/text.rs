@@ -1,8 +1,6 @@
 //! Text helpers: the canonical word tokenizer.
 
-/// A word: a small string stored inline (no heap allocation up to 24 bytes),
-/// so tokenizing and counting words allocates almost nothing.
-pub type Word = compact_str::CompactString;
+pub use crate::word::Word;
 
 static WORD_BYTE: [bool; 256] = {
     let mut t = [false; 256];
@@ -26,16 +24,13 @@ static WORD_BYTE: [bool; 256] = {
 /// assert_eq!(w, ["it's", "a", "dog's", "life", "times"]);
 /// ```
 pub fn words(line: &str) -> Words<'_> {
-    Words {
-        bytes: line.as_bytes(),
-        pos: 0,
-    }
+    Words { line, pos: 0 }
 }
 
 /// Iterator returned by [`words`].
 #[derive(Debug, Clone)]
 pub struct Words<'a> {
-    bytes: &'a [u8],
+    line: &'a str,
     pos: usize,
 }
 
@@ -44,37 +39,18 @@ impl Iterator for Words<'_> {
 
     #[inline]
     fn next(&mut self) -> Option<Word> {
-        let b = self.bytes;
-        let mut i = self.pos;
-        while i < b.len() && !WORD_BYTE[b[i] as usize] {
-            i += 1;
-        }
-        if i == b.len() {
-            self.pos = i;
+        let rest = self.line.as_bytes().get(self.pos..).unwrap_or_default();
+        let Some(start) = rest.iter().position(|&c| WORD_BYTE[c as usize]) else {
+            self.pos = self.line.len();
             return None;
-        }
-        let start = i;
-        while i < b.len() && WORD_BYTE[b[i] as usize] {
-            i += 1;
-        }
-        self.pos = i;
-        let mut buf = [0u8; 64];
-        let len = i - start;
-        if len <= buf.len() {
-            for (d, s) in buf.iter_mut().zip(&b[start..i]) {
-                *d = s.to_ascii_lowercase();
-            }
-            // ASCII letters and apostrophes only: always valid UTF-8.
-            Some(Word::from_utf8_lossy(&buf[..len]))
-        } else {
-            Some(Word::from(
-                b[start..i]
-                    .to_ascii_lowercase()
-                    .iter()
-                    .map(|&c| c as char)
-                    .collect::<String>(),
-            ))
-        }
+        };
+        let word = &rest[start..];
+        let len = word
+            .iter()
+            .position(|&c| !WORD_BYTE[c as usize])
+            .unwrap_or(word.len());
+        self.pos += start + len;
+        Some(Word::ascii_lowercase(&word[..len]))
     }
 }
 
@@ -112,7 +88,7 @@ impl Iterator for IntoWords {
     #[inline]
     fn next(&mut self) -> Option<Word> {
         let mut it = Words {
-            bytes: self.line.as_bytes(),
+            line: &self.line,
             pos: self.pos,
         };
         let w = it.next();

@@ -38,24 +38,38 @@ fn logical_and_physical_plans_round_trip() {
     let bytes = logical_plan_to_bytes_with_extension_codec(&plan, &logical).unwrap();
     let task = ctx.session().task_ctx();
     let decoded = logical_plan_from_bytes_with_extension_codec(&bytes, &task, &logical).unwrap();
-    assert_eq!(format!("{}", decoded.display_indent()), format!("{}", plan.display_indent()));
+    assert_eq!(
+        format!("{}", decoded.display_indent()),
+        format!("{}", plan.display_indent())
+    );
     let df = datafusion::dataframe::DataFrame::new(ctx.session().state(), decoded);
     let batches = ctx.block_on(df.collect()).unwrap();
     let codec = spate_core::rows::RowCodec::<(String, u64)>::new().unwrap();
-    let got: Vec<(String, u64)> = batches.iter().flat_map(|b| codec.decode(b).unwrap()).collect();
+    let got: Vec<(String, u64)> = batches
+        .iter()
+        .flat_map(|b| codec.decode(b).unwrap())
+        .collect();
     assert_eq!(sorted(got), expected);
 
     // Physical plan: every node (text source, closure ops, DataFusion's own) encodes.
     let physical = ds.clone().physical_plan().unwrap();
     let phys_codec = SpatePhysicalCodec::new(ctx.registry().clone());
     let bytes = physical_plan_to_bytes_with_extension_codec(physical.clone(), &phys_codec).unwrap();
-    let decoded = physical_plan_from_bytes_with_extension_codec(&bytes, &task, &phys_codec).unwrap();
-    let batches = ctx.block_on(datafusion::physical_plan::collect(decoded, task.clone())).unwrap();
-    let got: Vec<(String, u64)> = batches.iter().flat_map(|b| codec.decode(b).unwrap()).collect();
+    let decoded =
+        physical_plan_from_bytes_with_extension_codec(&bytes, &task, &phys_codec).unwrap();
+    let batches = ctx
+        .block_on(datafusion::physical_plan::collect(decoded, task.clone()))
+        .unwrap();
+    let got: Vec<(String, u64)> = batches
+        .iter()
+        .flat_map(|b| codec.decode(b).unwrap())
+        .collect();
     assert_eq!(sorted(got), expected);
 
     // A process that did not build the step cannot decode it, and says which.
     let empty = SpatePhysicalCodec::new(Arc::new(spate_core::context::Registry::default()));
-    let err = physical_plan_from_bytes_with_extension_codec(&bytes, &task, &empty).unwrap_err().to_string();
+    let err = physical_plan_from_bytes_with_extension_codec(&bytes, &task, &empty)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("is not defined in this process"), "{err}");
 }

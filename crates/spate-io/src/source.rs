@@ -368,17 +368,7 @@ impl ExecutionPlan for TextSourceExec {
         let mut builder = RecordBatchReceiverStreamBuilder::new(schema.clone(), 4);
         let tx = builder.tx();
         builder.spawn_blocking(move || {
-            let mut sink = BatchSink {
-                schema,
-                batch_rows,
-                tx: &tx,
-                progress: progress.as_deref(),
-                output_rows,
-                bytes,
-                offsets: vec![0],
-                values: Vec::new(),
-                pending_bytes: 0,
-            };
+            let mut sink = BatchSink::new(batch_rows, &tx, progress.as_deref(), output_rows, bytes);
             for range in &ranges {
                 read_range(range, &mut sink)?;
             }
@@ -395,7 +385,8 @@ impl ExecutionPlan for TextSourceExec {
     }
 }
 
-/// Collects lines into batches and sends them downstream.
+/// Collects lines into batches and sends them downstream. A batch never
+/// spans two ranges, so its line offsets always refer to one file.
 struct BatchSink<'a> {
     schema: SchemaRef,
     batch_rows: usize,
@@ -403,19 +394,47 @@ struct BatchSink<'a> {
     progress: Option<&'a Progress>,
     output_rows: Count,
     bytes: Count,
+    path: PathBuf,
     offsets: Vec<i32>,
+    line_starts: Vec<u64>,
     values: Vec<u8>,
+    last_values: usize,
     pending_bytes: u64,
 }
 
 /// Signals that the consumer went away (e.g. a `LIMIT` was satisfied).
 struct Closed;
 
-impl BatchSink<'_> {
-    fn push(&mut self, line: &[u8], raw_len: u64) -> Result<(), FlushError> {
+impl<'a> BatchSink<'a> {
+    fn new(
+        batch_rows: usize,
+        tx: &'a tokio::sync::mpsc::Sender<DfResult<RecordBatch>>,
+        progress: Option<&'a Progress>,
+        output_rows: Count,
+        bytes: Count,
+    ) -> Self {
+        Self {
+            schema: line_schema(),
+            batch_rows,
+            tx,
+            progress,
+            output_rows,
+            bytes,
+            path: PathBuf::new(),
+            offsets: vec![0],
+            line_starts: Vec::new(),
+            values: Vec::new(),
+            last_values: 0,
+            pending_bytes: 0,
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, line: &[u8], offset: u64, raw_len: u64) -> Result<(), FlushError> {
         self.values.extend_from_slice(line);
         // Batches stay well under i32::MAX: a batch is flushed past 64 MiB.
         self.offsets.push(self.values.len() as i32);
+        self.line_starts.push(offset);
         self.pending_bytes += raw_len;
         if self.offsets.len() > self.batch_rows || self.values.len() > (64 << 20) {
             self.flush()?;
@@ -430,10 +449,28 @@ impl BatchSink<'_> {
         }
         let offsets = std::mem::replace(&mut self.offsets, Vec::with_capacity(self.batch_rows + 1));
         self.offsets.push(0);
-        let values = std::mem::take(&mut self.values);
-        let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
-        let array = StringArray::try_new(offsets, Buffer::from_vec(values), None)
-            .map_err(|e| FlushError::Df(e.into()))?;
+        // Size the next buffer like this one: no regrowing, no page-fault churn.
+        self.last_values = self.values.len();
+        let values = std::mem::replace(
+            &mut self.values,
+            Vec::with_capacity(self.last_values + self.last_values / 8),
+        );
+        // One UTF-8 validation per batch (in `try_new`); find the line only on failure.
+        let offsets_buf = OffsetBuffer::new(ScalarBuffer::from(offsets));
+        let buffer = Buffer::from_vec(values);
+        let array = match StringArray::try_new(offsets_buf.clone(), buffer.clone(), None) {
+            Ok(a) => a,
+            Err(_) => {
+                let e = locate_invalid_utf8(
+                    &self.path,
+                    buffer.as_slice(),
+                    &offsets_buf,
+                    &self.line_starts,
+                );
+                return Err(FlushError::Df(e.into()));
+            }
+        };
+        self.line_starts.clear();
         let batch = RecordBatch::try_new(self.schema.clone(), vec![Arc::new(array) as ArrayRef])
             .map_err(|e| FlushError::Df(e.into()))?;
         self.output_rows.add(rows);
@@ -469,7 +506,9 @@ fn open_range(range: &FileRange) -> Result<Box<dyn Read + Send>> {
 
 /// Reads the lines a range owns into the sink.
 fn read_range(range: &FileRange, sink: &mut BatchSink<'_>) -> DfResult<()> {
-    match read_range_inner(range, sink) {
+    sink.path.clone_from(&range.path);
+    let result = read_range_inner(range, sink).and_then(|()| sink.flush());
+    match result {
         Ok(()) | Err(FlushError::Closed(_)) => Ok(()),
         Err(FlushError::Df(e)) => Err(e),
     }
@@ -528,7 +567,6 @@ fn read_range_inner(range: &FileRange, sink: &mut BatchSink<'_>) -> Result<(), F
                 break;
             }
             emit_line(
-                range,
                 &buf[line_start..nl],
                 pos + line_start as u64,
                 (nl + 1 - line_start) as u64,
@@ -546,7 +584,6 @@ fn read_range_inner(range: &FileRange, sink: &mut BatchSink<'_>) -> Result<(), F
             // The last line of the file may lack its newline.
             if line_start < buf.len() {
                 emit_line(
-                    range,
                     &buf[line_start..],
                     pos + line_start as u64,
                     (buf.len() - line_start) as u64,
@@ -569,24 +606,34 @@ fn read_range_inner(range: &FileRange, sink: &mut BatchSink<'_>) -> Result<(), F
 }
 
 fn emit_line(
-    range: &FileRange,
     line: &[u8],
     offset: u64,
     raw_len: u64,
     sink: &mut BatchSink<'_>,
 ) -> Result<(), FlushError> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    if let Err(e) = std::str::from_utf8(line) {
-        return Err(FlushError::Df(
-            Error::InvalidUtf8 {
-                path: range.path.clone(),
-                offset: offset + e.valid_up_to() as u64,
-                line_start: offset,
-            }
-            .into(),
-        ));
+    sink.push(line, offset, raw_len)
+}
+
+/// Finds the first invalid UTF-8 line of a batch (the slow path, only taken
+/// when the batch as a whole failed validation).
+fn locate_invalid_utf8(path: &Path, values: &[u8], offsets: &[i32], line_starts: &[u64]) -> Error {
+    for (i, w) in offsets.windows(2).enumerate() {
+        let line = &values[w[0] as usize..w[1] as usize];
+        if let Err(e) = std::str::from_utf8(line) {
+            let start = line_starts.get(i).copied().unwrap_or(0);
+            return Error::InvalidUtf8 {
+                path: path.to_path_buf(),
+                offset: start + e.valid_up_to() as u64,
+                line_start: start,
+            };
+        }
     }
-    sink.push(line, raw_len)
+    Error::InvalidUtf8 {
+        path: path.to_path_buf(),
+        offset: line_starts.first().copied().unwrap_or(0),
+        line_start: 0,
+    }
 }
 
 fn read_full(reader: &mut dyn Read, mut buf: &mut [u8]) -> std::io::Result<usize> {
@@ -617,17 +664,7 @@ mod tests {
         for split in splits {
             for r in split {
                 let (tx, mut rx) = tokio::sync::mpsc::channel(1 << 16);
-                let mut sink = BatchSink {
-                    schema: line_schema(),
-                    batch_rows: 7,
-                    tx: &tx,
-                    progress: None,
-                    output_rows: Count::new(),
-                    bytes: Count::new(),
-                    offsets: vec![0],
-                    values: Vec::new(),
-                    pending_bytes: 0,
-                };
+                let mut sink = BatchSink::new(7, &tx, None, Count::new(), Count::new());
                 read_range(&r, &mut sink).unwrap();
                 assert!(sink.flush().is_ok());
                 drop(tx);
@@ -679,17 +716,7 @@ mod tests {
         let files = expand_inputs(&[&path]).unwrap();
         let r = &plan_splits(&files, 1)[0][0];
         let (tx, _rx) = tokio::sync::mpsc::channel(16);
-        let mut sink = BatchSink {
-            schema: line_schema(),
-            batch_rows: 7,
-            tx: &tx,
-            progress: None,
-            output_rows: Count::new(),
-            bytes: Count::new(),
-            offsets: vec![0],
-            values: Vec::new(),
-            pending_bytes: 0,
-        };
+        let mut sink = BatchSink::new(7, &tx, None, Count::new(), Count::new());
         let err = read_range(r, &mut sink).unwrap_err().to_string();
         assert!(err.contains("bad.txt"), "{err}");
         assert!(err.contains("byte offset 8"), "{err}");

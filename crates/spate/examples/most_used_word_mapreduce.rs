@@ -12,7 +12,10 @@ use spate::prelude::*;
 fn main() -> spate::Result<()> {
     let args = common::args();
     let ctx = Context::new()?;
-    for (word, n) in ctx.run_job(&mapreduce::MostUsedWordJob, ctx.read_text(&args.inputs)?).collect()? {
+    for (word, n) in ctx
+        .run_job(&mapreduce::MostUsedWordJob, ctx.read_text(&args.inputs)?)
+        .collect()?
+    {
         println!("{word}\t{n}");
     }
     Ok(())

@@ -17,7 +17,10 @@ fn main() -> spate::Result<()> {
     let best = p
         .apply("ReadLines", ReadText::from(&args.inputs))
         .apply("CountWords", CountWords)
-        .apply("MostUsed", Top::by(1, |(w, n): &(Word, u64)| (*n, Reverse(w.clone()))));
+        .apply(
+            "MostUsed",
+            Top::by(1, |(w, n): &(Word, u64)| (*n, Reverse(w.clone()))),
+        );
     p.run()?;
     for (word, n) in best.into_dataset().collect()? {
         println!("{word}\t{n}");

@@ -13,7 +13,9 @@ use spate::prelude::*;
 fn main() -> spate::Result<()> {
     let args = common::args();
     let p = Pipeline::new()?;
-    let counts = p.apply("ReadLines", ReadText::from(&args.inputs)).apply("CountWords", CountWords);
+    let counts = p
+        .apply("ReadLines", ReadText::from(&args.inputs))
+        .apply("CountWords", CountWords);
     match args.output {
         Some(dir) => {
             counts.apply("Write", WriteText::to(dir));

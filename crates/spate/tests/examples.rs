@@ -12,13 +12,21 @@ fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(|d| d.parent()).unwrap();
     let path = profile_dir.join("examples").join(name);
-    assert!(path.exists(), "example {name} not built at {}", path.display());
+    assert!(
+        path.exists(),
+        "example {name} not built at {}",
+        path.display()
+    );
     path
 }
 
 fn run(name: &str, input: &std::path::Path) -> String {
     let out = Command::new(example(name)).arg(input).output().unwrap();
-    assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -34,10 +42,21 @@ fn every_example_prints_the_reference_answer() {
         }
     }
     let wc: String = counts.iter().map(|(w, c)| format!("{w}\t{c}\n")).collect();
-    let (bw, bc) = counts.iter().max_by_key(|(w, c)| (**c, std::cmp::Reverse((*w).clone()))).unwrap();
+    let (bw, bc) = counts
+        .iter()
+        .max_by_key(|(w, c)| (**c, std::cmp::Reverse((*w).clone())))
+        .unwrap();
     let best = format!("{bw}\t{bc}\n");
     for face in ["dataset", "pipeline", "mapreduce"] {
-        assert_eq!(run(&format!("wordcount_{face}"), &input), wc, "wordcount_{face}");
-        assert_eq!(run(&format!("most_used_word_{face}"), &input), best, "most_used_word_{face}");
+        assert_eq!(
+            run(&format!("wordcount_{face}"), &input),
+            wc,
+            "wordcount_{face}"
+        );
+        assert_eq!(
+            run(&format!("most_used_word_{face}"), &input),
+            best,
+            "most_used_word_{face}"
+        );
     }
 }

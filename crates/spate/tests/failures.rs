@@ -7,11 +7,18 @@ use std::io::Write;
 use spate::prelude::*;
 
 fn ctx() -> Context {
-    Context::builder().threads(2).batch_size(16).build().unwrap()
+    Context::builder()
+        .threads(2)
+        .batch_size(16)
+        .build()
+        .unwrap()
 }
 
 fn leftovers(dir: &std::path::Path) -> Vec<String> {
-    std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
 }
 
 #[test]
@@ -38,7 +45,11 @@ fn panicking_map_names_the_step_and_leaves_no_output() {
     }
     assert!(!err.is_user_input());
     assert!(!out.exists());
-    assert!(leftovers(dir.path()).is_empty(), "{:?}", leftovers(dir.path()));
+    assert!(
+        leftovers(dir.path()).is_empty(),
+        "{:?}",
+        leftovers(dir.path())
+    );
 }
 
 #[test]
@@ -54,14 +65,23 @@ fn panicking_reducer_and_pipeline_step_are_named() {
         })
         .collect()
         .unwrap_err();
-    assert!(matches!(&err, Error::Step { step, .. } if step == "group_by_key"), "{err}");
+    assert!(
+        matches!(&err, Error::Step { step, .. } if step == "group_by_key"),
+        "{err}"
+    );
 
     let p = Pipeline::with_context(ctx());
     let pc = p
         .apply("Create", spate::pipeline::Create(vec![1u64, 2, 3]))
-        .apply("Explode", Map::new(|x: u64| if x == 2 { panic!("two") } else { x }));
+        .apply(
+            "Explode",
+            Map::new(|x: u64| if x == 2 { panic!("two") } else { x }),
+        );
     let err = pc.into_dataset().collect().unwrap_err();
-    assert!(matches!(&err, Error::Step { step, .. } if step == "Explode/map"), "{err}");
+    assert!(
+        matches!(&err, Error::Step { step, .. } if step == "Explode/map"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -75,10 +95,19 @@ fn invalid_utf8_names_file_and_offset() {
     f.write_all(b"caf\xe9 au lait\n").unwrap();
     drop(f);
     let out = dir.path().join("out");
-    let err = ctx().read_text(&[&path]).unwrap().flat_map(into_words).count_by_value().write_text(&out).unwrap_err();
+    let err = ctx()
+        .read_text(&[&path])
+        .unwrap()
+        .flat_map(into_words)
+        .count_by_value()
+        .write_text(&out)
+        .unwrap_err();
     assert!(err.is_user_input(), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.contains("latin1.txt") && msg.contains("byte offset 17003"), "{msg}");
+    assert!(
+        msg.contains("latin1.txt") && msg.contains("byte offset 17003"),
+        "{msg}"
+    );
     assert!(!out.exists());
 }
 
@@ -98,7 +127,10 @@ fn missing_and_corrupt_inputs() {
 #[test]
 fn output_that_exists_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let err = ctx().from_vec(vec![1u8]).write_text(dir.path()).unwrap_err();
+    let err = ctx()
+        .from_vec(vec![1u8])
+        .write_text(dir.path())
+        .unwrap_err();
     assert!(err.is_user_input());
     assert!(err.to_string().contains("already exists"));
 }

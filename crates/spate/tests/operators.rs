@@ -8,7 +8,13 @@ use std::sync::LazyLock;
 use proptest::prelude::*;
 use spate::prelude::*;
 
-static CTX: LazyLock<Context> = LazyLock::new(|| Context::builder().threads(3).batch_size(64).build().unwrap());
+static CTX: LazyLock<Context> = LazyLock::new(|| {
+    Context::builder()
+        .threads(3)
+        .batch_size(64)
+        .build()
+        .unwrap()
+});
 
 fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
     v.sort();
@@ -170,14 +176,38 @@ fn max_by_and_structs() {
         items: Vec<u32>,
     }
     let sales = vec![
-        Sale { shop: "a".into(), amount: 2.5, items: vec![1] },
-        Sale { shop: "b".into(), amount: 9.0, items: vec![] },
-        Sale { shop: "a".into(), amount: 1.0, items: vec![2, 3] },
+        Sale {
+            shop: "a".into(),
+            amount: 2.5,
+            items: vec![1],
+        },
+        Sale {
+            shop: "b".into(),
+            amount: 9.0,
+            items: vec![],
+        },
+        Sale {
+            shop: "a".into(),
+            amount: 1.0,
+            items: vec![2, 3],
+        },
     ];
-    let best = CTX.from_vec(sales.clone()).max_by(|s| (s.amount * 100.0) as i64).unwrap();
+    let best = CTX
+        .from_vec(sales.clone())
+        .max_by(|s| (s.amount * 100.0) as i64)
+        .unwrap();
     assert_eq!(best, Some(sales[1].clone()));
-    let per_shop = CTX.from_vec(sales).key_by(|s| s.shop.clone()).map_values(|s| s.amount).combine_per_key(Sum).collect().unwrap();
-    assert_eq!(sorted_f(per_shop), vec![("a".to_string(), 3.5), ("b".to_string(), 9.0)]);
+    let per_shop = CTX
+        .from_vec(sales)
+        .key_by(|s| s.shop.clone())
+        .map_values(|s| s.amount)
+        .combine_per_key(Sum)
+        .collect()
+        .unwrap();
+    assert_eq!(
+        sorted_f(per_shop),
+        vec![("a".to_string(), 3.5), ("b".to_string(), 9.0)]
+    );
 }
 
 fn sorted_f(mut v: Vec<(String, f64)>) -> Vec<(String, f64)> {
@@ -188,8 +218,21 @@ fn sorted_f(mut v: Vec<(String, f64)>) -> Vec<(String, f64)> {
 #[test]
 fn empty_inputs_everywhere() {
     let empty: Vec<(String, i64)> = Vec::new();
-    assert!(CTX.from_vec(empty.clone()).reduce_by_key(|a, b| a + b).collect().unwrap().is_empty());
-    assert!(CTX.from_vec(empty.clone()).group_by_key().collect_lists().collect().unwrap().is_empty());
+    assert!(
+        CTX.from_vec(empty.clone())
+            .reduce_by_key(|a, b| a + b)
+            .collect()
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        CTX.from_vec(empty.clone())
+            .group_by_key()
+            .collect_lists()
+            .collect()
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(CTX.from_vec(empty.clone()).count().unwrap(), 0);
     assert!(CTX.from_vec(empty).top(3).collect().unwrap().is_empty());
 }

@@ -6,11 +6,18 @@
 use spate::prelude::*;
 
 fn budget_ctx() -> Context {
-    Context::builder().threads(2).memory_limit(32 << 20).build().unwrap()
+    Context::builder()
+        .threads(2)
+        .memory_limit(32 << 20)
+        .build()
+        .unwrap()
 }
 
 fn keys() -> u64 {
-    let mb: u64 = std::env::var("SPATE_SPILL_MB").ok().and_then(|s| s.parse().ok()).unwrap_or(200);
+    let mb: u64 = std::env::var("SPATE_SPILL_MB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
     // ~50 bytes per key as a string plus its counts in memory.
     mb * (1 << 20) / 50
 }
@@ -28,13 +35,24 @@ fn count_reduce_and_group_spill_with_exact_results() {
         for round in 0..2 {
             for i in 0..n {
                 let _ = round;
-                writeln!(f, "key-{:016x}-{:024}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15), i).unwrap();
+                writeln!(
+                    f,
+                    "key-{:016x}-{:024}",
+                    i.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                    i
+                )
+                .unwrap();
             }
         }
     }
     let lines = ctx.read_text(&[&input]).unwrap();
 
-    let counts = lines.clone().count_by_value().filter(|(_, c)| *c != 2).count().unwrap();
+    let counts = lines
+        .clone()
+        .count_by_value()
+        .filter(|(_, c)| *c != 2)
+        .count()
+        .unwrap();
     assert_eq!(counts, 0, "every key counted exactly twice");
     let distinct = lines.clone().count_by_value().count().unwrap();
     assert_eq!(distinct, n);
@@ -44,7 +62,10 @@ fn count_reduce_and_group_spill_with_exact_results() {
     assert_eq!(wrong, 0);
     assert_eq!(reduced.count().unwrap(), n);
 
-    let groups = lines.map(|l| (l, 1u8)).group_by_key().map_groups(|_, vs| vs.count() as u64);
+    let groups = lines
+        .map(|l| (l, 1u8))
+        .group_by_key()
+        .map_groups(|_, vs| vs.count() as u64);
     let sizes = groups.count_by_value().collect().unwrap();
     assert_eq!(sizes, vec![(2, n)]);
 }

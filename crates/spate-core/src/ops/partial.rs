@@ -19,7 +19,7 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use rustc_hash::FxHashMap;
 
 use super::chain::{Chain, ChainFactory};
-use super::{call_user, encode_chunks, guarded, stateful_stream};
+use super::{encode_chunks, guarded, stateful_stream};
 use crate::error::StepError;
 use crate::node::PartitionOp;
 use crate::rows::{Data, RowCodec};
@@ -153,15 +153,13 @@ where
             Box::new(move |st: &mut State<I, K, A>, batch| {
                 let State { chain, map, .. } = st;
                 guarded(&step, || {
-                    chain.push_batch(&batch, &mut |row| call_user(&step, || insert(map, row)))
+                    chain.push_batch(&batch, &mut |row| insert(map, row))
                 })?;
                 Ok(st.maybe_flush(&step, &codec, batch_rows)?)
             }),
             Box::new(move |st: &mut State<I, K, A>| {
                 let State { chain, map, .. } = st;
-                guarded(&step2, || {
-                    chain.finish(&mut |row| call_user(&step2, || insert2(map, row)))
-                })?;
+                guarded(&step2, || chain.finish(&mut |row| insert2(map, row)))?;
                 Ok(st.flush(&step2, &codec2, batch_rows)?)
             }),
         ))

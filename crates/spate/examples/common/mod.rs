@@ -28,5 +28,9 @@ pub fn args() -> Args {
         inputs.push(path);
         tmp = Some(dir);
     }
-    Args { inputs, output, _tmp: tmp }
+    Args {
+        inputs,
+        output,
+        _tmp: tmp,
+    }
 }

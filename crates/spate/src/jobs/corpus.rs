@@ -9,23 +9,27 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 
 const COMMON: &[&str] = &[
-    "the", "of", "and", "to", "a", "in", "that", "is", "was", "he", "for", "it", "with", "as", "his", "on", "be",
-    "at", "by", "i", "this", "had", "not", "are", "but", "from", "or", "have", "an", "they", "which", "one", "you",
-    "were", "her", "all", "she", "there", "would", "their", "we", "him", "been", "has", "when", "who", "will",
-    "more", "no", "if", "out", "so", "said", "what", "up", "its", "about", "into", "than", "them", "can", "only",
-    "other", "new", "some", "could", "time", "these", "two", "may", "then", "do", "first", "any", "my", "now",
-    "such", "like", "our", "over", "man", "me", "even", "most", "made", "after", "also", "did", "many", "before",
-    "must", "through", "back", "years", "where", "much", "your", "way", "well", "down", "should", "because",
-    "each", "just", "those", "people", "mr", "how", "too", "little", "state", "good", "very", "make", "world",
-    "still", "own", "see", "men", "work", "long", "get", "here", "between", "both", "life", "being", "under",
-    "never", "day", "same", "another", "know", "while", "last", "might", "us", "great", "old", "year", "off",
-    "come", "since", "against", "go", "came", "right", "used", "take", "three", "don't", "it's", "i'm", "o'clock",
-    "river", "whale", "ship", "captain", "sea", "water", "storm", "harbor", "sail", "island", "night", "morning",
+    "the", "of", "and", "to", "a", "in", "that", "is", "was", "he", "for", "it", "with", "as",
+    "his", "on", "be", "at", "by", "i", "this", "had", "not", "are", "but", "from", "or", "have",
+    "an", "they", "which", "one", "you", "were", "her", "all", "she", "there", "would", "their",
+    "we", "him", "been", "has", "when", "who", "will", "more", "no", "if", "out", "so", "said",
+    "what", "up", "its", "about", "into", "than", "them", "can", "only", "other", "new", "some",
+    "could", "time", "these", "two", "may", "then", "do", "first", "any", "my", "now", "such",
+    "like", "our", "over", "man", "me", "even", "most", "made", "after", "also", "did", "many",
+    "before", "must", "through", "back", "years", "where", "much", "your", "way", "well", "down",
+    "should", "because", "each", "just", "those", "people", "mr", "how", "too", "little", "state",
+    "good", "very", "make", "world", "still", "own", "see", "men", "work", "long", "get", "here",
+    "between", "both", "life", "being", "under", "never", "day", "same", "another", "know",
+    "while", "last", "might", "us", "great", "old", "year", "off", "come", "since", "against",
+    "go", "came", "right", "used", "take", "three", "don't", "it's", "i'm", "o'clock", "river",
+    "whale", "ship", "captain", "sea", "water", "storm", "harbor", "sail", "island", "night",
+    "morning",
 ];
 
 const SYLLABLES: &[&str] = &[
-    "ka", "ro", "mi", "ten", "ul", "sar", "be", "lo", "qui", "var", "na", "des", "or", "pel", "ith", "an", "gro",
-    "ve", "sta", "mon", "el", "tri", "pha", "zen", "cu", "dor", "ly", "ham", "wick", "ford",
+    "ka", "ro", "mi", "ten", "ul", "sar", "be", "lo", "qui", "var", "na", "des", "or", "pel",
+    "ith", "an", "gro", "ve", "sta", "mon", "el", "tri", "pha", "zen", "cu", "dor", "ly", "ham",
+    "wick", "ford",
 ];
 
 /// A small, fast, deterministic PRNG (splitmix64).
@@ -57,7 +61,9 @@ fn vocabulary() -> Vec<String> {
     let mut rng = Rng::new(7);
     while v.len() < 50_000 {
         let n = 2 + rng.below(3);
-        let w: String = (0..n).map(|_| SYLLABLES[rng.below(SYLLABLES.len() as u64) as usize]).collect();
+        let w: String = (0..n)
+            .map(|_| SYLLABLES[rng.below(SYLLABLES.len() as u64) as usize])
+            .collect();
         v.push(w);
     }
     v

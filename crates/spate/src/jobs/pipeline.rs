@@ -10,6 +10,8 @@ pub struct CountWords;
 impl PTransform<PCollection<String>> for CountWords {
     type Out = PCollection<(Word, u64)>;
     fn expand(self, lines: PCollection<String>) -> PCollection<(Word, u64)> {
-        lines.apply("ExtractWords", FlatMap::new(into_words)).apply("CountPerElement", Count::per_element())
+        lines
+            .apply("ExtractWords", FlatMap::new(into_words))
+            .apply("CountPerElement", Count::per_element())
     }
 }

@@ -1,0 +1,251 @@
+//! `Word`: a small string stored inline (no heap allocation up to 22 bytes),
+//! so tokenizing and counting words allocates almost nothing. It hashes,
+//! compares and serializes exactly like the `str` it holds.
+
+use std::borrow::Borrow;
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::ops::Deref;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+const INLINE: usize = 22;
+
+#[derive(Clone)]
+enum Repr {
+    Inline { len: u8, buf: [u8; INLINE] },
+    Heap(Box<str>),
+}
+
+/// A short string, inline up to 22 bytes; derefs to `str`.
+#[derive(Clone)]
+pub struct Word(Repr);
+
+impl Word {
+    /// A word holding `s`.
+    #[inline]
+    pub fn new(s: &str) -> Self {
+        let b = s.as_bytes();
+        if b.len() <= INLINE {
+            let mut buf = [0u8; INLINE];
+            buf[..b.len()].copy_from_slice(b);
+            Word(Repr::Inline {
+                len: b.len() as u8,
+                buf,
+            })
+        } else {
+            Word(Repr::Heap(s.into()))
+        }
+    }
+
+    /// A word holding the ASCII bytes `b`, lowercased. Non-ASCII input is
+    /// replaced lossily (the tokenizer only passes ASCII letters and `'`).
+    #[inline]
+    pub fn ascii_lowercase(b: &[u8]) -> Self {
+        if b.len() <= INLINE {
+            let mut buf = [0u8; INLINE];
+            buf[..b.len()].copy_from_slice(b);
+            // Whole fixed-size array: vectorizes; the zero padding stays zero.
+            buf.make_ascii_lowercase();
+            if buf[..b.len()].is_ascii() {
+                return Word(Repr::Inline {
+                    len: b.len() as u8,
+                    buf,
+                });
+            }
+        }
+        Word(Repr::Heap(
+            String::from_utf8_lossy(b)
+                .to_ascii_lowercase()
+                .into_boxed_str(),
+        ))
+    }
+
+    /// The bytes of the word.
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline { len, buf } => &buf[..*len as usize],
+            Repr::Heap(s) => s.as_bytes(),
+        }
+    }
+
+    /// The word as a `str`.
+    #[inline]
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            // Inline bytes always come from a `str` or from ASCII.
+            Repr::Inline { len, buf } => {
+                std::str::from_utf8(&buf[..*len as usize]).unwrap_or_default()
+            }
+            Repr::Heap(s) => s,
+        }
+    }
+}
+
+impl Default for Word {
+    fn default() -> Self {
+        Word::new("")
+    }
+}
+
+impl Deref for Word {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for Word {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl Borrow<str> for Word {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for Word {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+impl Eq for Word {}
+
+impl PartialEq<str> for Word {
+    fn eq(&self, other: &str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+impl PartialEq<&str> for Word {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+impl PartialEq<String> for Word {
+    fn eq(&self, other: &String) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl PartialOrd for Word {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Word {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl Hash for Word {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Same as `str`'s hash, so `Borrow<str>` lookups work.
+        state.write(self.as_bytes());
+        state.write_u8(0xff);
+    }
+}
+
+impl fmt::Display for Word {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl fmt::Debug for Word {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl From<&str> for Word {
+    fn from(s: &str) -> Self {
+        Word::new(s)
+    }
+}
+
+impl From<String> for Word {
+    fn from(s: String) -> Self {
+        if s.len() <= INLINE {
+            Word::new(&s)
+        } else {
+            Word(Repr::Heap(s.into_boxed_str()))
+        }
+    }
+}
+
+impl From<Word> for String {
+    fn from(w: Word) -> String {
+        w.as_str().to_string()
+    }
+}
+
+impl Serialize for Word {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Word {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Word;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Word, E> {
+                Ok(Word::new(v))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Word, E> {
+                Ok(Word::from(v))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn behaves_like_str() {
+        let long = "x".repeat(40);
+        for s in [
+            "",
+            "a",
+            "it's",
+            "exactly-twenty-two-ch",
+            long.as_str(),
+            "é中",
+        ] {
+            let w = Word::new(s);
+            assert_eq!(w.as_str(), s);
+            assert_eq!(w, s);
+            let hash = |x: &dyn Fn(&mut std::collections::hash_map::DefaultHasher)| {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                x(&mut h);
+                h.finish()
+            };
+            assert_eq!(hash(&|h| w.hash(h)), hash(&|h| s.hash(h)));
+        }
+        assert!(Word::new("a") < Word::new("b"));
+        assert_eq!(Word::ascii_lowercase(b"HeLLo'S"), "hello's");
+        assert_eq!(
+            Word::ascii_lowercase("ÉTÉ".as_bytes()),
+            "Été".to_ascii_lowercase()
+        );
+        assert_eq!(
+            format!("{:>3}|{:?}", Word::new("a"), Word::new("b")),
+            "  a|\"b\""
+        );
+    }
+}
