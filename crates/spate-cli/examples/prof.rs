@@ -5,7 +5,7 @@ use std::time::Instant;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() {
     let path = std::env::args().nth(1).unwrap();
-    raw(&path);
+    // raw(&path);
     let ctx = Context::new().unwrap();
     for _ in 0..2 {
         let t = Instant::now();

@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -166,7 +167,16 @@ impl Context {
             .repartition_file_scans = true;
         let mut runtime_env = RuntimeEnvBuilder::new();
         if let Some(limit) = config.memory_limit {
-            runtime_env = runtime_env.with_memory_limit(limit, 1.0);
+            // Fair shares among spilling operators (sorts, aggregates, spate's
+            // combiners), so no operator starves another of its budget.
+            runtime_env = runtime_env.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
+            // Each sort keeps this much back for merging its spills; the default
+            // (10 MiB per partition) is too much for a small budget.
+            let per_sort = (limit / (8 * threads)).clamp(256 << 10, 10 << 20);
+            session_config
+                .options_mut()
+                .execution
+                .sort_spill_reservation_bytes = per_sort;
         }
         let runtime_env = runtime_env
             .build_arc()

@@ -137,6 +137,7 @@ where
     ) -> DfResult<SendableRecordBatchStream> {
         let batch_rows = context.session_config().batch_size();
         let reservation = MemoryConsumer::new(format!("{}[{partition}]", self.step))
+            .with_can_spill(true)
             .register(context.memory_pool());
         let chain = guarded(&self.step, || Ok((self.chain)()))?;
         let (step, step2) = (self.step.clone(), self.step.clone());
