@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use datafusion::execution::disk_manager::DiskManagerBuilder;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
@@ -167,16 +168,22 @@ impl Context {
             .repartition_file_scans = true;
         let mut runtime_env = RuntimeEnvBuilder::new();
         if let Some(limit) = config.memory_limit {
-            // Fair shares among spilling operators (sorts, aggregates, spate's
-            // combiners), so no operator starves another of its budget.
+            // Fair shares: every spilling operator (sorts, aggregates, spate's
+            // combiners) gets its part of the budget; none can starve the others.
             runtime_env = runtime_env.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
-            // Each sort keeps this much back for merging its spills; the default
-            // (10 MiB per partition) is too much for a small budget.
+            // Each sort pre-reserves this much for merging its spills (enough
+            // for a few spill streams); DataFusion's default, 10 MiB per
+            // partition, is too much for a small budget.
             let per_sort = (limit / (8 * threads)).clamp(256 << 10, 10 << 20);
             session_config
                 .options_mut()
                 .execution
                 .sort_spill_reservation_bytes = per_sort;
+            // Merge at most 8 spill files at once, so one partition's merge
+            // cannot take the whole pool and starve the others.
+            runtime_env = runtime_env.with_disk_manager_builder(
+                DiskManagerBuilder::default().with_max_spill_merge_fan_in(8),
+            );
         }
         let runtime_env = runtime_env
             .build_arc()

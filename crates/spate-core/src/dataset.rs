@@ -306,7 +306,7 @@ impl<T: Data> Dataset<T> {
         kind: &str,
         init: impl Fn() -> S + Send + Sync + 'static,
         each: impl Fn(&mut S, T, &mut dyn FnMut(U)) + Send + Sync + 'static,
-        finish: Option<Arc<dyn Fn(&mut S, &mut dyn FnMut(U)) + Send + Sync>>,
+        finish: Option<crate::ops::chain::EndFn<S, U>>,
     ) -> Dataset<U> {
         let init: Arc<dyn Fn() -> S + Send + Sync> = Arc::new(init);
         let each: crate::ops::chain::EachFn<S, T, U> = Arc::new(each);
@@ -550,7 +550,7 @@ impl<T: Data> Dataset<T> {
                 datafusion::physical_plan::collect(writer, task).await
             })
             .map_err(from_df)?;
-        let rows: u64 = batches.iter().map(|b| sum_u64(b)).sum();
+        let rows: u64 = batches.iter().map(sum_u64).sum();
         let path = staged.commit()?;
         Ok(WriteSummary { path, rows, files })
     }

@@ -42,6 +42,11 @@ pub const MAX_LINE_BYTES: usize = 256 * 1024 * 1024;
 /// Files smaller than this are never split.
 const MIN_SPLIT_BYTES: u64 = 1 << 20;
 
+/// A batch is sent once its text exceeds this many bytes (or `batch_size`
+/// rows): moderate buffers are recycled by the allocator instead of being
+/// faulted in fresh (and zeroed) for every batch.
+const BATCH_BYTES: usize = 256 << 10;
+
 /// Bytes read from disk per read call.
 const READ_BYTES: usize = 1 << 20;
 
@@ -432,11 +437,11 @@ impl<'a> BatchSink<'a> {
     #[inline]
     fn push(&mut self, line: &[u8], offset: u64, raw_len: u64) -> Result<(), FlushError> {
         self.values.extend_from_slice(line);
-        // Batches stay well under i32::MAX: a batch is flushed past 64 MiB.
+        // Batches stay far below i32::MAX: they are flushed past BATCH_BYTES.
         self.offsets.push(self.values.len() as i32);
         self.line_starts.push(offset);
         self.pending_bytes += raw_len;
-        if self.offsets.len() > self.batch_rows || self.values.len() > (64 << 20) {
+        if self.offsets.len() > self.batch_rows || self.values.len() > BATCH_BYTES {
             self.flush()?;
         }
         Ok(())

@@ -40,12 +40,10 @@ impl<T: Data> Chain<T> for Decode<T> {
         batch: &RecordBatch,
         emit: &mut dyn FnMut(T),
     ) -> Result<(), StepError> {
-        let rows = self.codec.decode(batch).map_err(|e| StepError {
+        self.codec.for_each(batch, emit).map_err(|e| StepError {
             step: self.step.to_string(),
             message: e.to_string(),
-        })?;
-        rows.into_iter().for_each(emit);
-        Ok(())
+        })
     }
     fn finish(&mut self, _emit: &mut dyn FnMut(T)) -> Result<(), StepError> {
         Ok(())

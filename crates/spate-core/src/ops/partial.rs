@@ -14,7 +14,7 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::error::Result as DfResult;
-use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryLimit, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use rustc_hash::FxHashMap;
 
@@ -76,6 +76,8 @@ struct State<I, K, A> {
     chain: Box<dyn Chain<I>>,
     map: FxHashMap<K, A>,
     reservation: MemoryReservation,
+    /// Most bytes this map may hold: a quarter of the budget shared by the partitions.
+    cap: usize,
 }
 
 const ENTRY_BYTES_EXTRA: usize = HEAP_GUESS + 8;
@@ -93,7 +95,10 @@ impl<I, K: Data + Hash + Eq, A: Data> State<I, K, A> {
         batch_rows: usize,
     ) -> Result<Vec<RecordBatch>, StepError> {
         let want = self.map.capacity() * Self::entry_bytes();
-        if self.map.len() < MAX_ENTRIES && self.reservation.try_resize(want).is_ok() {
+        if self.map.len() < MAX_ENTRIES
+            && want <= self.cap
+            && self.reservation.try_resize(want).is_ok()
+        {
             return Ok(Vec::new());
         }
         self.flush(step, codec, batch_rows)
@@ -136,6 +141,12 @@ where
         context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
         let batch_rows = context.session_config().batch_size();
+        let cap = match context.memory_pool().memory_limit() {
+            MemoryLimit::Finite(limit) => {
+                limit / (4 * context.session_config().target_partitions().max(1))
+            }
+            _ => usize::MAX,
+        };
         let reservation = MemoryConsumer::new(format!("{}[{partition}]", self.step))
             .with_can_spill(true)
             .register(context.memory_pool());
@@ -150,6 +161,7 @@ where
                 chain,
                 map: FxHashMap::default(),
                 reservation,
+                cap,
             },
             Box::new(move |st: &mut State<I, K, A>, batch| {
                 let State { chain, map, .. } = st;

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+#[allow(dead_code, reason = "not every example writes output")]
 pub struct Args {
     pub inputs: Vec<PathBuf>,
     pub output: Option<PathBuf>,
