@@ -1,16 +1,19 @@
 //! Text helpers: the canonical word tokenizer.
 
 pub use crate::word::Word;
+use crate::word::INLINE;
 
-static WORD_BYTE: [bool; 256] = {
-    let mut t = [false; 256];
+/// Byte → its lowercase form if it belongs to a word (`[A-Za-z']`), else 0:
+/// one lookup both classifies and lowercases.
+static LOWER: [u8; 256] = {
+    let mut t = [0u8; 256];
     let mut c = b'a';
     while c <= b'z' {
-        t[c as usize] = true;
-        t[(c - b'a' + b'A') as usize] = true;
+        t[c as usize] = c;
+        t[(c - b'a' + b'A') as usize] = c;
         c += 1;
     }
-    t[b'\'' as usize] = true;
+    t[b'\'' as usize] = b'\'';
     t
 };
 
@@ -39,18 +42,32 @@ impl Iterator for Words<'_> {
 
     #[inline]
     fn next(&mut self) -> Option<Word> {
-        let rest = self.line.as_bytes().get(self.pos..).unwrap_or_default();
-        let Some(start) = rest.iter().position(|&c| WORD_BYTE[c as usize]) else {
-            self.pos = self.line.len();
+        let b = self.line.as_bytes();
+        let mut i = self.pos;
+        while i < b.len() && LOWER[b[i] as usize] == 0 {
+            i += 1;
+        }
+        if i >= b.len() {
+            self.pos = i;
             return None;
-        };
-        let word = &rest[start..];
-        let len = word
-            .iter()
-            .position(|&c| !WORD_BYTE[c as usize])
-            .unwrap_or(word.len());
-        self.pos += start + len;
-        Some(Word::ascii_lowercase(&word[..len]))
+        }
+        let start = i;
+        // Build the lowercased word while scanning it.
+        let mut buf = [0u8; INLINE];
+        let mut n = 0usize;
+        while i < b.len() {
+            let c = LOWER[b[i] as usize];
+            if c == 0 {
+                break;
+            }
+            if n < INLINE {
+                buf[n] = c;
+            }
+            n += 1;
+            i += 1;
+        }
+        self.pos = i;
+        Some(if n <= INLINE { Word::from_ascii_buf(buf, n as u8) } else { Word::ascii_lowercase(&b[start..i]) })
     }
 }
 

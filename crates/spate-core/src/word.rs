@@ -2,7 +2,6 @@
 //! so tokenizing and counting words allocates almost nothing. It hashes,
 //! compares and serializes exactly like the `str` it holds.
 
-use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -10,7 +9,10 @@ use std::ops::Deref;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-const INLINE: usize = 22;
+/// Longest word stored inline. Invariant: a word is inline exactly when it
+/// is at most this long, and the inline buffer is zero after `len` — so
+/// equal words have equal representations (fast `Eq` and `Hash`).
+pub(crate) const INLINE: usize = 22;
 
 #[derive(Clone)]
 enum Repr {
@@ -43,23 +45,21 @@ impl Word {
     /// replaced lossily (the tokenizer only passes ASCII letters and `'`).
     #[inline]
     pub fn ascii_lowercase(b: &[u8]) -> Self {
-        if b.len() <= INLINE {
+        if b.len() <= INLINE && b.is_ascii() {
             let mut buf = [0u8; INLINE];
-            buf[..b.len()].copy_from_slice(b);
-            // Whole fixed-size array: vectorizes; the zero padding stays zero.
-            buf.make_ascii_lowercase();
-            if buf[..b.len()].is_ascii() {
-                return Word(Repr::Inline {
-                    len: b.len() as u8,
-                    buf,
-                });
+            for (d, s) in buf.iter_mut().zip(b) {
+                *d = s.to_ascii_lowercase();
             }
+            return Word(Repr::Inline { len: b.len() as u8, buf });
         }
-        Word(Repr::Heap(
-            String::from_utf8_lossy(b)
-                .to_ascii_lowercase()
-                .into_boxed_str(),
-        ))
+        Word::from(String::from_utf8_lossy(b).to_ascii_lowercase())
+    }
+
+    /// A word from an inline buffer the caller filled with `len` ASCII bytes
+    /// and zeros after them (the tokenizer's fast path).
+    #[inline]
+    pub(crate) fn from_ascii_buf(buf: [u8; INLINE], len: u8) -> Self {
+        Word(Repr::Inline { len, buf })
     }
 
     /// The bytes of the word.
@@ -103,16 +103,15 @@ impl AsRef<str> for Word {
     }
 }
 
-impl Borrow<str> for Word {
-    fn borrow(&self) -> &str {
-        self.as_str()
-    }
-}
-
 impl PartialEq for Word {
     #[inline]
     fn eq(&self, other: &Self) -> bool {
-        self.as_bytes() == other.as_bytes()
+        match (&self.0, &other.0) {
+            // Fixed-size compares: no call to memcmp.
+            (Repr::Inline { len: a, buf: x }, Repr::Inline { len: b, buf: y }) => a == b && x == y,
+            (Repr::Heap(a), Repr::Heap(b)) => a == b,
+            _ => false,
+        }
     }
 }
 impl Eq for Word {}
@@ -147,9 +146,25 @@ impl Ord for Word {
 impl Hash for Word {
     #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
-        // Same as `str`'s hash, so `Borrow<str>` lookups work.
-        state.write(self.as_bytes());
-        state.write_u8(0xff);
+        match &self.0 {
+            // Three fixed words instead of a byte loop (see the invariant on INLINE).
+            Repr::Inline { len, buf } => {
+                let word = |i: usize| {
+                    let mut w = [0u8; 8];
+                    for (d, s) in w.iter_mut().zip(&buf[i..]) {
+                        *d = *s;
+                    }
+                    u64::from_le_bytes(w)
+                };
+                state.write_u64(word(0));
+                state.write_u64(word(8));
+                state.write_u64(word(16) ^ (u64::from(*len) << 56));
+            }
+            Repr::Heap(s) => {
+                state.write(s.as_bytes());
+                state.write_u8(0xff);
+            }
+        }
     }
 }
 
@@ -230,18 +245,25 @@ mod tests {
             let w = Word::new(s);
             assert_eq!(w.as_str(), s);
             assert_eq!(w, s);
-            let hash = |x: &dyn Fn(&mut std::collections::hash_map::DefaultHasher)| {
+            let hash = |w: &Word| {
                 let mut h = std::collections::hash_map::DefaultHasher::new();
-                x(&mut h);
+                w.hash(&mut h);
                 h.finish()
             };
-            assert_eq!(hash(&|h| w.hash(h)), hash(&|h| s.hash(h)));
+            // Every way of making the same word gives the same repr.
+            let from_string = Word::from(s.to_string());
+            assert_eq!(w, from_string);
+            assert_eq!(hash(&w), hash(&from_string));
+            if s.is_ascii() {
+                assert_eq!(Word::ascii_lowercase(s.as_bytes()), w);
+                assert_eq!(hash(&Word::ascii_lowercase(s.as_bytes())), hash(&w));
+            }
         }
         assert!(Word::new("a") < Word::new("b"));
         assert_eq!(Word::ascii_lowercase(b"HeLLo'S"), "hello's");
         assert_eq!(
             Word::ascii_lowercase("ÉTÉ".as_bytes()),
-            "Été".to_ascii_lowercase()
+            "ÉTÉ".to_ascii_lowercase()
         );
         assert_eq!(
             format!("{:>3}|{:?}", Word::new("a"), Word::new("b")),
