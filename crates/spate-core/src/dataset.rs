@@ -28,7 +28,7 @@ use crate::node::{OpNode, PartitionOp, TextScanNode};
 use crate::ops::chain::{ChainFactory, decode_chain, stage, stateless};
 use crate::ops::group::{GroupFactory, GroupFn, GroupOp};
 use crate::ops::map::MapOp;
-use crate::ops::partial::{InsertFn, PartialAggOp};
+use crate::ops::partial::PartialAggOp;
 use crate::ops::top::{KeyFn, TopOp};
 use crate::rows::{Data, RowCodec};
 
@@ -340,7 +340,8 @@ impl<T: Data> Dataset<T> {
         let (ctx, base, chain, steps) = self.into_chain(&name);
         let ctx2 = ctx.clone();
         ctx.dataset(Arc::new(move || {
-            let insert: InsertFn<T, T, u64> = Arc::new(|m, t| *m.entry(t).or_insert(0) += 1);
+            let insert =
+                |m: &mut rustc_hash::FxHashMap<T, u64>, t: T| *m.entry(t).or_insert(0) += 1;
             let op = PartialAggOp::new(
                 name.clone(),
                 describe("count", &steps),
@@ -595,15 +596,16 @@ impl<K: Key, V: Data> Dataset<(K, V)> {
         let ctx2 = ctx.clone();
         ctx.dataset(Arc::new(move || {
             let f1 = f.clone();
-            let insert: InsertFn<(K, V), K, V> =
-                Arc::new(move |m, (k, v)| match m.remove_entry(&k) {
-                    Some((k0, old)) => {
-                        m.insert(k0, f1(old, v));
-                    }
-                    None => {
-                        m.insert(k, v);
-                    }
-                });
+            let insert = move |m: &mut rustc_hash::FxHashMap<K, V>, (k, v): (K, V)| match m
+                .remove_entry(&k)
+            {
+                Some((k0, old)) => {
+                    m.insert(k0, f1(old, v));
+                }
+                None => {
+                    m.insert(k, v);
+                }
+            };
             let partial = PartialAggOp::new(
                 name.clone(),
                 describe("reduce", &steps),
@@ -643,8 +645,9 @@ impl<K: Key, V: Data> Dataset<(K, V)> {
         let ctx2 = ctx.clone();
         ctx.dataset(Arc::new(move || {
             let c1 = c.clone();
-            let insert: InsertFn<(K, V), K, C::Acc> =
-                Arc::new(move |m, (k, v)| c1.add(m.entry(k).or_insert_with(|| c1.create()), v));
+            let insert = move |m: &mut rustc_hash::FxHashMap<K, C::Acc>, (k, v): (K, V)| {
+                c1.add(m.entry(k).or_insert_with(|| c1.create()), v)
+            };
             let partial = PartialAggOp::new(
                 name.clone(),
                 describe("combine", &steps),

@@ -1,7 +1,7 @@
 //! Text helpers: the canonical word tokenizer.
 
-pub use crate::word::Word;
 use crate::word::INLINE;
+pub use crate::word::Word;
 
 /// Byte → its lowercase form if it belongs to a word (`[A-Za-z']`), else 0:
 /// one lookup both classifies and lowercases.
@@ -67,7 +67,11 @@ impl Iterator for Words<'_> {
             i += 1;
         }
         self.pos = i;
-        Some(if n <= INLINE { Word::from_ascii_buf(buf, n as u8) } else { Word::ascii_lowercase(&b[start..i]) })
+        Some(if n <= INLINE {
+            Word::from_ascii_buf(buf, n as u8)
+        } else {
+            Word::ascii_lowercase(&b[start..i])
+        })
     }
 }
 

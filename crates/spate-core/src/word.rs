@@ -50,7 +50,10 @@ impl Word {
             for (d, s) in buf.iter_mut().zip(b) {
                 *d = s.to_ascii_lowercase();
             }
-            return Word(Repr::Inline { len: b.len() as u8, buf });
+            return Word(Repr::Inline {
+                len: b.len() as u8,
+                buf,
+            });
         }
         Word::from(String::from_utf8_lossy(b).to_ascii_lowercase())
     }

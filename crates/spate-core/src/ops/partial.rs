@@ -24,8 +24,10 @@ use crate::error::StepError;
 use crate::node::PartitionOp;
 use crate::rows::{Data, RowCodec};
 
-/// Folds one input row into the map.
-pub type InsertFn<I, K, A> = Arc<dyn Fn(&mut FxHashMap<K, A>, I) + Send + Sync>;
+/// Folds one input row into the map. A type parameter, not a trait object:
+/// it runs once per row, so it is monomorphized into the combiner loop.
+pub trait InsertFn<I, K, A>: Fn(&mut FxHashMap<K, A>, I) + Send + Sync + 'static {}
+impl<I, K, A, F: Fn(&mut FxHashMap<K, A>, I) + Send + Sync + 'static> InsertFn<I, K, A> for F {}
 
 /// Never hold more entries than this in one map, whatever the memory budget.
 const MAX_ENTRIES: usize = 1 << 22;
@@ -34,15 +36,15 @@ const MAX_ENTRIES: usize = 1 << 22;
 const HEAP_GUESS: usize = 24;
 
 /// A map-side combiner over a fused chain; emits `(key, accumulator)` rows.
-pub struct PartialAggOp<I, K, A> {
+pub struct PartialAggOp<I, K, A, F> {
     step: String,
     what: String,
     chain: ChainFactory<I>,
-    insert: InsertFn<I, K, A>,
+    insert: Arc<F>,
     codec: RowCodec<(K, A)>,
 }
 
-impl<I, K, A> PartialAggOp<I, K, A>
+impl<I, K, A, F: InsertFn<I, K, A>> PartialAggOp<I, K, A, F>
 where
     I: 'static,
     K: Data + Hash + Eq,
@@ -53,20 +55,20 @@ where
         step: String,
         what: String,
         chain: ChainFactory<I>,
-        insert: InsertFn<I, K, A>,
+        insert: F,
         codec: RowCodec<(K, A)>,
     ) -> Self {
         Self {
             step,
             what,
             chain,
-            insert,
+            insert: Arc::new(insert),
             codec,
         }
     }
 }
 
-impl<I, K, A> fmt::Debug for PartialAggOp<I, K, A> {
+impl<I, K, A, F> fmt::Debug for PartialAggOp<I, K, A, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "PartialAggOp({})", self.step)
     }
@@ -116,7 +118,7 @@ impl<I, K: Data + Hash + Eq, A: Data> State<I, K, A> {
     }
 }
 
-impl<I, K, A> PartitionOp for PartialAggOp<I, K, A>
+impl<I, K, A, F: InsertFn<I, K, A>> PartitionOp for PartialAggOp<I, K, A, F>
 where
     I: 'static,
     K: Data + Hash + Eq,
