@@ -79,6 +79,51 @@ impl Iterator for Words<'_> {
 mod tests {
     use super::*;
 
+    fn reference(line: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut cur = String::new();
+        for c in line.chars() {
+            if c.is_ascii_alphabetic() || c == '\'' {
+                cur.push(c.to_ascii_lowercase());
+            } else if !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
+            }
+        }
+        if !cur.is_empty() {
+            out.push(cur);
+        }
+        out
+    }
+
+    #[test]
+    fn matches_reference_on_random_lines() {
+        let alphabet: Vec<char> = "aZq'-. \t0@[`{é中\u{7f}\u{80}Xy".chars().collect();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for _ in 0..3000 {
+            let len = rnd(300);
+            let run = 1 + rnd(40);
+            let line: String = (0..len)
+                .map(|i| {
+                    alphabet[if i % run == 0 {
+                        rnd(alphabet.len())
+                    } else {
+                        rnd(4)
+                    }]
+                })
+                .collect();
+            let got: Vec<String> = words(&line).map(String::from).collect();
+            assert_eq!(got, reference(&line), "{line:?}");
+            let owned: Vec<String> = into_words(line.clone()).map(String::from).collect();
+            assert_eq!(owned, got);
+        }
+    }
+
     #[test]
     fn tokenizer() {
         let w: Vec<Word> = words("Hello, WORLD! l'été café o'neil\r").collect();
