@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use spate_io::progress::Progress;
 
 use crate::error::{Error, Result};
-use crate::node::{PartitionOp, SpateQueryPlanner};
+use crate::node::{FixedPartitions, PartitionOp, SpateQueryPlanner};
 
 /// Configuration of a [`Context`]. Defaults: every core, no memory limit.
 #[derive(Debug, Clone, Default)]
@@ -193,6 +193,7 @@ impl Context {
             .with_runtime_env(runtime_env)
             .with_default_features()
             .with_query_planner(Arc::new(SpateQueryPlanner))
+            .with_physical_optimizer_rule(Arc::new(FixedPartitions))
             .build();
         let session = SessionContext::new_with_state(state);
         let runtime = tokio::runtime::Builder::new_multi_thread()

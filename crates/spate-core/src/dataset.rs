@@ -685,7 +685,11 @@ impl<K: Key, V: Data> Dataset<(K, V)> {
     /// Groups values by key (sort-based; values are streamed to the user,
     /// so a group never needs to fit in memory).
     pub fn group_by_key(self) -> GroupedDataset<K, V> {
-        GroupedDataset { ds: self }
+        GroupedDataset {
+            ds: self,
+            descending: false,
+            partitions: None,
+        }
     }
 
     /// Inner join on keys: `(key, (left, right))` for every matching pair.
@@ -741,9 +745,24 @@ where
 /// The result of [`Dataset::group_by_key`]: keys with streams of values.
 pub struct GroupedDataset<K, V> {
     ds: Dataset<(K, V)>,
+    descending: bool,
+    partitions: Option<usize>,
 }
 
 impl<K: Key, V: Data> GroupedDataset<K, V> {
+    /// Groups into exactly `count` partitions (reducers, part files); by
+    /// default one per thread.
+    pub fn partitions(mut self, count: usize) -> Self {
+        self.partitions = Some(count.max(1));
+        self
+    }
+
+    /// Hands keys to the group function in descending order (ascending by default).
+    pub fn keys_descending(mut self) -> Self {
+        self.descending = true;
+        self
+    }
+
     /// Calls `f` once per key with an iterator over its values (keys sorted
     /// within each partition); `f` emits any number of outputs.
     pub fn flat_map_groups<U: Data>(
@@ -782,6 +801,7 @@ impl<K: Key, V: Data> GroupedDataset<K, V> {
     pub fn reduce_with<U: Data>(self, kind: &str, factory: GroupFactory<K, V, U>) -> Dataset<U> {
         let ctx = self.ds.ctx.clone();
         let name = ctx.step_name(kind);
+        let (descending, partitions) = (self.descending, self.partitions);
         let plan = self.ds.into_plan();
         let ctx2 = ctx.clone();
         ctx.dataset(Arc::new(move || {
@@ -791,7 +811,9 @@ impl<K: Key, V: Data> GroupedDataset<K, V> {
                 RowCodec::new()?,
                 RowCodec::new()?,
                 factory.clone(),
-            );
+            )
+            .descending(descending)
+            .partitions(partitions);
             ctx2.op_plan(Arc::new(op), plan()?)
         }))
     }

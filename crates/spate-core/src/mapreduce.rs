@@ -12,12 +12,10 @@
 
 use std::sync::Arc;
 
-use datafusion::logical_expr::{Expr, LogicalPlanBuilder, Partitioning};
 use rustc_hash::FxHashMap;
 
 use crate::context::Context;
 use crate::dataset::{Dataset, Key};
-use crate::error::Result;
 use crate::ops::group::{GroupFactory, GroupFn};
 use crate::rows::Data;
 
@@ -95,6 +93,12 @@ pub trait MRStep: Clone + Send + Sync + 'static {
     /// Number of reduce tasks (output part files); `None`: one per thread.
     fn num_reducers(&self) -> Option<usize> {
         None
+    }
+
+    /// Whether each reducer sees its keys in descending order (Hadoop's
+    /// reversed key comparator); default: ascending.
+    fn sort_descending(&self) -> bool {
+        false
     }
 }
 
@@ -286,29 +290,20 @@ fn run_step<S: MRStep>(input: Dataset<S::Input>, step: S) -> Dataset<S::Output> 
             },
         )),
     );
-    let mapped = match step.num_reducers() {
-        Some(n) => repartition(mapped, n.max(1)),
-        None => mapped,
-    };
     let s1 = step.clone();
     let factory: GroupFactory<S::Key, S::Value, S::Output> = Arc::new(move || {
         let mut step = s1.clone();
         step.reducer_init();
         Box::new(ReduceTask(step))
     });
-    mapped.group_by_key().reduce_with("reducer", factory)
-}
-
-/// Hash-partitions `(K, V)` rows on the key into `n` partitions.
-fn repartition<K: Key, V: Data>(ds: Dataset<(K, V)>, n: usize) -> Dataset<(K, V)> {
-    let ctx = ds.context().clone();
-    let plan = ds;
-    ctx.dataset(Arc::new(move || -> Result<_> {
-        let key = Expr::Column(datafusion::common::Column::from_name("0"));
-        Ok(LogicalPlanBuilder::from(plan.logical_plan()?)
-            .repartition(Partitioning::Hash(vec![key], n))?
-            .build()?)
-    }))
+    let mut grouped = mapped.group_by_key();
+    if step.sort_descending() {
+        grouped = grouped.keys_descending();
+    }
+    if let Some(n) = step.num_reducers() {
+        grouped = grouped.partitions(n);
+    }
+    grouped.reduce_with("reducer", factory)
 }
 
 struct ReduceTask<S>(S);

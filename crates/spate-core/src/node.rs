@@ -14,7 +14,8 @@ use arrow::compute::SortOptions;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
-use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, DFSchemaRef};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::context::QueryPlanner;
@@ -26,8 +27,12 @@ use datafusion::physical_expr::{
     Distribution, EquivalenceProperties, LexRequirement, OrderingRequirements, PhysicalExpr,
     PhysicalSortRequirement,
 };
+use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
@@ -42,9 +47,17 @@ use spate_io::source::{InputFile, TextSourceExec, line_schema, plan_splits};
 pub enum InputShape {
     /// Any partitioning, any order: the op runs where the data is.
     Any,
-    /// All rows with equal values in these columns in one partition, sorted by
-    /// them (the shuffle-sort in front of a MapReduce reducer).
-    GroupedBy(Vec<String>),
+    /// All rows with equal values in `keys` in one partition, sorted by them
+    /// (the shuffle-sort in front of a MapReduce reducer).
+    GroupedBy {
+        /// The key columns.
+        keys: Vec<String>,
+        /// Sort keys in descending order instead of ascending.
+        descending: bool,
+        /// A fixed number of partitions (MapReduce's reducer count); `None`:
+        /// whatever DataFusion's `target_partitions` gives.
+        partitions: Option<usize>,
+    },
     /// Everything in one partition.
     Single,
 }
@@ -257,6 +270,11 @@ impl OpExec {
         &self.op
     }
 
+    /// The input plan.
+    pub fn input(&self) -> &Arc<dyn ExecutionPlan> {
+        &self.input
+    }
+
     fn key_exprs(&self, keys: &[String]) -> DfResult<Vec<Arc<dyn PhysicalExpr>>> {
         let schema = self.input.schema();
         keys.iter()
@@ -296,7 +314,7 @@ impl ExecutionPlan for OpExec {
         match self.op.input_shape() {
             InputShape::Any => vec![Distribution::UnspecifiedDistribution],
             InputShape::Single => vec![Distribution::SinglePartition],
-            InputShape::GroupedBy(keys) => match self.key_exprs(&keys) {
+            InputShape::GroupedBy { keys, .. } => match self.key_exprs(&keys) {
                 Ok(exprs) => vec![Distribution::KeyPartitioned(exprs)],
                 // Unreachable for plans spate builds; planning then fails on ordering.
                 Err(_) => vec![Distribution::SinglePartition],
@@ -305,7 +323,9 @@ impl ExecutionPlan for OpExec {
     }
     fn required_input_ordering(&self) -> Vec<Option<OrderingRequirements>> {
         match self.op.input_shape() {
-            InputShape::GroupedBy(keys) => {
+            InputShape::GroupedBy {
+                keys, descending, ..
+            } => {
                 let reqs = self
                     .key_exprs(&keys)
                     .unwrap_or_default()
@@ -314,7 +334,7 @@ impl ExecutionPlan for OpExec {
                         PhysicalSortRequirement::new(
                             e,
                             Some(SortOptions {
-                                descending: false,
+                                descending,
                                 nulls_first: true,
                             }),
                         )
@@ -406,6 +426,91 @@ impl ExtensionPlanner for SpateExtensionPlanner {
             return Ok(Some(Arc::new(TextSourceExec::new(splits))));
         }
         Ok(None)
+    }
+}
+
+/// Hash-partitions `input` on `keys` into exactly `count` partitions and sorts
+/// each partition by the keys: the shuffle-sort in front of `count` reducers.
+fn shuffle_sort(
+    input: Arc<dyn ExecutionPlan>,
+    keys: &[String],
+    descending: bool,
+    count: usize,
+) -> DfResult<Arc<dyn ExecutionPlan>> {
+    let schema = input.schema();
+    let exprs = keys
+        .iter()
+        .map(|k| datafusion::physical_expr::expressions::col(k, &schema))
+        .collect::<DfResult<Vec<_>>>()?;
+    let shuffled = Arc::new(RepartitionExec::try_new(
+        input,
+        Partitioning::Hash(exprs.clone(), count.max(1)),
+    )?);
+    let options = SortOptions {
+        descending,
+        nulls_first: true,
+    };
+    let ordering =
+        LexOrdering::new(exprs.into_iter().map(|e| PhysicalSortExpr::new(e, options)))
+            .ok_or_else(|| DataFusionError::Internal("grouping without key columns".into()))?;
+    Ok(Arc::new(
+        SortExec::new(ordering, shuffled).with_preserve_partitioning(true),
+    ))
+}
+
+/// Gives grouping ops with a fixed partition count (MapReduce's
+/// `num_reducers`) exactly that many partitions. DataFusion's
+/// `EnforceDistribution` shuffles to `target_partitions`; this rule, run after
+/// it, replaces that shuffle (and the sort on top) with one of the requested
+/// width. The shuffle stays a `RepartitionExec`, so Ballista still cuts a
+/// stage there.
+#[derive(Debug, Default)]
+pub struct FixedPartitions;
+
+impl PhysicalOptimizerRule for FixedPartitions {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        plan.transform_up(|node| {
+            let Some(exec) = node.downcast_ref::<OpExec>() else {
+                return Ok(Transformed::no(node));
+            };
+            let InputShape::GroupedBy {
+                keys,
+                descending,
+                partitions: Some(count),
+            } = exec.op().input_shape()
+            else {
+                return Ok(Transformed::no(node));
+            };
+            if exec.input().output_partitioning().partition_count() == count {
+                return Ok(Transformed::no(node));
+            }
+            let mut base = exec.input().clone();
+            if let Some(sort) = base.downcast_ref::<SortExec>() {
+                base = sort.input().clone();
+            }
+            if let Some(shuffle) = base.downcast_ref::<RepartitionExec>()
+                && matches!(shuffle.partitioning(), Partitioning::Hash(..))
+            {
+                base = shuffle.input().clone();
+            }
+            let input = shuffle_sort(base, &keys, descending, count)?;
+            Ok(Transformed::yes(
+                Arc::new(OpExec::new(exec.op().clone(), input)) as Arc<dyn ExecutionPlan>,
+            ))
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "spate_fixed_partitions"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
     }
 }
 

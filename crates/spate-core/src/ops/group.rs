@@ -40,6 +40,8 @@ pub struct GroupOp<K, V, O> {
     in_codec: RowCodec<(K, V)>,
     out_codec: RowCodec<O>,
     factory: GroupFactory<K, V, O>,
+    descending: bool,
+    partitions: Option<usize>,
 }
 
 impl<K: Data + PartialEq, V: Data, O: Data> GroupOp<K, V, O> {
@@ -57,7 +59,21 @@ impl<K: Data + PartialEq, V: Data, O: Data> GroupOp<K, V, O> {
             in_codec,
             out_codec,
             factory,
+            descending: false,
+            partitions: None,
         }
+    }
+
+    /// Runs exactly `count` reducers (`None`: one per thread).
+    pub fn partitions(mut self, count: Option<usize>) -> Self {
+        self.partitions = count;
+        self
+    }
+
+    /// Hands keys to the reducer in descending order.
+    pub fn descending(mut self, descending: bool) -> Self {
+        self.descending = descending;
+        self
     }
 }
 
@@ -152,7 +168,11 @@ impl<K: Data + PartialEq, V: Data, O: Data> PartitionOp for GroupOp<K, V, O> {
     }
 
     fn describe(&self) -> String {
-        self.what.clone()
+        if self.descending {
+            format!("{} (keys descending)", self.what)
+        } else {
+            self.what.clone()
+        }
     }
 
     fn schema(&self) -> SchemaRef {
@@ -160,7 +180,11 @@ impl<K: Data + PartialEq, V: Data, O: Data> PartitionOp for GroupOp<K, V, O> {
     }
 
     fn input_shape(&self) -> InputShape {
-        InputShape::GroupedBy(vec![self.in_codec.schema().field(0).name().clone()])
+        InputShape::GroupedBy {
+            keys: vec![self.in_codec.schema().field(0).name().clone()],
+            descending: self.descending,
+            partitions: self.partitions,
+        }
     }
 
     fn run(

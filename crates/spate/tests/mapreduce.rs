@@ -1,0 +1,196 @@
+//! MapReduce semantics: keys sorted within each reducer (ascending or
+//! descending), one reducer call per key, reducer count = part files, task
+//! hooks, multi-step and map-only steps.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use spate::mapreduce::MRMapStep;
+use spate::prelude::*;
+
+/// Emits `(word, 1)`; the reducer records the keys in the order it sees them.
+#[derive(Clone)]
+struct Ordered {
+    descending: bool,
+    reducers: usize,
+    /// Records seen by this map task (mapper_init resets, mapper_final emits).
+    seen: u64,
+}
+
+impl MRStep for Ordered {
+    type Input = String;
+    type Key = String;
+    type Value = u64;
+    type Output = (String, u64);
+
+    fn mapper_init(&mut self) {
+        self.seen = 0;
+    }
+    fn mapper(&mut self, line: String, out: &mut Emitter<'_, (String, u64)>) {
+        self.seen += 1;
+        for w in line.split_whitespace() {
+            out.emit_kv(w.to_string(), 1);
+        }
+    }
+    fn mapper_final(&mut self, out: &mut Emitter<'_, (String, u64)>) {
+        out.emit_kv("~records".to_string(), self.seen);
+    }
+    fn has_combiner(&self) -> bool {
+        true
+    }
+    fn combiner(
+        &mut self,
+        k: &String,
+        vs: &mut dyn Iterator<Item = u64>,
+        out: &mut Emitter<'_, (String, u64)>,
+    ) {
+        out.emit_kv(k.clone(), vs.sum());
+    }
+    fn reducer(
+        &mut self,
+        k: &String,
+        vs: &mut dyn Iterator<Item = u64>,
+        out: &mut Emitter<'_, (String, u64)>,
+    ) {
+        out.emit((k.clone(), vs.sum()));
+    }
+    fn num_reducers(&self) -> Option<usize> {
+        Some(self.reducers)
+    }
+    fn sort_descending(&self) -> bool {
+        self.descending
+    }
+}
+
+struct Job(Ordered);
+
+impl MRJob for Job {
+    type Input = String;
+    type Output = (String, u64);
+    fn steps(&self) -> Steps<String, (String, u64)> {
+        Steps::of(self.0.clone())
+    }
+}
+
+fn lines() -> Vec<String> {
+    (0..500)
+        .map(|i| format!("k{} k{} shared", i % 37, (i * 7) % 53))
+        .collect()
+}
+
+#[test]
+fn keys_reach_one_reducer_in_order_and_hooks_run_per_task() {
+    let ctx = Context::builder()
+        .threads(3)
+        .batch_size(32)
+        .build()
+        .unwrap();
+    for descending in [false, true] {
+        let job = Job(Ordered {
+            descending,
+            reducers: 1,
+            seen: 0,
+        });
+        let out = ctx.run_job(&job, ctx.from_vec(lines())).collect().unwrap();
+        let keys: Vec<&String> = out.iter().map(|(k, _)| k).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        if descending {
+            sorted.reverse();
+        }
+        assert_eq!(keys, sorted, "descending={descending}");
+        let records = out.iter().find(|(k, _)| k == "~records").unwrap().1;
+        assert_eq!(
+            records, 500,
+            "mapper_final of every task counted its records"
+        );
+        assert_eq!(out.iter().find(|(k, _)| k == "shared").unwrap().1, 500);
+    }
+}
+
+#[test]
+fn reducers_become_sorted_part_files() {
+    let ctx = Context::builder().threads(2).build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let job = Job(Ordered {
+        descending: false,
+        reducers: 3,
+        seen: 0,
+    });
+    let summary = ctx
+        .run_job(&job, ctx.from_vec(lines()))
+        .write_text(&out)
+        .unwrap();
+    assert_eq!(summary.files, 3);
+    let mut all = Vec::new();
+    for i in 0..3 {
+        let text = std::fs::read_to_string(out.join(format!("part-{i:05}"))).unwrap();
+        let keys: Vec<String> = text
+            .lines()
+            .map(|l| l.split('\t').next().unwrap().to_string())
+            .collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted, "part {i} sorted by key");
+        all.extend(keys);
+    }
+    let n = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), n, "each key in exactly one part file");
+}
+
+#[derive(Clone)]
+struct Lengths;
+
+impl MRMapStep for Lengths {
+    type Input = (String, u64);
+    type Output = (u64, String);
+    fn mapper(&mut self, (k, n): (String, u64), out: &mut Emitter<'_, (u64, String)>) {
+        if !k.starts_with('~') {
+            out.emit((n, k));
+        }
+    }
+}
+
+struct TwoSteps;
+
+impl MRJob for TwoSteps {
+    type Input = String;
+    type Output = (u64, String);
+    fn steps(&self) -> Steps<String, (u64, String)> {
+        Steps::of(Ordered {
+            descending: false,
+            reducers: 2,
+            seen: 0,
+        })
+        .then_map_only(Lengths)
+    }
+}
+
+#[test]
+fn multi_step_with_map_only_step() {
+    let ctx = Context::builder().threads(2).build().unwrap();
+    let mut out = ctx
+        .run_job(&TwoSteps, ctx.from_vec(lines()))
+        .collect()
+        .unwrap();
+    out.sort();
+    let mut want = std::collections::BTreeMap::<String, u64>::new();
+    for l in lines() {
+        for w in l.split_whitespace() {
+            *want.entry(w.to_string()).or_default() += 1;
+        }
+    }
+    let mut want: Vec<(u64, String)> = want.into_iter().map(|(k, n)| (n, k)).collect();
+    want.sort();
+    assert_eq!(out, want);
+    let fresh = Context::builder().threads(2).build().unwrap();
+    let plan = fresh
+        .run_job(&TwoSteps, fresh.from_vec(lines()))
+        .explain()
+        .unwrap();
+    assert!(
+        plan.contains("step-1/reducer") && plan.contains("step-2/mapper"),
+        "{plan}"
+    );
+}
