@@ -818,3 +818,31 @@ impl<K: Key, V: Data> GroupedDataset<K, V> {
         }))
     }
 }
+
+/// Runs a reducer over `(key, value, route)` rows: rows go to the partition
+/// their route value selects (see [`crate::node::route_values`]), sorted by key.
+pub(crate) fn reduce_routed<K: Key, V: Data, U: Data>(
+    ds: Dataset<(K, V, u64)>,
+    kind: &str,
+    count: usize,
+    descending: bool,
+    factory: GroupFactory<K, V, U>,
+) -> Dataset<U> {
+    let ctx = ds.ctx.clone();
+    let name = ctx.step_name(kind);
+    let plan = ds.into_plan();
+    let ctx2 = ctx.clone();
+    ctx.dataset(Arc::new(move || {
+        let op = GroupOp::new(
+            name.clone(),
+            "group by key (custom partitioner)".into(),
+            RowCodec::new()?,
+            RowCodec::new()?,
+            factory.clone(),
+        )
+        .descending(descending)
+        .partitions(Some(count))
+        .route(Some("2".into()));
+        ctx2.op_plan(Arc::new(op), plan()?)
+    }))
+}

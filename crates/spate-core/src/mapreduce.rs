@@ -95,6 +95,18 @@ pub trait MRStep: Clone + Send + Sync + 'static {
         None
     }
 
+    /// Whether [`partition`](Self::partition) chooses the reducer of each key
+    /// (Hadoop's custom `Partitioner`); default: hash of the key.
+    fn has_partitioner(&self) -> bool {
+        false
+    }
+
+    /// The reducer (`0..num_reducers`) that gets `key`, when
+    /// [`has_partitioner`](Self::has_partitioner). Out-of-range answers wrap.
+    fn partition(&self, _key: &Self::Key, _num_reducers: usize) -> usize {
+        0
+    }
+
     /// Whether each reducer sees its keys in descending order (Hadoop's
     /// reversed key comparator); default: ascending.
     fn sort_descending(&self) -> bool {
@@ -296,6 +308,29 @@ fn run_step<S: MRStep>(input: Dataset<S::Input>, step: S) -> Dataset<S::Output> 
         step.reducer_init();
         Box::new(ReduceTask(step))
     });
+    if step.has_partitioner() {
+        let count = step
+            .num_reducers()
+            .unwrap_or_else(|| mapped.context().threads())
+            .max(1);
+        // Route values make the hash shuffle send partition p's rows to reducer p.
+        let routes: Arc<Vec<u64>> = Arc::new(
+            crate::node::route_values(count).unwrap_or_else(|_| (0..count as u64).collect()),
+        );
+        let chooser = step.clone();
+        let routed = mapped.map(move |(k, v)| {
+            let p = chooser.partition(&k, count) % count;
+            let route = routes.get(p).copied().unwrap_or(p as u64);
+            (k, v, route)
+        });
+        return crate::dataset::reduce_routed(
+            routed,
+            "reducer",
+            count,
+            step.sort_descending(),
+            factory,
+        );
+    }
     let mut grouped = mapped.group_by_key();
     if step.sort_descending() {
         grouped = grouped.keys_descending();

@@ -57,6 +57,9 @@ pub enum InputShape {
         /// A fixed number of partitions (MapReduce's reducer count); `None`:
         /// whatever DataFusion's `target_partitions` gives.
         partitions: Option<usize>,
+        /// A column whose value routes each row to its partition (a custom
+        /// partitioner's choice, see [`route_values`]); needs `partitions`.
+        route: Option<String>,
     },
     /// Everything in one partition.
     Single,
@@ -434,6 +437,7 @@ impl ExtensionPlanner for SpateExtensionPlanner {
 fn shuffle_sort(
     input: Arc<dyn ExecutionPlan>,
     keys: &[String],
+    route: Option<&str>,
     descending: bool,
     count: usize,
 ) -> DfResult<Arc<dyn ExecutionPlan>> {
@@ -442,9 +446,15 @@ fn shuffle_sort(
         .iter()
         .map(|k| datafusion::physical_expr::expressions::col(k, &schema))
         .collect::<DfResult<Vec<_>>>()?;
+    let shuffle_on = match route {
+        Some(column) => vec![datafusion::physical_expr::expressions::col(
+            column, &schema,
+        )?],
+        None => exprs.clone(),
+    };
     let shuffled = Arc::new(RepartitionExec::try_new(
         input,
-        Partitioning::Hash(exprs.clone(), count.max(1)),
+        Partitioning::Hash(shuffle_on, count.max(1)),
     )?);
     let options = SortOptions {
         descending,
@@ -456,6 +466,44 @@ fn shuffle_sort(
     Ok(Arc::new(
         SortExec::new(ordering, shuffled).with_preserve_partitioning(true),
     ))
+}
+
+/// For each partition `p` in `0..count`, a `u64` whose hash sends a row to
+/// partition `p` of a `count`-wide hash shuffle. A custom partitioner's choice
+/// is written as this value into a routing column, so the shuffle stays an
+/// ordinary hash `RepartitionExec` (which Ballista turns into a stage).
+pub fn route_values(count: usize) -> DfResult<Vec<u64>> {
+    use datafusion::common::hash_utils::create_hashes;
+    use datafusion::physical_plan::repartition::REPARTITION_RANDOM_STATE;
+    let count = count.max(1);
+    let mut found: Vec<Option<u64>> = vec![None; count];
+    let mut missing = count;
+    let mut candidate = 0u64;
+    while missing > 0 {
+        let values: Vec<u64> = (candidate..candidate + 1024).collect();
+        let array: arrow::array::ArrayRef =
+            Arc::new(arrow::array::UInt64Array::from(values.clone()));
+        let mut hashes = vec![0u64; values.len()];
+        create_hashes(
+            [&array],
+            REPARTITION_RANDOM_STATE.random_state(),
+            &mut hashes,
+        )?;
+        for (v, h) in values.iter().zip(&hashes) {
+            let slot = (*h % count as u64) as usize;
+            if found[slot].is_none() {
+                found[slot] = Some(*v);
+                missing -= 1;
+            }
+        }
+        candidate += 1024;
+        if candidate > (1 << 32) {
+            return Err(DataFusionError::Internal(format!(
+                "no routing values for {count} partitions"
+            )));
+        }
+    }
+    Ok(found.into_iter().flatten().collect())
 }
 
 /// Gives grouping ops with a fixed partition count (MapReduce's
@@ -481,11 +529,12 @@ impl PhysicalOptimizerRule for FixedPartitions {
                 keys,
                 descending,
                 partitions: Some(count),
+                route,
             } = exec.op().input_shape()
             else {
                 return Ok(Transformed::no(node));
             };
-            if exec.input().output_partitioning().partition_count() == count {
+            if route.is_none() && exec.input().output_partitioning().partition_count() == count {
                 return Ok(Transformed::no(node));
             }
             let mut base = exec.input().clone();
@@ -497,7 +546,7 @@ impl PhysicalOptimizerRule for FixedPartitions {
             {
                 base = shuffle.input().clone();
             }
-            let input = shuffle_sort(base, &keys, descending, count)?;
+            let input = shuffle_sort(base, &keys, route.as_deref(), descending, count)?;
             Ok(Transformed::yes(
                 Arc::new(OpExec::new(exec.op().clone(), input)) as Arc<dyn ExecutionPlan>,
             ))

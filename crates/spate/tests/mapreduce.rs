@@ -194,3 +194,82 @@ fn multi_step_with_map_only_step() {
         "{plan}"
     );
 }
+
+/// Sends key `k<n>` to reducer `n % reducers` (a custom partitioner).
+#[derive(Clone)]
+struct ByNumber(Ordered);
+
+impl MRStep for ByNumber {
+    type Input = String;
+    type Key = String;
+    type Value = u64;
+    type Output = (String, u64);
+
+    fn mapper(&mut self, line: String, out: &mut Emitter<'_, (String, u64)>) {
+        self.0.mapper(line, out)
+    }
+    fn reducer(
+        &mut self,
+        k: &String,
+        vs: &mut dyn Iterator<Item = u64>,
+        out: &mut Emitter<'_, (String, u64)>,
+    ) {
+        self.0.reducer(k, vs, out)
+    }
+    fn num_reducers(&self) -> Option<usize> {
+        Some(3)
+    }
+    fn has_partitioner(&self) -> bool {
+        true
+    }
+    fn partition(&self, key: &String, num_reducers: usize) -> usize {
+        key.trim_start_matches('k').parse::<usize>().unwrap_or(0) % num_reducers
+    }
+    fn sort_descending(&self) -> bool {
+        true
+    }
+}
+
+struct Partitioned;
+
+impl MRJob for Partitioned {
+    type Input = String;
+    type Output = (String, u64);
+    fn steps(&self) -> Steps<String, (String, u64)> {
+        Steps::of(ByNumber(Ordered {
+            descending: true,
+            reducers: 3,
+            seen: 0,
+        }))
+    }
+}
+
+#[test]
+fn custom_partitioner_chooses_the_part_file() {
+    let ctx = Context::builder().threads(2).build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let summary = ctx
+        .run_job(&Partitioned, ctx.from_vec(lines()))
+        .write_text(&out)
+        .unwrap();
+    assert_eq!(summary.files, 3);
+    let mut total = 0;
+    for p in 0..3 {
+        let text = std::fs::read_to_string(out.join(format!("part-{p:05}"))).unwrap();
+        let keys: Vec<String> = text
+            .lines()
+            .map(|l| l.split('\t').next().unwrap().to_string())
+            .collect();
+        for k in &keys {
+            let n = k.trim_start_matches('k').parse::<usize>().unwrap_or(0);
+            assert_eq!(n % 3, p, "key {k} in part {p}");
+        }
+        let mut sorted = keys.clone();
+        sorted.sort();
+        sorted.reverse();
+        assert_eq!(keys, sorted, "part {p} sorted descending");
+        total += keys.len();
+    }
+    assert_eq!(total, 54, "53 distinct k-keys and 'shared'");
+}

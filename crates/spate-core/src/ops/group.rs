@@ -42,6 +42,7 @@ pub struct GroupOp<K, V, O> {
     factory: GroupFactory<K, V, O>,
     descending: bool,
     partitions: Option<usize>,
+    route: Option<String>,
 }
 
 impl<K: Data + PartialEq, V: Data, O: Data> GroupOp<K, V, O> {
@@ -61,7 +62,15 @@ impl<K: Data + PartialEq, V: Data, O: Data> GroupOp<K, V, O> {
             factory,
             descending: false,
             partitions: None,
+            route: None,
         }
+    }
+
+    /// Routes rows by this column (a custom partitioner's output) instead of
+    /// by key hash; the column is dropped before decoding.
+    pub fn route(mut self, column: Option<String>) -> Self {
+        self.route = column;
+        self
     }
 
     /// Runs exactly `count` reducers (`None`: one per thread).
@@ -95,6 +104,18 @@ struct Rows<K, V> {
 }
 
 impl<K: Data, V: Data> Rows<K, V> {
+    /// Decodes `(key, value)`; columns past the first two (routing) are ignored.
+    fn decode(&self, batch: &RecordBatch) -> crate::error::Result<Vec<(K, V)>> {
+        if batch.num_columns() > 2 {
+            let pair = batch
+                .project(&[0, 1])
+                .map_err(|e| crate::error::Error::Internal(e.to_string()))?;
+            self.codec.decode(&pair)
+        } else {
+            self.codec.decode(batch)
+        }
+    }
+
     fn next_row(&mut self) -> Option<(K, V)> {
         if let Some(p) = self.peeked.take() {
             return Some(p);
@@ -107,7 +128,7 @@ impl<K: Data, V: Data> Rows<K, V> {
                 return None;
             }
             match self.handle.block_on(self.input.next()) {
-                Some(Ok(batch)) => match self.codec.decode(&batch) {
+                Some(Ok(batch)) => match self.decode(&batch) {
                     Ok(rows) => self.buf = rows.into_iter(),
                     Err(e) => {
                         self.error = Some(
@@ -184,6 +205,7 @@ impl<K: Data + PartialEq, V: Data, O: Data> PartitionOp for GroupOp<K, V, O> {
             keys: vec![self.in_codec.schema().field(0).name().clone()],
             descending: self.descending,
             partitions: self.partitions,
+            route: self.route.clone(),
         }
     }
 
