@@ -168,3 +168,32 @@ fn demo_runs_on_generated_text() {
                 .and(predicate::str::contains("most used word: the")),
         );
 }
+
+#[test]
+fn memory_limit_spills_and_stays_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("text.txt");
+    spate::jobs::corpus::write_file(&path, 4 << 20, 9).unwrap();
+    let unlimited = spate()
+        .args(["run", "wordcount", "-i"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(unlimited.status.success());
+    for face in ["dataset", "mapreduce"] {
+        spate()
+            .args([
+                "run",
+                "wordcount",
+                "--memory-limit",
+                "8MiB",
+                "--face",
+                face,
+                "-i",
+            ])
+            .arg(&path)
+            .assert()
+            .success()
+            .stdout(String::from_utf8(unlimited.stdout.clone()).unwrap());
+    }
+}

@@ -236,3 +236,45 @@ fn empty_inputs_everywhere() {
     assert_eq!(CTX.from_vec(empty.clone()).count().unwrap(), 0);
     assert!(CTX.from_vec(empty).top(3).collect().unwrap().is_empty());
 }
+
+#[test]
+fn writes_text_and_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = vec![("a\"b".to_string(), 1u64), ("ü".to_string(), 2)];
+    let json = CTX
+        .from_vec(rows.clone())
+        .write_jsonl(dir.path().join("j"))
+        .unwrap();
+    assert_eq!(json.rows, 2);
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(dir.path().join("j")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "jsonl") {
+            lines.extend(
+                std::fs::read_to_string(path)
+                    .unwrap()
+                    .lines()
+                    .map(String::from),
+            );
+        }
+    }
+    lines.sort();
+    let parsed: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(parsed[0]["0"], "a\"b");
+    assert_eq!(parsed[1]["1"], 2);
+    assert!(dir.path().join("j/_SUCCESS").exists());
+
+    let text = CTX
+        .from_vec(rows)
+        .sort_by(|(k, _)| k.clone(), true)
+        .write_text(dir.path().join("t"))
+        .unwrap();
+    assert_eq!(text.files, 1);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("t/part-00000")).unwrap(),
+        "a\"b\t1\nü\t2\n"
+    );
+}
