@@ -799,24 +799,51 @@ impl<K: Key, V: Data> GroupedDataset<K, V> {
 
     /// Runs a reducer built per partition by `factory` (MapReduce's reduce task).
     pub fn reduce_with<U: Data>(self, kind: &str, factory: GroupFactory<K, V, U>) -> Dataset<U> {
-        let ctx = self.ds.ctx.clone();
-        let name = ctx.step_name(kind);
-        let (descending, partitions) = (self.descending, self.partitions);
-        let plan = self.ds.into_plan();
-        let ctx2 = ctx.clone();
-        ctx.dataset(Arc::new(move || {
-            let op = GroupOp::new(
-                name.clone(),
-                "group by key".into(),
-                RowCodec::new()?,
-                RowCodec::new()?,
-                factory.clone(),
-            )
-            .descending(descending)
-            .partitions(partitions);
-            ctx2.op_plan(Arc::new(op), plan()?)
-        }))
+        let layout = GroupLayout {
+            descending: self.descending,
+            partitions: self.partitions,
+            route: None,
+        };
+        group_plan(self.ds, kind, layout, factory)
     }
+}
+
+/// How a grouping op wants its input: key order, reducer count, routing column.
+struct GroupLayout {
+    descending: bool,
+    partitions: Option<usize>,
+    route: Option<&'static str>,
+}
+
+/// Plans a `GroupOp` over `ds`, whose first two columns are `(key, value)`.
+fn group_plan<R: Data, K: Key, V: Data, U: Data>(
+    ds: Dataset<R>,
+    kind: &str,
+    layout: GroupLayout,
+    factory: GroupFactory<K, V, U>,
+) -> Dataset<U> {
+    let ctx = ds.ctx.clone();
+    let name = ctx.step_name(kind);
+    let plan = ds.into_plan();
+    let ctx2 = ctx.clone();
+    let what = if layout.route.is_some() {
+        "group by key (custom partitioner)"
+    } else {
+        "group by key"
+    };
+    ctx.dataset(Arc::new(move || {
+        let op = GroupOp::new(
+            name.clone(),
+            what.into(),
+            RowCodec::new()?,
+            RowCodec::new()?,
+            factory.clone(),
+        )
+        .descending(layout.descending)
+        .partitions(layout.partitions)
+        .route(layout.route.map(String::from));
+        ctx2.op_plan(Arc::new(op), plan()?)
+    }))
 }
 
 /// Runs a reducer over `(key, value, route)` rows: rows go to the partition
@@ -828,21 +855,10 @@ pub(crate) fn reduce_routed<K: Key, V: Data, U: Data>(
     descending: bool,
     factory: GroupFactory<K, V, U>,
 ) -> Dataset<U> {
-    let ctx = ds.ctx.clone();
-    let name = ctx.step_name(kind);
-    let plan = ds.into_plan();
-    let ctx2 = ctx.clone();
-    ctx.dataset(Arc::new(move || {
-        let op = GroupOp::new(
-            name.clone(),
-            "group by key (custom partitioner)".into(),
-            RowCodec::new()?,
-            RowCodec::new()?,
-            factory.clone(),
-        )
-        .descending(descending)
-        .partitions(Some(count))
-        .route(Some("2".into()));
-        ctx2.op_plan(Arc::new(op), plan()?)
-    }))
+    let layout = GroupLayout {
+        descending,
+        partitions: Some(count),
+        route: Some("2"),
+    };
+    group_plan(ds, kind, layout, factory)
 }
