@@ -16,10 +16,16 @@ pub(crate) const INLINE: usize = 14;
 
 #[derive(Clone)]
 enum Repr {
-    Inline { len: u8, buf: [u8; INLINE] },
+    Inline {
+        len: u8,
+        buf: [u8; INLINE],
+    },
     // A thin pointer keeps `Word` at 16 bytes: a `(Word, u64)` hash-map
     // bucket is 24 bytes, and most English words fit inline.
-    #[expect(clippy::box_collection, reason = "a thin pointer keeps Word at 16 bytes")]
+    #[expect(
+        clippy::box_collection,
+        reason = "a thin pointer keeps Word at 16 bytes"
+    )]
     Heap(Box<String>),
 }
 
