@@ -34,7 +34,7 @@ impl StagedOutput {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        std::fs::create_dir_all(&parent).map_err(|e| Error::io("creating", &parent, e))?;
+        std::fs::create_dir_all(&parent).map_err(|e| Error::io("preparing output", &parent, e))?;
         let name = target
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -43,7 +43,7 @@ impl StagedOutput {
             ".{name}.spate-staging-{}",
             uuid::Uuid::new_v4().simple()
         ));
-        std::fs::create_dir(&staging).map_err(|e| Error::io("creating", &staging, e))?;
+        std::fs::create_dir(&staging).map_err(|e| Error::io("preparing output", &staging, e))?;
         Ok(Self {
             target: target.to_path_buf(),
             staging,

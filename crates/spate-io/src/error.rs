@@ -84,13 +84,37 @@ impl Error {
                 | Error::InvalidUtf8 { .. }
                 | Error::OutputExists { .. }
                 | Error::LineTooLong { .. }
-                | Error::Io { .. }
-        )
+        ) || matches!(self, Error::Io { op, .. } if USER_OPS.contains(op))
     }
 }
+
+/// I/O on the user's inputs and on preparing the output directory (before
+/// anything runs); failures while writing output are job failures.
+const USER_OPS: &[&str] = &[
+    "opening",
+    "reading",
+    "listing",
+    "seeking in",
+    "preparing output",
+];
 
 impl From<Error> for datafusion::error::DataFusionError {
     fn from(e: Error) -> Self {
         datafusion::error::DataFusionError::External(Box::new(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_errors_are_usage_errors_and_write_errors_are_failures() {
+        let io = || std::io::Error::other("boom");
+        assert!(Error::io("reading", "in.txt", io()).is_user_input());
+        assert!(Error::io("preparing output", "out", io()).is_user_input());
+        assert!(!Error::io("writing", "out/part-00000", io()).is_user_input());
+        assert!(!Error::io("publishing", "out", io()).is_user_input());
+        assert!(Error::InputNotFound { path: "x".into() }.is_user_input());
     }
 }
