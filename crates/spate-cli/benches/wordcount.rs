@@ -11,13 +11,16 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 use spate::jobs::corpus;
 use spate::prelude::*;
+
+mod common;
+use common::{best_of, data_file, parse_size};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -141,44 +144,12 @@ fn count_range(file: &File, len: u64, start: u64, end: u64) -> FxHashMap<Box<[u8
     }
 }
 
-fn parse_size(s: &str) -> u64 {
-    spate::context::parse_bytes(s).unwrap() as u64
-}
-
-fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
-    let mut best = Duration::MAX;
-    let mut out = None;
-    for _ in 0..runs {
-        let t = Instant::now();
-        let r = f();
-        best = best.min(t.elapsed());
-        out = Some(r);
-    }
-    (best, out.unwrap())
-}
-
-fn data_file(bytes: u64) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let path = dir.join(format!("corpus-{bytes}.txt"));
-    if std::fs::metadata(&path)
-        .map(|m| m.len() < bytes)
-        .unwrap_or(true)
-    {
-        eprintln!("generating {} of text at {}", bytes, path.display());
-        corpus::write_file(&path, bytes, 42).unwrap();
-    }
-    path
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
     let bytes = parse_size(&std::env::var("SPATE_BENCH_BYTES").unwrap_or_else(|_| "1GiB".into()));
-    let runs: usize = std::env::var("SPATE_BENCH_RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+    let runs = common::runs(3);
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);

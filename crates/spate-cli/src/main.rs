@@ -32,6 +32,40 @@ enum Command {
     Explain(RunArgs),
     /// Generate a deterministic English-like text and run word count and most-used word on it.
     Demo(DemoArgs),
+    /// Run a Hadoop Streaming job: any executables as mapper, combiner and reducer
+    /// (Hadoop's options: -input, -output, -mapper, -reducer, -D ...; see `spate streaming -help`).
+    #[command(disable_help_flag = true)]
+    Streaming(PassArgs),
+    /// Run an mrjob script unchanged: `spate mrjob JOB.py [job options] INPUT... [-o DIR]`.
+    Mrjob(MrjobArgs),
+}
+
+#[derive(Args, Debug)]
+struct PassArgs {
+    /// Hadoop Streaming options.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+    args: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+struct MrjobArgs {
+    /// Interpreter for the script and its tasks (default: the job's --python-bin, else python3).
+    #[arg(long, value_name = "PYTHON")]
+    python_bin: Option<String>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Memory budget for sorting, e.g. 2GiB; spills beyond it.
+    #[arg(long, value_name = "SIZE")]
+    memory_limit: Option<String>,
+    /// Never draw a progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+    /// The mrjob script.
+    script: PathBuf,
+    /// The script's own arguments: input paths, `-o DIR`, `--jobconf k=v`, passthrough options.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+    args: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -130,7 +164,110 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Demo(args) => demo(&args),
+        Command::Streaming(args) => streaming(&args.args),
+        Command::Mrjob(args) => mrjob(&args),
     }
+}
+
+fn context(threads: Option<usize>, memory_limit: Option<&str>) -> Result<Context> {
+    let mut config = Context::builder();
+    if let Some(t) = threads {
+        config.threads(t);
+    }
+    if let Some(m) = memory_limit {
+        config.memory_limit(spate::context::parse_bytes(m)?);
+    }
+    config.build()
+}
+
+fn streaming(raw: &[String]) -> Result<()> {
+    use spate::streaming::args::{StreamingArgs, USAGE};
+    let args = StreamingArgs::parse(raw)?;
+    if args.help {
+        print!("{USAGE}");
+        return Ok(());
+    }
+    let ctx = context(args.threads, args.memory_limit.as_deref())?;
+    let output = (args.output != "-").then(|| PathBuf::from(&args.output));
+    run_streaming(&ctx, &args.job, output, args.quiet)
+}
+
+fn mrjob(args: &MrjobArgs) -> Result<()> {
+    use spate::streaming::mrjob::MrjobScript;
+    let script = MrjobScript {
+        script: args.script.clone(),
+        args: args.args.clone(),
+        python: args.python_bin.clone(),
+    };
+    let mut plan = script.plan()?;
+    let ctx = context(args.threads, args.memory_limit.as_deref())?;
+    // mrjob reads standard input when given no input paths (or `-`).
+    let _stdin_copy = if plan.reads_stdin {
+        let mut file = tempfile::Builder::new()
+            .prefix("spate-stdin-")
+            .tempfile()
+            .map_err(|e| Error::Usage(format!("cannot buffer standard input: {e}")))?;
+        std::io::copy(&mut std::io::stdin().lock(), &mut file)
+            .map_err(|e| Error::Usage(format!("reading standard input: {e}")))?;
+        plan.job
+            .inputs
+            .push(file.path().to_string_lossy().into_owned());
+        Some(file)
+    } else {
+        None
+    };
+    run_streaming(&ctx, &plan.job, plan.output_dir, args.quiet)
+}
+
+fn run_streaming(
+    ctx: &Context,
+    job: &spate::streaming::StreamingJob,
+    output: Option<PathBuf>,
+    quiet: bool,
+) -> Result<()> {
+    use spate::streaming::Output;
+    let start = Instant::now();
+    for w in job.warnings() {
+        eprintln!("spate: warning: {w}");
+    }
+    let progress = (!quiet && std::io::stderr().is_terminal())
+        .then(|| ProgressBar::start(ctx.progress().clone()));
+    let stdout = std::io::stdout();
+    let mut lock = std::io::BufWriter::new(stdout.lock());
+    let result = match &output {
+        Some(dir) => job.run(ctx, Output::Dir(dir.clone())),
+        None => job.run(ctx, Output::Writer(&mut lock)),
+    };
+    if let Some(p) = progress {
+        p.finish();
+    }
+    if let Err(e) = lock.flush()
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(Error::Internal(format!("writing to stdout: {e}")));
+    }
+    let report = result?;
+    eprint!("{}", report.format_counters());
+    for (task, status) in &report.statuses {
+        eprintln!("status of {task}: {status}");
+    }
+    match &report.output {
+        Some(s) => eprintln!(
+            "spate: job {} wrote {} lines to {} ({} part files) in {:.3}s",
+            report.job_id,
+            s.rows,
+            s.path.display(),
+            s.files,
+            start.elapsed().as_secs_f64()
+        ),
+        None => eprintln!(
+            "spate: job {} printed {} lines in {:.3}s",
+            report.job_id,
+            report.lines,
+            start.elapsed().as_secs_f64()
+        ),
+    }
+    Ok(())
 }
 
 fn demo(args: &DemoArgs) -> Result<()> {

@@ -15,7 +15,7 @@ use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 use serde::{Deserialize, Serialize};
 use spate_io::sink::{OutputFormat, WriteExec};
-use spate_io::source::{FileRange, InputFile, TextSourceExec};
+use spate_io::source::{FileRange, InputFile, LineOptions, TextSourceExec};
 
 use crate::context::Registry;
 use crate::node::{OpExec, OpNode, TextScanNode};
@@ -28,6 +28,8 @@ enum LogicalNode {
     TextScan {
         step: String,
         files: Vec<(std::path::PathBuf, u64)>,
+        #[serde(default)]
+        options: LineOptions,
     },
 }
 
@@ -38,6 +40,8 @@ enum PhysicalNode {
     },
     TextSource {
         splits: Vec<Vec<FileRange>>,
+        #[serde(default)]
+        options: LineOptions,
     },
     Write {
         dir: std::path::PathBuf,
@@ -97,12 +101,16 @@ impl LogicalExtensionCodec for SpateLogicalCodec {
                     )),
                 }
             }
-            LogicalNode::TextScan { step, files } => {
+            LogicalNode::TextScan {
+                step,
+                files,
+                options,
+            } => {
                 let files: Vec<InputFile> = files
                     .into_iter()
                     .map(|(path, len)| InputFile { path, len })
                     .collect();
-                match TextScanNode::plan(step, &files)? {
+                match TextScanNode::plan_with(step, &files, options)? {
                     LogicalPlan::Extension(ext) => Ok(ext),
                     _ => Err(DataFusionError::Internal(
                         "scan plan is not an extension".into(),
@@ -127,6 +135,7 @@ impl LogicalExtensionCodec for SpateLogicalCodec {
                 &LogicalNode::TextScan {
                     step: n.step.clone(),
                     files: n.files.clone(),
+                    options: n.options,
                 },
                 buf,
             );
@@ -196,7 +205,9 @@ impl PhysicalExtensionCodec for SpatePhysicalCodec {
                     .ok_or_else(|| unknown_step(&step))?;
                 Arc::new(OpExec::new(op, first()?))
             }
-            PhysicalNode::TextSource { splits } => Arc::new(TextSourceExec::new(splits)),
+            PhysicalNode::TextSource { splits, options } => {
+                Arc::new(TextSourceExec::with_options(splits, options))
+            }
             PhysicalNode::Write { dir, format } => Arc::new(WriteExec::new(first()?, dir, format)),
         })
     }
@@ -219,6 +230,7 @@ impl PhysicalExtensionCodec for SpatePhysicalCodec {
             return encode(
                 &PhysicalNode::TextSource {
                     splits: n.splits().to_vec(),
+                    options: n.options(),
                 },
                 buf,
             );

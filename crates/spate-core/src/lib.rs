@@ -15,6 +15,10 @@
 //! Extension points: [`node::PartitionOp`] (a new per-partition operator),
 //! [`combine::CombineFn`] (a new aggregation), [`pipeline::PTransform`]
 //! (a composite transform), [`mapreduce::MRStep`] (a MapReduce step).
+//!
+//! Hadoop Streaming and mrjob jobs ([`streaming`]) lower to the same plans:
+//! their tasks are [`ops::pipe::PipeOp`] nodes streaming partitions through
+//! child processes, with the engine's shuffle and external sort between them.
 
 pub mod codec;
 pub mod combine;
@@ -26,6 +30,7 @@ pub mod node;
 pub mod ops;
 pub mod pipeline;
 pub mod rows;
+pub mod streaming;
 pub mod text;
 pub mod word;
 

@@ -40,7 +40,7 @@ use datafusion::physical_plan::{
 };
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
 use futures::StreamExt;
-use spate_io::source::{InputFile, TextSourceExec, line_schema, plan_splits};
+use spate_io::source::{InputFile, LineOptions, TextSourceExec, line_schema_with, plan_splits};
 
 /// What a [`PartitionOp`] needs of its input's layout.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -172,18 +172,31 @@ impl UserDefinedLogicalNodeCore for OpNode {
 pub struct TextScanNode {
     pub(crate) step: String,
     pub(crate) files: Vec<(PathBuf, u64)>,
+    pub(crate) options: LineOptions,
     pub(crate) schema: DFSchemaRef,
 }
 
 impl TextScanNode {
     /// A scan of `files` (already expanded).
     pub fn plan(step: String, files: &[InputFile]) -> DfResult<LogicalPlan> {
-        let schema = Arc::new(DFSchema::try_from(line_schema().as_ref().clone())?);
+        Self::plan_with(step, files, LineOptions::default())
+    }
+
+    /// A scan of `files` presenting lines as `options` say.
+    pub fn plan_with(
+        step: String,
+        files: &[InputFile],
+        options: LineOptions,
+    ) -> DfResult<LogicalPlan> {
+        let schema = Arc::new(DFSchema::try_from(
+            line_schema_with(options).as_ref().clone(),
+        )?);
         let files = files.iter().map(|f| (f.path.clone(), f.len)).collect();
         Ok(LogicalPlan::Extension(Extension {
             node: Arc::new(TextScanNode {
                 step,
                 files,
+                options,
                 schema,
             }),
         }))
@@ -202,7 +215,11 @@ impl TextScanNode {
 
 impl PartialOrd for TextScanNode {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        (&self.step, &self.files).partial_cmp(&(&other.step, &other.files))
+        (&self.step, &self.files, &self.options).partial_cmp(&(
+            &other.step,
+            &other.files,
+            &other.options,
+        ))
     }
 }
 
@@ -426,7 +443,9 @@ impl ExtensionPlanner for SpateExtensionPlanner {
             let partitions = session.config().target_partitions();
             let files = n.input_files();
             let splits = plan_splits(&files, partitions);
-            return Ok(Some(Arc::new(TextSourceExec::new(splits))));
+            return Ok(Some(Arc::new(TextSourceExec::with_options(
+                splits, n.options,
+            ))));
         }
         Ok(None)
     }

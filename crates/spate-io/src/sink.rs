@@ -238,6 +238,8 @@ fn write_text(out: &mut dyn Write, batch: &RecordBatch) -> Result<(), WriteError
             DataType::Utf8 => Column::Str(array.as_string::<i32>()),
             DataType::LargeUtf8 => Column::LargeStr(array.as_string::<i64>()),
             DataType::Utf8View => Column::View(array.as_string_view()),
+            // Raw lines (Hadoop Streaming) are written as the bytes they are.
+            DataType::Binary => Column::Bytes(array.as_binary::<i32>()),
             _ => Column::Other(ArrayFormatter::try_new(array.as_ref(), &options)?),
         });
     }
@@ -252,6 +254,11 @@ fn write_text(out: &mut dyn Write, batch: &RecordBatch) -> Result<(), WriteError
                 Column::View(a) => {
                     if a.is_valid(row) {
                         out.write_all(a.value(row).as_bytes())?
+                    }
+                }
+                Column::Bytes(a) => {
+                    if a.is_valid(row) {
+                        out.write_all(a.value(row))?
                     }
                 }
                 Column::Other(f) => write!(out, "{}", f.value(row))?,
@@ -273,6 +280,7 @@ enum Column<'a> {
     Str(&'a arrow::array::StringArray),
     LargeStr(&'a arrow::array::LargeStringArray),
     View(&'a arrow::array::StringViewArray),
+    Bytes(&'a arrow::array::BinaryArray),
     Other(ArrayFormatter<'a>),
 }
 

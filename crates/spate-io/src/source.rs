@@ -12,9 +12,9 @@ use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, StringArray};
+use arrow::array::{ArrayRef, BinaryArray, DictionaryArray, Int32Array, StringArray};
 use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result as DfResult};
@@ -33,8 +33,83 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 
-/// Name of the single column text sources produce.
+/// Name of the column holding the lines.
 pub const LINE_COLUMN: &str = "value";
+
+/// Name of the column that tags each line with its split (see [`LineOptions`]).
+pub const SPLIT_COLUMN: &str = "split";
+
+/// How a text source presents the lines it reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Serialize, Deserialize)]
+pub struct LineOptions {
+    /// Lines as raw bytes (`Binary`), not checked for UTF-8: Hadoop Streaming
+    /// hands a task's command the bytes of its input as they are.
+    pub raw: bool,
+    /// Adds a [`SPLIT_COLUMN`] naming the byte range each line belongs to (a
+    /// dictionary column: one value per batch, as a batch never spans two
+    /// ranges), so a downstream op can start one task per split, as Hadoop
+    /// starts one map task per input split. See [`SplitTag`].
+    pub tag_splits: bool,
+}
+
+/// Which part of which file a line was read from: the value of the
+/// [`SPLIT_COLUMN`], encoded as `index<TAB>start<TAB>length<TAB>path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitTag {
+    /// The split's number among all splits of the source (Hadoop's map task number).
+    pub index: usize,
+    /// The file.
+    pub path: PathBuf,
+    /// Byte offset of the split in the file.
+    pub start: u64,
+    /// Length of the split in bytes (the whole file for compressed files).
+    pub length: u64,
+}
+
+impl SplitTag {
+    /// The tag of `range`.
+    pub fn of(index: usize, range: &FileRange) -> Self {
+        let length = if range.end == u64::MAX {
+            std::fs::metadata(&range.path)
+                .map(|m| m.len().saturating_sub(range.start))
+                .unwrap_or(0)
+        } else {
+            range.end - range.start
+        };
+        Self {
+            index,
+            path: range.path.clone(),
+            start: range.start,
+            length,
+        }
+    }
+
+    /// The tag as the column stores it.
+    pub fn encode(&self) -> String {
+        format!(
+            "{}\t{}\t{}\t{}",
+            self.index,
+            self.start,
+            self.length,
+            self.path.display()
+        )
+    }
+
+    /// Parses [`SplitTag::encode`]'s output.
+    pub fn decode(s: &str) -> Option<Self> {
+        let mut parts = s.splitn(4, '\t');
+        let index = parts.next()?.parse().ok()?;
+        let start = parts.next()?.parse().ok()?;
+        let length = parts.next()?.parse().ok()?;
+        let path = PathBuf::from(parts.next()?);
+        Some(Self {
+            index,
+            path,
+            start,
+            length,
+        })
+    }
+}
 
 /// Lines longer than this are refused (they are almost always binary input).
 pub const MAX_LINE_BYTES: usize = 256 * 1024 * 1024;
@@ -256,17 +331,32 @@ pub fn plan_splits(files: &[InputFile], partitions: usize) -> Vec<Vec<FileRange>
 
 /// The schema of text sources: one non-null UTF-8 column named [`LINE_COLUMN`].
 pub fn line_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![Field::new(
-        LINE_COLUMN,
-        DataType::Utf8,
-        false,
-    )]))
+    line_schema_with(LineOptions::default())
+}
+
+/// The schema of a text source with `options`.
+pub fn line_schema_with(options: LineOptions) -> SchemaRef {
+    let line_type = if options.raw {
+        DataType::Binary
+    } else {
+        DataType::Utf8
+    };
+    let mut fields = vec![Field::new(LINE_COLUMN, line_type, false)];
+    if options.tag_splits {
+        fields.push(Field::new(
+            SPLIT_COLUMN,
+            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+            false,
+        ));
+    }
+    Arc::new(Schema::new(fields))
 }
 
 /// Reads text files as batches of lines, one partition per group of ranges.
 #[derive(Debug)]
 pub struct TextSourceExec {
     splits: Vec<Vec<FileRange>>,
+    options: LineOptions,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
@@ -275,7 +365,12 @@ pub struct TextSourceExec {
 impl TextSourceExec {
     /// A source over the given splits (see [`plan_splits`]).
     pub fn new(splits: Vec<Vec<FileRange>>) -> Self {
-        let schema = line_schema();
+        Self::with_options(splits, LineOptions::default())
+    }
+
+    /// A source over the given splits presenting lines as `options` say.
+    pub fn with_options(splits: Vec<Vec<FileRange>>, options: LineOptions) -> Self {
+        let schema = line_schema_with(options);
         let splits = if splits.is_empty() {
             vec![Vec::new()]
         } else {
@@ -289,6 +384,7 @@ impl TextSourceExec {
         ));
         Self {
             splits,
+            options,
             schema,
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
@@ -298,6 +394,11 @@ impl TextSourceExec {
     /// The splits this source reads, one entry per partition.
     pub fn splits(&self) -> &[Vec<FileRange>] {
         &self.splits
+    }
+
+    /// How this source presents lines.
+    pub fn options(&self) -> LineOptions {
+        self.options
     }
 }
 
@@ -370,11 +471,19 @@ impl ExecutionPlan for TextSourceExec {
         let output_rows = MetricBuilder::new(&self.metrics).output_rows(partition);
         let bytes = MetricBuilder::new(&self.metrics).counter("bytes_read", partition);
         let schema = self.schema.clone();
+        let options = self.options;
+        let first_index: usize = self.splits[..partition].iter().map(Vec::len).sum();
         let mut builder = RecordBatchReceiverStreamBuilder::new(schema.clone(), 4);
         let tx = builder.tx();
         builder.spawn_blocking(move || {
             let mut sink = BatchSink::new(batch_rows, &tx, progress.as_deref(), output_rows, bytes);
-            for range in &ranges {
+            sink.options = options;
+            sink.schema = line_schema_with(options);
+            for (i, range) in ranges.iter().enumerate() {
+                if options.tag_splits {
+                    let tag = SplitTag::of(first_index + i, range).encode();
+                    sink.tag = Some(Arc::new(StringArray::from(vec![tag])));
+                }
                 read_range(range, &mut sink)?;
             }
             match sink.flush() {
@@ -394,6 +503,8 @@ impl ExecutionPlan for TextSourceExec {
 /// spans two ranges, so its line offsets always refer to one file.
 struct BatchSink<'a> {
     schema: SchemaRef,
+    options: LineOptions,
+    tag: Option<ArrayRef>,
     batch_rows: usize,
     tx: &'a tokio::sync::mpsc::Sender<DfResult<RecordBatch>>,
     progress: Option<&'a Progress>,
@@ -420,6 +531,8 @@ impl<'a> BatchSink<'a> {
     ) -> Self {
         Self {
             schema: line_schema(),
+            options: LineOptions::default(),
+            tag: None,
             batch_rows,
             tx,
             progress,
@@ -463,20 +576,31 @@ impl<'a> BatchSink<'a> {
         // One UTF-8 validation per batch (in `try_new`); find the line only on failure.
         let offsets_buf = OffsetBuffer::new(ScalarBuffer::from(offsets));
         let buffer = Buffer::from_vec(values);
-        let array = match StringArray::try_new(offsets_buf.clone(), buffer.clone(), None) {
-            Ok(a) => a,
-            Err(_) => {
-                let e = locate_invalid_utf8(
-                    &self.path,
-                    buffer.as_slice(),
-                    &offsets_buf,
-                    &self.line_starts,
-                );
-                return Err(FlushError::Df(e.into()));
+        let array: ArrayRef = if self.options.raw {
+            Arc::new(BinaryArray::new(offsets_buf, buffer, None))
+        } else {
+            match StringArray::try_new(offsets_buf.clone(), buffer.clone(), None) {
+                Ok(a) => Arc::new(a),
+                Err(_) => {
+                    let e = locate_invalid_utf8(
+                        &self.path,
+                        buffer.as_slice(),
+                        &offsets_buf,
+                        &self.line_starts,
+                    );
+                    return Err(FlushError::Df(e.into()));
+                }
             }
         };
         self.line_starts.clear();
-        let batch = RecordBatch::try_new(self.schema.clone(), vec![Arc::new(array) as ArrayRef])
+        let mut columns = vec![array];
+        if let Some(tag) = &self.tag {
+            let keys = Int32Array::from(vec![0; rows]);
+            let tags = DictionaryArray::<Int32Type>::try_new(keys, tag.clone())
+                .map_err(|e| FlushError::Df(e.into()))?;
+            columns.push(Arc::new(tags));
+        }
+        let batch = RecordBatch::try_new(self.schema.clone(), columns)
             .map_err(|e| FlushError::Df(e.into()))?;
         self.output_rows.add(rows);
         self.bytes.add(self.pending_bytes as usize);

@@ -6,11 +6,13 @@
 //! - [`partial`]: runs a chain into a bounded hash map — the map-side combiner.
 //! - [`group`]: hands each key's values, sorted and streamed, to a user function.
 //! - [`top`]: keeps the n greatest rows.
+//! - [`pipe`]: streams rows through a child process (Hadoop Streaming tasks).
 
 pub mod chain;
 pub mod group;
 pub mod map;
 pub mod partial;
+pub mod pipe;
 pub mod top;
 
 use std::any::Any;

@@ -1,0 +1,186 @@
+//! Hadoop Streaming and mrjob, side by side:
+//!
+//! 1. one mrjob word-frequency script (`tests/fixtures/mrjob/mr_word_freq.py`)
+//!    run by `spate mrjob` and by mrjob's own `-r local` runner;
+//! 2. word count as a Hadoop Streaming job with an awk mapper, combiner and
+//!    reducer, vs the engine's native Dataset word count (`spate run`).
+//!
+//! Prints times and ratios; asserts only that the answers agree.
+//!
+//! ```text
+//! cargo bench -p spate-cli --bench streaming                         # 100 MiB
+//! SPATE_BENCH_BYTES=1GiB SPATE_BENCH_RUNS=1 cargo bench -p spate-cli --bench streaming
+//! SPATE_BENCH_SKIP_MRJOB=1 cargo bench -p spate-cli --bench streaming # spate only
+//! ```
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+mod common;
+use common::{best_of, data_file, parse_size};
+
+/// Awk word count tasks: the mapper tokenizes like spate's default tokenizer
+/// (runs of `[A-Za-z']`, lowercased); the reducer sums contiguous keys.
+const AWK_MAPPER: &str = r#"awk '{ n = split(tolower($0), w, /[^a-z'"'"']+/); for (i = 1; i <= n; i++) if (w[i] != "") print w[i] "\t1" }'"#;
+const AWK_REDUCER: &str = r#"awk -F '\t' '$1 != k { if (NR > 1) print k "\t" t; k = $1; t = 0 } { t += $2 } END { if (NR > 0) print k "\t" t }'"#;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// Runs `cmd`, panicking with its stderr if it fails.
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `word<TAB>count` lines of every part file in `dir`; mrjob's JSON-quoted
+/// keys are unquoted.
+fn read_counts(dir: &Path) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("part-") {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path).unwrap().lines() {
+            let (k, v) = line.split_once('\t').unwrap();
+            let k = k.trim_matches('"').to_string();
+            assert!(out.insert(k, v.parse().unwrap()).is_none(), "{line}");
+        }
+    }
+    out
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let bytes = parse_size(&std::env::var("SPATE_BENCH_BYTES").unwrap_or_else(|_| "100MiB".into()));
+    let runs = common::runs(1);
+    let path = data_file(bytes);
+    let mib = std::fs::metadata(&path).unwrap().len() as f64 / (1 << 20) as f64;
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    println!("streaming word count on {mib:.0} MiB, {threads} threads, best of {runs}");
+    let exe = env!("CARGO_BIN_EXE_spate");
+    let work = tempfile::tempdir().unwrap();
+    let mut n = 0;
+    let mut out_dir = || {
+        n += 1;
+        work.path().join(format!("out-{n}"))
+    };
+
+    let script = fixture("mrjob/mr_word_freq.py");
+    let mut spate_mrjob = None;
+    let (t_spate_mrjob, _) = best_of(runs, || {
+        let out = out_dir();
+        run(Command::new(exe)
+            .args(["mrjob", "--quiet"])
+            .arg(&script)
+            .arg(&path)
+            .arg("-o")
+            .arg(&out));
+        spate_mrjob = Some(read_counts(&out));
+    });
+    let spate_mrjob = spate_mrjob.unwrap();
+
+    let mut t_local = None;
+    if std::env::var_os("SPATE_BENCH_SKIP_MRJOB").is_none() {
+        let (t, counts) = best_of(1, || {
+            let out = out_dir();
+            run(Command::new("python3")
+                .arg(&script)
+                .args(["-r", "local", "--no-conf", "-o"])
+                .arg(&out)
+                .arg(&path));
+            read_counts(&out)
+        });
+        assert_eq!(counts, spate_mrjob, "mrjob -r local and spate mrjob differ");
+        t_local = Some(t);
+    }
+
+    let (t_native, native) = best_of(runs, || {
+        let out = out_dir();
+        run(Command::new(exe)
+            .args(["run", "wordcount", "--quiet", "-i"])
+            .arg(&path)
+            .arg("-o")
+            .arg(&out));
+        read_counts(&out)
+    });
+    assert_eq!(native, spate_mrjob, "native and mrjob word counts differ");
+
+    let (t_awk, awk) = best_of(runs, || {
+        let out = out_dir();
+        run(Command::new(exe)
+            .args(["streaming", "--quiet", "-input"])
+            .arg(&path)
+            .arg("-output")
+            .arg(&out)
+            .args(["-mapper", AWK_MAPPER, "-combiner", AWK_REDUCER])
+            .args(["-reducer", AWK_REDUCER]));
+        read_counts(&out)
+    });
+    assert_eq!(awk, native, "awk streaming and native word counts differ");
+
+    let (t_awk_nocomb, _) = best_of(runs, || {
+        let out = out_dir();
+        run(Command::new(exe)
+            .args(["streaming", "--quiet", "-input"])
+            .arg(&path)
+            .arg("-output")
+            .arg(&out)
+            .args(["-mapper", AWK_MAPPER, "-reducer", AWK_REDUCER]));
+    });
+
+    let secs = |d: Duration| d.as_secs_f64();
+    println!("{:<52} {:>9} {:>8}", "program", "seconds", "ratio");
+    let line = |name: &str, t: Duration, base: Duration| {
+        println!("{name:<52} {:>9.3} {:>8.2}", secs(t), secs(t) / secs(base));
+    };
+    println!("-- mrjob word frequency (ratio: mrjob -r local / spate; higher is better)");
+    println!(
+        "{:<52} {:>9.3} {:>8}",
+        "spate mrjob mr_word_freq.py",
+        secs(t_spate_mrjob),
+        "1.00"
+    );
+    if let Some(t) = t_local {
+        println!(
+            "{:<52} {:>9.3} {:>8.2}",
+            "python3 mr_word_freq.py -r local",
+            secs(t),
+            secs(t) / secs(t_spate_mrjob)
+        );
+    }
+    println!("-- Hadoop Streaming word count (ratio: time / native spate)");
+    line("spate run wordcount (native Dataset)", t_native, t_native);
+    line(
+        "spate streaming, awk mapper+combiner+reducer",
+        t_awk,
+        t_native,
+    );
+    line(
+        "spate streaming, awk mapper+reducer, no combiner",
+        t_awk_nocomb,
+        t_native,
+    );
+    println!(
+        "throughput: spate mrjob {:.1} MiB/s, awk streaming {:.1} MiB/s, native {:.1} MiB/s",
+        mib / secs(t_spate_mrjob),
+        mib / secs(t_awk),
+        mib / secs(t_native)
+    );
+}

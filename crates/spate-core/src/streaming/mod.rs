@@ -1,0 +1,502 @@
+//! Hadoop Streaming jobs: any executable as mapper, combiner or reducer.
+//!
+//! A [`StreamingJob`] is a list of [`StreamingStep`]s lowered into one plan:
+//!
+//! ```text
+//! TextScan (raw lines, tagged by split)
+//!   → PipeOp mapper      one process per input split, lines → key/value rows
+//!   → PipeOp combiner    one process per map partition, fed sorted runs
+//!   → shuffle on the key (or the key-field partitioner's bytes), N reducers
+//!   → external sort by key (or the key-field comparator's bytes), then value
+//!   → PipeOp reducer     one process per reduce partition
+//!   → next step's mapper ... → part files, committed atomically
+//! ```
+//!
+//! Semantics follow Hadoop's: lines are bytes; the key is the text before the
+//! first separator; a reducer sees each key's lines contiguously, keys sorted
+//! bytewise; a failed task is retried. Two deliberate differences: equal keys
+//! are also sorted by value (so every run gives the same output), and output
+//! lines are written as the task printed them (Hadoop appends a tab to lines
+//! that have none).
+
+pub mod args;
+pub mod keys;
+pub mod mrjob;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use datafusion::logical_expr::LogicalPlan;
+use futures::StreamExt;
+use parking_lot::Mutex;
+use spate_io::source::{LineOptions, expand_inputs};
+
+use crate::context::Context;
+use crate::dataset::WriteSummary;
+use crate::error::{Error, Result, from_df};
+use crate::node::TextScanNode;
+use crate::ops::pipe::{PipeInput, PipeOp, PipeOutput, PipeRole, TaskSetup};
+use keys::{KeySpec, parse_key_fields};
+
+/// Counter totals per job step: group → counter → amount.
+pub type StepCounters = BTreeMap<String, BTreeMap<String, i64>>;
+
+/// Counters reported by tasks (Hadoop's reporter protocol) and by spate
+/// itself (records in and out per task kind), totalled over successful
+/// attempts only, as Hadoop does.
+#[derive(Debug, Default)]
+pub struct Counters {
+    steps: Mutex<BTreeMap<usize, StepCounters>>,
+    statuses: Mutex<BTreeMap<String, String>>,
+}
+
+impl Counters {
+    /// Adds `amount` to a counter of step `step`.
+    pub fn add(&self, step: usize, group: &str, counter: &str, amount: i64) {
+        *self
+            .steps
+            .lock()
+            .entry(step)
+            .or_default()
+            .entry(group.to_string())
+            .or_default()
+            .entry(counter.to_string())
+            .or_default() += amount;
+    }
+
+    /// Records the last status message of a task.
+    pub fn set_status(&self, task: &str, status: &str) {
+        self.statuses
+            .lock()
+            .insert(task.to_string(), status.to_string());
+    }
+
+    /// The totals so far, per step.
+    pub fn snapshot(&self) -> BTreeMap<usize, StepCounters> {
+        self.steps.lock().clone()
+    }
+
+    /// The last status message of each task that sent one.
+    pub fn statuses(&self) -> BTreeMap<String, String> {
+        self.statuses.lock().clone()
+    }
+}
+
+/// One MapReduce step of a streaming job.
+#[derive(Debug, Clone, Default)]
+pub struct StreamingStep {
+    /// The mapper command (`None`: lines pass through unchanged).
+    pub mapper: Option<String>,
+    /// The combiner command, run map-side on sorted runs.
+    pub combiner: Option<String>,
+    /// The reducer command (`None` with reducers: Hadoop's identity reducer).
+    pub reducer: Option<String>,
+    /// Reducer count: `Some(0)` makes the step map-only; `None` takes
+    /// `mapreduce.job.reduces` or, failing that, one reducer per thread.
+    pub reducers: Option<usize>,
+    /// Properties of this step only (on top of the job's).
+    pub properties: BTreeMap<String, String>,
+    /// The partitioner class (`-partitioner`).
+    pub partitioner: Option<String>,
+}
+
+/// A Hadoop Streaming job.
+#[derive(Debug, Clone, Default)]
+pub struct StreamingJob {
+    /// Input paths: files, directories, globs.
+    pub inputs: Vec<String>,
+    /// The steps, run in order, each on the previous one's output.
+    pub steps: Vec<StreamingStep>,
+    /// Job properties (`-D key=value`); tasks see them as environment
+    /// variables with every non-alphanumeric character turned into `_`.
+    pub properties: BTreeMap<String, String>,
+    /// Side files placed in every task's working directory (`-file`): the
+    /// path and the name it gets there (`None`: its base name).
+    pub files: Vec<(PathBuf, Option<String>)>,
+    /// Extra environment variables for tasks (`-cmdenv`).
+    pub cmdenv: Vec<(String, String)>,
+}
+
+/// Where a job's output goes.
+pub enum Output<'a> {
+    /// Part files in a directory, committed atomically.
+    Dir(PathBuf),
+    /// Lines written to a stream as they come.
+    Writer(&'a mut dyn Write),
+}
+
+/// What a finished job reports.
+#[derive(Debug)]
+pub struct JobReport {
+    /// The job id tasks saw.
+    pub job_id: String,
+    /// The committed output (when written to a directory).
+    pub output: Option<WriteSummary>,
+    /// Lines written (when written to a stream).
+    pub lines: u64,
+    /// Counters per step.
+    pub counters: BTreeMap<usize, StepCounters>,
+    /// Last status message per task.
+    pub statuses: BTreeMap<String, String>,
+}
+
+impl JobReport {
+    /// Counters in Hadoop's layout (`Counters: N`, groups, `name=value`).
+    pub fn format_counters(&self) -> String {
+        let mut out = String::new();
+        let many = self.counters.len() > 1;
+        for (step, groups) in &self.counters {
+            let n: usize = groups.values().map(BTreeMap::len).sum();
+            if many {
+                out.push_str(&format!("Step {} counters: {n}\n", step + 1));
+            } else {
+                out.push_str(&format!("Counters: {n}\n"));
+            }
+            for (group, counters) in groups {
+                out.push_str(&format!("\t{group}\n"));
+                for (name, value) in counters {
+                    out.push_str(&format!("\t\t{name}={value}\n"));
+                }
+            }
+        }
+        out
+    }
+}
+
+const PARTITIONER: [&str; 2] = [
+    "mapreduce.job.partitioner.class",
+    "mapred.partitioner.class",
+];
+const COMPARATOR: [&str; 2] = [
+    "mapreduce.job.output.key.comparator.class",
+    "mapred.output.key.comparator.class",
+];
+const PARTITION_OPTIONS: [&str; 2] = [
+    "mapreduce.partition.keypartitioner.options",
+    "mapred.text.key.partitioner.options",
+];
+const COMPARE_OPTIONS: [&str; 2] = [
+    "mapreduce.partition.keycomparator.options",
+    "mapred.text.key.comparator.options",
+];
+
+/// Properties of one step: the job's, then the step's own.
+struct Props(BTreeMap<String, String>);
+
+impl Props {
+    fn get(&self, names: &[&str]) -> Option<&str> {
+        names
+            .iter()
+            .find_map(|n| self.0.get(*n).map(String::as_str))
+    }
+
+    fn number(&self, names: &[&str]) -> Result<Option<usize>> {
+        match self.get(names) {
+            None => Ok(None),
+            Some(v) => v.trim().parse().map(Some).map_err(|_| {
+                Error::Usage(format!(
+                    "property {} must be a whole number, not '{v}'",
+                    names[0]
+                ))
+            }),
+        }
+    }
+}
+
+/// Separators may be given with escapes, as on Hadoop command lines.
+fn unescape(s: &str) -> Vec<u8> {
+    s.replace("\\t", "\t")
+        .replace("\\n", "\n")
+        .replace("\\\\", "\\")
+        .into_bytes()
+}
+
+/// A property name as the environment variable tasks see.
+pub fn env_name(property: &str) -> String {
+    property
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+static JOB_SEQ: AtomicU64 = AtomicU64::new(1);
+
+impl StreamingJob {
+    fn props(&self, step: &StreamingStep) -> Props {
+        let mut all = self.properties.clone();
+        all.extend(step.properties.clone());
+        Props(all)
+    }
+
+    /// Settings that Hadoop would ignore here, as warnings to show the user.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, step) in self.steps.iter().enumerate() {
+            let props = self.props(step);
+            let partitioner = step.partitioner.as_deref().or(props.get(&PARTITIONER));
+            if props.get(&PARTITION_OPTIONS).is_some()
+                && !partitioner.is_some_and(|p| p.contains("KeyFieldBasedPartitioner"))
+            {
+                out.push(format!(
+                    "step {}: {} is ignored without -partitioner org.apache.hadoop.mapred.lib.KeyFieldBasedPartitioner",
+                    i + 1,
+                    PARTITION_OPTIONS[0]
+                ));
+            }
+            if props.get(&COMPARE_OPTIONS).is_some()
+                && !props
+                    .get(&COMPARATOR)
+                    .is_some_and(|c| c.contains("KeyFieldBasedComparator"))
+            {
+                out.push(format!(
+                    "step {}: {} is ignored without -D {}=org.apache.hadoop.mapreduce.lib.partition.KeyFieldBasedComparator",
+                    i + 1,
+                    COMPARE_OPTIONS[0],
+                    COMPARATOR[0]
+                ));
+            }
+        }
+        out
+    }
+
+    fn key_spec(&self, step: &StreamingStep) -> Result<KeySpec> {
+        let props = self.props(step);
+        let mut spec = KeySpec::default();
+        if let Some(sep) = props.get(&["stream.map.output.field.separator"]) {
+            spec.separator = unescape(sep);
+        }
+        if let Some(n) = props.number(&["stream.num.map.output.key.fields"])? {
+            spec.key_fields = n.max(1);
+        }
+        if let Some(sep) = props.get(&[
+            "mapreduce.map.output.key.field.separator",
+            "map.output.key.field.separator",
+        ]) {
+            spec.field_separator = unescape(sep);
+        }
+        let partitioner = step.partitioner.as_deref().or(props.get(&PARTITIONER));
+        if let Some(p) = partitioner {
+            if p.contains("KeyFieldBasedPartitioner") {
+                if let Some(options) = props.get(&PARTITION_OPTIONS) {
+                    spec.partition = Some(parse_key_fields(options)?);
+                }
+            } else if !p.contains("HashPartitioner") {
+                return Err(Error::Usage(format!(
+                    "partitioner {p} is not available: spate runs HashPartitioner (the default) and KeyFieldBasedPartitioner"
+                )));
+            }
+        }
+        if let Some(c) = props.get(&COMPARATOR) {
+            if c.contains("KeyFieldBasedComparator") {
+                let options = props.get(&COMPARE_OPTIONS).unwrap_or("");
+                spec.compare = Some(parse_key_fields(options)?);
+            } else {
+                return Err(Error::Usage(format!(
+                    "comparator {c} is not available: spate sorts keys bytewise (Hadoop's default) or with KeyFieldBasedComparator"
+                )));
+            }
+        }
+        Ok(spec)
+    }
+
+    fn reducers(&self, step: &StreamingStep, ctx: &Context) -> Result<usize> {
+        if step.reducers.is_none() && step.reducer.as_deref() == Some("NONE") {
+            return Ok(0);
+        }
+        Ok(match step.reducers {
+            Some(n) => n,
+            None => self
+                .props(step)
+                .number(&["mapreduce.job.reduces", "mapred.reduce.tasks"])?
+                .unwrap_or_else(|| ctx.threads()),
+        })
+    }
+
+    /// Builds the job's plan (registering its ops in `ctx`). `work_root` holds
+    /// task directories and spools while the job runs.
+    pub fn plan(
+        &self,
+        ctx: &Context,
+        job_id: &str,
+        work_root: &std::path::Path,
+        counters: &Arc<Counters>,
+    ) -> Result<LogicalPlan> {
+        if self.steps.is_empty() {
+            return Err(Error::Usage(
+                "a streaming job needs at least one step".into(),
+            ));
+        }
+        let files = expand_inputs(&self.inputs)?;
+        let total: u64 = files.iter().map(|f| f.len).sum();
+        ctx.progress().add_total(total);
+        let mut side_files = Vec::new();
+        for (f, name) in &self.files {
+            if !f.exists() {
+                return Err(Error::Usage(format!(
+                    "side file {} does not exist",
+                    f.display()
+                )));
+            }
+            let name = match name {
+                Some(n) => n.clone(),
+                None => f
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .ok_or_else(|| {
+                        Error::Usage(format!("side file {} has no name", f.display()))
+                    })?,
+            };
+            side_files.push((f.clone(), name));
+        }
+        let first_has_mapper = self.steps.first().is_some_and(|s| s.mapper.is_some());
+        let mut plan = TextScanNode::plan_with(
+            "input".to_string(),
+            &files,
+            LineOptions {
+                raw: true,
+                tag_splits: first_has_mapper,
+            },
+        )?;
+        for (i, step) in self.steps.iter().enumerate() {
+            let props = self.props(step);
+            let mut env: Vec<(String, String)> = props
+                .0
+                .iter()
+                .map(|(k, v)| (env_name(k), v.clone()))
+                .collect();
+            env.extend(self.cmdenv.iter().cloned());
+            let reducers = self.reducers(step, ctx)?;
+            env.push(("mapreduce_job_reduces".into(), reducers.to_string()));
+            let attempts =
+                |names: &[&str]| -> Result<usize> { Ok(props.number(names)?.unwrap_or(4).max(1)) };
+            let setup = Arc::new(TaskSetup {
+                job_id: job_id.to_string(),
+                env,
+                files: side_files.clone(),
+                work_root: work_root.to_path_buf(),
+                map_attempts: attempts(&["mapreduce.map.maxattempts", "mapred.map.max.attempts"])?,
+                reduce_attempts: attempts(&[
+                    "mapreduce.reduce.maxattempts",
+                    "mapred.reduce.max.attempts",
+                ])?,
+                counters: counters.clone(),
+            });
+            let spec = self.key_spec(step)?;
+            let prefix = format!("step-{}", i + 1);
+            let op = |name: &str,
+                      command: Option<String>,
+                      role: PipeRole,
+                      input: PipeInput,
+                      output: PipeOutput,
+                      plan: LogicalPlan|
+             -> Result<LogicalPlan> {
+                let op = PipeOp::new(
+                    format!("{prefix}/{name}"),
+                    i,
+                    command,
+                    role,
+                    input,
+                    output,
+                    reducers,
+                    setup.clone(),
+                );
+                ctx.op_plan(Arc::new(op), plan)
+            };
+            if reducers == 0 {
+                if step.mapper.is_some() {
+                    plan = op(
+                        "mapper",
+                        step.mapper.clone(),
+                        PipeRole::Map,
+                        PipeInput::Lines,
+                        PipeOutput::Lines,
+                        plan,
+                    )?;
+                }
+                continue;
+            }
+            let keyed = PipeOutput::KeyValue(spec.clone());
+            plan = op(
+                "mapper",
+                step.mapper.clone(),
+                PipeRole::Map,
+                PipeInput::Lines,
+                keyed.clone(),
+                plan,
+            )?;
+            if step.combiner.is_some() {
+                plan = op(
+                    "combiner",
+                    step.combiner.clone(),
+                    PipeRole::Combine,
+                    PipeInput::KeyValue(spec.clone()),
+                    keyed.clone(),
+                    plan,
+                )?;
+            }
+            let reducer = step.reducer.clone().filter(|r| r != "NONE");
+            plan = op(
+                "reducer",
+                reducer,
+                PipeRole::Reduce,
+                PipeInput::KeyValue(spec.clone()),
+                PipeOutput::Lines,
+                plan,
+            )?;
+        }
+        Ok(plan)
+    }
+
+    /// Runs the job in `ctx`.
+    pub fn run(&self, ctx: &Context, output: Output<'_>) -> Result<JobReport> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let job_id = format!("job_{now}_{:04}", JOB_SEQ.fetch_add(1, Ordering::Relaxed));
+        let work = tempfile::Builder::new()
+            .prefix("spate-streaming-")
+            .tempdir()
+            .map_err(|e| Error::Usage(format!("cannot create a task directory: {e}")))?;
+        let counters = Arc::new(Counters::default());
+        let plan = self.plan(ctx, &job_id, work.path(), &counters)?;
+        let dataset = ctx.dataset::<String>(Arc::new(move || Ok(plan.clone())));
+        let mut report = JobReport {
+            job_id,
+            output: None,
+            lines: 0,
+            counters: BTreeMap::new(),
+            statuses: BTreeMap::new(),
+        };
+        match output {
+            Output::Dir(dir) => report.output = Some(dataset.write_text(dir)?),
+            Output::Writer(out) => {
+                let physical = dataset.physical_plan()?;
+                report.lines = ctx.block_on(async {
+                    let task = ctx.session().task_ctx();
+                    let mut stream = datafusion::physical_plan::execute_stream(physical, task)
+                        .map_err(from_df)?;
+                    let mut lines = 0u64;
+                    while let Some(batch) = stream.next().await {
+                        let batch = batch.map_err(from_df)?;
+                        lines += batch.num_rows() as u64;
+                        let text = spate_io::sink::batch_to_text(&batch).map_err(from_df)?;
+                        if let Err(e) = out.write_all(&text) {
+                            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                                break;
+                            }
+                            return Err(Error::Usage(format!("writing output: {e}")));
+                        }
+                    }
+                    Ok::<u64, Error>(lines)
+                })?;
+            }
+        }
+        report.counters = counters.snapshot();
+        report.statuses = counters.statuses();
+        Ok(report)
+    }
+}
