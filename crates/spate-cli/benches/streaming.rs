@@ -33,6 +33,14 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// A command in a standard environment: with PYTHONUNBUFFERED set (some
+/// sandboxes set it) Python tasks make one syscall per record, on both sides.
+fn command(program: &str) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.env_remove("PYTHONUNBUFFERED");
+    cmd
+}
+
 /// Runs `cmd`, panicking with its stderr if it fails.
 fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap();
@@ -86,7 +94,7 @@ fn main() {
     let mut spate_mrjob = None;
     let (t_spate_mrjob, _) = best_of(runs, || {
         let out = out_dir();
-        run(Command::new(exe)
+        run(command(exe)
             .args(["mrjob", "--quiet"])
             .arg(&script)
             .arg(&path)
@@ -100,7 +108,7 @@ fn main() {
     if std::env::var_os("SPATE_BENCH_SKIP_MRJOB").is_none() {
         let (t, counts) = best_of(1, || {
             let out = out_dir();
-            run(Command::new("python3")
+            run(command("python3")
                 .arg(&script)
                 .args(["-r", "local", "--no-conf", "-o"])
                 .arg(&out)
@@ -113,7 +121,7 @@ fn main() {
 
     let (t_native, native) = best_of(runs, || {
         let out = out_dir();
-        run(Command::new(exe)
+        run(command(exe)
             .args(["run", "wordcount", "--quiet", "-i"])
             .arg(&path)
             .arg("-o")
@@ -124,7 +132,7 @@ fn main() {
 
     let (t_awk, awk) = best_of(runs, || {
         let out = out_dir();
-        run(Command::new(exe)
+        run(command(exe)
             .args(["streaming", "--quiet", "-input"])
             .arg(&path)
             .arg("-output")
@@ -137,7 +145,7 @@ fn main() {
 
     let (t_awk_nocomb, _) = best_of(runs, || {
         let out = out_dir();
-        run(Command::new(exe)
+        run(command(exe)
             .args(["streaming", "--quiet", "-input"])
             .arg(&path)
             .arg("-output")

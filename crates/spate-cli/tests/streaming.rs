@@ -473,3 +473,36 @@ fn large_input_is_split_and_matches_the_native_word_count() {
     assert_eq!(got, keep(&native.stdout));
     assert!(got.len() >= 20);
 }
+
+#[test]
+fn reduce_sort_spills_under_a_small_memory_limit() {
+    // ~12 MiB of distinct keys in scrambled order through `cat` tasks, under
+    // a 8 MiB budget: the sort before the reducers must spill to finish.
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("keys.txt");
+    let n: u64 = 300_000;
+    let mut text = String::with_capacity(n as usize * 40);
+    for i in 0..n {
+        let k = (i * 7_919) % n;
+        text.push_str(&format!("key{k:09}\tvalue {i} padding padding\n"));
+    }
+    std::fs::write(&input, &text).unwrap();
+    let out = tmp.path().join("out");
+    spate()
+        .args(["-input"])
+        .arg(&input)
+        .arg("-output")
+        .arg(&out)
+        .args(["-mapper", "cat", "-reducer", "cat", "-numReduceTasks", "2"])
+        .args(["--threads", "2", "--memory-limit", "8MiB"])
+        .assert()
+        .success();
+    let parts = parts(&out);
+    let mut total = 0;
+    for part in &parts {
+        assert!(is_sorted(part));
+        total += part.lines().count();
+    }
+    assert_eq!(total, n as usize);
+    assert_eq!(sorted_lines(&parts.concat()), sorted_lines(&text));
+}

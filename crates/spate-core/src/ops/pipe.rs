@@ -28,6 +28,7 @@ use arrow::array::{Array, ArrayRef, AsArray, BinaryBuilder, RecordBatch};
 use arrow::compute::{SortColumn, SortOptions, lexsort_to_indices, take_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::memory_pool::MemoryLimit;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
 use futures::StreamExt;
@@ -48,7 +49,8 @@ pub const PART: &str = "part";
 /// The comparator's byte-comparable key (present with a key-field comparator).
 pub const SORT: &str = "sort";
 
-/// Sorted runs fed to a combiner hold about this many bytes.
+/// Sorted runs fed to a combiner hold about this many bytes (less under a
+/// small memory limit: a quarter of each partition's share of it).
 const RUN_BYTES: usize = 32 << 20;
 /// Output batches are cut at this many bytes of line data.
 const BATCH_BYTES: usize = 1 << 20;
@@ -228,6 +230,13 @@ impl PartitionOp for PipeOp {
         context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
         let batch_rows = context.session_config().batch_size().max(1);
+        let run_bytes = match context.memory_pool().memory_limit() {
+            MemoryLimit::Finite(limit) => {
+                let partitions = context.session_config().target_partitions().max(1);
+                (limit / (4 * partitions)).clamp(1 << 20, RUN_BYTES)
+            }
+            _ => RUN_BYTES,
+        };
         let mut builder = RecordBatchReceiverStreamBuilder::new(self.schema.clone(), 2);
         let tx = builder.tx();
         let handle = tokio::runtime::Handle::current();
@@ -242,6 +251,7 @@ impl PartitionOp for PipeOp {
                 schema: self.schema.clone(),
                 setup: self.setup.clone(),
                 batch_rows,
+                run_bytes,
             },
             partition,
             tx,
@@ -262,6 +272,7 @@ struct OpView {
     schema: SchemaRef,
     setup: Arc<TaskSetup>,
     batch_rows: usize,
+    run_bytes: usize,
 }
 
 /// Whether to go on after a task: downstream may have stopped reading.
@@ -306,7 +317,7 @@ impl Driver {
             let Some(t) = task.as_mut() else { continue };
             if self.op.role == PipeRole::Combine {
                 run.push(batch);
-                if run.bytes >= RUN_BYTES {
+                if run.bytes >= self.op.run_bytes {
                     let sorted = run.take_sorted(&self.op.input)?;
                     self.feed(t, &sorted, &mut line_buf)?;
                 }
