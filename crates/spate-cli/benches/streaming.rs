@@ -104,6 +104,17 @@ fn main() {
     });
     let spate_mrjob = spate_mrjob.unwrap();
 
+    let (t_separate, _) = best_of(runs, || {
+        let out = out_dir();
+        run(command(exe)
+            .args(["mrjob", "--quiet", "--separate-combiner"])
+            .arg(&script)
+            .arg(&path)
+            .arg("-o")
+            .arg(&out));
+        assert_eq!(read_counts(&out), spate_mrjob);
+    });
+
     let mut t_local = None;
     if std::env::var_os("SPATE_BENCH_SKIP_MRJOB").is_none() {
         let (t, counts) = best_of(1, || {
@@ -165,12 +176,23 @@ fn main() {
         secs(t_spate_mrjob),
         "1.00"
     );
+    println!(
+        "{:<52} {:>9.3} {:>8}",
+        "spate mrjob --separate-combiner",
+        secs(t_separate),
+        "-"
+    );
     if let Some(t) = t_local {
         println!(
             "{:<52} {:>9.3} {:>8.2}",
             "python3 mr_word_freq.py -r local",
             secs(t),
             secs(t) / secs(t_spate_mrjob)
+        );
+        println!(
+            "mrjob -r local / spate mrjob: {:.2}x; / spate mrjob --separate-combiner: {:.2}x",
+            secs(t) / secs(t_spate_mrjob),
+            secs(t) / secs(t_separate)
         );
     }
     println!("-- Hadoop Streaming word count (ratio: time / native spate)");

@@ -61,6 +61,11 @@ struct MrjobArgs {
     /// Never draw a progress bar.
     #[arg(long, short)]
     quiet: bool,
+    /// Run combiners as separate `--combiner` processes fed sorted runs, as
+    /// Hadoop Streaming does (default: inside each map task, on its
+    /// in-memory output, when the job uses mrjob's JSON protocols; faster).
+    #[arg(long)]
+    separate_combiner: bool,
     /// The mrjob script.
     script: PathBuf,
     /// The script's own arguments: input paths, `-o DIR`, `--jobconf k=v`, passthrough options.
@@ -198,6 +203,7 @@ fn mrjob(args: &MrjobArgs) -> Result<()> {
         script: args.script.clone(),
         args: args.args.clone(),
         python: args.python_bin.clone(),
+        separate_combiner: args.separate_combiner,
     };
     let mut plan = script.plan()?;
     let ctx = context(args.threads, args.memory_limit.as_deref())?;

@@ -54,16 +54,29 @@ fn ok(out: Output) -> (String, String) {
     (String::from_utf8(out.stdout).unwrap(), stderr)
 }
 
-/// Runs `script args input/` with spate and with mrjob's `runner`; both must
-/// give the expected output (as sorted lines).
+/// Runs `script args input/` with spate (combiners inside map tasks, and as
+/// separate processes) and with mrjob's `runner`; all must give the expected
+/// output (as sorted lines). Returns spate's stderr (default mode).
 fn same_as_mrjob(script: &str, args: &[&str], runner: &str, expect: &str) -> String {
+    let want = expected(expect);
+    let (separate, _) = ok(spate()
+        .arg("--separate-combiner")
+        .arg(script)
+        .args(args)
+        .arg("input/")
+        .output()
+        .unwrap());
+    assert_eq!(
+        sorted(&separate),
+        want,
+        "{script}: spate --separate-combiner"
+    );
     let (spate_out, stderr) = ok(spate()
         .arg(script)
         .args(args)
         .arg("input/")
         .output()
         .unwrap());
-    let want = expected(expect);
     assert_eq!(sorted(&spate_out), want, "{script}: spate vs expected");
     let theirs = mrjob(script, runner, &[args, &["input/"]].concat());
     assert_eq!(
@@ -79,6 +92,14 @@ fn word_frequency_with_combiner() {
     let stderr = same_as_mrjob("mr_word_freq.py", &[], "inline", "mr_word_freq.txt");
     assert!(stderr.contains("Combine input records=247"), "{stderr}");
     assert!(stderr.contains("Reduce output records=144"), "{stderr}");
+}
+
+#[test]
+fn keys_and_values_json_changes_reach_the_combiner_decoded() {
+    let stderr = same_as_mrjob("mr_complex_keys.py", &[], "inline", "mr_complex_keys.txt");
+    // The combiner ran inside the map tasks (the driver reports its counts).
+    assert!(stderr.contains("Combine input records=741"), "{stderr}");
+    assert!(stderr.contains("Map output records=741"), "{stderr}");
 }
 
 #[test]

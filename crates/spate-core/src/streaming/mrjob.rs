@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -20,37 +21,47 @@ use serde_json::Value;
 use super::{StreamingJob, StreamingStep};
 use crate::error::{Error, Result};
 
-/// Reads the job's options with mrjob's own argument parser.
+/// Python shared by the helpers: imports the script as a module (its
+/// `if __name__ == '__main__'` block does not run) and finds its one leaf
+/// `MRJob` class. `fail(msg)` is defined by the code that follows.
+const LOAD_JOB: &str = r#"
+import importlib.util, inspect, os, sys
+def load_job_class(script):
+    from mrjob.job import MRJob
+    sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+    spec = importlib.util.spec_from_file_location("__spate_mrjob__", script)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["__spate_mrjob__"] = module
+    try:
+        spec.loader.exec_module(module)
+    except SystemExit:
+        raise
+    except BaseException as e:
+        fail("loading %s failed: %s: %s" % (script, type(e).__name__, e))
+    classes = [v for v in vars(module).values()
+               if inspect.isclass(v) and issubclass(v, MRJob) and v is not MRJob
+               and v.__module__ == "__spate_mrjob__"]
+    leaves = [c for c in classes
+              if not any(o is not c and issubclass(o, c) for o in classes)]
+    if len(leaves) != 1:
+        fail("%s defines %d MRJob classes (%s); spate needs exactly one" % (
+            script, len(leaves), ", ".join(c.__name__ for c in leaves)))
+    return leaves[0]
+"#;
+
+/// Reads the job's options with mrjob's own argument parser, and its steps.
 const OPTIONS_HELPER: &str = r#"
-import inspect, json, sys
+import json
 script, args = sys.argv[1], sys.argv[2:]
 def fail(msg):
     print(json.dumps({"error": msg}))
     sys.exit(0)
 try:
-    from mrjob.job import MRJob
+    import mrjob.job
 except ImportError as e:
     fail("cannot import mrjob (%s); install it with: pip install mrjob" % e)
 sys.argv = [script] + args
-import importlib.util, os
-sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
-spec = importlib.util.spec_from_file_location("__spate_mrjob__", script)
-module = importlib.util.module_from_spec(spec)
-sys.modules["__spate_mrjob__"] = module
-try:
-    spec.loader.exec_module(module)
-except SystemExit:
-    raise
-except BaseException as e:
-    fail("loading %s failed: %s: %s" % (script, type(e).__name__, e))
-classes = [v for v in vars(module).values()
-           if inspect.isclass(v) and issubclass(v, MRJob) and v is not MRJob
-           and v.__module__ == "__spate_mrjob__"]
-leaves = [c for c in classes if not any(o is not c and issubclass(o, c) for o in classes)]
-if len(leaves) != 1:
-    fail("%s defines %d MRJob classes (%s); spate needs exactly one" % (
-        script, len(leaves), ", ".join(c.__name__ for c in leaves)))
-job = leaves[0](args)
+job = load_job_class(script)(args)
 kw = job._runner_kwargs()
 keys = ["extra_args", "input_paths", "output_dir", "jobconf", "upload_files",
         "upload_dirs", "upload_archives", "partitioner", "sort_values",
@@ -59,7 +70,107 @@ keys = ["extra_args", "input_paths", "output_dir", "jobconf", "upload_files",
 out = {k: kw.get(k) for k in keys}
 # mrjob 0.7 has no --steps switch: its runners ask the job object directly.
 out["steps"] = job._steps_desc()
+# Steps whose combiner can run inside the map task: Python mapper and
+# combiner, no pre-filters, mrjob's JSON protocols between them.
+JSON = {"StandardJSONProtocol", "RapidJSONProtocol", "SimpleJSONProtocol",
+        "UltraJSONProtocol"}
+def fusable(n, desc):
+    m, c = desc.get("mapper") or {}, desc.get("combiner") or {}
+    if m.get("type") != "script" or c.get("type") != "script":
+        return False
+    if m.get("pre_filter") or c.get("pre_filter"):
+        return False
+    try:
+        protocols = [job._pick_protocol_instances(n, "mapper")[1],
+                     *job._pick_protocol_instances(n, "combiner")]
+    except Exception:
+        return False
+    return all(type(p).__module__ == "mrjob.protocol" and type(p).__name__ in JSON
+               for p in protocols)
+out["fusable"] = [fusable(n, d) for n, d in enumerate(out["steps"])]
 print(json.dumps(out, default=str))
+"#;
+
+/// A map task with its combiner inside (`python3 DRIVER JOB.py STEP ARGS`),
+/// as Hadoop runs combiners inside map tasks on the sort buffer: the job's
+/// own `map_pairs` output is grouped in memory by encoded key (up to
+/// `LIMIT` pairs at a time), each group sorted by encoded key and handed to
+/// the job's own `combine_pairs`; only the combiner's output is encoded.
+/// Keys that are `str`/`int` and values that are `str`/`int`/`bool`/`None`
+/// encode and decode to themselves under JSON, so they skip the round trip;
+/// other keys and values take it, exactly as they would between processes.
+const MAP_COMBINE_DRIVER: &str = r#"
+def fail(msg):
+    sys.stderr.write(msg + "\n")
+    sys.exit(1)
+script, step_num, args = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+sys.argv = [script, "--step-num=%d" % step_num, "--mapper"] + args
+job = load_job_class(script)(sys.argv[1:])
+read_in = job.pick_protocols(step_num, "mapper")[0]
+read_mid, write_mid = job.pick_protocols(step_num, "combiner")
+LIMIT = 1 << 20
+out = sys.stdout.buffer
+totals = [0, 0]
+
+def records():
+    for line in sys.stdin.buffer:
+        yield read_in(line.rstrip(b"\r\n"))
+
+def combine(groups):
+    keyed = []
+    for dk, group in groups.items():
+        ek = dk if type(dk) is bytes else write_mid(group[0], None).partition(b"\t")[0]
+        keyed.append((ek, group))
+    keyed.sort(key=lambda e: e[0])
+    def pairs():
+        for _, (k, values) in keyed:
+            for v in values:
+                yield k, v
+    n = 0
+    for k, v in job.combine_pairs(pairs(), step_num):
+        out.write(write_mid(k, v))
+        out.write(b"\n")
+        n += 1
+    totals[1] += n
+
+def run():
+    groups = {}
+    get = groups.get
+    n = 0
+    for k, v in job.map_pairs(records(), step_num):
+        tk = type(k)
+        if tk is str or tk is int:
+            dk = k
+            tv = type(v)
+            if not (tv is int or tv is str or tv is bool or v is None):
+                v = read_mid(write_mid(k, v))[1]
+        else:
+            line = write_mid(k, v)
+            dk = line.partition(b"\t")[0]
+            k, v = read_mid(line)
+        group = get(dk)
+        if group is None:
+            group = groups[dk] = (k, [])
+        group[1].append(v)
+        n += 1
+        if n >= LIMIT:
+            totals[0] += n
+            combine(groups)
+            groups.clear()
+            n = 0
+    totals[0] += n
+    if groups:
+        combine(groups)
+
+run()
+out.flush()
+# Hadoop's counters: the mapper emitted totals[0] pairs (spate counts the
+# totals[1] lines it received as map output; this adds the difference).
+sys.stderr.write(
+    "reporter:counter:Map-Reduce Framework,Combine input records,%d\n"
+    "reporter:counter:Map-Reduce Framework,Combine output records,%d\n"
+    "reporter:counter:Map-Reduce Framework,Map output records,%d\n"
+    % (totals[0], totals[1], totals[0] - totals[1]))
 "#;
 
 /// mrjob's jobconf for `SORT_VALUES = True`.
@@ -95,6 +206,8 @@ struct RunnerOptions {
     libjars: Option<Vec<String>>,
     #[serde(default)]
     steps: Vec<Value>,
+    #[serde(default)]
+    fusable: Vec<bool>,
 }
 
 /// An mrjob script and its command line.
@@ -106,6 +219,9 @@ pub struct MrjobScript {
     pub args: Vec<String>,
     /// The interpreter (`None`: the job's `--python-bin`, else `python3`).
     pub python: Option<String>,
+    /// Run each combiner as its own `--combiner` process fed sorted runs
+    /// (Hadoop Streaming's way) instead of inside the map task.
+    pub separate_combiner: bool,
 }
 
 /// The job an mrjob script describes, ready to run.
@@ -117,6 +233,8 @@ pub struct MrjobPlan {
     pub output_dir: Option<PathBuf>,
     /// Whether the input is standard input (no input paths, or `-`).
     pub reads_stdin: bool,
+    /// Holds the map-task driver script while the job runs.
+    pub driver_dir: Option<Arc<tempfile::TempDir>>,
 }
 
 /// Quotes `s` for `sh`.
@@ -129,6 +247,21 @@ pub fn shell_quote(s: &str) -> String {
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
     }
+}
+
+/// The map-task driver's file name (shown in commands and errors).
+const DRIVER_FILE: &str = "spate_map_combine.py";
+
+/// Writes the map-task driver into a fresh temporary directory.
+fn write_driver() -> Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new()
+        .prefix("spate-mrjob-")
+        .tempdir()
+        .map_err(|e| Error::Usage(format!("cannot create a temporary directory: {e}")))?;
+    let path = dir.path().join(DRIVER_FILE);
+    std::fs::write(&path, format!("{LOAD_JOB}{MAP_COMBINE_DRIVER}"))
+        .map_err(|e| Error::Usage(format!("cannot write {}: {e}", path.display())))?;
+    Ok(dir)
 }
 
 fn as_text(v: &Value) -> Option<String> {
@@ -190,7 +323,8 @@ impl MrjobScript {
         let script_str = script.to_string_lossy().into_owned();
         let bootstrap = self.python.clone().unwrap_or_else(|| "python3".into());
 
-        let mut helper_args: Vec<&str> = vec!["-c", OPTIONS_HELPER, &script_str];
+        let helper = format!("{LOAD_JOB}{OPTIONS_HELPER}");
+        let mut helper_args: Vec<&str> = vec!["-c", &helper, &script_str];
         helper_args.extend(self.args.iter().map(String::as_str));
         let text = run_python(&bootstrap, &helper_args, "reading the job's options")?;
         let options: RunnerOptions = serde_json::from_str(text.trim()).map_err(|e| {
@@ -317,6 +451,23 @@ impl MrjobScript {
             }))
         };
 
+        let mut driver_dir = None;
+        let mut map_combine = |step_num: usize| -> Result<String> {
+            if driver_dir.is_none() {
+                driver_dir = Some(Arc::new(write_driver()?));
+            }
+            let dir = driver_dir.as_ref().map(|d| d.path().to_path_buf());
+            let driver = dir.unwrap_or_default().join(DRIVER_FILE);
+            let mut parts = vec![
+                python.clone(),
+                shell_quote(&driver.to_string_lossy()),
+                shell_quote(&script_str),
+                step_num.to_string(),
+            ];
+            parts.extend(extra.iter().cloned());
+            Ok(parts.join(" "))
+        };
+
         let mut job = StreamingJob::default();
         let mut reads_stdin = options.input_paths.is_empty();
         for p in &options.input_paths {
@@ -346,9 +497,18 @@ impl MrjobScript {
                     n + 1
                 )));
             }
+            let fused = !self.separate_combiner && options.fusable.get(n) == Some(&true);
             let mut step = StreamingStep {
-                mapper: task(n, "mapper", desc)?,
-                combiner: task(n, "combiner", desc)?,
+                mapper: if fused {
+                    Some(map_combine(n)?)
+                } else {
+                    task(n, "mapper", desc)?
+                },
+                combiner: if fused {
+                    None
+                } else {
+                    task(n, "combiner", desc)?
+                },
                 reducer: task(n, "reducer", desc)?,
                 partitioner: options.partitioner.clone(),
                 ..StreamingStep::default()
@@ -380,6 +540,7 @@ impl MrjobScript {
             job,
             output_dir: options.output_dir.map(PathBuf::from),
             reads_stdin,
+            driver_dir,
         })
     }
 }
