@@ -476,11 +476,11 @@ fn large_input_is_split_and_matches_the_native_word_count() {
 
 #[test]
 fn reduce_sort_spills_under_a_small_memory_limit() {
-    // ~12 MiB of distinct keys in scrambled order through `cat` tasks, under
-    // a 8 MiB budget: the sort before the reducers must spill to finish.
+    // ~30 MiB of distinct keys in scrambled order through `cat` tasks, under
+    // a 16 MiB budget: the sort before the reducers must spill to finish.
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("keys.txt");
-    let n: u64 = 300_000;
+    let n: u64 = 700_000;
     let mut text = String::with_capacity(n as usize * 40);
     for i in 0..n {
         let k = (i * 7_919) % n;
@@ -494,7 +494,7 @@ fn reduce_sort_spills_under_a_small_memory_limit() {
         .arg("-output")
         .arg(&out)
         .args(["-mapper", "cat", "-reducer", "cat", "-numReduceTasks", "2"])
-        .args(["--threads", "2", "--memory-limit", "8MiB"])
+        .args(["--threads", "2", "--memory-limit", "16MiB"])
         .assert()
         .success();
     let parts = parts(&out);

@@ -38,6 +38,9 @@ pub enum Error {
     /// The engine failed while running the job.
     #[error("execution failed: {0}")]
     Execution(DataFusionError),
+    /// The job needed more memory than its budget allows, even spilling.
+    #[error("out of memory budget: {0} (give a larger --memory-limit, or fewer --threads)")]
+    Memory(String),
     /// A bug in spate.
     #[error("internal error: {0}")]
     Internal(String),
@@ -87,6 +90,9 @@ pub fn from_df(e: DataFusionError) -> Error {
                 DataFusionError::Context(_, inner) => return find(inner.as_ref()),
                 DataFusionError::Shared(inner) => return find(inner.as_ref()),
                 DataFusionError::ArrowError(inner, _) => return find(inner.as_ref()),
+                DataFusionError::ResourcesExhausted(msg) => {
+                    return Some(Error::Memory(msg.clone()));
+                }
                 _ => {}
             }
         }

@@ -296,6 +296,12 @@ impl Driver {
         handle: tokio::runtime::Handle,
     ) -> DfResult<()> {
         let mut task: Option<TaskRun> = None;
+        // A reduce task starts at once, so its command's start-up (an
+        // interpreter, imports) overlaps the map phase instead of following
+        // it; and every reduce task runs, even one with no input, as in Hadoop.
+        if self.op.role == PipeRole::Reduce {
+            task = Some(self.start(None)?);
+        }
         let mut run = RunBuffer::default();
         let mut line_buf: Vec<u8> = Vec::new();
         while let Some(batch) = handle.block_on(input.next()) {
@@ -333,10 +339,6 @@ impl Driver {
         {
             let sorted = run.take_sorted(&self.op.input)?;
             self.feed(t, &sorted, &mut line_buf)?;
-        }
-        // Hadoop runs every reduce task, even one with no input.
-        if task.is_none() && self.op.role == PipeRole::Reduce {
-            task = Some(self.start(None)?);
         }
         if let Some(t) = task {
             self.finish(t)?;

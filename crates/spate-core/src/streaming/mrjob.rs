@@ -108,41 +108,75 @@ sys.argv = [script, "--step-num=%d" % step_num, "--mapper"] + args
 job = load_job_class(script)(sys.argv[1:])
 read_in = job.pick_protocols(step_num, "mapper")[0]
 read_mid, write_mid = job.pick_protocols(step_num, "combiner")
-LIMIT = 1 << 20
+LIMIT = 1 << 21
 out = sys.stdout.buffer
+import itertools
+from mrjob.job import MRJob
+from mrjob.step import MRStep
+# The job's own combine_pairs runs when it overrides how pairs are combined.
+plain_combine = (type(job).combine_pairs is MRJob.combine_pairs
+                 and type(job)._combine_or_reduce_pairs is MRJob._combine_or_reduce_pairs)
 totals = [0, 0]
 
 def records():
     for line in sys.stdin.buffer:
         yield read_in(line.rstrip(b"\r\n"))
 
-def combine(groups):
-    keyed = []
-    for dk, group in groups.items():
-        ek = dk if type(dk) is bytes else write_mid(group[0], None).partition(b"\t")[0]
-        keyed.append((ek, group))
-    keyed.sort(key=lambda e: e[0])
-    def pairs():
-        for _, (k, values) in keyed:
-            for v in values:
-                yield k, v
+def emit_all(pairs):
     n = 0
-    for k, v in job.combine_pairs(pairs(), step_num):
+    for k, v in pairs or ():
         out.write(write_mid(k, v))
         out.write(b"\n")
         n += 1
     totals[1] += n
 
+def combine(groups):
+    """Calls the combiner on each key's values in encoded-key order, as
+    mrjob's combine_pairs does on sorted input, without a generator per
+    value: adjacent keys that compare equal are one group, as with its
+    itertools.groupby."""
+    keyed = []
+    for dk, group in groups.items():
+        ek = dk if type(dk) is bytes else write_mid(group[0], None).partition(b"\t")[0]
+        keyed.append((ek, group))
+    keyed.sort(key=lambda e: e[0])
+    if not plain_combine:
+        def pairs():
+            for _, (k, values) in keyed:
+                for v in values:
+                    yield k, v
+        emit_all(job.combine_pairs(pairs(), step_num))
+        return
+    step = job._get_step(step_num, MRStep)
+    if step["combiner_init"]:
+        emit_all(step["combiner_init"]())
+    combiner = step["combiner"]
+    i, n = 0, len(keyed)
+    while i < n:
+        k, values = keyed[i][1]
+        j = i + 1
+        while j < n and keyed[j][1][0] == k:
+            j += 1
+        if j == i + 1:
+            emit_all(combiner(k, iter(values)))
+        else:
+            runs = [keyed[x][1][1] for x in range(i, j)]
+            emit_all(combiner(k, itertools.chain.from_iterable(runs)))
+        i = j
+    if step["combiner_final"]:
+        emit_all(step["combiner_final"]())
+
 def run():
     groups = {}
     get = groups.get
+    type_, str_, int_, bool_ = type, str, int, bool
     n = 0
     for k, v in job.map_pairs(records(), step_num):
-        tk = type(k)
-        if tk is str or tk is int:
+        tk = type_(k)
+        if tk is str_ or tk is int_:
             dk = k
-            tv = type(v)
-            if not (tv is int or tv is str or tv is bool or v is None):
+            tv = type_(v)
+            if not (tv is int_ or tv is str_ or tv is bool_ or v is None):
                 v = read_mid(write_mid(k, v))[1]
         else:
             line = write_mid(k, v)
