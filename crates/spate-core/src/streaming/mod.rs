@@ -7,15 +7,15 @@
 //!   → PipeOp mapper      one process per input split, lines → key/value rows
 //!   → PipeOp combiner    one process per map partition, fed sorted runs
 //!   → shuffle on the key (or the key-field partitioner's bytes), N reducers
-//!   → external sort by key (or the key-field comparator's bytes), then value
+//!   → external sort by key (or the key-field comparator's bytes)
 //!   → PipeOp reducer     one process per reduce partition
 //!   → next step's mapper ... → part files, committed atomically
 //! ```
 //!
 //! Semantics follow Hadoop's: lines are bytes; the key is the text before the
 //! first separator; a reducer sees each key's lines contiguously, keys sorted
-//! bytewise; a failed task is retried. Two deliberate differences: equal keys
-//! are also sorted by value (so every run gives the same output), and output
+//! bytewise (a key's values in no set order: a secondary sort uses key
+//! fields); a failed task is retried. One deliberate difference: output
 //! lines are written as the task printed them (Hadoop appends a tab to lines
 //! that have none).
 
