@@ -141,28 +141,23 @@ fn main() {
     });
     assert_eq!(native, spate_mrjob, "native and mrjob word counts differ");
 
-    let (t_awk, awk) = best_of(runs, || {
-        let out = out_dir();
-        run(command(exe)
-            .args(["streaming", "--quiet", "-input"])
-            .arg(&path)
-            .arg("-output")
-            .arg(&out)
-            .args(["-mapper", AWK_MAPPER, "-combiner", AWK_REDUCER])
-            .args(["-reducer", AWK_REDUCER]));
-        read_counts(&out)
-    });
+    let mut awk_job = |combiner: &[&str]| {
+        best_of(runs, || {
+            let out = out_dir();
+            run(command(exe)
+                .args(["streaming", "--quiet", "-input"])
+                .arg(&path)
+                .arg("-output")
+                .arg(&out)
+                .args(["-mapper", AWK_MAPPER, "-reducer", AWK_REDUCER])
+                .args(combiner));
+            read_counts(&out)
+        })
+    };
+    let (t_awk, awk) = awk_job(&["-combiner", AWK_REDUCER]);
     assert_eq!(awk, native, "awk streaming and native word counts differ");
-
-    let (t_awk_nocomb, _) = best_of(runs, || {
-        let out = out_dir();
-        run(command(exe)
-            .args(["streaming", "--quiet", "-input"])
-            .arg(&path)
-            .arg("-output")
-            .arg(&out)
-            .args(["-mapper", AWK_MAPPER, "-reducer", AWK_REDUCER]));
-    });
+    let (t_awk_nocomb, awk) = awk_job(&[]);
+    assert_eq!(awk, native, "awk streaming (no combiner) and native differ");
 
     let secs = |d: Duration| d.as_secs_f64();
     println!("{:<52} {:>9} {:>8}", "program", "seconds", "ratio");

@@ -47,20 +47,27 @@ struct PassArgs {
     args: Vec<String>,
 }
 
+/// Options of every verb that runs a job.
 #[derive(Args, Debug)]
-struct MrjobArgs {
-    /// Interpreter for the script and its tasks (default: the job's --python-bin, else python3).
-    #[arg(long, value_name = "PYTHON")]
-    python_bin: Option<String>,
+struct EngineArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// Memory budget for sorting, e.g. 2GiB; spills beyond it.
+    /// Memory budget, e.g. 2GiB or 512MiB; sorts and aggregations spill to disk beyond it.
     #[arg(long, value_name = "SIZE")]
     memory_limit: Option<String>,
     /// Never draw a progress bar.
     #[arg(long, short)]
     quiet: bool,
+}
+
+#[derive(Args, Debug)]
+struct MrjobArgs {
+    /// Interpreter for the script and its tasks (default: the job's --python-bin, else python3).
+    #[arg(long, value_name = "PYTHON")]
+    python_bin: Option<String>,
+    #[command(flatten)]
+    engine: EngineArgs,
     /// Run combiners as separate `--combiner` processes fed sorted runs, as
     /// Hadoop Streaming does (default: inside each map task, on its
     /// in-memory output, when the job uses mrjob's JSON protocols; faster).
@@ -118,15 +125,8 @@ struct RunArgs {
     /// Which face of spate runs the job.
     #[arg(long, value_enum, default_value_t = FaceArg::Dataset)]
     face: FaceArg,
-    /// Worker threads (default: all cores).
-    #[arg(long)]
-    threads: Option<usize>,
-    /// Memory budget, e.g. 2GiB or 512MiB; operators spill to disk beyond it.
-    #[arg(long, value_name = "SIZE")]
-    memory_limit: Option<String>,
-    /// Never draw a progress bar.
-    #[arg(long, short)]
-    quiet: bool,
+    #[command(flatten)]
+    engine: EngineArgs,
     /// With `explain`: run the job and show each step's metrics (rows, time, spills).
     #[arg(long)]
     analyze: bool,
@@ -206,7 +206,7 @@ fn mrjob(args: &MrjobArgs) -> Result<()> {
         separate_combiner: args.separate_combiner,
     };
     let mut plan = script.plan()?;
-    let ctx = context(args.threads, args.memory_limit.as_deref())?;
+    let ctx = context(args.engine.threads, args.engine.memory_limit.as_deref())?;
     // mrjob reads standard input when given no input paths (or `-`).
     let _stdin_copy = if plan.reads_stdin {
         let mut file = tempfile::Builder::new()
@@ -222,7 +222,7 @@ fn mrjob(args: &MrjobArgs) -> Result<()> {
     } else {
         None
     };
-    run_streaming(&ctx, &plan.job, plan.output_dir, args.quiet)
+    run_streaming(&ctx, &plan.job, plan.output_dir, args.engine.quiet)
 }
 
 fn run_streaming(
@@ -338,14 +338,7 @@ fn demo(args: &DemoArgs) -> Result<()> {
 }
 
 fn build(args: &RunArgs) -> Result<(Context, Dataset<(Word, u64)>)> {
-    let mut config = Context::builder();
-    if let Some(t) = args.threads {
-        config.threads(t);
-    }
-    if let Some(m) = &args.memory_limit {
-        config.memory_limit(spate::context::parse_bytes(m)?);
-    }
-    let ctx = config.build()?;
+    let ctx = context(args.engine.threads, args.engine.memory_limit.as_deref())?;
     let job = match args.job {
         JobArg::Wordcount => Job::WordCount,
         JobArg::MostUsedWord => Job::MostUsedWord,
@@ -362,7 +355,7 @@ fn build(args: &RunArgs) -> Result<(Context, Dataset<(Word, u64)>)> {
 fn run_job(args: &RunArgs) -> Result<()> {
     let start = Instant::now();
     let (ctx, ds) = build(args)?;
-    let progress = (!args.quiet && std::io::stderr().is_terminal())
+    let progress = (!args.engine.quiet && std::io::stderr().is_terminal())
         .then(|| ProgressBar::start(ctx.progress().clone()));
     let result = if args.output == "-" {
         print_stdout(ds)
