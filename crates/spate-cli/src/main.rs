@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+mod sql;
 use spate::io::progress::Progress;
 use spate::jobs::{self, Face, Job};
 use spate::prelude::*;
@@ -38,6 +40,9 @@ enum Command {
     Streaming(PassArgs),
     /// Run an mrjob script unchanged: `spate mrjob JOB.py [job options] INPUT... [-o DIR]`.
     Mrjob(MrjobArgs),
+    /// SQL: an interactive shell, or statements from -c, -f or standard input;
+    /// tables persist in the catalog under $SPATE_HOME (default ~/.spate).
+    Sql(sql::SqlArgs),
 }
 
 #[derive(Args, Debug)]
@@ -171,6 +176,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => demo(&args),
         Command::Streaming(args) => streaming(&args.args),
         Command::Mrjob(args) => mrjob(&args),
+        Command::Sql(args) => sql::sql(&args, |e| context(e.threads, e.memory_limit.as_deref())),
     }
 }
 

@@ -33,6 +33,7 @@ pub use spate_core::{
     context, dataset, error, mapreduce, node, ops, pipeline, rows, streaming, text,
 };
 pub use spate_io as io;
+pub use spate_sql as sql;
 
 /// The README's code blocks, compiled and run as doctests.
 #[cfg(doctest)]

@@ -1,0 +1,218 @@
+//! `spate sql`: the interactive shell and the script runner (glue over
+//! `spate::sql`).
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+use rustyline::DefaultEditor;
+use rustyline::error::ReadlineError;
+use spate::Context;
+use spate::error::{Error, Result};
+use spate::sql::{Format, Outcome, SqlSession, catalog, split};
+
+use crate::EngineArgs;
+
+#[derive(Args, Debug)]
+pub struct SqlArgs {
+    /// Run these statements and exit (repeatable; each may hold several, separated by `;`).
+    #[arg(short = 'c', long = "command", value_name = "SQL")]
+    commands: Vec<String>,
+    /// Run the statements in a file and exit.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// How results are printed: table, csv or json (one object per line).
+    #[arg(long, default_value = "table", value_name = "FORMAT")]
+    format: String,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+const HELP: &str = "\
+Statements end with ';' and may span lines.
+  SELECT ... FROM t;                         query (DataFusion SQL)
+  CREATE EXTERNAL TABLE t [(col TYPE, ...)] STORED AS PARQUET|CSV|JSON|ARROW
+      [PARTITIONED BY (col, ...)] LOCATION 'path/' [OPTIONS ('format.has_header' 'true')];
+  DROP TABLE [IF EXISTS] t;   SHOW TABLES;   DESCRIBE t;   EXPLAIN SELECT ...;
+Tables are kept in the catalog under $SPATE_HOME (default ~/.spate).
+Shell commands:
+  \\d          list the catalog's tables with their columns
+  \\d NAME     describe a table
+  \\?          this help
+  \\q          quit (or Ctrl-D)";
+
+/// Runs `spate sql`.
+pub fn sql(args: &SqlArgs, context: impl Fn(&EngineArgs) -> Result<Context>) -> Result<()> {
+    let format: Format = args.format.parse()?;
+    let ctx = context(&args.engine)?;
+    let home = catalog::home();
+    let mut session = SqlSession::open(&ctx, &home)?;
+    for w in session.warnings() {
+        eprintln!("spate: warning: {w}");
+    }
+    let mut script = String::new();
+    for c in &args.commands {
+        script.push_str(c);
+        script.push_str(";\n");
+    }
+    if let Some(f) = &args.file {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| Error::Usage(format!("cannot read {}: {e}", f.display())))?;
+        script.push_str(&text);
+    }
+    if script.is_empty() {
+        if std::io::stdin().is_terminal() {
+            return shell(&mut session, format, &home);
+        }
+        std::io::stdin()
+            .read_to_string(&mut script)
+            .map_err(|e| Error::Usage(format!("reading standard input: {e}")))?;
+    }
+    let source = match &args.file {
+        Some(f) if args.commands.is_empty() => f.display().to_string(),
+        _ => "statement".to_string(),
+    };
+    run_script(&mut session, &script, format, &source)
+}
+
+/// Runs every statement, stopping at the first that fails (the error
+/// names it and its line).
+fn run_script(
+    session: &mut SqlSession<'_>,
+    script: &str,
+    format: Format,
+    source: &str,
+) -> Result<()> {
+    let pieces = split::split(script);
+    let total = pieces.len();
+    for (i, piece) in pieces.iter().enumerate() {
+        let located = |e: Error| -> Error {
+            let place = if total > 1 || source != "statement" {
+                format!("{source}: statement {} (line {}): ", i + 1, piece.line)
+            } else {
+                String::new()
+            };
+            match e {
+                Error::Usage(m) => Error::Usage(format!("{place}{m}")),
+                Error::Plan(m) => Error::Plan(format!("{place}{m}")),
+                other if !place.is_empty() => {
+                    let user = other.is_user_input();
+                    let msg = format!("{place}{other}");
+                    if user {
+                        Error::Usage(msg)
+                    } else {
+                        Error::Internal(msg)
+                    }
+                }
+                other => other,
+            }
+        };
+        run_one(session, piece.text, format, false).map_err(located)?;
+    }
+    Ok(())
+}
+
+/// Runs one statement and prints its result; timing goes to stderr.
+fn run_one(session: &mut SqlSession<'_>, text: &str, format: Format, timing: bool) -> Result<()> {
+    let start = Instant::now();
+    let outcome = session.run(text)?;
+    print_outcome(&outcome, format)?;
+    if timing || format == Format::Table {
+        let what = match &outcome {
+            Outcome::Rows { batches, .. } => {
+                let n: usize = batches.iter().map(|b| b.num_rows()).sum();
+                format!("{n} row{}", if n == 1 { "" } else { "s" })
+            }
+            Outcome::Done(msg) => msg.clone(),
+        };
+        eprintln!("{what} in {:.3}s", start.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
+fn print_outcome(outcome: &Outcome, format: Format) -> Result<()> {
+    if let Outcome::Rows { schema, batches } = outcome {
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        spate::sql::format::write(format, schema, batches, &mut out)?;
+        out.flush()
+            .map_err(|e| Error::Internal(format!("writing to stdout: {e}")))?;
+    }
+    Ok(())
+}
+
+/// The interactive shell: line editing, history in `$SPATE_HOME/history`,
+/// statements until `;`.
+fn shell(session: &mut SqlSession<'_>, format: Format, home: &std::path::Path) -> Result<()> {
+    let mut editor =
+        DefaultEditor::new().map_err(|e| Error::Usage(format!("cannot start the shell: {e}")))?;
+    let history = home.join("history");
+    let _ = editor.load_history(&history);
+    eprintln!(
+        "spate sql {} — statements end with ';', \\? for help, \\q to quit",
+        env!("CARGO_PKG_VERSION")
+    );
+    let mut buffer = String::new();
+    loop {
+        let prompt = if buffer.is_empty() {
+            "spate> "
+        } else {
+            "   ..> "
+        };
+        match editor.readline(prompt) {
+            Ok(line) => {
+                let trimmed = line.trim();
+                if buffer.is_empty() && trimmed.starts_with('\\') {
+                    let _ = editor.add_history_entry(trimmed);
+                    if !meta(session, trimmed, format) {
+                        break;
+                    }
+                    continue;
+                }
+                if buffer.is_empty() && matches!(trimmed, "quit" | "exit") {
+                    break;
+                }
+                buffer.push_str(&line);
+                buffer.push('\n');
+                if !split::is_complete(&buffer) {
+                    continue;
+                }
+                let _ = editor.add_history_entry(buffer.trim_end());
+                for piece in split::split(&buffer) {
+                    if let Err(e) = run_one(session, piece.text, format, true) {
+                        eprintln!("error: {e}");
+                        break;
+                    }
+                }
+                buffer.clear();
+            }
+            Err(ReadlineError::Interrupted) => buffer.clear(),
+            Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(Error::Usage(format!("reading input: {e}"))),
+        }
+    }
+    let _ = editor.save_history(&history);
+    Ok(())
+}
+
+/// A backslash command; false to quit.
+fn meta(session: &mut SqlSession<'_>, command: &str, format: Format) -> bool {
+    let mut parts = command.split_whitespace();
+    let result = match (parts.next(), parts.next()) {
+        (Some("\\q"), _) => return false,
+        (Some("\\?" | "\\h" | "\\help"), _) => {
+            eprintln!("{HELP}");
+            Ok(())
+        }
+        (Some("\\d" | "\\dt"), None) => session.tables().and_then(|o| print_outcome(&o, format)),
+        (Some("\\d"), Some(name)) => run_one(session, &format!("DESCRIBE {name}"), format, false),
+        _ => Err(Error::Usage(format!(
+            "unknown command {command} (\\? for help)"
+        ))),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+    }
+    true
+}

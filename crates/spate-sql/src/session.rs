@@ -1,0 +1,324 @@
+//! A SQL session over a spate [`Context`] and the persistent [`Catalog`].
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use datafusion::catalog::TableProvider;
+use datafusion::error::DataFusionError;
+use datafusion::sql::parser::{DFParser, Statement as DfStatement};
+use datafusion::sql::planner::object_name_to_table_reference;
+use datafusion::sql::sqlparser::ast::{ObjectName, ObjectType, Statement as SqlStatement};
+use spate_core::context::Context;
+use spate_core::error::{Error, Result};
+
+use crate::catalog::{Catalog, TableDef};
+
+/// What a statement gave.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A result set.
+    Rows {
+        /// Its columns.
+        schema: SchemaRef,
+        /// Its rows.
+        batches: Vec<RecordBatch>,
+    },
+    /// A change, with a message for the user (`table t created`).
+    Done(String),
+}
+
+/// A SQL session: the catalog's tables registered in the context's engine.
+pub struct SqlSession<'a> {
+    ctx: &'a Context,
+    catalog: Catalog,
+    warnings: Vec<String>,
+}
+
+/// Turns a parser or planner error into a message showing where in the
+/// statement it is (a caret under `Line: L, Column: C`) and a hint.
+pub fn explain_error(statement: &str, e: &DataFusionError) -> String {
+    let message = match e.find_root() {
+        DataFusionError::SQL(parser, _) => {
+            let text = match parser.as_ref() {
+                datafusion::sql::sqlparser::parser::ParserError::ParserError(m)
+                | datafusion::sql::sqlparser::parser::ParserError::TokenizerError(m) => m.clone(),
+                other => other.to_string(),
+            };
+            format!("syntax error: {text}")
+        }
+        _ => e.to_string(),
+    };
+    let mut out = message.clone();
+    if let Some((line, column)) = position(&message)
+        && let Some(text) = statement.lines().nth(line.saturating_sub(1))
+    {
+        out.push_str(&format!(
+            "\n  {text}\n  {}^",
+            " ".repeat(column.saturating_sub(1))
+        ));
+    }
+    let hint = if message.contains("not found") && message.contains("table") {
+        Some("SHOW TABLES lists the tables; CREATE EXTERNAL TABLE adds one")
+    } else if message.contains("No field named") || message.contains("Schema error") {
+        Some("DESCRIBE <table> lists a table's columns")
+    } else if message.starts_with("syntax error") {
+        Some("statements end with ';'; strings are in 'single quotes', names in \"double quotes\"")
+    } else {
+        None
+    };
+    if let Some(h) = hint {
+        out.push_str(&format!("\nhint: {h}"));
+    }
+    out
+}
+
+/// `Line: L, Column: C` in a parser message.
+fn position(message: &str) -> Option<(usize, usize)> {
+    let at = message.rfind("Line: ")?;
+    let rest = &message[at + 6..];
+    let (line, rest) = rest.split_once(", Column: ")?;
+    let column: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    Some((line.trim().parse().ok()?, column.parse().ok()?))
+}
+
+fn sql_error(statement: &str, e: &DataFusionError) -> Error {
+    Error::Usage(explain_error(statement, e))
+}
+
+impl<'a> SqlSession<'a> {
+    /// Opens the catalog under `home` and registers its tables. A table
+    /// whose files are gone is reported in [`warnings`](Self::warnings) and
+    /// left in the catalog.
+    pub fn open(ctx: &'a Context, home: &Path) -> Result<Self> {
+        let catalog = Catalog::open(home)?;
+        let mut session = Self {
+            ctx,
+            catalog,
+            warnings: Vec::new(),
+        };
+        for def in session.catalog.list()? {
+            let sql = def.to_sql();
+            if let Err(e) = session.execute_df(&sql) {
+                session.warnings.push(format!(
+                    "table {} ({}) cannot be opened: {e}",
+                    def.name,
+                    def.locations.join(", ")
+                ));
+            }
+        }
+        Ok(session)
+    }
+
+    /// Problems met while opening the catalog.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    fn execute_df(&self, sql: &str) -> std::result::Result<Vec<RecordBatch>, DataFusionError> {
+        let session = self.ctx.session();
+        self.ctx.block_on(async {
+            let df = session.sql(sql).await?;
+            df.collect().await
+        })
+    }
+
+    fn key(&self, name: &ObjectName, statement: &str) -> Result<String> {
+        object_name_to_table_reference(name.clone(), true)
+            .map(|r| r.to_string())
+            .map_err(|e| sql_error(statement, &e))
+    }
+
+    fn provider(&self, key: &str) -> Option<Arc<dyn TableProvider>> {
+        let session = self.ctx.session();
+        self.ctx
+            .block_on(async { session.table_provider(key).await })
+            .ok()
+    }
+
+    /// The catalog's tables with their format, location and columns (the
+    /// shell's `\d`).
+    pub fn tables(&self) -> Result<Outcome> {
+        use arrow::array::StringArray;
+        use arrow::datatypes::{DataType, Field, Schema};
+        let mut cols: [Vec<String>; 4] = Default::default();
+        for def in self.catalog.list()? {
+            let columns = match self.provider(&def.key) {
+                Some(p) => p
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| format!("{} {}", f.name(), f.data_type()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                None => "(cannot be opened)".to_string(),
+            };
+            cols[0].push(def.name.clone());
+            cols[1].push(def.file_type.clone());
+            cols[2].push(def.locations.join(", "));
+            cols[3].push(columns);
+        }
+        let schema = Arc::new(Schema::new(
+            ["table", "format", "location", "columns"]
+                .map(|n| Field::new(n, DataType::Utf8, false))
+                .to_vec(),
+        ));
+        let arrays = cols
+            .into_iter()
+            .map(|c| Arc::new(StringArray::from(c)) as arrow::array::ArrayRef)
+            .collect();
+        let batch = RecordBatch::try_new(schema.clone(), arrays)
+            .map_err(|e| Error::Internal(format!("table listing: {e}")))?;
+        Ok(Outcome::Rows {
+            schema,
+            batches: vec![batch],
+        })
+    }
+
+    /// Runs one statement.
+    pub fn run(&mut self, statement: &str) -> Result<Outcome> {
+        let mut parsed = DFParser::parse_sql(statement).map_err(|e| sql_error(statement, &e))?;
+        if parsed.len() != 1 {
+            return Err(Error::Usage(format!(
+                "expected one statement, found {}",
+                parsed.len()
+            )));
+        }
+        let Some(stmt) = parsed.pop_front() else {
+            return Err(Error::Usage("no statement".into()));
+        };
+        match stmt {
+            DfStatement::CreateExternalTable(create) => {
+                let key = self.key(&create.name, statement)?;
+                self.create_external(&create, key, statement)
+            }
+            DfStatement::Statement(inner) => match *inner {
+                SqlStatement::Drop {
+                    object_type: ObjectType::Table,
+                    if_exists,
+                    names,
+                    ..
+                } => self.drop_tables(&names, if_exists, statement),
+                SqlStatement::CreateTable(_)
+                | SqlStatement::Insert(_)
+                | SqlStatement::CreateView(_)
+                | SqlStatement::Update(_)
+                | SqlStatement::Delete(_) => Err(Error::Usage(
+                    "spate sql runs queries, CREATE EXTERNAL TABLE and DROP TABLE; \
+                     CREATE TABLE ... AS SELECT, CREATE VIEW and INSERT INTO are not \
+                     available yet (they would not be kept in the catalog)"
+                        .into(),
+                )),
+                _ => self.query(statement),
+            },
+            DfStatement::CopyTo(_) => Err(Error::Usage(
+                "COPY ... TO is not available yet: its output would not be committed atomically"
+                    .into(),
+            )),
+            _ => self.query(statement),
+        }
+    }
+
+    fn query(&self, statement: &str) -> Result<Outcome> {
+        let session = self.ctx.session();
+        let (schema, batches) = self
+            .ctx
+            .block_on(async {
+                let df = session.sql(statement).await?;
+                let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+                let batches = df.collect().await?;
+                Ok::<_, DataFusionError>((schema, batches))
+            })
+            .map_err(|e| match spate_core::error::from_df(e) {
+                Error::Execution(inner) => sql_error(statement, &inner),
+                other => other,
+            })?;
+        Ok(Outcome::Rows { schema, batches })
+    }
+
+    fn create_external(
+        &mut self,
+        create: &datafusion::sql::parser::CreateExternalTable,
+        key: String,
+        statement: &str,
+    ) -> Result<Outcome> {
+        let exists = self.catalog.get(&key)?.is_some();
+        if exists && create.if_not_exists {
+            return Ok(Outcome::Done(format!("table {key} exists")));
+        }
+        if exists && !create.or_replace {
+            return Err(Error::Usage(format!(
+                "table {key} already exists (DROP TABLE {key} first, or CREATE OR REPLACE EXTERNAL TABLE)"
+            )));
+        }
+        let def = TableDef::from_statement(create, key.clone());
+        // The previous table stays usable until the new one is registered
+        // and recorded; any failure puts it back.
+        let session = self.ctx.session();
+        let previous = self.provider(&key);
+        if previous.is_some() {
+            let _ = session.deregister_table(key.as_str());
+        }
+        let restore = |session: &datafusion::prelude::SessionContext| {
+            let _ = session.deregister_table(key.as_str());
+            if let Some(p) = &previous {
+                let _ = session.register_table(key.as_str(), p.clone());
+            }
+        };
+        if let Err(e) = self.execute_df(&def.to_sql()) {
+            restore(session);
+            return Err(sql_error(statement, &e));
+        }
+        if let Err(e) = self.catalog.insert(&def, create.or_replace) {
+            restore(session);
+            return Err(e);
+        }
+        Ok(Outcome::Done(format!("table {key} created")))
+    }
+
+    fn drop_tables(
+        &mut self,
+        names: &[ObjectName],
+        if_exists: bool,
+        statement: &str,
+    ) -> Result<Outcome> {
+        let mut keys = Vec::new();
+        for name in names {
+            let key = self.key(name, statement)?;
+            let known = self.catalog.get(&key)?.is_some() || self.provider(&key).is_some();
+            if !known && !if_exists {
+                return Err(Error::Usage(format!(
+                    "table {key} does not exist\nhint: SHOW TABLES lists the tables"
+                )));
+            }
+            keys.push(key);
+        }
+        for key in &keys {
+            self.catalog.remove(key)?;
+            let _ = self.ctx.session().deregister_table(key.as_str());
+        }
+        Ok(Outcome::Done(format!("dropped {}", keys.join(", "))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_are_read_from_parser_messages() {
+        assert_eq!(
+            position(
+                "sql parser error: Expected: end of statement, found: FORM at Line: 2, Column: 10"
+            ),
+            Some((2, 10))
+        );
+        assert_eq!(position("no position"), None);
+    }
+}
