@@ -70,10 +70,10 @@ pub fn sql(args: &SqlArgs, context: impl Fn(&EngineArgs) -> Result<Context>) -> 
             .map_err(|e| Error::Usage(format!("reading standard input: {e}")))?;
     }
     let source = match &args.file {
-        Some(f) if args.commands.is_empty() => f.display().to_string(),
-        _ => "statement".to_string(),
+        Some(f) if args.commands.is_empty() => Some(f.display().to_string()),
+        _ => None,
     };
-    run_script(&mut session, &script, format, &source)
+    run_script(&mut session, &script, format, source.as_deref())
 }
 
 /// Runs every statement, stopping at the first that fails (the error
@@ -82,28 +82,23 @@ fn run_script(
     session: &mut SqlSession<'_>,
     script: &str,
     format: Format,
-    source: &str,
+    source: Option<&str>,
 ) -> Result<()> {
     let pieces = split::split(script);
     let total = pieces.len();
     for (i, piece) in pieces.iter().enumerate() {
         let located = |e: Error| -> Error {
-            let place = if total > 1 || source != "statement" {
-                format!("{source}: statement {} (line {}): ", i + 1, piece.line)
-            } else {
-                String::new()
+            let place = match source {
+                Some(file) => format!("{file}: statement {} (line {}): ", i + 1, piece.line),
+                None if total > 1 => format!("statement {} (line {}): ", i + 1, piece.line),
+                None => String::new(),
             };
             match e {
+                _ if place.is_empty() => e,
                 Error::Usage(m) => Error::Usage(format!("{place}{m}")),
                 Error::Plan(m) => Error::Plan(format!("{place}{m}")),
-                other if !place.is_empty() => {
-                    let user = other.is_user_input();
-                    let msg = format!("{place}{other}");
-                    if user {
-                        Error::Usage(msg)
-                    } else {
-                        Error::Internal(msg)
-                    }
+                Error::Execution(inner) => {
+                    Error::Execution(datafusion_context(place.trim_end_matches(": "), inner))
                 }
                 other => other,
             }
@@ -111,6 +106,13 @@ fn run_script(
         run_one(session, piece.text, format, false).map_err(located)?;
     }
     Ok(())
+}
+
+fn datafusion_context(
+    place: &str,
+    inner: spate::sql::session::DataFusionError,
+) -> spate::sql::session::DataFusionError {
+    spate::sql::session::DataFusionError::Context(place.to_string(), Box::new(inner))
 }
 
 /// Runs one statement and prints its result; timing goes to stderr.

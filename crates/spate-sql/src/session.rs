@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
-use datafusion::error::DataFusionError;
+pub use datafusion::error::DataFusionError;
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::planner::object_name_to_table_reference;
 use datafusion::sql::sqlparser::ast::{ObjectName, ObjectType, Statement as SqlStatement};
@@ -227,19 +227,49 @@ impl<'a> SqlSession<'a> {
 
     fn query(&self, statement: &str) -> Result<Outcome> {
         let session = self.ctx.session();
-        let (schema, batches) = self
+        let df = self
             .ctx
-            .block_on(async {
-                let df = session.sql(statement).await?;
-                let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-                let batches = df.collect().await?;
-                Ok::<_, DataFusionError>((schema, batches))
-            })
-            .map_err(|e| match spate_core::error::from_df(e) {
-                Error::Execution(inner) => sql_error(statement, &inner),
-                other => other,
-            })?;
+            .block_on(session.sql(statement))
+            .map_err(|e| sql_error(statement, &e))?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let plan = df.logical_plan().clone();
+        let batches =
+            self.ctx
+                .block_on(df.collect())
+                .map_err(|e| match spate_core::error::from_df(e) {
+                    Error::Execution(inner) => Error::Execution(DataFusionError::Context(
+                        self.reading(&plan),
+                        Box::new(inner),
+                    )),
+                    other => other,
+                })?;
         Ok(Outcome::Rows { schema, batches })
+    }
+
+    /// Names the catalog tables a plan reads and where their files are, for
+    /// errors met while reading them (a malformed file).
+    fn reading(&self, plan: &datafusion::logical_expr::LogicalPlan) -> String {
+        use datafusion::common::tree_node::TreeNodeRecursion;
+        let mut tables = Vec::new();
+        let _ = plan.apply_with_subqueries(|node| {
+            if let datafusion::logical_expr::LogicalPlan::TableScan(scan) = node {
+                tables.push(scan.table_name.table().to_string());
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        let defs = self.catalog.list().unwrap_or_default();
+        let described: Vec<String> = tables
+            .iter()
+            .map(|t| match defs.iter().find(|d| d.key == *t) {
+                Some(d) => format!("table {t} (files at {})", d.locations.join(", ")),
+                None => format!("table {t}"),
+            })
+            .collect();
+        if described.is_empty() {
+            "running the statement".to_string()
+        } else {
+            format!("reading {}", described.join(", "))
+        }
     }
 
     fn create_external(
