@@ -224,8 +224,9 @@ fn failed_or_refused_changes_leave_the_catalog_as_it_was() {
         .success();
     // Statements whose results would not be kept are refused, not half-done.
     for stmt in [
-        "CREATE TABLE t2 AS SELECT * FROM words",
+        "CREATE VIEW v AS SELECT * FROM words",
         "INSERT INTO words VALUES ('eel', 1)",
+        "INSERT INTO sales VALUES ('eel', 1, 2025)",
         "COPY words TO 'out.csv'",
     ] {
         s.sql().args(["-c", stmt]).assert().code(2);
@@ -362,4 +363,72 @@ fn a_malformed_file_names_the_table_and_its_files() {
         .stderr(predicate::str::contains("reading table bad (files at "))
         .stderr(predicate::str::contains("bad.csv"))
         .stderr(predicate::str::contains("line 2"));
+}
+
+#[test]
+fn create_table_as_and_insert_commit_whole_files_or_nothing() {
+    let s = Setup::new();
+    s.create_tables();
+    s.sql()
+        .args([
+            "-c",
+            "CREATE TABLE totals AS SELECT item, sum(qty) AS qty FROM sales GROUP BY item",
+            "-c",
+            "INSERT INTO totals VALUES ('z', 100)",
+            "-c",
+            "INSERT INTO totals SELECT item, qty * 10 FROM totals WHERE item = 'a'",
+        ])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("table totals created with 2 rows"))
+        .stderr(predicate::str::contains("inserted 1 rows into totals"));
+    let table = s.home.path().join("warehouse/totals");
+    let files = || {
+        let mut names: Vec<String> = std::fs::read_dir(&table)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(files().len(), 3, "{:?}", files());
+    let query = "SELECT item, qty FROM totals ORDER BY item, qty";
+    let want = "item,qty\na,10\na,100\nb,5\nz,100\n";
+    s.sql()
+        .args(["--format", "csv", "-c", query])
+        .assert()
+        .success()
+        .stdout(want);
+    // A failing insert adds nothing and leaves no staging files behind.
+    s.sql()
+        .args(["-c", "INSERT INTO totals VALUES ('bad', 'not a number')"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "Cannot cast string 'not a number'",
+        ));
+    assert_eq!(files().len(), 3, "{:?}", files());
+    s.sql()
+        .args(["--format", "csv", "-c", query])
+        .assert()
+        .success()
+        .stdout(want);
+    // A failing CREATE TABLE AS leaves neither a table nor files.
+    s.sql()
+        .args([
+            "-c",
+            "CREATE TABLE broken AS SELECT CAST(item AS INT) AS n FROM sales",
+        ])
+        .assert()
+        .code(1);
+    assert!(!s.home.path().join("warehouse/broken").exists());
+    assert_eq!(s.public_tables(), "table_name\nsales\ntotals\nwords\n");
+    let warehouse: Vec<_> = std::fs::read_dir(s.home.path().join("warehouse"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(warehouse, vec![std::ffi::OsString::from("totals")]);
+    // Dropping a table spate made deletes its files.
+    s.sql().args(["-c", "DROP TABLE totals"]).assert().success();
+    assert!(!table.exists());
 }

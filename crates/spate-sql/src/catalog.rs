@@ -47,6 +47,10 @@ pub struct TableDef {
     pub options: Vec<(String, String)>,
     /// `CREATE UNBOUNDED EXTERNAL TABLE`.
     pub unbounded: bool,
+    /// A table spate made (`CREATE TABLE ... AS SELECT`) in its warehouse
+    /// directory: `DROP TABLE` deletes its files.
+    #[serde(default)]
+    pub managed: bool,
 }
 
 /// Makes a local path absolute (URLs are kept as they are), so the table
@@ -101,6 +105,7 @@ impl TableDef {
                 })
                 .collect(),
             unbounded: c.unbounded,
+            managed: false,
         }
     }
 
@@ -273,6 +278,7 @@ mod tests {
             order: vec![],
             options: vec![("format.has_header".into(), "true".into())],
             unbounded: false,
+            managed: false,
         }
     }
 

@@ -20,6 +20,7 @@ pub mod catalog;
 pub mod format;
 pub mod session;
 pub mod split;
+mod write;
 
 pub use format::Format;
 pub use session::{Outcome, SqlSession};

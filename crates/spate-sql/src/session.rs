@@ -32,6 +32,7 @@ pub enum Outcome {
 /// A SQL session: the catalog's tables registered in the context's engine.
 pub struct SqlSession<'a> {
     ctx: &'a Context,
+    home: std::path::PathBuf,
     catalog: Catalog,
     warnings: Vec<String>,
 }
@@ -83,7 +84,7 @@ fn position(message: &str) -> Option<(usize, usize)> {
     Some((line.trim().parse().ok()?, column.parse().ok()?))
 }
 
-fn sql_error(statement: &str, e: &DataFusionError) -> Error {
+pub(crate) fn sql_error(statement: &str, e: &DataFusionError) -> Error {
     Error::Usage(explain_error(statement, e))
 }
 
@@ -95,6 +96,7 @@ impl<'a> SqlSession<'a> {
         let catalog = Catalog::open(home)?;
         let mut session = Self {
             ctx,
+            home: home.to_path_buf(),
             catalog,
             warnings: Vec::new(),
         };
@@ -121,7 +123,22 @@ impl<'a> SqlSession<'a> {
         &self.catalog
     }
 
-    fn execute_df(&self, sql: &str) -> std::result::Result<Vec<RecordBatch>, DataFusionError> {
+    pub(crate) fn catalog_mut(&mut self) -> &mut Catalog {
+        &mut self.catalog
+    }
+
+    pub(crate) fn context(&self) -> &Context {
+        self.ctx
+    }
+
+    pub(crate) fn home(&self) -> &Path {
+        &self.home
+    }
+
+    pub(crate) fn execute_df(
+        &self,
+        sql: &str,
+    ) -> std::result::Result<Vec<RecordBatch>, DataFusionError> {
         let session = self.ctx.session();
         self.ctx.block_on(async {
             let df = session.sql(sql).await?;
@@ -129,13 +146,13 @@ impl<'a> SqlSession<'a> {
         })
     }
 
-    fn key(&self, name: &ObjectName, statement: &str) -> Result<String> {
+    pub(crate) fn key(&self, name: &ObjectName, statement: &str) -> Result<String> {
         object_name_to_table_reference(name.clone(), true)
             .map(|r| r.to_string())
             .map_err(|e| sql_error(statement, &e))
     }
 
-    fn provider(&self, key: &str) -> Option<Arc<dyn TableProvider>> {
+    pub(crate) fn provider(&self, key: &str) -> Option<Arc<dyn TableProvider>> {
         let session = self.ctx.session();
         self.ctx
             .block_on(async { session.table_provider(key).await })
@@ -205,14 +222,18 @@ impl<'a> SqlSession<'a> {
                     names,
                     ..
                 } => self.drop_tables(&names, if_exists, statement),
+                SqlStatement::CreateTable(ct) if ct.query.is_some() => {
+                    crate::write::create_table_as(self, &ct, statement)
+                }
+                SqlStatement::Insert(ins) => crate::write::insert(self, &ins, statement),
                 SqlStatement::CreateTable(_)
-                | SqlStatement::Insert(_)
                 | SqlStatement::CreateView(_)
                 | SqlStatement::Update(_)
                 | SqlStatement::Delete(_) => Err(Error::Usage(
-                    "spate sql runs queries, CREATE EXTERNAL TABLE and DROP TABLE; \
-                     CREATE TABLE ... AS SELECT, CREATE VIEW and INSERT INTO are not \
-                     available yet (they would not be kept in the catalog)"
+                    "spate sql keeps tables in files: CREATE EXTERNAL TABLE, \
+                     CREATE TABLE ... AS SELECT, INSERT INTO and DROP TABLE; \
+                     CREATE TABLE without AS, CREATE VIEW, UPDATE and DELETE are not \
+                     available (they would not be kept in the catalog)"
                         .into(),
                 )),
                 _ => self.query(statement),
@@ -330,8 +351,15 @@ impl<'a> SqlSession<'a> {
             keys.push(key);
         }
         for key in &keys {
+            let def = self.catalog.get(key)?;
             self.catalog.remove(key)?;
             let _ = self.ctx.session().deregister_table(key.as_str());
+            // A managed table's files go with it (Hive's managed tables).
+            if let Some(def) = def.filter(|d| d.managed) {
+                for location in &def.locations {
+                    let _ = std::fs::remove_dir_all(location);
+                }
+            }
         }
         Ok(Outcome::Done(format!("dropped {}", keys.join(", "))))
     }
