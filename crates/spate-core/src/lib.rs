@@ -25,6 +25,7 @@ pub mod combine;
 pub mod context;
 pub mod dataset;
 pub mod error;
+pub mod frame;
 pub mod mapreduce;
 pub mod node;
 pub mod ops;
@@ -45,6 +46,7 @@ pub mod prelude {
     pub use crate::context::{Config, Context};
     pub use crate::dataset::{Dataset, GroupedDataset, Key, WriteSummary};
     pub use crate::error::{Error, Result};
+    pub use crate::frame::{IntoDataset, Sql};
     pub use crate::mapreduce::{Emitter, MRJob, MRMapStep, MRStep, MapReduce, Steps};
     pub use crate::pipeline::{
         Combine, Count, Create, Filter, FlatMap, GroupByKey, Map, PCollection, PTransform,

@@ -1,0 +1,179 @@
+//! Typed ↔ relational on one plan: a `Dataset<T>` as a DataFusion
+//! `DataFrame` or a SQL table, a `DataFrame` (or a SQL query) as a
+//! `Dataset<T>`, and a SQL step inside a `Pipeline`. Nothing is
+//! materialized in between: each side sees the other's logical plan.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use datafusion::catalog::MemoryCatalogProviderList;
+use datafusion::catalog::view::ViewTable;
+use datafusion::common::Column;
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, cast};
+use datafusion::prelude::SessionContext;
+
+use crate::context::Context;
+use crate::dataset::Dataset;
+use crate::error::{Error, Result, from_df};
+use crate::pipeline::{PCollection, PTransform};
+use crate::rows::{Data, RowCodec};
+
+impl<T: Data> Dataset<T> {
+    /// The dataset as a DataFusion `DataFrame` over the same plan. Columns
+    /// are `T`'s fields (`value` when `T` is not a struct).
+    pub fn to_dataframe(&self) -> Result<DataFrame> {
+        let plan = self.logical_plan()?;
+        Ok(DataFrame::new(self.context().session().state(), plan))
+    }
+
+    /// Registers the dataset as a table named `name` for SQL in its
+    /// context (a view over its plan: queries recompute it).
+    pub fn register_table(&self, name: &str) -> Result<()> {
+        let plan = self.logical_plan()?;
+        self.context()
+            .session()
+            .register_table(name, Arc::new(ViewTable::new(plan, None)))
+            .map_err(from_df)?;
+        Ok(())
+    }
+}
+
+/// Projects `plan` onto `T`'s columns: matched by name, cast to `T`'s types.
+fn conform<T: Data>(plan: LogicalPlan) -> Result<LogicalPlan> {
+    let codec = RowCodec::<T>::new()?;
+    let mut exprs = Vec::new();
+    for field in codec.schema().fields() {
+        let found = plan
+            .schema()
+            .qualified_field_with_unqualified_name(field.name())
+            .map_err(|_| Error::Schema {
+                type_name: std::any::type_name::<T>(),
+                message: format!(
+                    "no column named '{}' (the query gives: {})",
+                    field.name(),
+                    plan.schema()
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })?;
+        let column = Expr::Column(Column::from(found));
+        exprs.push(cast(column, field.data_type().clone()).alias(field.name()));
+    }
+    LogicalPlanBuilder::from(plan)
+        .project(exprs)
+        .and_then(LogicalPlanBuilder::build)
+        .map_err(from_df)
+}
+
+/// Turns a DataFusion `DataFrame` into a typed [`Dataset`].
+pub trait IntoDataset {
+    /// Rows of `T`, read from the columns named as `T`'s fields (cast to
+    /// their types), in `ctx`.
+    fn into_dataset<T: Data>(self, ctx: &Context) -> Result<Dataset<T>>;
+}
+
+impl IntoDataset for DataFrame {
+    fn into_dataset<T: Data>(self, ctx: &Context) -> Result<Dataset<T>> {
+        let plan = conform::<T>(self.logical_plan().clone())?;
+        Ok(ctx.dataset(Arc::new(move || Ok(plan.clone()))))
+    }
+}
+
+impl Context {
+    /// A SQL query over the context's tables as a typed dataset.
+    pub fn sql<T: Data>(&self, query: &str) -> Result<Dataset<T>> {
+        let df = self.block_on(self.session().sql(query)).map_err(from_df)?;
+        df.into_dataset(self)
+    }
+}
+
+/// A SQL step in a pipeline (Beam's `SqlTransform`): the input collection
+/// is the table `PCOLLECTION`; the context's tables can be joined too.
+///
+/// ```
+/// use spate_core::prelude::*;
+/// use spate_core::frame::Sql;
+///
+/// let p = Pipeline::new()?;
+/// let words = p.apply("Words", Create(vec!["a".to_string(), "b".into(), "a".into()]));
+/// let counts = words.apply(
+///     "Count",
+///     Sql::<(String, i64)>::query(
+///         r#"SELECT value AS "0", count(*) AS "1" FROM PCOLLECTION GROUP BY value ORDER BY value"#,
+///     ),
+/// );
+/// assert_eq!(counts.into_dataset().collect()?, vec![("a".into(), 2), ("b".into(), 1)]);
+/// # Ok::<(), spate_core::Error>(())
+/// ```
+pub struct Sql<U> {
+    query: String,
+    _u: PhantomData<fn() -> U>,
+}
+
+impl<U> Sql<U> {
+    /// A query reading `PCOLLECTION`; its columns must be named as `U`'s
+    /// fields (`"0"`, `"1"`, ... for tuples; `value` for plain values).
+    pub fn query(query: impl Into<String>) -> Self {
+        Self {
+            query: query.into(),
+            _u: PhantomData,
+        }
+    }
+}
+
+/// Plans `query` with `input` as the table `pcollection`, in a scope of its
+/// own (the context's tables are visible; nothing is registered in it).
+fn plan_with_input(ctx: &Context, query: &str, input: LogicalPlan) -> Result<LogicalPlan> {
+    let main = ctx.session();
+    let existing = main.state();
+    let config = existing
+        .config()
+        .clone()
+        .with_create_default_catalog_and_schema(true);
+    let state = SessionStateBuilder::new_from_existing(existing)
+        .with_config(config)
+        .with_catalog_list(Arc::new(MemoryCatalogProviderList::new()))
+        .build();
+    let scoped = SessionContext::new_with_state(state);
+    ctx.block_on(async {
+        // The fresh catalog gets the default schema; copy the context's
+        // tables into it so queries can join them.
+        for name in main.catalog_names() {
+            let Some(catalog) = main.catalog(&name) else {
+                continue;
+            };
+            if let Some(schema) = catalog.schema("public") {
+                for table in schema.table_names() {
+                    if let Ok(Some(provider)) = schema.table(&table).await {
+                        let _ = scoped.register_table(table.as_str(), provider);
+                    }
+                }
+            }
+        }
+        scoped.register_table("pcollection", Arc::new(ViewTable::new(input, None)))?;
+        let df = scoped.sql(query).await?;
+        Ok::<_, datafusion::error::DataFusionError>(df.logical_plan().clone())
+    })
+    .map_err(from_df)
+}
+
+impl<T: Data, U: Data> PTransform<PCollection<T>> for Sql<U> {
+    type Out = PCollection<U>;
+
+    fn expand(self, input: PCollection<T>) -> PCollection<U> {
+        let ctx = input.dataset().context().clone();
+        let source = input.dataset().clone();
+        let query = self.query;
+        let inner = ctx.clone();
+        let ds = ctx.dataset::<U>(Arc::new(move || {
+            let plan = source.logical_plan()?;
+            conform::<U>(plan_with_input(&inner, &query, plan)?)
+        }));
+        input.with(ds)
+    }
+}

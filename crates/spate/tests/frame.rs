@@ -1,0 +1,145 @@
+//! Typed ↔ relational on one plan: Dataset → DataFrame/SQL → Dataset, and
+//! a SQL step in a Pipeline, each checked against plain Rust.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use datafusion::prelude::{col, lit};
+use serde::{Deserialize, Serialize};
+use spate::prelude::*;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Sale {
+    item: String,
+    qty: u32,
+    price: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Total {
+    item: String,
+    revenue: f64,
+}
+
+fn sales() -> Vec<Sale> {
+    (0..200u32)
+        .map(|i| Sale {
+            item: format!("item{}", i % 7),
+            qty: i % 5,
+            price: f64::from(i % 3) + 0.5,
+        })
+        .collect()
+}
+
+fn expected_totals(min_qty: u32) -> Vec<Total> {
+    let mut map = std::collections::BTreeMap::<String, f64>::new();
+    for s in sales().into_iter().filter(|s| s.qty >= min_qty) {
+        *map.entry(s.item).or_default() += f64::from(s.qty) * s.price;
+    }
+    map.into_iter()
+        .map(|(item, revenue)| Total { item, revenue })
+        .collect()
+}
+
+#[test]
+fn dataset_to_dataframe_and_back() {
+    let ctx = Context::builder().threads(2).build().unwrap();
+    let ds = ctx.from_vec(sales()).filter(|s| s.qty >= 2);
+    let df = ds
+        .to_dataframe()
+        .unwrap()
+        .filter(col("price").gt(lit(1.0)))
+        .unwrap();
+    let back: Vec<Sale> = df.into_dataset::<Sale>(&ctx).unwrap().collect().unwrap();
+    let mut want: Vec<Sale> = sales()
+        .into_iter()
+        .filter(|s| s.qty >= 2 && s.price > 1.0)
+        .collect();
+    let key = |s: &Sale| (s.item.clone(), s.qty, (s.price * 2.0) as u32);
+    let mut got = back;
+    got.sort_by_key(key);
+    want.sort_by_key(key);
+    assert_eq!(got, want);
+}
+
+#[test]
+fn sql_over_a_registered_dataset_is_one_plan() {
+    let ctx = Context::builder().threads(2).build().unwrap();
+    ctx.from_vec(sales())
+        .map(|s| s) // a closure step: the SQL must read through it
+        .register_table("sales")
+        .unwrap();
+    let totals = ctx
+        .sql::<Total>(
+            "SELECT item, sum(qty * price) AS revenue FROM sales WHERE qty >= 1 \
+             GROUP BY item ORDER BY item",
+        )
+        .unwrap();
+    let plan = totals.explain().unwrap();
+    assert!(plan.contains("Aggregate"), "{plan}");
+    assert!(
+        plan.contains("map"),
+        "the closure step is in the same plan: {plan}"
+    );
+    let got = totals.collect().unwrap();
+    assert_eq!(got.len(), 7);
+    for (g, w) in got.iter().zip(expected_totals(1)) {
+        assert_eq!(g.item, w.item);
+        assert!((g.revenue - w.revenue).abs() < 1e-9, "{g:?} vs {w:?}");
+    }
+    // Typed code continues on the SQL result.
+    let best = totals_max(&ctx);
+    assert_eq!(
+        best.item,
+        expected_totals(1)
+            .into_iter()
+            .fold(
+                Total {
+                    item: String::new(),
+                    revenue: f64::MIN
+                },
+                |a, b| if b.revenue > a.revenue { b } else { a },
+            )
+            .item
+    );
+    // A missing column names itself.
+    let err = ctx
+        .sql::<Total>("SELECT item FROM sales")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no column named 'revenue'"), "{err}");
+}
+
+fn totals_max(ctx: &Context) -> Total {
+    ctx.sql::<Total>("SELECT item, sum(qty * price) AS revenue FROM sales GROUP BY item")
+        .unwrap()
+        .max_by(|t| (t.revenue * 1000.0) as i64)
+        .unwrap()
+        .unwrap()
+}
+
+#[test]
+fn sql_step_in_a_pipeline() {
+    let p = Pipeline::new().unwrap();
+    let sales = p.apply("Sales", Create(sales()));
+    let totals = sales
+        .apply("Big", Filter::new(|s: &Sale| s.qty >= 3))
+        .apply(
+            "Totals",
+            Sql::<Total>::query(
+                "SELECT item, sum(qty * price) AS revenue FROM PCOLLECTION GROUP BY item ORDER BY item",
+            ),
+        );
+    let got = totals.into_dataset().collect().unwrap();
+    let want = expected_totals(3);
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g.item, w.item);
+        assert!((g.revenue - w.revenue).abs() < 1e-9);
+    }
+    // PCOLLECTION is only visible inside the step.
+    assert!(
+        p.context()
+            .session()
+            .table_exist("pcollection")
+            .map_or(true, |e| !e)
+    );
+}
