@@ -6,16 +6,18 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use arrow::array::UInt64Array;
 use datafusion::catalog::MemoryCatalogProviderList;
 use datafusion::catalog::view::ViewTable;
 use datafusion::common::Column;
-use datafusion::dataframe::DataFrame;
+use datafusion::dataframe::{DataFrame, DataFrameWriteOptions};
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, cast};
+use datafusion::prelude::ParquetReadOptions;
 use datafusion::prelude::SessionContext;
 
 use crate::context::Context;
-use crate::dataset::Dataset;
+use crate::dataset::{Dataset, WriteSummary};
 use crate::error::{Error, Result, from_df};
 use crate::pipeline::{PCollection, PTransform};
 use crate::rows::{Data, RowCodec};
@@ -37,6 +39,47 @@ impl<T: Data> Dataset<T> {
             .register_table(name, Arc::new(ViewTable::new(plan, None)))
             .map_err(from_df)?;
         Ok(())
+    }
+}
+
+impl<T: Data> Dataset<T> {
+    /// Writes the rows as Parquet files into `dir` (one per partition),
+    /// committed atomically: the directory appears complete with a
+    /// `_SUCCESS` marker, or not at all.
+    pub fn write_parquet(self, dir: impl AsRef<std::path::Path>) -> Result<WriteSummary> {
+        let staged = spate_io::commit::StagedOutput::create(dir.as_ref())?;
+        let df = self.to_dataframe()?;
+        let target = format!("{}/", staged.staging_dir().display());
+        let options = DataFrameWriteOptions::new().with_single_file_output(false);
+        let batches = self
+            .context()
+            .block_on(df.write_parquet(&target, options, None))
+            .map_err(from_df)?;
+        let rows = batches
+            .iter()
+            .filter_map(|b| b.column(0).as_any().downcast_ref::<UInt64Array>())
+            .map(|a| a.iter().flatten().sum::<u64>())
+            .sum();
+        let files = std::fs::read_dir(staged.staging_dir())
+            .map(|d| d.filter_map(|e| e.ok()).count())
+            .unwrap_or(0);
+        let path = staged.commit()?;
+        Ok(WriteSummary { path, rows, files })
+    }
+}
+
+impl Context {
+    /// Reads Parquet files (a file, a directory of them, or a URL of a
+    /// registered object store) as rows of `T`: columns matched to `T`'s
+    /// fields by name and cast to their types.
+    pub fn read_parquet<T: Data>(&self, path: impl AsRef<str>) -> Result<Dataset<T>> {
+        let df = self
+            .block_on(
+                self.session()
+                    .read_parquet(path.as_ref(), ParquetReadOptions::default()),
+            )
+            .map_err(from_df)?;
+        df.into_dataset(self)
     }
 }
 
