@@ -432,3 +432,27 @@ fn create_table_as_and_insert_commit_whole_files_or_nothing() {
     s.sql().args(["-c", "DROP TABLE totals"]).assert().success();
     assert!(!table.exists());
 }
+
+#[test]
+fn views_are_kept_in_the_catalog() {
+    let s = Setup::new();
+    s.create_tables();
+    s.sql()
+        .args([
+            "-c",
+            "CREATE VIEW east AS SELECT item, qty FROM sales WHERE year = 2023",
+        ])
+        .assert()
+        .success();
+    s.sql()
+        .args(["--format", "csv", "-c", "SELECT sum(qty) AS n FROM east"])
+        .assert()
+        .success()
+        .stdout("n\n8\n");
+    s.sql().args(["-c", "DROP VIEW east"]).assert().success();
+    s.sql()
+        .args(["-c", "SELECT * FROM east"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not found"));
+}

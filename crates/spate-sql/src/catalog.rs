@@ -176,6 +176,11 @@ impl Catalog {
                  key TEXT PRIMARY KEY,
                  definition TEXT NOT NULL,
                  created TEXT NOT NULL DEFAULT (datetime('now'))
+             );
+             CREATE TABLE IF NOT EXISTS views (
+                 key TEXT PRIMARY KEY,
+                 statement TEXT NOT NULL,
+                 created TEXT NOT NULL DEFAULT (datetime('now'))
              );",
         )
         .map_err(|e| db_error(&path, e))?;
@@ -251,6 +256,49 @@ impl Catalog {
             }
             Err(e) => Err(db_error(&self.path, e)),
         }
+    }
+
+    /// Views (key, `CREATE VIEW` statement), oldest first: a view may use
+    /// the ones before it.
+    pub fn views(&self) -> Result<Vec<(String, String)>> {
+        let e = |e| db_error(&self.path, e);
+        let mut stmt = self
+            .conn
+            .prepare("SELECT key, statement FROM views ORDER BY rowid")
+            .map_err(e)?;
+        let rows = stmt
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(e)?;
+        rows.collect::<std::result::Result<Vec<_>, _>>().map_err(e)
+    }
+
+    /// Records a view (replacing one of that name when `replace`).
+    pub fn insert_view(&mut self, key: &str, statement: &str, replace: bool) -> Result<()> {
+        let sql = if replace {
+            "INSERT OR REPLACE INTO views (key, statement) VALUES (?1, ?2)"
+        } else {
+            "INSERT INTO views (key, statement) VALUES (?1, ?2)"
+        };
+        match self.conn.execute(sql, params![key, statement]) {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(f, _))
+                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(Error::Usage(format!(
+                    "view {key} already exists in the catalog"
+                )))
+            }
+            Err(e) => Err(db_error(&self.path, e)),
+        }
+    }
+
+    /// Removes a view; whether it was there.
+    pub fn remove_view(&mut self, key: &str) -> Result<bool> {
+        let n = self
+            .conn
+            .execute("DELETE FROM views WHERE key = ?1", params![key])
+            .map_err(|e| db_error(&self.path, e))?;
+        Ok(n > 0)
     }
 
     /// Removes a table; whether it was there.

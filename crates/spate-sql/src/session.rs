@@ -110,6 +110,13 @@ impl<'a> SqlSession<'a> {
                 ));
             }
         }
+        for (key, sql) in session.catalog.views()? {
+            if let Err(e) = session.execute_df(&sql) {
+                session
+                    .warnings
+                    .push(format!("view {key} cannot be opened: {e}"));
+            }
+        }
         Ok(session)
     }
 
@@ -222,12 +229,21 @@ impl<'a> SqlSession<'a> {
                     names,
                     ..
                 } => self.drop_tables(&names, if_exists, statement),
+                SqlStatement::CreateView(cv) if !cv.temporary => {
+                    let key = self.key(&cv.name, statement)?;
+                    self.create_view(&key, cv.or_replace, statement)
+                }
+                SqlStatement::Drop {
+                    object_type: ObjectType::View,
+                    if_exists,
+                    names,
+                    ..
+                } => self.drop_views(&names, if_exists, statement),
                 SqlStatement::CreateTable(ct) if ct.query.is_some() => {
                     crate::write::create_table_as(self, &ct, statement)
                 }
                 SqlStatement::Insert(ins) => crate::write::insert(self, &ins, statement),
                 SqlStatement::CreateTable(_)
-                | SqlStatement::CreateView(_)
                 | SqlStatement::Update(_)
                 | SqlStatement::Delete(_) => Err(Error::Usage(
                     "spate sql keeps tables in files: CREATE EXTERNAL TABLE, \
@@ -331,6 +347,45 @@ impl<'a> SqlSession<'a> {
             return Err(e);
         }
         Ok(Outcome::Done(format!("table {key} created")))
+    }
+
+    fn create_view(&mut self, key: &str, replace: bool, statement: &str) -> Result<Outcome> {
+        let known = self.catalog.views()?.iter().any(|(k, _)| k == key);
+        if known && !replace {
+            return Err(Error::Usage(format!(
+                "view {key} already exists (CREATE OR REPLACE VIEW replaces it)"
+            )));
+        }
+        self.execute_df(statement)
+            .map_err(|e| sql_error(statement, &e))?;
+        if let Err(e) = self.catalog.insert_view(key, statement, replace) {
+            let _ = self.ctx.session().deregister_table(key);
+            return Err(e);
+        }
+        Ok(Outcome::Done(format!("view {key} created")))
+    }
+
+    fn drop_views(
+        &mut self,
+        names: &[ObjectName],
+        if_exists: bool,
+        statement: &str,
+    ) -> Result<Outcome> {
+        let mut keys = Vec::new();
+        for name in names {
+            let key = self.key(name, statement)?;
+            let known = self.catalog.views()?.iter().any(|(k, _)| *k == key)
+                || self.provider(&key).is_some();
+            if !known && !if_exists {
+                return Err(Error::Usage(format!("view {key} does not exist")));
+            }
+            keys.push(key);
+        }
+        for key in &keys {
+            self.catalog.remove_view(key)?;
+            let _ = self.ctx.session().deregister_table(key.as_str());
+        }
+        Ok(Outcome::Done(format!("dropped {}", keys.join(", "))))
     }
 
     fn drop_tables(
