@@ -80,6 +80,31 @@ pub fn write(
     }
 }
 
+/// Every value as text (`NULL` for nulls), row by row: for comparing
+/// results with expected answers.
+pub fn text_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>> {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    let options = FormatOptions::default().with_null("NULL");
+    let mut rows = Vec::new();
+    for batch in batches {
+        let formatters = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(write_error)?;
+        for row in 0..batch.num_rows() {
+            rows.push(
+                formatters
+                    .iter()
+                    .map(|f| f.value(row).to_string())
+                    .collect(),
+            );
+        }
+    }
+    Ok(rows)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

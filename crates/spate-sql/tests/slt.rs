@@ -15,7 +15,6 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;
-use arrow::util::display::{ArrayFormatter, FormatOptions};
 use spate_core::context::Context;
 use spate_sql::{Outcome, SqlSession};
 
@@ -88,30 +87,22 @@ fn parse(text: &str) -> Vec<Record> {
 }
 
 fn render(batches: &[RecordBatch]) -> Vec<String> {
-    let options = FormatOptions::default().with_null("NULL");
-    let mut rows = Vec::new();
-    for batch in batches {
-        let formatters: Vec<ArrayFormatter<'_>> = batch
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
-            .collect();
-        for row in 0..batch.num_rows() {
-            let values: Vec<String> = formatters
-                .iter()
-                .map(|f| {
-                    let v = f.value(row).to_string();
+    spate_sql::format::text_rows(batches)
+        .unwrap()
+        .into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(|v| {
                     if v.is_empty() {
                         "(empty)".to_string()
                     } else {
                         v
                     }
                 })
-                .collect();
-            rows.push(values.join(" "));
-        }
-    }
-    rows
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
 }
 
 /// Runs one `.slt` file; in rewrite mode, writes it back with new results.
