@@ -25,5 +25,6 @@ pub mod error;
 pub mod progress;
 pub mod sink;
 pub mod source;
+pub mod store;
 
 pub use error::{Error, Result};

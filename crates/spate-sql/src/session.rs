@@ -102,7 +102,10 @@ impl<'a> SqlSession<'a> {
         };
         for def in session.catalog.list()? {
             let sql = def.to_sql();
-            if let Err(e) = session.execute_df(&sql) {
+            let stores = session.register_stores(&def);
+            if let Err(e) =
+                stores.and_then(|()| session.execute_df(&sql).map_err(|e| e.to_string()))
+            {
                 session.warnings.push(format!(
                     "table {} ({}) cannot be opened: {e}",
                     def.name,
@@ -151,6 +154,14 @@ impl<'a> SqlSession<'a> {
             let df = session.sql(sql).await?;
             df.collect().await
         })
+    }
+
+    /// Registers the object stores a table's URLs need (`s3://`, ...).
+    fn register_stores(&self, def: &TableDef) -> std::result::Result<(), String> {
+        for location in &def.locations {
+            spate_io::store::register_for(self.ctx.session(), location)?;
+        }
+        Ok(())
     }
 
     pub(crate) fn key(&self, name: &ObjectName, statement: &str) -> Result<String> {
@@ -325,6 +336,7 @@ impl<'a> SqlSession<'a> {
             )));
         }
         let def = TableDef::from_statement(create, key.clone());
+        self.register_stores(&def).map_err(Error::Usage)?;
         // The previous table stays usable until the new one is registered
         // and recorded; any failure puts it back.
         let session = self.ctx.session();
