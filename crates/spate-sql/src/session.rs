@@ -377,22 +377,40 @@ impl<'a> SqlSession<'a> {
         Ok(Outcome::Done(format!("view {key} created")))
     }
 
+    /// The names a `DROP` statement names, resolved; an unknown one (in
+    /// the catalog or the engine) is an error unless `IF EXISTS`.
+    fn drop_targets(
+        &self,
+        names: &[ObjectName],
+        if_exists: bool,
+        statement: &str,
+        kind: &str,
+        in_catalog: impl Fn(&str) -> bool,
+    ) -> Result<Vec<String>> {
+        let mut keys = Vec::new();
+        for name in names {
+            let key = self.key(name, statement)?;
+            let known = in_catalog(&key) || self.provider(&key).is_some();
+            if !known && !if_exists {
+                return Err(Error::Usage(format!(
+                    "{kind} {key} does not exist\nhint: SHOW TABLES lists the tables and views"
+                )));
+            }
+            keys.push(key);
+        }
+        Ok(keys)
+    }
+
     fn drop_views(
         &mut self,
         names: &[ObjectName],
         if_exists: bool,
         statement: &str,
     ) -> Result<Outcome> {
-        let mut keys = Vec::new();
-        for name in names {
-            let key = self.key(name, statement)?;
-            let known = self.catalog.views()?.iter().any(|(k, _)| *k == key)
-                || self.provider(&key).is_some();
-            if !known && !if_exists {
-                return Err(Error::Usage(format!("view {key} does not exist")));
-            }
-            keys.push(key);
-        }
+        let views = self.catalog.views()?;
+        let keys = self.drop_targets(names, if_exists, statement, "view", |key| {
+            views.iter().any(|(k, _)| k == key)
+        })?;
         for key in &keys {
             self.catalog.remove_view(key)?;
             let _ = self.ctx.session().deregister_table(key.as_str());
@@ -406,17 +424,10 @@ impl<'a> SqlSession<'a> {
         if_exists: bool,
         statement: &str,
     ) -> Result<Outcome> {
-        let mut keys = Vec::new();
-        for name in names {
-            let key = self.key(name, statement)?;
-            let known = self.catalog.get(&key)?.is_some() || self.provider(&key).is_some();
-            if !known && !if_exists {
-                return Err(Error::Usage(format!(
-                    "table {key} does not exist\nhint: SHOW TABLES lists the tables"
-                )));
-            }
-            keys.push(key);
-        }
+        let tables = self.catalog.list()?;
+        let keys = self.drop_targets(names, if_exists, statement, "table", |key| {
+            tables.iter().any(|d| d.key == key)
+        })?;
         for key in &keys {
             let def = self.catalog.get(key)?;
             self.catalog.remove(key)?;
