@@ -192,6 +192,11 @@ impl Context {
             .with_config(session_config)
             .with_runtime_env(runtime_env)
             .with_default_features()
+            // `CREATE EXTERNAL TABLE ... STORED AS TEXT`: lines, read by spate.
+            .with_table_factory(
+                "TEXT".into(),
+                Arc::new(spate_io::text_table::TextTableFactory),
+            )
             .with_query_planner(Arc::new(SpateQueryPlanner))
             .with_physical_optimizer_rule(Arc::new(FixedPartitions))
             .build();

@@ -26,5 +26,6 @@ pub mod progress;
 pub mod sink;
 pub mod source;
 pub mod store;
+pub mod text_table;
 
 pub use error::{Error, Result};

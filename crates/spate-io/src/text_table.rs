@@ -1,0 +1,107 @@
+//! Text files as a SQL table (`STORED AS TEXT`): one `value` column, a row
+//! per line, read by spate's own text source (splits on line ends, `.gz` and
+//! `.zst`, invalid UTF-8 reported with file and offset).
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider, TableProviderFactory};
+use datafusion::datasource::TableType;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::{CreateExternalTable, Expr};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
+
+use crate::source::{TextSourceExec, expand_inputs, line_schema, plan_splits};
+
+/// Lines of the files at a location (a file, a directory or a glob).
+#[derive(Debug)]
+pub struct TextTable {
+    location: String,
+    schema: SchemaRef,
+}
+
+fn external(e: crate::Error) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+impl TextTable {
+    /// A table over `location`; fails when it matches no file.
+    pub fn new(location: &str) -> Result<Self> {
+        expand_inputs(&[location]).map_err(external)?;
+        Ok(Self {
+            location: location.to_string(),
+            schema: line_schema(),
+        })
+    }
+}
+
+#[async_trait]
+impl TableProvider for TextTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        // Files are listed at each scan: lines appended since are read.
+        let files = expand_inputs(&[self.location.as_str()]).map_err(external)?;
+        let partitions = state.config().target_partitions().max(1);
+        let source: Arc<dyn ExecutionPlan> =
+            Arc::new(TextSourceExec::new(plan_splits(&files, partitions)));
+        match projection {
+            // `count(*)` and friends want no columns, only rows.
+            Some(p) if p.is_empty() => Ok(Arc::new(ProjectionExec::try_new(
+                Vec::<ProjectionExpr>::new(),
+                source,
+            )?)),
+            _ => Ok(source),
+        }
+    }
+}
+
+/// Makes [`TextTable`]s for `CREATE EXTERNAL TABLE ... STORED AS TEXT`.
+#[derive(Debug, Default)]
+pub struct TextTableFactory;
+
+#[async_trait]
+impl TableProviderFactory for TextTableFactory {
+    async fn create(
+        &self,
+        _state: &dyn Session,
+        cmd: &CreateExternalTable,
+    ) -> Result<Arc<dyn TableProvider>> {
+        let fields = cmd.schema.fields();
+        let one_text_column = fields.len() == 1
+            && matches!(
+                fields[0].data_type(),
+                DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+            );
+        if !fields.is_empty() && !one_text_column {
+            return Err(DataFusionError::Plan(
+                "a TEXT table has one column of lines: declare none, or one VARCHAR column".into(),
+            ));
+        }
+        if !cmd.table_partition_cols.is_empty() {
+            return Err(DataFusionError::Plan(
+                "TEXT tables are not partitioned".into(),
+            ));
+        }
+        let [location] = cmd.locations.as_slice() else {
+            return Err(DataFusionError::Plan(
+                "a TEXT table has one location".into(),
+            ));
+        };
+        Ok(Arc::new(TextTable::new(location)?))
+    }
+}
