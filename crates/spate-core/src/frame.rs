@@ -81,6 +81,24 @@ impl Context {
             .map_err(from_df)?;
         df.into_dataset(self)
     }
+
+    /// Reads CSV files with a header line as rows of `T` (columns by name).
+    pub fn read_csv<T: Data>(&self, path: impl AsRef<str>) -> Result<Dataset<T>> {
+        let options = datafusion::prelude::CsvReadOptions::new().has_header(true);
+        let df = self
+            .block_on(self.session().read_csv(path.as_ref(), options))
+            .map_err(from_df)?;
+        df.into_dataset(self)
+    }
+
+    /// Reads JSON-lines files (`.json`) as rows of `T` (fields by name).
+    pub fn read_json<T: Data>(&self, path: impl AsRef<str>) -> Result<Dataset<T>> {
+        let options = datafusion::datasource::file_format::options::JsonReadOptions::default();
+        let df = self
+            .block_on(self.session().read_json(path.as_ref(), options))
+            .map_err(from_df)?;
+        df.into_dataset(self)
+    }
 }
 
 /// Projects `plan` onto `T`'s columns: matched by name, cast to `T`'s types.

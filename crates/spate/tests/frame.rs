@@ -180,3 +180,42 @@ fn typed_parquet_round_trip_is_committed_atomically() {
         .unwrap();
     assert_eq!(items, 7);
 }
+
+#[test]
+fn typed_csv_and_json_readers_match_columns_by_name() {
+    let ctx = Context::builder().threads(2).build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Columns in another order than the struct's fields, and an extra one.
+    std::fs::write(
+        dir.path().join("t.csv"),
+        "price,extra,item,qty\n1.5,x,pen,2\n2.5,y,ink,3\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("t.json"),
+        "{\"qty\":2,\"item\":\"pen\",\"price\":1.5}\n{\"qty\":3,\"item\":\"ink\",\"price\":2.5}\n",
+    )
+    .unwrap();
+    let want = vec![
+        Sale {
+            item: "ink".into(),
+            qty: 3,
+            price: 2.5,
+        },
+        Sale {
+            item: "pen".into(),
+            qty: 2,
+            price: 1.5,
+        },
+    ];
+    for path in ["t.csv", "t.json"] {
+        let full = dir.path().join(path).to_string_lossy().into_owned();
+        let ds = if path.ends_with("csv") {
+            ctx.read_csv::<Sale>(&full).unwrap()
+        } else {
+            ctx.read_json::<Sale>(&full).unwrap()
+        };
+        let got = ds.sort_by(|s| s.item.clone(), true).collect().unwrap();
+        assert_eq!(got, want, "{path}");
+    }
+}
