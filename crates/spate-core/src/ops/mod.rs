@@ -174,3 +174,15 @@ pub(crate) fn stateful_stream<S: Send + 'static>(
 
 /// Shared, cheaply clonable step name.
 pub(crate) type StepName = Arc<str>;
+
+/// A quarter of one partition's share of the memory limit, if there is one:
+/// what an operator may hold outside the pool's spilling consumers (map-side
+/// combine tables, sorted runs for streaming combiners).
+pub(crate) fn memory_share(context: &datafusion::execution::TaskContext) -> Option<usize> {
+    match context.memory_pool().memory_limit() {
+        datafusion::execution::memory_pool::MemoryLimit::Finite(limit) => {
+            Some(limit / (4 * context.session_config().target_partitions().max(1)))
+        }
+        _ => None,
+    }
+}

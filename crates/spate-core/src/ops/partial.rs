@@ -14,7 +14,7 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::error::Result as DfResult;
-use datafusion::execution::memory_pool::{MemoryConsumer, MemoryLimit, MemoryReservation};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use rustc_hash::FxHashMap;
 
@@ -143,12 +143,7 @@ where
         context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
         let batch_rows = context.session_config().batch_size();
-        let cap = match context.memory_pool().memory_limit() {
-            MemoryLimit::Finite(limit) => {
-                limit / (4 * context.session_config().target_partitions().max(1))
-            }
-            _ => usize::MAX,
-        };
+        let cap = super::memory_share(&context).unwrap_or(usize::MAX);
         let reservation = MemoryConsumer::new(format!("{}[{partition}]", self.step))
             .with_can_spill(true)
             .register(context.memory_pool());

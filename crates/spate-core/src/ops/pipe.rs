@@ -28,7 +28,6 @@ use arrow::array::{Array, ArrayRef, AsArray, BinaryBuilder, RecordBatch};
 use arrow::compute::{SortOptions, sort_to_indices, take_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::error::{DataFusionError, Result as DfResult};
-use datafusion::execution::memory_pool::MemoryLimit;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
 use futures::StreamExt;
@@ -136,6 +135,11 @@ pub struct TaskSetup {
 
 /// Streams each partition (or each input split) through a command.
 pub struct PipeOp {
+    spec: Arc<Spec>,
+}
+
+/// What a pipe step is; shared by the op and its driver threads.
+struct Spec {
     step: String,
     /// Index of the job step (for counters and messages).
     step_index: usize,
@@ -152,7 +156,7 @@ pub struct PipeOp {
 
 impl fmt::Debug for PipeOp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PipeOp({})", self.step)
+        write!(f, "PipeOp({})", self.spec.step)
     }
 }
 
@@ -171,42 +175,44 @@ impl PipeOp {
     ) -> Self {
         let schema = output.schema();
         Self {
-            step,
-            step_index,
-            command,
-            role,
-            input,
-            output,
-            reducers: reducers.max(1),
-            setup,
-            schema,
+            spec: Arc::new(Spec {
+                step,
+                step_index,
+                command,
+                role,
+                input,
+                output,
+                reducers: reducers.max(1),
+                setup,
+                schema,
+            }),
         }
     }
 }
 
 impl PartitionOp for PipeOp {
     fn step(&self) -> &str {
-        &self.step
+        &self.spec.step
     }
 
     fn describe(&self) -> String {
-        let what = match self.role {
+        let what = match self.spec.role {
             PipeRole::Map => "mapper",
             PipeRole::Combine => "combiner",
             PipeRole::Reduce => "reducer",
         };
-        match &self.command {
+        match &self.spec.command {
             Some(c) => format!("{what} `{c}`"),
             None => format!("identity {what}"),
         }
     }
 
     fn schema(&self) -> SchemaRef {
-        self.schema.clone()
+        self.spec.schema.clone()
     }
 
     fn input_shape(&self) -> InputShape {
-        match (self.role, &self.input) {
+        match (self.spec.role, &self.spec.input) {
             (PipeRole::Reduce, PipeInput::KeyValue(spec)) => {
                 // By key only, as Hadoop: a key's values come in no set
                 // order (a secondary sort is done with key fields). Adding
@@ -216,7 +222,7 @@ impl PartitionOp for PipeOp {
                 InputShape::GroupedBy {
                     keys: vec![sort.to_string()],
                     descending: false,
-                    partitions: Some(self.reducers),
+                    partitions: Some(self.spec.reducers),
                     route: Some(route.to_string()),
                 }
             }
@@ -231,26 +237,14 @@ impl PartitionOp for PipeOp {
         context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
         let batch_rows = context.session_config().batch_size().max(1);
-        let run_bytes = match context.memory_pool().memory_limit() {
-            MemoryLimit::Finite(limit) => {
-                let partitions = context.session_config().target_partitions().max(1);
-                (limit / (4 * partitions)).clamp(1 << 20, RUN_BYTES)
-            }
-            _ => RUN_BYTES,
-        };
-        let mut builder = RecordBatchReceiverStreamBuilder::new(self.schema.clone(), 2);
+        let run_bytes =
+            super::memory_share(&context).map_or(RUN_BYTES, |s| s.clamp(1 << 20, RUN_BYTES));
+        let mut builder = RecordBatchReceiverStreamBuilder::new(self.spec.schema.clone(), 2);
         let tx = builder.tx();
         let handle = tokio::runtime::Handle::current();
         let driver = Driver {
             op: OpView {
-                step: self.step.clone(),
-                step_index: self.step_index,
-                command: self.command.clone(),
-                role: self.role,
-                input: self.input.clone(),
-                output: self.output.clone(),
-                schema: self.schema.clone(),
-                setup: self.setup.clone(),
+                spec: self.spec.clone(),
                 batch_rows,
                 run_bytes,
             },
@@ -264,16 +258,16 @@ impl PartitionOp for PipeOp {
 
 /// What the driver thread needs of the op.
 struct OpView {
-    step: String,
-    step_index: usize,
-    command: Option<String>,
-    role: PipeRole,
-    input: PipeInput,
-    output: PipeOutput,
-    schema: SchemaRef,
-    setup: Arc<TaskSetup>,
+    spec: Arc<Spec>,
     batch_rows: usize,
     run_bytes: usize,
+}
+
+impl std::ops::Deref for OpView {
+    type Target = Spec;
+    fn deref(&self) -> &Spec {
+        &self.spec
+    }
 }
 
 /// Whether to go on after a task: downstream may have stopped reading.
