@@ -32,9 +32,17 @@ pub struct SqlArgs {
 const HELP: &str = "\
 Statements end with ';' and may span lines.
   SELECT ... FROM t;                         query (DataFusion SQL)
-  CREATE EXTERNAL TABLE t [(col TYPE, ...)] STORED AS PARQUET|CSV|JSON|ARROW
+  CREATE EXTERNAL TABLE t [(col TYPE, ...)] STORED AS PARQUET|CSV|JSON|ARROW|TEXT
       [PARTITIONED BY (col, ...)] LOCATION 'path/' [OPTIONS ('format.has_header' 'true')];
-  DROP TABLE [IF EXISTS] t;   SHOW TABLES;   DESCRIBE t;   EXPLAIN SELECT ...;
+  CREATE TABLE t [STORED AS PARQUET|CSV|JSON|ARROW|TEXT] [PARTITIONED BY (col, ...)]
+      [LOCATION 'path/'] [WITH (compression = 'zstd', ...)] AS SELECT ...;
+  INSERT INTO t SELECT ... | VALUES (...);
+  COPY (SELECT ...) | t TO 'path/' | 'file.csv.gz' [STORED AS ...] [PARTITIONED BY (col)]
+      [OPTIONS (compression 'gzip', ...)];
+  CREATE [OR REPLACE] VIEW v AS SELECT ...;   DROP TABLE|VIEW [IF EXISTS] t;
+  SHOW TABLES;   DESCRIBE t;   EXPLAIN SELECT ...;
+Paths may be s3://, gs://, az://, http(s):// URLs. New outputs appear complete
+(with _SUCCESS) or not at all; a failed INSERT leaves the table as it was.
 Tables are kept in the catalog under $SPATE_HOME (default ~/.spate).
 Shell commands:
   \\d          list the catalog's tables with their columns

@@ -138,3 +138,100 @@ fn urls_without_a_store_are_refused_clearly() {
         .code(2)
         .stderr(predicate::str::contains("no object store for ftp://"));
 }
+
+/// Object names under `bucket/prefix` on the server's disk (hidden ones
+/// too), sorted.
+fn objects(s3: &S3, bucket: &str, prefix: &str) -> Vec<String> {
+    let root = s3.root.path().join(bucket);
+    let mut out = Vec::new();
+    let mut stack = vec![root.join(prefix)];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(
+                    p.strip_prefix(&root)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn copy_create_table_as_and_insert_write_to_s3() {
+    let s3 = S3::start();
+    std::fs::create_dir_all(s3.root.path().join("lake")).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    s3.sql(home.path())
+        .args([
+            "-c",
+            "COPY (SELECT v, v % 2 AS odd FROM generate_series(1, 10) AS t(v)) \
+             TO 's3://lake/nums/' STORED AS PARQUET PARTITIONED BY (odd)",
+            "-c",
+            "CREATE TABLE evens STORED AS CSV LOCATION 's3://lake/evens/' \
+             WITH (has_header = 'true') AS SELECT v FROM generate_series(2, 10, 2) AS t(v)",
+            "-c",
+            "CREATE EXTERNAL TABLE nums (v BIGINT, odd BIGINT) STORED AS PARQUET \
+             PARTITIONED BY (odd) LOCATION 's3://lake/nums/'",
+            "-c",
+            "INSERT INTO nums VALUES (11, 1), (12, 0)",
+            "-c",
+            "INSERT INTO evens VALUES (12)",
+        ])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("wrote 10 rows to s3://lake/nums/"))
+        .stderr(predicate::str::contains("table evens created with 5 rows"))
+        .stderr(predicate::str::contains("inserted 2 rows into nums"));
+    let nums = objects(&s3, "lake", "nums");
+    assert!(nums.contains(&"nums/_SUCCESS".to_string()), "{nums:?}");
+    assert_eq!(
+        nums.iter().filter(|o| o.starts_with("nums/odd=1/")).count(),
+        2,
+        "{nums:?}"
+    );
+    assert!(nums.iter().all(|o| !o.contains("staging")), "{nums:?}");
+    s3.sql(home.path())
+        .args([
+            "--format",
+            "csv",
+            "-c",
+            "SELECT odd, count(*) AS n, sum(v) AS s FROM nums GROUP BY odd ORDER BY odd",
+            "-c",
+            "SELECT count(*) AS n, sum(v) AS s FROM evens",
+        ])
+        .assert()
+        .success()
+        .stdout("odd,n,s\n0,6,42\n1,6,36\nn,s\n6,42\n");
+    // A failing COPY leaves nothing on the store; an existing prefix is refused.
+    s3.sql(home.path())
+        .args([
+            "-c",
+            "COPY (SELECT 1 / (v - 5) AS x FROM generate_series(1, 10) AS t(v)) \
+             TO 's3://lake/bad/' STORED AS JSON",
+        ])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("Divide by zero"));
+    s3.sql(home.path())
+        .args(["-c", "COPY nums TO 's3://lake/nums/' STORED AS PARQUET"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("already exists"));
+    let all = objects(&s3, "lake", "");
+    assert!(
+        all.iter()
+            .all(|o| !o.starts_with("bad") && !o.contains("staging")),
+        "{all:?}"
+    );
+}

@@ -227,13 +227,33 @@ fn failed_or_refused_changes_leave_the_catalog_as_it_was() {
         "UPDATE words SET n = 1",
         "DELETE FROM words",
         "INSERT INTO words VALUES ('eel', 1)",
-        "INSERT INTO sales VALUES ('eel', 1, 2025)",
-        "COPY words TO 'out.csv'",
+        "COPY words TO 'words.csv'",
     ] {
         s.sql().args(["-c", stmt]).assert().code(2);
     }
-    assert!(!s.data.path().join("out.csv").exists());
+    assert_eq!(
+        std::fs::read_to_string(s.data.path().join("words.csv")).unwrap(),
+        "word,n\ncat,2\ndog,5\n"
+    );
     assert_eq!(s.public_tables(), "table_name\nsales\nwords\n");
+    // A partitioned table takes new rows into their `key=value/` directory;
+    // COPY writes a new file.
+    s.sql()
+        .args([
+            "-c",
+            "INSERT INTO sales VALUES ('eel', 1, 2025)",
+            "-c",
+            "COPY (SELECT * FROM sales ORDER BY qty) TO 'out.csv'",
+        ])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("inserted 1 row into sales"))
+        .stderr(predicate::str::contains("wrote 4 rows to out.csv"));
+    assert!(s.data.path().join("sales/year=2025").is_dir());
+    assert_eq!(
+        std::fs::read_to_string(s.data.path().join("out.csv")).unwrap(),
+        "item,qty,year\neel,1,2025\na,3,2023\nb,5,2023\na,7,2024\n"
+    );
     s.sql()
         .args(["--format", "csv", "-c", "SELECT sum(n) AS n FROM words"])
         .assert()
@@ -382,7 +402,7 @@ fn create_table_as_and_insert_commit_whole_files_or_nothing() {
         .assert()
         .success()
         .stderr(predicate::str::contains("table totals created with 2 rows"))
-        .stderr(predicate::str::contains("inserted 1 rows into totals"));
+        .stderr(predicate::str::contains("inserted 1 row into totals"));
     let table = s.home.path().join("warehouse/totals");
     let files = || {
         let mut names: Vec<String> = std::fs::read_dir(&table)
@@ -392,7 +412,7 @@ fn create_table_as_and_insert_commit_whole_files_or_nothing() {
         names.sort();
         names
     };
-    assert_eq!(files().len(), 3, "{:?}", files());
+    assert_eq!(files().len(), 4, "{:?}", files()); // 3 files and _SUCCESS
     let query = "SELECT item, qty FROM totals ORDER BY item, qty";
     let want = "item,qty\na,10\na,100\nb,5\nz,100\n";
     s.sql()
@@ -408,7 +428,7 @@ fn create_table_as_and_insert_commit_whole_files_or_nothing() {
         .stderr(predicate::str::contains(
             "Cannot cast string 'not a number'",
         ));
-    assert_eq!(files().len(), 3, "{:?}", files());
+    assert_eq!(files().len(), 4, "{:?}", files());
     s.sql()
         .args(["--format", "csv", "-c", query])
         .assert()

@@ -188,6 +188,9 @@ impl Context {
         let runtime_env = runtime_env
             .build_arc()
             .map_err(|e| Error::Usage(format!("runtime: {e}")))?;
+        // Local tables, like those on object stores, skip hidden files
+        // (`_SUCCESS`, staging directories) when listing their files.
+        spate_io::store::register_local(&runtime_env);
         let state = SessionStateBuilder::new()
             .with_config(session_config)
             .with_runtime_env(runtime_env)

@@ -51,11 +51,15 @@ pub struct TableDef {
     /// directory: `DROP TABLE` deletes its files.
     #[serde(default)]
     pub managed: bool,
+    /// Options for writing only (`INSERT`): a Parquet table's
+    /// `compression`, which the engine refuses as a table option.
+    #[serde(default)]
+    pub write_options: Vec<(String, String)>,
 }
 
 /// Makes a local path absolute (URLs are kept as they are), so the table
 /// means the same files from any working directory.
-fn absolute(location: &str) -> String {
+pub(crate) fn absolute(location: &str) -> String {
     if location.contains("://") {
         return location.to_string();
     }
@@ -106,6 +110,7 @@ impl TableDef {
                 .collect(),
             unbounded: c.unbounded,
             managed: false,
+            write_options: Vec::new(),
         }
     }
 
@@ -327,6 +332,7 @@ mod tests {
             options: vec![("format.has_header".into(), "true".into())],
             unbounded: false,
             managed: false,
+            write_options: Vec::new(),
         }
     }
 

@@ -218,7 +218,8 @@ impl<'a> SqlSession<'a> {
 
     /// Runs one statement.
     pub fn run(&mut self, statement: &str) -> Result<Outcome> {
-        let mut parsed = DFParser::parse_sql(statement).map_err(|e| sql_error(statement, &e))?;
+        let (rewritten, clauses) = crate::write::ctas_clauses(statement);
+        let mut parsed = DFParser::parse_sql(&rewritten).map_err(|e| sql_error(statement, &e))?;
         if parsed.len() != 1 {
             return Err(Error::Usage(format!(
                 "expected one statement, found {}",
@@ -251,24 +252,20 @@ impl<'a> SqlSession<'a> {
                     ..
                 } => self.drop_views(&names, if_exists, statement),
                 SqlStatement::CreateTable(ct) if ct.query.is_some() => {
-                    crate::write::create_table_as(self, &ct, statement)
+                    crate::write::create_table_as(self, &ct, &clauses, statement)
                 }
                 SqlStatement::Insert(ins) => crate::write::insert(self, &ins, statement),
                 SqlStatement::CreateTable(_)
                 | SqlStatement::Update(_)
                 | SqlStatement::Delete(_) => Err(Error::Usage(
                     "spate sql keeps tables in files: CREATE EXTERNAL TABLE, \
-                     CREATE TABLE ... AS SELECT, INSERT INTO and DROP TABLE; \
-                     CREATE TABLE without AS, CREATE VIEW, UPDATE and DELETE are not \
-                     available (they would not be kept in the catalog)"
+                     CREATE TABLE ... AS SELECT, INSERT INTO, COPY ... TO and DROP TABLE; \
+                     CREATE TABLE without AS SELECT, UPDATE and DELETE are not available"
                         .into(),
                 )),
                 _ => self.query(statement),
             },
-            DfStatement::CopyTo(_) => Err(Error::Usage(
-                "COPY ... TO is not available yet: its output would not be committed atomically"
-                    .into(),
-            )),
+            DfStatement::CopyTo(copy) => crate::write::copy_to(self, &copy, statement),
             _ => self.query(statement),
         }
     }

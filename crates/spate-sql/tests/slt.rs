@@ -115,6 +115,10 @@ fn run(name: &str) {
     let home = tempfile::tempdir().unwrap();
     let ctx = Context::builder().threads(2).build().unwrap();
     let mut session = SqlSession::open(&ctx, home.path()).unwrap();
+    // `__WORK__` in a statement: a fresh directory for files it writes.
+    let work = tempfile::tempdir().unwrap();
+    let work_dir = work.path().to_string_lossy().into_owned();
+    let prepare = |sql: &str| sql.replace("__WORK__", &work_dir);
     let mut failures = Vec::new();
     let mut output = String::new();
     for record in parse(&text) {
@@ -128,7 +132,7 @@ fn run(name: &str) {
                 error,
                 line,
             } => {
-                let result = session.run(&sql);
+                let result = session.run(&prepare(&sql));
                 match (&error, result) {
                     (None, Ok(_)) => {}
                     (None, Err(e)) => failures.push(format!("{name}:{line}: failed: {e}\n{sql}")),
@@ -153,7 +157,7 @@ fn run(name: &str) {
                 expected,
                 line,
             } => {
-                let mut got = match session.run(&sql) {
+                let mut got = match session.run(&prepare(&sql)) {
                     Ok(Outcome::Rows { batches, .. }) => render(&batches),
                     Ok(Outcome::Done(msg)) => vec![msg],
                     Err(e) => {
@@ -192,4 +196,9 @@ fn basics() {
 #[test]
 fn catalog_and_writes() {
     run("catalog.slt");
+}
+
+#[test]
+fn copy_and_formats() {
+    run("write.slt");
 }
