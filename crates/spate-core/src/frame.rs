@@ -6,11 +6,11 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use arrow::array::UInt64Array;
 use datafusion::catalog::MemoryCatalogProviderList;
 use datafusion::catalog::view::ViewTable;
 use datafusion::common::Column;
-use datafusion::dataframe::{DataFrame, DataFrameWriteOptions};
+use datafusion::dataframe::DataFrame;
+use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, cast};
 use datafusion::prelude::ParquetReadOptions;
@@ -19,6 +19,7 @@ use datafusion::prelude::SessionContext;
 use crate::context::Context;
 use crate::dataset::{Dataset, WriteSummary};
 use crate::error::{Error, Result, from_df};
+use crate::output::{self, FileFormat, Output};
 use crate::pipeline::{PCollection, PTransform};
 use crate::rows::{Data, RowCodec};
 
@@ -42,30 +43,127 @@ impl<T: Data> Dataset<T> {
     }
 }
 
-impl<T: Data> Dataset<T> {
-    /// Writes the rows as Parquet files into `dir` (one per partition),
-    /// committed atomically: the directory appears complete with a
-    /// `_SUCCESS` marker, or not at all.
-    pub fn write_parquet(self, dir: impl AsRef<std::path::Path>) -> Result<WriteSummary> {
-        let staged = spate_io::commit::StagedOutput::create(dir.as_ref())?;
-        let df = self.to_dataframe()?;
-        let target = format!("{}/", staged.staging_dir().display());
-        let options = DataFrameWriteOptions::new().with_single_file_output(false);
-        let batches = self
-            .context()
-            .block_on(df.write_parquet(&target, options, None))
-            .map_err(from_df)?;
-        let rows = batches
-            .iter()
-            .filter_map(|b| b.column(0).as_any().downcast_ref::<UInt64Array>())
-            .map(|a| a.iter().flatten().sum::<u64>())
-            .sum();
-        let files = std::fs::read_dir(staged.staging_dir())
-            .map(|d| d.filter_map(|e| e.ok()).count())
-            .unwrap_or(0);
-        let path = staged.commit()?;
-        Ok(WriteSummary { path, rows, files })
+/// How a dataset is written (Spark's `DataFrameWriter`): a format, its
+/// options and partition columns, then [`save`](Self::save).
+///
+/// ```
+/// use spate_core::prelude::*;
+/// use spate_core::output::FileFormat;
+///
+/// # let dir = tempfile::tempdir()?;
+/// # let out = dir.path().join("sales");
+/// #[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+/// struct Sale { item: String, qty: i64, year: i32 }
+///
+/// let ctx = Context::new()?;
+/// let sales = ctx.from_vec(vec![
+///     Sale { item: "a".into(), qty: 3, year: 2023 },
+///     Sale { item: "b".into(), qty: 5, year: 2024 },
+/// ]);
+/// let written = sales
+///     .writer(FileFormat::Csv)
+///     .option("compression", "gzip")
+///     .option("has_header", "true")
+///     .partition_by(["year"])
+///     .save(out.to_str().unwrap())?;
+/// assert_eq!(written.rows, 2);
+/// assert!(out.join("year=2024").is_dir() && out.join("_SUCCESS").exists());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct DatasetWriter<T> {
+    dataset: Dataset<T>,
+    output: Output,
+}
+
+impl<T: Data> DatasetWriter<T> {
+    /// A writer option: `compression` (Parquet: `zstd(3)`, `snappy`, ...;
+    /// CSV, JSON and text: `gzip`, `zstd`, ...), `has_header`,
+    /// `delimiter`, `max_row_group_size`, ...
+    pub fn option(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.output.options.push((key.into(), value.into()));
+        self
     }
+
+    /// Columns written as `key=value/` directories rather than in the files.
+    pub fn partition_by<I, S>(mut self, columns: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.output.partition_by = columns.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Writes a new directory at `location` (a path or an object store
+    /// URL), which must not exist: it appears complete, with a `_SUCCESS`
+    /// marker, or not at all.
+    pub fn save(self, location: impl AsRef<str>) -> Result<WriteSummary> {
+        self.output.check()?;
+        let ctx = self.dataset.context().clone();
+        let df = self.dataset.to_dataframe()?;
+        let location = location.as_ref();
+        let written = output::new_directory(&ctx, df, &self.output, location)?;
+        Ok(WriteSummary {
+            path: std::path::PathBuf::from(location),
+            rows: written.rows,
+            files: written.files,
+        })
+    }
+}
+
+impl<T: Data> Dataset<T> {
+    /// A writer for the rows in `format`.
+    pub fn writer(self, format: FileFormat) -> DatasetWriter<T> {
+        DatasetWriter {
+            dataset: self,
+            output: Output {
+                format,
+                options: Vec::new(),
+                partition_by: Vec::new(),
+            },
+        }
+    }
+
+    /// Writes the rows as Parquet files into a new directory `dir` (one file
+    /// per partition), committed atomically: the directory appears complete
+    /// with a `_SUCCESS` marker, or not at all.
+    pub fn write_parquet(self, dir: impl AsRef<std::path::Path>) -> Result<WriteSummary> {
+        let dir = dir.as_ref().to_string_lossy().into_owned();
+        self.writer(FileFormat::Parquet).save(dir)
+    }
+
+    /// Writes the rows as CSV files with a header line into a new
+    /// directory `dir`, committed atomically.
+    pub fn write_csv(self, dir: impl AsRef<std::path::Path>) -> Result<WriteSummary> {
+        let dir = dir.as_ref().to_string_lossy().into_owned();
+        self.writer(FileFormat::Csv)
+            .option("has_header", "true")
+            .save(dir)
+    }
+
+    /// Writes the rows as Arrow IPC files into a new directory `dir`,
+    /// committed atomically.
+    pub fn write_arrow(self, dir: impl AsRef<std::path::Path>) -> Result<WriteSummary> {
+        let dir = dir.as_ref().to_string_lossy().into_owned();
+        self.writer(FileFormat::Arrow).save(dir)
+    }
+}
+
+/// DataFusion's compression for a file named `*.gz`, `*.zst`, `*.bz2`,
+/// `*.xz`, and the extension its readers then look for.
+fn compression_of(path: &str, extension: &str) -> (FileCompressionType, String) {
+    let lower = path.to_ascii_lowercase();
+    for (suffix, c) in [
+        (".gz", FileCompressionType::GZIP),
+        (".zst", FileCompressionType::ZSTD),
+        (".bz2", FileCompressionType::BZIP2),
+        (".xz", FileCompressionType::XZ),
+    ] {
+        if lower.ends_with(suffix) {
+            return (c, format!("{extension}{suffix}"));
+        }
+    }
+    (FileCompressionType::UNCOMPRESSED, extension.to_string())
 }
 
 impl Context {
@@ -82,20 +180,39 @@ impl Context {
         df.into_dataset(self)
     }
 
-    /// Reads CSV files with a header line as rows of `T` (columns by name).
+    /// Reads CSV files with a header line as rows of `T` (columns by
+    /// name); a file named `*.csv.gz` (`.zst`, `.bz2`, `.xz`) is
+    /// decompressed.
     pub fn read_csv<T: Data>(&self, path: impl AsRef<str>) -> Result<Dataset<T>> {
-        let options = datafusion::prelude::CsvReadOptions::new().has_header(true);
+        let (compression, extension) = compression_of(path.as_ref(), ".csv");
+        let options = datafusion::prelude::CsvReadOptions::new()
+            .has_header(true)
+            .file_compression_type(compression)
+            .file_extension(&extension);
         let df = self
             .block_on(self.session().read_csv(path.as_ref(), options))
             .map_err(from_df)?;
         df.into_dataset(self)
     }
 
-    /// Reads JSON-lines files (`.json`) as rows of `T` (fields by name).
+    /// Reads JSON-lines files (`.json`, or `.json.gz` and the like) as rows
+    /// of `T` (fields by name).
     pub fn read_json<T: Data>(&self, path: impl AsRef<str>) -> Result<Dataset<T>> {
-        let options = datafusion::datasource::file_format::options::JsonReadOptions::default();
+        let (compression, extension) = compression_of(path.as_ref(), ".json");
+        let options = datafusion::datasource::file_format::options::JsonReadOptions::default()
+            .file_compression_type(compression)
+            .file_extension(&extension);
         let df = self
             .block_on(self.session().read_json(path.as_ref(), options))
+            .map_err(from_df)?;
+        df.into_dataset(self)
+    }
+
+    /// Reads Arrow IPC files (`.arrow`) as rows of `T` (fields by name).
+    pub fn read_arrow<T: Data>(&self, path: impl AsRef<str>) -> Result<Dataset<T>> {
+        let options = datafusion::datasource::file_format::options::ArrowReadOptions::default();
+        let df = self
+            .block_on(self.session().read_arrow(path.as_ref(), options))
             .map_err(from_df)?;
         df.into_dataset(self)
     }

@@ -29,6 +29,7 @@ pub mod frame;
 pub mod mapreduce;
 pub mod node;
 pub mod ops;
+pub mod output;
 pub mod pipeline;
 pub mod rows;
 pub mod streaming;

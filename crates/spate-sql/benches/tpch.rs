@@ -1,8 +1,10 @@
 //! TPC-H, side by side: the 22 queries through spate's SQL session, through
 //! DataFusion used directly (a plain `SessionContext` on the same files:
-//! spate's own overhead), and through DuckDB (`pip install duckdb`) when it
-//! is installed. Prints each query's best time and the ratios; checks that
-//! spate and DataFusion return the same number of rows.
+//! spate's own overhead), and through DuckDB (`pip install duckdb`) and
+//! PySpark in local mode (`pip install pyspark`, with a Java runtime) when
+//! they are installed (`SPATE_BENCH_NO_SPARK=1` leaves PySpark out). Prints
+//! each query's best time and the ratios; checks that spate and DataFusion
+//! return the same number of rows.
 //!
 //! ```text
 //! cargo bench -p spate-sql --bench tpch                      # scale factor 1
@@ -87,28 +89,31 @@ fn run_datafusion(rt: &tokio::runtime::Runtime, ctx: &SessionContext, text: &str
     rows
 }
 
-/// DuckDB's best time per query (seconds), or `None` if it is not installed.
-fn duckdb_times(data: &Path, runs: usize) -> Option<Vec<f64>> {
+/// Best time per query (seconds) through a Python engine, or `None` if it
+/// is not installed. `setup` gets `THREADS`, `DATA` and `TABLES`, registers
+/// the tables and defines `run(statement)`; `rewrite(text)` may adapt a
+/// query's text to the engine's dialect.
+fn python_times(engine: &str, setup: &str, data: &Path, runs: usize) -> Option<Vec<f64>> {
     let script = format!(
         r#"
-import sys, time, duckdb
-con = duckdb.connect()
-con.execute("SET threads TO {threads}")
-for t in {tables:?}:
-    con.execute(f"CREATE VIEW {{t}} AS SELECT * FROM read_parquet('{data}/{{t}}.parquet')")
+import sys, time
+THREADS = {threads}
+DATA = "{data}"
+TABLES = {tables:?}
+def rewrite(text):
+    return text
+{setup}
 for n in range(1, 23):
-    text = open(f"{queries}/q{{n}}.sql").read()
+    text = rewrite(open(f"{queries}/q{{n}}.sql").read())
     statements = [s for s in text.split(";") if s.strip()]
     best = None
     for _ in range({runs}):
         t = time.perf_counter()
         for s in statements:
-            r = con.sql(s)
-            if r is not None:
-                r.fetchall()
+            run(s)
         e = time.perf_counter() - t
         best = e if best is None else min(best, e)
-    print(best)
+    print(best, flush=True)
 "#,
         threads = std::thread::available_parallelism().map_or(2, |n| n.get()),
         tables = TABLES,
@@ -118,16 +123,19 @@ for n in range(1, 23):
             .display(),
         runs = runs,
     );
+    eprintln!("running the queries through {engine}");
     let out = Command::new("python3")
         .args(["-c", &script])
+        // Per-record flushing slows Python engines' output paths.
+        .env_remove("PYTHONUNBUFFERED")
         .output()
         .ok()?;
     if !out.status.success() {
         eprintln!(
-            "DuckDB skipped: {}",
+            "{engine} skipped: {}",
             String::from_utf8_lossy(&out.stderr)
                 .lines()
-                .last()
+                .rfind(|l| !l.trim().is_empty())
                 .unwrap_or("")
         );
         return None;
@@ -138,6 +146,42 @@ for n in range(1, 23):
         .map(|l| l.trim().parse().ok())
         .collect()
 }
+
+/// DuckDB (`pip install duckdb`), on the same Parquet files.
+const DUCKDB: &str = r#"
+import duckdb
+con = duckdb.connect()
+con.execute(f"SET threads TO {THREADS}")
+for t in TABLES:
+    con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{DATA}/{t}.parquet')")
+def run(s):
+    r = con.sql(s)
+    if r is not None:
+        r.fetchall()
+"#;
+
+/// PySpark in local mode (`pip install pyspark`; needs a Java runtime), on
+/// the same Parquet files, one task slot per core and as many shuffle
+/// partitions (Spark's default of 200 is meant for clusters; adaptive
+/// execution stays on). The JVM starts before the clock does. Spark cannot
+/// make a permanent view over temporary ones, so q15's view is a `TEMP`
+/// view.
+const PYSPARK: &str = r#"
+import logging
+from pyspark.sql import SparkSession
+spark = (SparkSession.builder.master(f"local[{THREADS}]")
+         .config("spark.sql.shuffle.partitions", str(THREADS))
+         .config("spark.driver.memory", "6g")
+         .config("spark.ui.enabled", "false")
+         .getOrCreate())
+spark.sparkContext.setLogLevel("ERROR")
+for t in TABLES:
+    spark.read.parquet(f"{DATA}/{t}.parquet").createOrReplaceTempView(t)
+def rewrite(text):
+    return text.replace("create view", "create temp view")
+def run(s):
+    spark.sql(s).collect()
+"#;
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -174,12 +218,19 @@ fn main() {
             .unwrap();
     }
 
-    let duck = duckdb_times(&data, runs);
+    let duck = python_times("DuckDB", DUCKDB, &data, runs);
+    let spark = if std::env::var_os("SPATE_BENCH_NO_SPARK").is_some() {
+        None
+    } else {
+        python_times("PySpark", PYSPARK, &data, runs)
+    };
     println!(
-        "{:<6} {:>10} {:>12} {:>10} {:>14} {:>14}",
-        "query", "spate s", "datafusion s", "duckdb s", "spate/DF", "spate/duckdb"
+        "{:<6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11}",
+        "query", "spate s", "DF s", "duckdb s", "spark s", "spate/DF", "/duckdb", "spark/spate"
     );
-    let (mut total_spate, mut total_df, mut total_duck) = (0.0, 0.0, 0.0);
+    let (mut total_spate, mut total_df, mut total_duck, mut total_spark) = (0.0, 0.0, 0.0, 0.0);
+    let cell = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
+    let ratio = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
     for (n, text) in queries() {
         let (t_spate, rows_spate) = best(runs, || run_spate(&mut session, &text));
         let (t_df, rows_df) = best(runs, || run_datafusion(&rt, &df, &text));
@@ -189,22 +240,29 @@ fn main() {
         total_spate += s;
         total_df += d;
         let k = duck.as_ref().map(|v| v[n - 1]);
-        if let Some(k) = k {
-            total_duck += k;
-        }
+        let p = spark.as_ref().map(|v| v[n - 1]);
+        total_duck += k.unwrap_or(0.0);
+        total_spark += p.unwrap_or(0.0);
         println!(
-            "q{n:<5} {s:>10.3} {d:>12.3} {:>10} {:>14.2} {:>14}",
-            k.map_or("-".into(), |k| format!("{k:.3}")),
+            "q{n:<5} {s:>9.3} {d:>9.3} {:>9} {:>9} {:>9.2} {:>9} {:>11}",
+            cell(k),
+            cell(p),
             s / d,
-            k.map_or("-".into(), |k| format!("{:.2}", s / k)),
+            ratio(k.map(|k| s / k)),
+            ratio(p.map(|p| p / s)),
         );
     }
+    let total = |v: &Option<Vec<f64>>, t: f64| v.as_ref().map(|_| t);
     println!(
-        "total  {total_spate:>10.3} {total_df:>12.3} {:>10} {:>14.2} {:>14}",
-        duck.as_ref()
-            .map_or("-".into(), |_| format!("{total_duck:.3}")),
+        "total  {total_spate:>9.3} {total_df:>9.3} {:>9} {:>9} {:>9.2} {:>9} {:>11}",
+        cell(total(&duck, total_duck)),
+        cell(total(&spark, total_spark)),
         total_spate / total_df,
-        duck.as_ref()
-            .map_or("-".into(), |_| format!("{:.2}", total_spate / total_duck)),
+        ratio(total(&duck, total_spate / total_duck)),
+        ratio(total(&spark, total_spark / total_spate)),
+    );
+    println!(
+        "spate/DF: spate's time over DataFusion's alone (target <= 1.1); /duckdb: spate's \
+         time over DuckDB's; spark/spate: how many times faster than PySpark spate is"
     );
 }

@@ -18,11 +18,10 @@
 
 pub mod catalog;
 pub mod format;
-mod output;
 pub mod session;
 pub mod split;
 mod write;
 
 pub use format::Format;
-pub use output::FileFormat;
 pub use session::{Outcome, SqlSession};
+pub use spate_core::output::FileFormat;

@@ -16,8 +16,8 @@ use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use spate_core::error::{Error, Result};
 
 use crate::catalog::TableDef;
-use crate::output::{self, FileFormat, Output};
 use crate::session::{Outcome, SqlSession, sql_error};
+use spate_core::output::{self, FileFormat, Output};
 
 /// The clauses of `CREATE TABLE ... AS SELECT` that spate reads itself
 /// (Spark's and Hive's), because the SQL parser knows only Hive's few
@@ -282,7 +282,7 @@ pub(crate) fn copy_to(
     let written = if file {
         output::new_file(ctx, df, &output, target)?
     } else {
-        output::new_directory(ctx, df, &output, target)?
+        output::new_directory(ctx, df, &output, target)?.rows
     };
     Ok(Outcome::Done(format!(
         "wrote {} to {target}",
@@ -387,7 +387,7 @@ pub(crate) fn create_table_as(
         managed,
         write_options,
     };
-    let written = output::new_directory(ctx, df, &output, &location)?;
+    let written = output::new_directory(ctx, df, &output, &location)?.rows;
     let registered = session
         .execute_df(&def.to_sql())
         .map_err(|e| sql_error(statement, &e))

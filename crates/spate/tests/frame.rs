@@ -219,3 +219,85 @@ fn typed_csv_and_json_readers_match_columns_by_name() {
         assert_eq!(got, want, "{path}");
     }
 }
+
+#[test]
+fn typed_writers_cover_csv_arrow_and_compressed_json() {
+    let ctx = Context::builder().threads(2).build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = |s: &Sale| (s.item.clone(), s.qty, (s.price * 2.0) as u32);
+    let mut want = sales();
+    want.sort_by_key(key);
+    let sorted = |mut v: Vec<Sale>| {
+        v.sort_by_key(key);
+        v
+    };
+
+    let csv = dir.path().join("csv");
+    assert_eq!(ctx.from_vec(sales()).write_csv(&csv).unwrap().rows, 200);
+    let back = ctx.read_csv::<Sale>(csv.to_string_lossy()).unwrap();
+    assert_eq!(sorted(back.collect().unwrap()), want);
+
+    let arrow = dir.path().join("arrow");
+    let summary = ctx.from_vec(sales()).write_arrow(&arrow).unwrap();
+    assert_eq!((summary.rows, summary.files > 0), (200, true));
+    let back = ctx.read_arrow::<Sale>(arrow.to_string_lossy()).unwrap();
+    assert_eq!(sorted(back.collect().unwrap()), want);
+
+    // gzip JSON lines, partitioned by item: every file is gzip, and every
+    // row is back (the item from its directory name).
+    let json = dir.path().join("json");
+    let summary = ctx
+        .from_vec(sales())
+        .writer(spate::output::FileFormat::Json)
+        .option("compression", "gzip")
+        .partition_by(["item"])
+        .save(json.to_string_lossy())
+        .unwrap();
+    assert_eq!(summary.rows, 200);
+    assert!(json.join("_SUCCESS").exists());
+    let mut got = Vec::new();
+    for part in std::fs::read_dir(&json).unwrap() {
+        let part = part.unwrap().path();
+        if !part.is_dir() {
+            continue;
+        }
+        let item = part
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .trim_start_matches("item=")
+            .to_string();
+        for file in std::fs::read_dir(&part).unwrap() {
+            let file = file.unwrap().path();
+            let bytes = std::fs::read(&file).unwrap();
+            assert_eq!(&bytes[..2], &[0x1f, 0x8b], "{}", file.display());
+            #[derive(Debug, Serialize, Deserialize)]
+            struct NoItem {
+                qty: u32,
+                price: f64,
+            }
+            for r in ctx
+                .read_json::<NoItem>(file.to_string_lossy())
+                .unwrap()
+                .collect()
+                .unwrap()
+            {
+                got.push(Sale {
+                    item: item.clone(),
+                    qty: r.qty,
+                    price: r.price,
+                });
+            }
+        }
+    }
+    assert_eq!(sorted(got), want);
+    // Unknown options are refused before anything is written.
+    let e = ctx
+        .from_vec(sales())
+        .writer(spate::output::FileFormat::Text)
+        .option("delimiter", ";")
+        .save(dir.path().join("t").to_string_lossy())
+        .unwrap_err();
+    assert!(e.to_string().contains("TEXT files take one option"), "{e}");
+    assert!(!dir.path().join("t").exists());
+}

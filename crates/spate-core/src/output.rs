@@ -24,6 +24,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::context::Context;
+use crate::error::{Error, Result};
 use bytes::Bytes;
 use datafusion::dataframe::DataFrame;
 use datafusion::datasource::file_format::format_as_file_type;
@@ -34,8 +36,6 @@ use datafusion::prelude::{Expr, cast};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
-use spate_core::context::Context;
-use spate_core::error::{Error, Result};
 use spate_io::commit::{SUCCESS_MARKER, StagedOutput};
 
 /// A file format spate writes.
@@ -96,11 +96,13 @@ impl FileFormat {
 /// What to write: a format, its options, and the columns whose values name
 /// `key=value/` directories.
 #[derive(Debug, Clone)]
-pub(crate) struct Output {
+pub struct Output {
+    /// The file format.
     pub format: FileFormat,
     /// Writer options as the user gave them (`compression`,
     /// `format.compression`, `format.has_header`, ...).
     pub options: Vec<(String, String)>,
+    /// Columns written as `key=value/` directories instead of in the files.
     pub partition_by: Vec<String>,
 }
 
@@ -166,7 +168,7 @@ impl Output {
     }
 
     /// The options as a table keeps them (keys as the engine knows them).
-    pub(crate) fn table_options(&self) -> Vec<(String, String)> {
+    pub fn table_options(&self) -> Vec<(String, String)> {
         self.options
             .iter()
             .map(|(k, v)| (option_key(k), v.clone()))
@@ -174,7 +176,7 @@ impl Output {
     }
 
     /// Checks the options before anything is written.
-    pub(crate) fn check(&self) -> Result<()> {
+    pub fn check(&self) -> Result<()> {
         self.writer_options(true).map(|_| ())
     }
 }
@@ -368,7 +370,7 @@ async fn write(
     let batches = DataFrame::new(state, plan)
         .collect()
         .await
-        .map_err(spate_core::error::from_df)?;
+        .map_err(crate::error::from_df)?;
     // DataFusion's writers report one `count` column.
     Ok(batches
         .iter()
@@ -405,7 +407,7 @@ fn plain_types(df: DataFrame) -> Result<DataFrame> {
             _ => Expr::Column(c),
         })
         .collect();
-    df.select(exprs).map_err(spate_core::error::from_df)
+    df.select(exprs).map_err(crate::error::from_df)
 }
 
 /// Text output: each partition of the result to one file (or everything to
@@ -431,15 +433,11 @@ async fn write_text(
     };
     let place = Place::new(ctx, dest)?;
     let streams = if single {
-        vec![
-            df.execute_stream()
-                .await
-                .map_err(spate_core::error::from_df)?,
-        ]
+        vec![df.execute_stream().await.map_err(crate::error::from_df)?]
     } else {
         df.execute_stream_partitioned()
             .await
-            .map_err(spate_core::error::from_df)?
+            .map_err(crate::error::from_df)?
     };
     // Dropping the set (on an error) stops the other writers.
     let mut tasks = tokio::task::JoinSet::new();
@@ -534,9 +532,9 @@ async fn text_file(
     let mut encoder = Encoder::new(compression).map_err(io)?;
     let mut rows = 0u64;
     while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(spate_core::error::from_df)?;
+        let batch = batch.map_err(crate::error::from_df)?;
         rows += batch.num_rows() as u64;
-        let text = spate_io::sink::batch_to_text(&batch).map_err(spate_core::error::from_df)?;
+        let text = spate_io::sink::batch_to_text(&batch).map_err(crate::error::from_df)?;
         encoder.write(&text).map_err(io)?;
         let ready = encoder.take();
         if !ready.is_empty() {
@@ -555,14 +553,23 @@ async fn text_file(
     Ok(rows)
 }
 
+/// What a write produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// Rows written.
+    pub rows: u64,
+    /// Data files written (markers not counted).
+    pub files: usize,
+}
+
 /// Writes a new directory at `location` (which must not exist) with a
-/// `_SUCCESS` marker, published only when complete. The rows written.
-pub(crate) fn new_directory(
+/// `_SUCCESS` marker, published only when complete.
+pub fn new_directory(
     ctx: &Context,
     df: DataFrame,
     output: &Output,
     location: &str,
-) -> Result<u64> {
+) -> Result<Written> {
     let target = Place::new(ctx, location)?;
     ctx.block_on(async {
         if target.exists().await? {
@@ -574,14 +581,15 @@ pub(crate) fn new_directory(
             let staged = StagedOutput::create(local).map_err(|e| Error::Usage(e.to_string()))?;
             let staging = staged.staging_dir().to_string_lossy().into_owned();
             let rows = write(ctx, df, output, true, &staging, false, "").await?;
+            let files = Place::new(ctx, &staging)?.objects().await?.len();
             staged.commit().map_err(|e| Error::Usage(e.to_string()))?;
-            return Ok(rows);
+            return Ok(Written { rows, files });
         }
         let (parent, name) = target.parent()?;
         let staging = parent.join(&staging_name(&name));
         let result = async {
             let rows = write(ctx, df, output, true, &staging.url, false, "").await?;
-            move_all(&staging, &target).await?;
+            let files = move_all(&staging, &target).await?;
             target
                 .store
                 .put(
@@ -590,7 +598,7 @@ pub(crate) fn new_directory(
                 )
                 .await
                 .map_err(|e| Error::Usage(format!("writing {}/_SUCCESS: {e}", target.url)))?;
-            Ok(rows)
+            Ok(Written { rows, files })
         }
         .await;
         staging.remove().await;
@@ -605,12 +613,7 @@ pub(crate) fn new_directory(
 
 /// Writes one new file at `location` (which must not exist). The rows
 /// written.
-pub(crate) fn new_file(
-    ctx: &Context,
-    df: DataFrame,
-    output: &Output,
-    location: &str,
-) -> Result<u64> {
+pub fn new_file(ctx: &Context, df: DataFrame, output: &Output, location: &str) -> Result<u64> {
     let target = Place::new(ctx, location)?;
     let (parent, name) = target.parent()?;
     ctx.block_on(async {
@@ -642,7 +645,7 @@ pub(crate) fn new_file(
 
 /// Adds files with `df`'s rows to the directory at `location` (a table's).
 /// The rows written.
-pub(crate) fn add_to_directory(
+pub fn add_to_directory(
     ctx: &Context,
     df: DataFrame,
     output: &Output,
@@ -664,7 +667,7 @@ pub(crate) fn add_to_directory(
 }
 
 /// Removes a directory a statement made, after a later step failed.
-pub(crate) fn remove_directory(ctx: &Context, location: &str) {
+pub fn remove_directory(ctx: &Context, location: &str) {
     if let Ok(place) = Place::new(ctx, location) {
         ctx.block_on(place.remove());
     }
@@ -672,7 +675,7 @@ pub(crate) fn remove_directory(ctx: &Context, location: &str) {
 
 /// Does `location` name a file (its last part has an extension) rather
 /// than a directory?
-pub(crate) fn names_a_file(location: &str) -> bool {
+pub fn names_a_file(location: &str) -> bool {
     if location.ends_with('/') {
         return false;
     }
