@@ -124,6 +124,23 @@ fn hidden_below(prefix: Option<&Path>, location: &Path) -> bool {
     }
 }
 
+/// A listing without the hidden objects below `prefix` (errors pass).
+fn visible(
+    prefix: Option<&Path>,
+    listing: BoxStream<'static, object_store::Result<ObjectMeta>>,
+) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+    let prefix = prefix.cloned();
+    listing
+        .filter(move |m| {
+            let keep = match m {
+                Ok(meta) => !hidden_below(prefix.as_ref(), &meta.location),
+                Err(_) => true,
+            };
+            futures::future::ready(keep)
+        })
+        .boxed()
+}
+
 impl std::fmt::Display for HidingStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.inner)
@@ -173,17 +190,7 @@ impl ObjectStore for HidingStore {
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        let owned = prefix.cloned();
-        self.inner
-            .list(prefix)
-            .filter(move |m| {
-                let keep = match m {
-                    Ok(meta) => !hidden_below(owned.as_ref(), &meta.location),
-                    Err(_) => true,
-                };
-                futures::future::ready(keep)
-            })
-            .boxed()
+        visible(prefix, self.inner.list(prefix))
     }
 
     fn list_with_offset(
@@ -191,17 +198,7 @@ impl ObjectStore for HidingStore {
         prefix: Option<&Path>,
         offset: &Path,
     ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        let owned = prefix.cloned();
-        self.inner
-            .list_with_offset(prefix, offset)
-            .filter(move |m| {
-                let keep = match m {
-                    Ok(meta) => !hidden_below(owned.as_ref(), &meta.location),
-                    Err(_) => true,
-                };
-                futures::future::ready(keep)
-            })
-            .boxed()
+        visible(prefix, self.inner.list_with_offset(prefix, offset))
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
