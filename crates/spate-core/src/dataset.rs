@@ -258,7 +258,7 @@ impl<T: Data> Dataset<T> {
         let f = Arc::new(f);
         self.push_stage("map", move |prev, step| {
             let f = f.clone();
-            stateless(prev, step, move |t, emit| emit(f(t)))
+            stateless(prev, step, move |t, out| out.push(f(t)))
         })
     }
 
@@ -270,9 +270,7 @@ impl<T: Data> Dataset<T> {
         let f = Arc::new(f);
         self.push_stage("flat_map", move |prev, step| {
             let f = f.clone();
-            stateless(prev, step, move |t, emit| {
-                f(t).into_iter().for_each(&mut *emit)
-            })
+            stateless(prev, step, move |t, out: &mut Vec<U>| out.extend(f(t)))
         })
     }
 
@@ -281,9 +279,9 @@ impl<T: Data> Dataset<T> {
         let f = Arc::new(f);
         self.push_stage("filter", move |prev, step| {
             let f = f.clone();
-            stateless(prev, step, move |t, emit| {
+            stateless(prev, step, move |t, out| {
                 if f(&t) {
-                    emit(t)
+                    out.push(t)
                 }
             })
         })
@@ -294,7 +292,7 @@ impl<T: Data> Dataset<T> {
         let f = Arc::new(f);
         self.push_stage("key_by", move |prev, step| {
             let f = f.clone();
-            stateless(prev, step, move |t, emit| emit((f(&t), t)))
+            stateless(prev, step, move |t, out| out.push((f(&t), t)))
         })
     }
 
@@ -309,7 +307,8 @@ impl<T: Data> Dataset<T> {
         finish: Option<crate::ops::chain::EndFn<S, U>>,
     ) -> Dataset<U> {
         let init: Arc<dyn Fn() -> S + Send + Sync> = Arc::new(init);
-        let each: crate::ops::chain::EachFn<S, T, U> = Arc::new(each);
+        let each: crate::ops::chain::RunFn<S, T, U> =
+            Arc::new(move |s: &mut S, t: T, out: &mut Vec<U>| each(s, t, &mut |u| out.push(u)));
         self.push_stage(kind, move |prev, step| {
             stage(prev, step, init.clone(), each.clone(), finish.clone())
         })
@@ -583,7 +582,7 @@ impl<K: Key, V: Data> Dataset<(K, V)> {
         let f = Arc::new(f);
         self.push_stage("map_values", move |prev, step| {
             let f = f.clone();
-            stateless(prev, step, move |(k, v), emit| emit((k, f(v))))
+            stateless(prev, step, move |(k, v), out| out.push((k, f(v))))
         })
     }
 

@@ -146,29 +146,51 @@ impl<T: Data> RowCodec<T> {
         }
     }
 
-    /// Decodes a record batch row by row into `emit`. `String` rows are made
-    /// one at a time, straight from the Arrow buffer (the hot path of text
-    /// jobs: each line's allocation is reused by the next while still in cache).
-    pub fn for_each(&self, batch: &RecordBatch, emit: &mut dyn FnMut(T)) -> Result<()> {
+    /// Decodes a record batch into runs of at most `run` rows, each handed
+    /// to `emit` (which takes the rows). `String` rows are made a run at a
+    /// time straight from the Arrow buffer (the hot path of text jobs: a
+    /// run's allocations are freed before the next run reuses them, while
+    /// still in cache).
+    pub fn decode_runs(
+        &self,
+        batch: &RecordBatch,
+        run: usize,
+        emit: &mut dyn FnMut(&mut Vec<T>),
+    ) -> Result<()> {
+        let run = run.max(1);
         if TypeId::of::<T>() == TypeId::of::<String>()
             && batch.num_columns() == 1
             && let Some(a) = batch.column(0).as_string_opt::<i32>()
             && a.null_count() == 0
         {
-            for i in 0..a.len() {
-                let mut slot: Option<String> = Some(a.value(i).to_owned());
-                // T is String: move the value out through `Any` without boxing.
-                if let Some(t) = (&mut slot as &mut dyn Any)
-                    .downcast_mut::<Option<T>>()
-                    .and_then(Option::take)
-                {
-                    emit(t);
+            let mut lines: Vec<String> = Vec::with_capacity(run.min(a.len()));
+            for start in (0..a.len()).step_by(run) {
+                lines.extend((start..(start + run).min(a.len())).map(|i| a.value(i).to_owned()));
+                // T is String: hand the run over as `Vec<T>` without copying.
+                if let Some(rows) = (&mut lines as &mut dyn Any).downcast_mut::<Vec<T>>() {
+                    emit(rows);
                 }
+                lines.clear();
             }
             return Ok(());
         }
-        self.decode(batch)?.into_iter().for_each(emit);
-        Ok(())
+        let mut rows = self.decode(batch)?;
+        if rows.len() <= run {
+            if !rows.is_empty() {
+                emit(&mut rows);
+            }
+            return Ok(());
+        }
+        let mut chunk = Vec::with_capacity(run);
+        let mut it = rows.into_iter();
+        loop {
+            chunk.extend(it.by_ref().take(run));
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            emit(&mut chunk);
+            chunk.clear();
+        }
     }
 
     /// `String` rows skip serde: they are the hot path of text jobs.

@@ -7,7 +7,6 @@
 //! per partition from a [`ChainFactory`], so per-task state (mrjob's
 //! `mapper_init` / `mapper_final`) has a home.
 
-use std::marker::PhantomData;
 use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
@@ -16,13 +15,22 @@ use super::{StepName, call_user};
 use crate::error::StepError;
 use crate::rows::{Data, RowCodec};
 
+/// Where a chain's rows go: runs of rows in a `Vec`, which the receiver
+/// takes whole (drains). Handing over runs instead of single rows keeps one
+/// indirect call per run, not per row: the producing stage fills the run
+/// with its own (inlined) code, the consumer empties it with its own.
+pub type Emit<'a, T> = &'a mut dyn FnMut(&mut Vec<T>);
+
+/// Rows a stage collects before handing them on.
+const RUN: usize = 512;
+
 /// One partition's instance of a fused chain producing rows of `T`.
 pub trait Chain<T>: Send {
-    /// Pushes every row the chain produces from `batch` into `emit`.
-    fn push_batch(&mut self, batch: &RecordBatch, emit: &mut dyn FnMut(T))
-    -> Result<(), StepError>;
+    /// Pushes every row the chain produces from `batch` into `emit`, in
+    /// order, as runs.
+    fn push_batch(&mut self, batch: &RecordBatch, emit: Emit<'_, T>) -> Result<(), StepError>;
     /// Called once after the last batch (task-final hooks emit here).
-    fn finish(&mut self, emit: &mut dyn FnMut(T)) -> Result<(), StepError>;
+    fn finish(&mut self, emit: Emit<'_, T>) -> Result<(), StepError>;
 }
 
 /// Builds a chain for one partition.
@@ -35,17 +43,15 @@ struct Decode<T> {
 }
 
 impl<T: Data> Chain<T> for Decode<T> {
-    fn push_batch(
-        &mut self,
-        batch: &RecordBatch,
-        emit: &mut dyn FnMut(T),
-    ) -> Result<(), StepError> {
-        self.codec.for_each(batch, emit).map_err(|e| StepError {
-            step: self.step.to_string(),
-            message: e.to_string(),
-        })
+    fn push_batch(&mut self, batch: &RecordBatch, emit: Emit<'_, T>) -> Result<(), StepError> {
+        self.codec
+            .decode_runs(batch, RUN, emit)
+            .map_err(|e| StepError {
+                step: self.step.to_string(),
+                message: e.to_string(),
+            })
     }
-    fn finish(&mut self, _emit: &mut dyn FnMut(T)) -> Result<(), StepError> {
+    fn finish(&mut self, _emit: Emit<'_, T>) -> Result<(), StepError> {
         Ok(())
     }
 }
@@ -60,49 +66,75 @@ pub fn decode_chain<T: Data>(codec: RowCodec<T>, step: StepName) -> ChainFactory
     })
 }
 
-/// Per-row function of a stage with task state `S`.
+/// Per-row function of a stage with task state `S` (as users write it:
+/// one call of `emit` per output).
 pub type EachFn<S, T, U> = Arc<dyn Fn(&mut S, T, &mut dyn FnMut(U)) + Send + Sync>;
 /// Task-final function of a stage with task state `S`.
 pub type EndFn<S, U> = Arc<dyn Fn(&mut S, &mut dyn FnMut(U)) + Send + Sync>;
+/// Per-row function of a stage as the chain runs it: outputs are pushed
+/// onto the current run.
+pub type RunFn<S, T, U> = Arc<dyn Fn(&mut S, T, &mut Vec<U>) + Send + Sync>;
 
 struct Stage<S, T, U> {
     inner: Box<dyn Chain<T>>,
     state: S,
     step: StepName,
-    each: EachFn<S, T, U>,
+    each: RunFn<S, T, U>,
     end: Option<EndFn<S, U>>,
-    _u: PhantomData<fn() -> U>,
+    run: Vec<U>,
 }
 
-impl<S: Send, T: 'static, U: 'static> Chain<U> for Stage<S, T, U> {
-    fn push_batch(
-        &mut self,
-        batch: &RecordBatch,
-        emit: &mut dyn FnMut(U),
-    ) -> Result<(), StepError> {
+/// Hands `run` on if it holds anything; it is empty afterwards.
+fn flush<U>(run: &mut Vec<U>, emit: Emit<'_, U>) {
+    if !run.is_empty() {
+        emit(run);
+        run.clear();
+    }
+}
+
+impl<S: Send, T: 'static, U: Send + 'static> Chain<U> for Stage<S, T, U> {
+    fn push_batch(&mut self, batch: &RecordBatch, emit: Emit<'_, U>) -> Result<(), StepError> {
         let Stage {
             inner,
             state,
             step,
             each,
+            run,
             ..
         } = self;
-        inner.push_batch(batch, &mut |t| call_user(step, || each(state, t, emit)))
+        inner.push_batch(batch, &mut |rows: &mut Vec<T>| {
+            for t in rows.drain(..) {
+                call_user(step, || each(state, t, run));
+                if run.len() >= RUN {
+                    flush(run, emit);
+                }
+            }
+        })?;
+        flush(run, emit);
+        Ok(())
     }
 
-    fn finish(&mut self, emit: &mut dyn FnMut(U)) -> Result<(), StepError> {
+    fn finish(&mut self, emit: Emit<'_, U>) -> Result<(), StepError> {
         let Stage {
             inner,
             state,
             step,
             each,
             end,
-            ..
+            run,
         } = self;
-        inner.finish(&mut |t| call_user(step, || each(state, t, emit)))?;
+        inner.finish(&mut |rows: &mut Vec<T>| {
+            for t in rows.drain(..) {
+                call_user(step, || each(state, t, run));
+                if run.len() >= RUN {
+                    flush(run, emit);
+                }
+            }
+        })?;
         if let Some(end) = end {
-            call_user(step, || end(state, emit));
+            call_user(step, || end(state, &mut |u| run.push(u)));
         }
+        flush(run, emit);
         Ok(())
     }
 }
@@ -112,13 +144,13 @@ pub fn stage<S, T, U>(
     prev: ChainFactory<T>,
     step: StepName,
     init: Arc<dyn Fn() -> S + Send + Sync>,
-    each: EachFn<S, T, U>,
+    each: RunFn<S, T, U>,
     end: Option<EndFn<S, U>>,
 ) -> ChainFactory<U>
 where
     S: Send + 'static,
     T: 'static,
-    U: 'static,
+    U: Send + 'static,
 {
     Arc::new(move || {
         let state = call_user(&step, || init());
@@ -128,16 +160,16 @@ where
             step: step.clone(),
             each: each.clone(),
             end: end.clone(),
-            _u: PhantomData,
+            run: Vec::new(),
         })
     })
 }
 
-/// Appends a stateless stage.
-pub fn stateless<T: 'static, U: 'static>(
+/// Appends a stateless stage: `each` pushes a row's outputs onto the run.
+pub fn stateless<T: 'static, U: Send + 'static>(
     prev: ChainFactory<T>,
     step: StepName,
-    each: impl Fn(T, &mut dyn FnMut(U)) + Send + Sync + 'static,
+    each: impl Fn(T, &mut Vec<U>) + Send + Sync + 'static,
 ) -> ChainFactory<U> {
     stage(
         prev,

@@ -82,14 +82,18 @@ impl<T: Data> PartitionOp for MapOp<T> {
             },
             Box::new(move |st: &mut MapState<T>, batch| {
                 let MapState { chain, out } = st;
-                guarded(&step, || chain.push_batch(&batch, &mut |t| out.push(t)))?;
+                guarded(&step, || {
+                    chain.push_batch(&batch, &mut |ts: &mut Vec<T>| out.append(ts))
+                })?;
                 let batches = encode_chunks(&step, &codec, out, batch_rows)?;
                 out.clear();
                 Ok(batches)
             }),
             Box::new(move |st: &mut MapState<T>| {
                 let MapState { chain, out } = st;
-                guarded(&step2, || chain.finish(&mut |t| out.push(t)))?;
+                guarded(&step2, || {
+                    chain.finish(&mut |ts: &mut Vec<T>| out.append(ts))
+                })?;
                 Ok(encode_chunks(&step2, &codec2, out, batch_rows)?)
             }),
         ))

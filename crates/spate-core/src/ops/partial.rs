@@ -163,13 +163,23 @@ where
             Box::new(move |st: &mut State<I, K, A>, batch| {
                 let State { chain, map, .. } = st;
                 guarded(&step, || {
-                    chain.push_batch(&batch, &mut |row| insert(map, row))
+                    chain.push_batch(&batch, &mut |rows: &mut Vec<I>| {
+                        for row in rows.drain(..) {
+                            insert(map, row)
+                        }
+                    })
                 })?;
                 Ok(st.maybe_flush(&step, &codec, batch_rows)?)
             }),
             Box::new(move |st: &mut State<I, K, A>| {
                 let State { chain, map, .. } = st;
-                guarded(&step2, || chain.finish(&mut |row| insert2(map, row)))?;
+                guarded(&step2, || {
+                    chain.finish(&mut |rows: &mut Vec<I>| {
+                        for row in rows.drain(..) {
+                            insert2(map, row)
+                        }
+                    })
+                })?;
                 Ok(st.flush(&step2, &codec2, batch_rows)?)
             }),
         ))

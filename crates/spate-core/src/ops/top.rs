@@ -159,9 +159,11 @@ impl<T: Data, K: Ord + Send + 'static> PartitionOp for TopOp<T, K> {
             Box::new(move |st: &mut State<T, K>, batch| {
                 let State { chain, heap, seq } = st;
                 guarded(&step, || {
-                    chain.push_batch(&batch, &mut |row| {
-                        let k = call_user(&step, || key(&row));
-                        offer(heap, n, seq, k, row)
+                    chain.push_batch(&batch, &mut |rows: &mut Vec<T>| {
+                        for row in rows.drain(..) {
+                            let k = call_user(&step, || key(&row));
+                            offer(heap, n, seq, k, row)
+                        }
                     })
                 })?;
                 Ok(Vec::new())
@@ -169,9 +171,11 @@ impl<T: Data, K: Ord + Send + 'static> PartitionOp for TopOp<T, K> {
             Box::new(move |st: &mut State<T, K>| {
                 let State { chain, heap, seq } = st;
                 guarded(&step2, || {
-                    chain.finish(&mut |row| {
-                        let k = call_user(&step2, || key2(&row));
-                        offer(heap, n, seq, k, row)
+                    chain.finish(&mut |rows: &mut Vec<T>| {
+                        for row in rows.drain(..) {
+                            let k = call_user(&step2, || key2(&row));
+                            offer(heap, n, seq, k, row)
+                        }
                     })
                 })?;
                 let mut entries: Vec<Entry<K, T>> =
