@@ -238,6 +238,12 @@ impl Place {
     }
 
     fn parent(&self) -> Result<(Self, String)> {
+        if self.path.parts().next().is_none() {
+            return Err(Error::Usage(format!(
+                "{}: names a bucket or the root, not a file or directory in it",
+                self.url
+            )));
+        }
         let (parent, name) = self
             .url
             .rsplit_once('/')

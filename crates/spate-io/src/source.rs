@@ -172,7 +172,7 @@ pub struct InputFile {
 fn is_hidden(path: &Path) -> bool {
     path.file_name()
         .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with('.') || n.starts_with('_'))
+        .is_some_and(crate::store::is_hidden_name)
 }
 
 fn has_glob_chars(s: &str) -> bool {

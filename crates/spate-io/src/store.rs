@@ -89,11 +89,12 @@ pub fn register_local(runtime: &datafusion::execution::runtime_env::RuntimeEnv) 
     }
 }
 
-/// Is a file or directory name hidden from readers? Hadoop's rule: names
-/// starting with `_` (`_SUCCESS`, `_temporary`) or `.` (staging
-/// directories, `.crc` files).
+/// Is a file or directory name hidden from readers? Hadoop's and Spark's
+/// rule: names starting with `.` (staging directories, `.crc` files) or
+/// with `_` (`_SUCCESS`, `_temporary`) — except `_col=value` partition
+/// directories.
 pub fn is_hidden_name(name: &str) -> bool {
-    name.starts_with('.') || name.starts_with('_')
+    name.starts_with('.') || (name.starts_with('_') && !name.contains('='))
 }
 
 /// An object store whose listings leave out hidden files and directories
@@ -251,6 +252,7 @@ mod tests {
         use object_store::ObjectStoreExt;
         use object_store::memory::InMemory;
         let store = HidingStore::wrap(Arc::new(InMemory::new()));
+        assert!(!is_hidden_name("_year=2024"));
         for p in [
             ".home/t/a.parquet",
             ".home/t/_SUCCESS",
