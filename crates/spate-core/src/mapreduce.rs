@@ -10,7 +10,6 @@
 //! by key (spills) → one reducer call per key, keys ascending within each
 //! reducer, with an iterator over the values.
 
-use std::hash::Hash;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -164,23 +163,12 @@ const COMBINE_BUFFER_BYTES: usize = 16 << 20;
 /// value list.
 const KEY_OVERHEAD: usize = 16;
 
-/// Adds one mapper output to the combine buffer; the bytes it added.
-fn buffer_pair<K: Hash + Eq, V>(buffer: &mut FxHashMap<K, Vec<V>>, k: K, v: V) -> usize {
-    use std::collections::hash_map::Entry;
-    match buffer.entry(k) {
-        Entry::Occupied(mut e) => {
-            e.get_mut().push(v);
-            std::mem::size_of::<V>()
-        }
-        Entry::Vacant(e) => {
-            e.insert(vec![v]);
-            std::mem::size_of::<K>()
-                + std::mem::size_of::<Vec<V>>()
-                + std::mem::size_of::<V>()
-                + KEY_OVERHEAD
-        }
-    }
-}
+/// A key's buffered values are folded by the combiner, in place, when
+/// their number reaches this (and again at each doubling while the combiner
+/// does not shrink them): a frequent key's list stays short and in cache.
+/// Allowed because a combiner may run any number of times, also over its
+/// own output (as Hadoop's does when it merges spills).
+const COMBINE_EARLY: usize = 64;
 
 impl<I: Data, O: Data> Steps<I, O> {
     /// A job of one step.
@@ -263,9 +251,75 @@ struct MapTask<S: MRStep> {
     buffer: FxHashMap<S::Key, Vec<S::Value>>,
     /// Estimated bytes in `buffer`.
     buffered: usize,
+    /// The mapper's output for the current record, before buffering.
+    pending: Vec<(S::Key, S::Value)>,
+    /// The combiner's output while folding one key.
+    folded: Vec<(S::Key, S::Value)>,
 }
 
 impl<S: MRStep> MapTask<S> {
+    fn new(step: S) -> Self {
+        Self {
+            step,
+            buffer: FxHashMap::default(),
+            buffered: 0,
+            pending: Vec::new(),
+            folded: Vec::new(),
+        }
+    }
+
+    /// Moves `pending` pairs into the buffer, folding long value lists
+    /// with the combiner; combiner output for other keys goes to `emit`.
+    fn absorb(&mut self, emit: &mut dyn FnMut((S::Key, S::Value))) {
+        use std::collections::hash_map::Entry;
+        let value_bytes = std::mem::size_of::<S::Value>();
+        let MapTask {
+            step,
+            buffer,
+            buffered,
+            pending,
+            folded,
+        } = self;
+        for (k, v) in pending.drain(..) {
+            match buffer.entry(k) {
+                Entry::Vacant(e) => {
+                    e.insert(vec![v]);
+                    *buffered += std::mem::size_of::<S::Key>()
+                        + std::mem::size_of::<Vec<S::Value>>()
+                        + value_bytes
+                        + KEY_OVERHEAD;
+                }
+                Entry::Occupied(mut e) => {
+                    let n = {
+                        let list = e.get_mut();
+                        list.push(v);
+                        list.len()
+                    };
+                    *buffered += value_bytes;
+                    if n < COMBINE_EARLY || !n.is_power_of_two() {
+                        continue;
+                    }
+                    let key = e.key().clone();
+                    let list = e.get_mut();
+                    let values = std::mem::take(list);
+                    step.combiner(
+                        &key,
+                        &mut values.into_iter(),
+                        &mut Emitter::new(&mut |kv| folded.push(kv)),
+                    );
+                    for (k2, v2) in folded.drain(..) {
+                        if k2 == key {
+                            list.push(v2);
+                        } else {
+                            emit((k2, v2));
+                        }
+                    }
+                    *buffered = buffered.saturating_sub((n - list.len()) * value_bytes);
+                }
+            }
+        }
+    }
+
     fn combine_all(&mut self, emit: &mut dyn FnMut((S::Key, S::Value))) {
         self.buffered = 0;
         // Draining keeps the table's allocation for the next round.
@@ -284,41 +338,26 @@ fn run_step<S: MRStep>(input: Dataset<S::Input>, step: S) -> Dataset<S::Output> 
         move || {
             let mut step = s0.clone();
             step.mapper_init();
-            MapTask {
-                step,
-                buffer: FxHashMap::default(),
-                buffered: 0,
-            }
+            MapTask::new(step)
         },
         move |t: &mut MapTask<S>, rec, emit| {
             if !combine {
                 t.step.mapper(rec, &mut Emitter::new(emit));
                 return;
             }
-            let MapTask {
-                step,
-                buffer,
-                buffered,
-            } = t;
-            step.mapper(
-                rec,
-                &mut Emitter::new(&mut |(k, v)| *buffered += buffer_pair(buffer, k, v)),
-            );
-            if *buffered >= COMBINE_BUFFER_BYTES {
+            let MapTask { step, pending, .. } = t;
+            step.mapper(rec, &mut Emitter::new(&mut |kv| pending.push(kv)));
+            t.absorb(emit);
+            if t.buffered >= COMBINE_BUFFER_BYTES {
                 t.combine_all(emit);
             }
         },
         Some(Arc::new(
             move |t: &mut MapTask<S>, emit: &mut dyn FnMut((S::Key, S::Value))| {
                 if combine {
-                    let MapTask {
-                        step,
-                        buffer,
-                        buffered,
-                    } = t;
-                    step.mapper_final(&mut Emitter::new(&mut |(k, v)| {
-                        *buffered += buffer_pair(buffer, k, v)
-                    }));
+                    let MapTask { step, pending, .. } = t;
+                    step.mapper_final(&mut Emitter::new(&mut |kv| pending.push(kv)));
+                    t.absorb(emit);
                     t.combine_all(emit);
                 } else {
                     t.step.mapper_final(&mut Emitter::new(emit));
