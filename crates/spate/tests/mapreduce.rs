@@ -288,7 +288,7 @@ impl MRStep for Rekey {
 
     fn mapper(&mut self, i: u64, out: &mut Emitter<'_, (String, u64)>) {
         out.emit_kv("hot".into(), 1);
-        if i % 10 == 0 {
+        if i.is_multiple_of(10) {
             out.emit_kv("cold".into(), 1);
         }
     }
