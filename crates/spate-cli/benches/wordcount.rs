@@ -1,7 +1,10 @@
 //! Word count, side by side: a hand-written multi-threaded Rust program (the
 //! floor) vs spate's Dataset word count (in-process and as the `spate` CLI),
 //! plus the start-up cost of a trivial job (a 4 KiB input, process start to
-//! exit). Prints times and ratios; asserts only that the answers agree.
+//! exit), then the same job in polars, DuckDB and PySpark when they are
+//! installed (`pip install polars duckdb pyspark`; `SPATE_BENCH_PEERS=0`
+//! skips them). Prints times and ratios; asserts only that the answers
+//! agree.
 //!
 //! ```text
 //! cargo bench -p spate-cli --bench wordcount            # 1 GiB
@@ -239,4 +242,45 @@ fn main() {
         mib / secs(t_ds),
         mib / secs(t_hand)
     );
+    if std::env::var("SPATE_BENCH_PEERS").as_deref() == Ok("0") {
+        return;
+    }
+    for (engine, label, runs) in [
+        ("polars", "polars (lazy, str.extract_all)", runs),
+        ("duckdb", "DuckDB (SQL, regexp_extract_all)", runs),
+        ("pyspark", "PySpark local mode (JVM warm)", 1),
+    ] {
+        if let Some((t, distinct)) = peer(engine, &path, threads, runs) {
+            assert_eq!(distinct, ds.len(), "{engine}: distinct words differ");
+            println!("{label:<44} {t:>9.3} {:>8.2}", t / secs(t_hand));
+        }
+    }
+}
+
+/// Runs the word count in a Python engine (`benches/peers_wordcount.py`):
+/// its best time and its number of distinct words, or `None` when the
+/// engine is not installed.
+fn peer(engine: &str, path: &Path, threads: usize, runs: usize) -> Option<(f64, usize)> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peers_wordcount.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(engine)
+        .arg(path)
+        .arg(threads.to_string())
+        .arg(runs.to_string())
+        // Per-record flushing would slow the Python side.
+        .env_remove("PYTHONUNBUFFERED")
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        eprintln!(
+            "{engine} skipped: {}",
+            err.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("")
+        );
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut fields = text.lines().last()?.split_whitespace();
+    Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
 }
