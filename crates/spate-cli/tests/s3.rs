@@ -228,9 +228,8 @@ fn copy_create_table_as_and_insert_write_to_s3() {
         .assert()
         .failure()
         .stderr(predicate::str::contains("already exists"));
-    std::fs::create_dir_all(s3.root.path().join("empty")).unwrap();
     s3.sql(home.path())
-        .args(["-c", "COPY nums TO 's3://empty/' STORED AS PARQUET"])
+        .args(["-c", "COPY nums TO 's3://lake/' STORED AS PARQUET"])
         .assert()
         .failure()
         .stderr(predicate::str::contains("names a bucket"));

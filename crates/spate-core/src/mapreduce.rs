@@ -159,6 +159,10 @@ impl<I: Data> Default for Steps<I, I> {
 /// count's 22 k distinct words downstream ~2 700 times per GiB.
 const COMBINE_BUFFER_BYTES: usize = 16 << 20;
 
+/// At most this many buffered values, whatever their estimated size (the
+/// estimate does not see values' heap data, e.g. long strings).
+const COMBINE_BUFFER_VALUES: usize = 1 << 18;
+
 /// Hash-table overhead guessed per distinct key, beyond the key and its
 /// value list.
 const KEY_OVERHEAD: usize = 16;
@@ -251,6 +255,8 @@ struct MapTask<S: MRStep> {
     buffer: FxHashMap<S::Key, Vec<S::Value>>,
     /// Estimated bytes in `buffer`.
     buffered: usize,
+    /// Values in `buffer`.
+    values: usize,
     /// The mapper's output for the current record, before buffering.
     pending: Vec<(S::Key, S::Value)>,
     /// The combiner's output while folding one key.
@@ -263,6 +269,7 @@ impl<S: MRStep> MapTask<S> {
             step,
             buffer: FxHashMap::default(),
             buffered: 0,
+            values: 0,
             pending: Vec::new(),
             folded: Vec::new(),
         }
@@ -277,17 +284,18 @@ impl<S: MRStep> MapTask<S> {
             step,
             buffer,
             buffered,
+            values: count,
             pending,
             folded,
         } = self;
+        let key_bytes =
+            std::mem::size_of::<S::Key>() + std::mem::size_of::<Vec<S::Value>>() + KEY_OVERHEAD;
         for (k, v) in pending.drain(..) {
             match buffer.entry(k) {
                 Entry::Vacant(e) => {
                     e.insert(vec![v]);
-                    *buffered += std::mem::size_of::<S::Key>()
-                        + std::mem::size_of::<Vec<S::Value>>()
-                        + value_bytes
-                        + KEY_OVERHEAD;
+                    *buffered += key_bytes + value_bytes;
+                    *count += 1;
                 }
                 Entry::Occupied(mut e) => {
                     let n = {
@@ -296,6 +304,7 @@ impl<S: MRStep> MapTask<S> {
                         list.len()
                     };
                     *buffered += value_bytes;
+                    *count += 1;
                     if n < COMBINE_EARLY || !n.is_power_of_two() {
                         continue;
                     }
@@ -314,14 +323,29 @@ impl<S: MRStep> MapTask<S> {
                             emit((k2, v2));
                         }
                     }
-                    *buffered = buffered.saturating_sub((n - list.len()) * value_bytes);
+                    let kept = list.len();
+                    *count = (*count + kept).saturating_sub(n);
+                    *buffered = (*buffered + kept * value_bytes).saturating_sub(n * value_bytes);
+                    if kept == 0 {
+                        // The combiner took every value (or moved them to
+                        // other keys): a later combiner call never sees an
+                        // empty list.
+                        e.remove();
+                        *buffered = buffered.saturating_sub(key_bytes);
+                    }
                 }
             }
         }
     }
 
+    /// Is the buffer full?
+    fn full(&self) -> bool {
+        self.buffered >= COMBINE_BUFFER_BYTES || self.values >= COMBINE_BUFFER_VALUES
+    }
+
     fn combine_all(&mut self, emit: &mut dyn FnMut((S::Key, S::Value))) {
         self.buffered = 0;
+        self.values = 0;
         // Draining keeps the table's allocation for the next round.
         for (k, vs) in self.buffer.drain() {
             self.step
@@ -348,7 +372,7 @@ fn run_step<S: MRStep>(input: Dataset<S::Input>, step: S) -> Dataset<S::Output> 
             let MapTask { step, pending, .. } = t;
             step.mapper(rec, &mut Emitter::new(&mut |kv| pending.push(kv)));
             t.absorb(emit);
-            if t.buffered >= COMBINE_BUFFER_BYTES {
+            if t.full() {
                 t.combine_all(emit);
             }
         },

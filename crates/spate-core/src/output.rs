@@ -194,8 +194,25 @@ struct Place {
 
 impl Place {
     fn new(ctx: &Context, location: &str) -> Result<Self> {
-        spate_io::store::register_for(ctx.session(), location).map_err(Error::Usage)?;
         let is_url = location.contains("://") && !location.starts_with("file://");
+        // The engine reads `*?[` in a path as a glob (and `?`/`#` in a URL
+        // as its query and fragment): output there would land elsewhere.
+        let special: &[char] = if is_url {
+            &['*', '?', '[', '#']
+        } else {
+            &['*', '?', '[']
+        };
+        if location.contains(special) {
+            return Err(Error::Usage(format!(
+                "{location}: output paths may not contain {}",
+                special
+                    .iter()
+                    .map(|c| format!("'{c}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        spate_io::store::register_for(ctx.session(), location).map_err(Error::Usage)?;
         let local = if is_url {
             None
         } else {
@@ -303,16 +320,23 @@ impl Place {
             }
         }
     }
+
+    /// Deletes these objects (what one statement put here), best effort.
+    async fn delete_all(&self, objects: &[ObjectPath]) {
+        for o in objects {
+            let _ = self.store.delete(o).await;
+        }
+    }
 }
 
 fn staging_name(name: &str) -> String {
     format!(".{name}.spate-staging-{}", uuid::Uuid::new_v4().simple())
 }
 
-/// Moves every object under `from` to the same relative path under `to`.
-/// If one move fails, the objects already moved go back, and the error is
-/// returned.
-async fn move_all(from: &Place, to: &Place) -> Result<usize> {
+/// Moves every object under `from` to the same relative path under `to`;
+/// where they went. If one move fails, the objects already moved go back,
+/// and the error is returned.
+async fn move_all(from: &Place, to: &Place) -> Result<Vec<ObjectPath>> {
     let objects = from.objects().await?;
     let mut moved: Vec<(ObjectPath, ObjectPath)> = Vec::new();
     for object in objects {
@@ -324,17 +348,25 @@ async fn move_all(from: &Place, to: &Place) -> Result<usize> {
             target = target.join(part);
         }
         if let Err(e) = from.store.rename(&object, &target).await {
+            let mut stuck = Vec::new();
             for (src, dst) in moved.iter().rev() {
-                let _ = from.store.rename(dst, src).await;
+                if from.store.rename(dst, src).await.is_err() {
+                    stuck.push(dst.to_string());
+                }
             }
+            let back = if stuck.is_empty() {
+                "the files already moved were moved back".to_string()
+            } else {
+                format!("these could not be moved back: {}", stuck.join(", "))
+            };
             return Err(Error::Usage(format!(
-                "moving new files into {}: {e} (the files already moved were moved back)",
+                "moving new files into {}: {e} ({back})",
                 to.url
             )));
         }
         moved.push((object, target));
     }
-    Ok(moved.len())
+    Ok(moved.into_iter().map(|(_, to)| to).collect())
 }
 
 /// Writes `df`'s rows at `dest` (a directory URL; or, with `single`, one
@@ -532,9 +564,23 @@ async fn text_file(
     path: ObjectPath,
     compression: Option<&'static str>,
 ) -> Result<u64> {
+    let mut file = object_store::buffered::BufWriter::new(store, path.clone());
+    let written = text_body(&mut stream, &mut file, &path, compression).await;
+    if written.is_err() {
+        // An unfinished multipart upload would linger, unlisted, on S3.
+        let _ = file.abort().await;
+    }
+    written
+}
+
+async fn text_body(
+    stream: &mut SendableRecordBatchStream,
+    file: &mut object_store::buffered::BufWriter,
+    path: &ObjectPath,
+    compression: Option<&'static str>,
+) -> Result<u64> {
     use tokio::io::AsyncWriteExt;
     let io = |e: std::io::Error| Error::Usage(format!("writing {path}: {e}"));
-    let mut file = object_store::buffered::BufWriter::new(store, path.clone());
     let mut encoder = Encoder::new(compression).map_err(io)?;
     let mut rows = 0u64;
     while let Some(batch) = stream.next().await {
@@ -560,12 +606,16 @@ async fn text_file(
 }
 
 /// What a write produced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
     /// Rows written.
     pub rows: u64,
     /// Data files written (markers not counted).
     pub files: usize,
+    /// On an object store, every object this write put in place (marker
+    /// included), so that undoing it deletes nothing else. Empty for a
+    /// local directory, which is renamed into place whole.
+    pub objects: Vec<String>,
 }
 
 /// Writes a new directory at `location` (which must not exist) with a
@@ -578,6 +628,10 @@ pub fn new_directory(
 ) -> Result<Written> {
     let target = Place::new(ctx, location)?;
     ctx.block_on(async {
+        // A bucket root has no parent to stage beside: say so first.
+        if target.local.is_none() {
+            target.parent()?;
+        }
         if target.exists().await? {
             return Err(Error::Usage(format!(
                 "{location} already exists; remove it or write somewhere else"
@@ -589,29 +643,38 @@ pub fn new_directory(
             let rows = write(ctx, df, output, true, &staging, false, "").await?;
             let files = Place::new(ctx, &staging)?.objects().await?.len();
             staged.commit().map_err(|e| Error::Usage(e.to_string()))?;
-            return Ok(Written { rows, files });
+            return Ok(Written {
+                rows,
+                files,
+                objects: Vec::new(),
+            });
         }
         let (parent, name) = target.parent()?;
         let staging = parent.join(&staging_name(&name));
+        let mut moved = Vec::new();
         let result = async {
             let rows = write(ctx, df, output, true, &staging.url, false, "").await?;
-            let files = move_all(&staging, &target).await?;
+            moved = move_all(&staging, &target).await?;
+            let files = moved.len();
+            let marker = target.path.clone().join(SUCCESS_MARKER);
             target
                 .store
-                .put(
-                    &target.path.clone().join(SUCCESS_MARKER),
-                    Bytes::new().into(),
-                )
+                .put(&marker, Bytes::new().into())
                 .await
                 .map_err(|e| Error::Usage(format!("writing {}/_SUCCESS: {e}", target.url)))?;
-            Ok(Written { rows, files })
+            moved.push(marker);
+            Ok(Written {
+                rows,
+                files,
+                objects: moved.iter().map(ToString::to_string).collect(),
+            })
         }
         .await;
         staging.remove().await;
         if result.is_err() {
-            // Whatever was moved in was moved back; a partly filled target
-            // without `_SUCCESS` is removed too.
-            target.remove().await;
+            // Only what this statement moved in goes: never another
+            // writer's files.
+            target.delete_all(&moved).await;
         }
         result
     })
@@ -636,11 +699,25 @@ pub fn new_file(ctx: &Context, df: DataFrame, output: &Output, location: &str) -
         let result = async {
             let staged = staging.join(&name);
             let rows = write(ctx, df, output, true, &staged.url, true, "").await?;
-            target
+            // Never replace a file that appeared meanwhile, where the store
+            // can tell.
+            let moved = match target
                 .store
-                .rename(&staged.path, &target.path)
+                .rename_if_not_exists(&staged.path, &target.path)
                 .await
-                .map_err(|e| Error::Usage(format!("moving the file to {location}: {e}")))?;
+            {
+                Err(object_store::Error::NotSupported { .. })
+                | Err(object_store::Error::NotImplemented { .. }) => {
+                    target.store.rename(&staged.path, &target.path).await
+                }
+                other => other,
+            };
+            moved.map_err(|e| match e {
+                object_store::Error::AlreadyExists { .. } => Error::Usage(format!(
+                    "{location} already exists; remove it or write somewhere else"
+                )),
+                e => Error::Usage(format!("moving the file to {location}: {e}")),
+            })?;
             Ok(rows)
         }
         .await;
@@ -672,11 +749,22 @@ pub fn add_to_directory(
     })
 }
 
-/// Removes a directory a statement made, after a later step failed.
-pub fn remove_directory(ctx: &Context, location: &str) {
-    if let Ok(place) = Place::new(ctx, location) {
+/// Undoes [`new_directory`] after a later step failed: the local directory
+/// goes; on an object store, the objects it put there.
+pub fn remove_directory(ctx: &Context, location: &str, written: &Written) {
+    let Ok(place) = Place::new(ctx, location) else {
+        return;
+    };
+    if place.local.is_some() {
         ctx.block_on(place.remove());
+        return;
     }
+    let objects: Vec<ObjectPath> = written
+        .objects
+        .iter()
+        .map(|o| ObjectPath::from(o.as_str()))
+        .collect();
+    ctx.block_on(place.delete_all(&objects));
 }
 
 /// Does `location` name a file (its last part has an extension) rather

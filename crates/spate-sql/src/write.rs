@@ -73,6 +73,15 @@ pub(crate) fn ctas_clauses(sql: &str) -> (String, CtasClauses) {
     if !is(k, "TABLE") {
         return unchanged();
     }
+    k += 1;
+    if is(k, "IF") && is(k + 1, "NOT") && is(k + 2, "EXISTS") {
+        k += 3;
+    }
+    // The table's name (`a`, `"A"`, `s.t`): never read as a clause.
+    k += 1;
+    while matches!(sig.get(k).map(|&i| &tokens[i].token), Some(Token::Period)) {
+        k += 2;
+    }
     let mut clauses = CtasClauses::default();
     let mut cut: Vec<(usize, usize)> = Vec::new(); // token index ranges, inclusive
     let mut depth = 0i32;
@@ -106,13 +115,17 @@ pub(crate) fn ctas_clauses(sql: &str) -> (String, CtasClauses) {
         {
             let mut j = k + 3;
             let mut columns = Vec::new();
+            // Names separated by commas (a name followed by a type is
+            // Hive's column definition, which CTAS does not take).
+            let mut want_name = true;
             while let Some(&i) = sig.get(j) {
-                match &tokens[i].token {
-                    Token::Word(w) => columns.push(w.value.clone()),
-                    Token::Comma => {}
-                    Token::RParen => break,
+                match (&tokens[i].token, want_name) {
+                    (Token::Word(w), true) => columns.push(w.value.clone()),
+                    (Token::Comma, false) => {}
+                    (Token::RParen, false) => break,
                     _ => return unchanged(),
                 }
+                want_name = !want_name;
                 j += 1;
             }
             if j >= sig.len() {
@@ -349,22 +362,22 @@ pub(crate) fn create_table_as(
             .into_owned(),
     };
     let location = format!("{}/", location.trim_end_matches('/'));
-    // A partitioned table declares its columns: the engine would read
-    // `key=value/` columns as strings otherwise.
+    // The table declares the query's columns (when SQL can name every
+    // type): re-inferring them from the files would read `key=value/`
+    // columns as strings, CSV text as whatever it looks like, and fail on
+    // a table with no rows (no files to infer from).
     let schema = df.schema().as_arrow().clone();
     let mut columns = Vec::new();
-    if !clauses.partitioned_by.is_empty() {
-        let fields = schema.fields();
-        let (parts, rest): (Vec<_>, Vec<_>) = fields
-            .iter()
-            .partition(|f| clauses.partitioned_by.iter().any(|p| p == f.name()));
-        for f in rest.into_iter().chain(parts) {
-            match sql_type(f.data_type()) {
-                Some(t) => columns.push(format!("{} {t}", quote_ident(f.name()))),
-                None => {
-                    columns.clear();
-                    break;
-                }
+    let fields = schema.fields();
+    let (parts, rest): (Vec<_>, Vec<_>) = fields
+        .iter()
+        .partition(|f| clauses.partitioned_by.iter().any(|p| p == f.name()));
+    for f in rest.into_iter().chain(parts) {
+        match sql_type(f.data_type()) {
+            Some(t) => columns.push(format!("{} {t}", quote_ident(f.name()))),
+            None => {
+                columns.clear();
+                break;
             }
         }
     }
@@ -387,16 +400,17 @@ pub(crate) fn create_table_as(
         managed,
         write_options,
     };
-    let written = output::new_directory(ctx, df, &output, &location)?.rows;
+    let written = output::new_directory(ctx, df, &output, &location)?;
     let registered = session
         .execute_df(&def.to_sql())
         .map_err(|e| sql_error(statement, &e))
         .and_then(|_| session.catalog_mut().insert(&def, false));
     if let Err(e) = registered {
         let _ = session.context().session().deregister_table(key.as_str());
-        output::remove_directory(session.context(), &location);
+        output::remove_directory(session.context(), &location, &written);
         return Err(e);
     }
+    let written = written.rows;
     Ok(Outcome::Done(format!(
         "table {key} created with {}",
         rows(written)
@@ -518,6 +532,15 @@ mod tests {
         );
         let nothing = "CREATE TABLE t AS SELECT 1";
         assert_eq!(ctas_clauses(nothing).0, nothing);
+        // A table named like a keyword is a name, not a clause.
+        let named = "CREATE TABLE IF NOT EXISTS stored AS SELECT 1";
+        assert_eq!(ctas_clauses(named).0, named);
+        let (sql, c) = ctas_clauses("CREATE TABLE s.stored STORED AS csv AS SELECT 1");
+        assert_eq!(sql, "CREATE TABLE s.stored  AS SELECT 1");
+        assert_eq!(c.stored_as.as_deref(), Some("csv"));
+        // Hive's typed partition columns are left to the parser (an error).
+        let typed = "CREATE TABLE t PARTITIONED BY (a INT) AS SELECT 1 AS a";
+        assert_eq!(ctas_clauses(typed).0, typed);
     }
 
     #[test]
