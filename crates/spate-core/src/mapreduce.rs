@@ -161,7 +161,7 @@ const COMBINE_BUFFER_BYTES: usize = 16 << 20;
 
 /// At most this many buffered values, whatever their estimated size (the
 /// estimate does not see values' heap data, e.g. long strings).
-const COMBINE_BUFFER_VALUES: usize = 1 << 18;
+const COMBINE_BUFFER_VALUES: usize = 1 << 20;
 
 /// Hash-table overhead guessed per distinct key, beyond the key and its
 /// value list.
