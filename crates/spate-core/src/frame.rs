@@ -152,18 +152,12 @@ impl<T: Data> Dataset<T> {
 /// DataFusion's compression for a file named `*.gz`, `*.zst`, `*.bz2`,
 /// `*.xz`, and the extension its readers then look for.
 fn compression_of(path: &str, extension: &str) -> (FileCompressionType, String) {
-    let lower = path.to_ascii_lowercase();
-    for (suffix, c) in [
-        (".gz", FileCompressionType::GZIP),
-        (".zst", FileCompressionType::ZSTD),
-        (".bz2", FileCompressionType::BZIP2),
-        (".xz", FileCompressionType::XZ),
-    ] {
-        if lower.ends_with(suffix) {
-            return (c, format!("{extension}{suffix}"));
-        }
-    }
-    (FileCompressionType::UNCOMPRESSED, extension.to_string())
+    output::compressed_suffix(path)
+        .and_then(|(suffix, codec)| {
+            let c: FileCompressionType = codec.parse().ok()?;
+            Some((c, format!("{extension}{suffix}")))
+        })
+        .unwrap_or((FileCompressionType::UNCOMPRESSED, extension.to_string()))
 }
 
 impl Context {

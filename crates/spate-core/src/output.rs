@@ -36,7 +36,7 @@ use datafusion::prelude::{Expr, cast};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
-use spate_io::commit::{SUCCESS_MARKER, StagedOutput};
+use spate_io::commit::{SUCCESS_MARKER, StagedOutput, staging_name};
 
 /// A file format spate writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +119,24 @@ fn option_key(key: &str) -> String {
     } else {
         format!("format.{key}")
     }
+}
+
+/// The compressions a file name's last suffix stands for: `(suffix, codec)`.
+const COMPRESSED_SUFFIXES: [(&str, &str); 4] = [
+    (".gz", "gzip"),
+    (".zst", "zstd"),
+    (".bz2", "bzip2"),
+    (".xz", "xz"),
+];
+
+/// The compression a file name ends in (`out.csv.gz`): its suffix and the
+/// codec's name as writers and readers take it (`gzip`, `zstd`, `bzip2`,
+/// `xz`).
+pub fn compressed_suffix(name: &str) -> Option<(&'static str, &'static str)> {
+    let lower = name.to_ascii_lowercase();
+    COMPRESSED_SUFFIXES
+        .into_iter()
+        .find(|(suffix, _)| lower.ends_with(suffix))
 }
 
 /// The compressions spate's text reader understands, with their file
@@ -327,10 +345,6 @@ impl Place {
             let _ = self.store.delete(o).await;
         }
     }
-}
-
-fn staging_name(name: &str) -> String {
-    format!(".{name}.spate-staging-{}", uuid::Uuid::new_v4().simple())
 }
 
 /// Moves every object under `from` to the same relative path under `to`;

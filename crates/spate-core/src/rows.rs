@@ -146,9 +146,9 @@ impl<T: Data> RowCodec<T> {
         }
     }
 
-    /// Decodes a record batch into runs of at most `run` rows, each handed
-    /// to `emit` (which takes the rows). `String` rows are made a run at a
-    /// time straight from the Arrow buffer (the hot path of text jobs: a
+    /// Decodes a record batch into runs handed to `emit` (which takes the
+    /// rows). `String` rows are made `run` at a time straight from the
+    /// Arrow buffer (the hot path of text jobs: a
     /// run's allocations are freed before the next run reuses them, while
     /// still in cache).
     pub fn decode_runs(
@@ -174,23 +174,12 @@ impl<T: Data> RowCodec<T> {
             }
             return Ok(());
         }
+        // Other rows are decoded whole; cutting them up would save nothing.
         let mut rows = self.decode(batch)?;
-        if rows.len() <= run {
-            if !rows.is_empty() {
-                emit(&mut rows);
-            }
-            return Ok(());
+        if !rows.is_empty() {
+            emit(&mut rows);
         }
-        let mut chunk = Vec::with_capacity(run);
-        let mut it = rows.into_iter();
-        loop {
-            chunk.extend(it.by_ref().take(run));
-            if chunk.is_empty() {
-                return Ok(());
-            }
-            emit(&mut chunk);
-            chunk.clear();
-        }
+        Ok(())
     }
 
     /// `String` rows skip serde: they are the hot path of text jobs.

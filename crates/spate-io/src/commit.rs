@@ -39,10 +39,7 @@ impl StagedOutput {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "output".into());
-        let staging = parent.join(format!(
-            ".{name}.spate-staging-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
+        let staging = parent.join(staging_name(&name));
         std::fs::create_dir(&staging).map_err(|e| Error::io("preparing output", &staging, e))?;
         Ok(Self {
             target: target.to_path_buf(),
@@ -85,6 +82,12 @@ impl Drop for StagedOutput {
             let _ = std::fs::remove_dir_all(&self.staging);
         }
     }
+}
+
+/// A unique hidden name for output in progress towards `name`
+/// (`.<name>.spate-staging-<id>`): readers skip it.
+pub fn staging_name(name: &str) -> String {
+    format!(".{name}.spate-staging-{}", uuid::Uuid::new_v4().simple())
 }
 
 /// File name of the `index`-th part file, Hadoop style: `part-00000`.

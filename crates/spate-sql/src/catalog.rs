@@ -76,6 +76,15 @@ pub(crate) fn absolute(location: &str) -> String {
     joined
 }
 
+/// A SQL option value as text (quoted strings without their quotes).
+pub(crate) fn value_text(v: &datafusion::sql::sqlparser::ast::Value) -> String {
+    use datafusion::sql::sqlparser::ast::Value;
+    match v {
+        Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
 fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
@@ -100,13 +109,7 @@ impl TableDef {
             options: c
                 .options
                 .iter()
-                .map(|(k, v)| {
-                    let v = match v {
-                        datafusion::sql::sqlparser::ast::Value::SingleQuotedString(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    (k.clone(), v)
-                })
+                .map(|(k, v)| (k.clone(), value_text(v)))
                 .collect(),
             unbounded: c.unbounded,
             managed: false,

@@ -9,13 +9,13 @@ use datafusion::dataframe::DataFrame;
 use datafusion::prelude::{Expr, cast};
 use datafusion::sql::parser::{CopyToSource, CopyToStatement};
 use datafusion::sql::sqlparser::ast::{
-    CreateTable, CreateTableOptions, Expr as SqlExpr, Insert, SqlOption, TableObject, Value,
+    CreateTable, CreateTableOptions, Expr as SqlExpr, Insert, SqlOption, TableObject,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use spate_core::error::{Error, Result};
 
-use crate::catalog::TableDef;
+use crate::catalog::{TableDef, value_text};
 use crate::session::{Outcome, SqlSession, sql_error};
 use spate_core::output::{self, FileFormat, Output};
 
@@ -157,14 +157,6 @@ pub(crate) fn ctas_clauses(sql: &str) -> (String, CtasClauses) {
     (out, clauses)
 }
 
-/// A SQL option value as text.
-fn value_text(v: &Value) -> String {
-    match v {
-        Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 /// The `WITH (...)`, `OPTIONS (...)` or `TBLPROPERTIES (...)` of a CTAS.
 fn table_options(ct: &CreateTable) -> Result<Vec<(String, String)>> {
     let list = match &ct.table_options {
@@ -245,23 +237,13 @@ pub(crate) fn copy_to(
         .collect();
     // `out.csv.gz`: CSV, gzip-compressed (unless options say otherwise).
     let mut name = target.rsplit('/').next().unwrap_or(target).to_string();
-    if file {
-        let compression = [
-            (".gz", "gzip"),
-            (".zst", "zstd"),
-            (".bz2", "bzip2"),
-            (".xz", "xz"),
-        ]
-        .into_iter()
-        .find(|(ext, _)| name.to_ascii_lowercase().ends_with(ext));
-        if let Some((ext, codec)) = compression {
-            name.truncate(name.len() - ext.len());
-            let given = options
-                .iter()
-                .any(|(k, _)| k.to_ascii_lowercase().ends_with("compression"));
-            if !given {
-                options.push(("compression".into(), codec.into()));
-            }
+    if file && let Some((ext, codec)) = output::compressed_suffix(&name) {
+        name.truncate(name.len() - ext.len());
+        let given = options
+            .iter()
+            .any(|(k, _)| k.to_ascii_lowercase().ends_with("compression"));
+        if !given {
+            options.push(("compression".into(), codec.into()));
         }
     }
     let format = match (&copy.stored_as, name.rsplit_once('.')) {

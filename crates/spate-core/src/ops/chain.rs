@@ -92,6 +92,24 @@ fn flush<U>(run: &mut Vec<U>, emit: Emit<'_, U>) {
     }
 }
 
+/// Runs `each` over a run of input rows, handing its outputs on whenever
+/// `RUN` of them have gathered.
+fn feed<S, T, U>(
+    step: &str,
+    state: &mut S,
+    each: &RunFn<S, T, U>,
+    rows: &mut Vec<T>,
+    run: &mut Vec<U>,
+    emit: Emit<'_, U>,
+) {
+    for t in rows.drain(..) {
+        call_user(step, || each(state, t, run));
+        if run.len() >= RUN {
+            flush(run, emit);
+        }
+    }
+}
+
 impl<S: Send, T: 'static, U: Send + 'static> Chain<U> for Stage<S, T, U> {
     fn push_batch(&mut self, batch: &RecordBatch, emit: Emit<'_, U>) -> Result<(), StepError> {
         let Stage {
@@ -102,14 +120,7 @@ impl<S: Send, T: 'static, U: Send + 'static> Chain<U> for Stage<S, T, U> {
             run,
             ..
         } = self;
-        inner.push_batch(batch, &mut |rows: &mut Vec<T>| {
-            for t in rows.drain(..) {
-                call_user(step, || each(state, t, run));
-                if run.len() >= RUN {
-                    flush(run, emit);
-                }
-            }
-        })?;
+        inner.push_batch(batch, &mut |rows| feed(step, state, each, rows, run, emit))?;
         flush(run, emit);
         Ok(())
     }
@@ -123,14 +134,7 @@ impl<S: Send, T: 'static, U: Send + 'static> Chain<U> for Stage<S, T, U> {
             end,
             run,
         } = self;
-        inner.finish(&mut |rows: &mut Vec<T>| {
-            for t in rows.drain(..) {
-                call_user(step, || each(state, t, run));
-                if run.len() >= RUN {
-                    flush(run, emit);
-                }
-            }
-        })?;
+        inner.finish(&mut |rows| feed(step, state, each, rows, run, emit))?;
         if let Some(end) = end {
             call_user(step, || end(state, &mut |u| run.push(u)));
         }
