@@ -197,3 +197,78 @@ fn memory_limit_spills_and_stays_exact() {
             .stdout(String::from_utf8(unlimited.stdout.clone()).unwrap());
     }
 }
+
+/// The names in `dir`, sorted.
+fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_killed_writer_leaves_staging_that_the_next_write_removes() {
+    use std::os::unix::process::CommandExt;
+    use std::time::{Duration, Instant};
+    let dir = text_dir();
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    let exe = assert_cmd::cargo::cargo_bin("spate");
+    // A job that stays in its map task until it is killed.
+    let mut job = std::process::Command::new(&exe)
+        .args([
+            "streaming",
+            "-mapper",
+            "sleep 600",
+            "-reducer",
+            "NONE",
+            "-input",
+        ])
+        .arg(dir.path())
+        .arg("-output")
+        .arg(&out)
+        .process_group(0)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !names_in(work.path())
+        .iter()
+        .any(|n| n.contains("spate-staging"))
+    {
+        assert!(Instant::now() < deadline, "the job never started writing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Its whole process group (spate and the sleeping task), at once.
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", job.id())])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    job.wait().unwrap();
+    assert!(!out.exists());
+    let left = names_in(work.path());
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].starts_with(".out.spate-staging-"), "{left:?}");
+
+    // The next write to the same place removes it, and succeeds.
+    spate()
+        .args(["run", "wordcount", "-i"])
+        .arg(dir.path())
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .success();
+    assert_eq!(names_in(work.path()), ["out"]);
+    let published = names_in(&out);
+    assert!(published.contains(&"_SUCCESS".to_string()), "{published:?}");
+    assert!(
+        published
+            .iter()
+            .all(|n| n == "_SUCCESS" || n.starts_with("part-")),
+        "{published:?}"
+    );
+}

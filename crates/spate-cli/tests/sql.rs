@@ -477,3 +477,48 @@ fn views_are_kept_in_the_catalog() {
         .code(2)
         .stderr(predicate::str::contains("not found"));
 }
+
+#[test]
+fn drop_and_replace_refuse_the_other_kind_and_change_nothing() {
+    let s = Setup::new();
+    s.create_tables();
+    s.sql()
+        .args(["-c", "CREATE VIEW v AS SELECT item FROM sales"])
+        .assert()
+        .success();
+    for (statement, message) in [
+        (
+            "DROP TABLE v",
+            "the operation DROP TABLE requires a table, but v is a view; use DROP VIEW instead",
+        ),
+        (
+            "DROP VIEW sales",
+            "the operation DROP VIEW requires a view, but sales is a table; use DROP TABLE instead",
+        ),
+        (
+            "CREATE OR REPLACE EXTERNAL TABLE v STORED AS CSV LOCATION 'words.csv'",
+            "but v is a view; DROP VIEW v first",
+        ),
+        (
+            "CREATE OR REPLACE VIEW sales AS SELECT 1",
+            "but sales is a table; DROP TABLE sales first",
+        ),
+    ] {
+        s.sql()
+            .args(["-c", statement])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(message));
+    }
+    // Nothing changed, in this session or the next.
+    assert_eq!(s.public_tables(), "table_name\nsales\nv\nwords\n");
+    s.sql()
+        .args(["--format", "csv", "-c", "SELECT count(*) AS n FROM v"])
+        .assert()
+        .success()
+        .stdout("n\n3\n");
+    // The right statement drops exactly what it names, for good.
+    s.sql().args(["-c", "DROP VIEW v"]).assert().success();
+    s.sql().args(["-c", "DROP TABLE words"]).assert().success();
+    assert_eq!(s.public_tables(), "table_name\nsales\n");
+}

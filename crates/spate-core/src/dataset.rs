@@ -124,6 +124,16 @@ impl Context {
         Ok(self.read_text_files(files))
     }
 
+    /// A dataset whose every use fails with `error` (a source that could
+    /// not be opened while the plan was being built).
+    pub fn failed<T>(&self, error: &crate::error::Error) -> Dataset<T> {
+        let error = Arc::new(error.replay());
+        Dataset {
+            ctx: self.clone(),
+            kind: Kind::Plan(Arc::new(move || Err(error.replay()))),
+        }
+    }
+
     /// Reads already-expanded text files.
     pub fn read_text_files(&self, files: Vec<InputFile>) -> Dataset<String> {
         let step = self.step_name("read_text");

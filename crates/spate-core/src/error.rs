@@ -58,6 +58,30 @@ impl Error {
     }
 }
 
+impl Error {
+    /// An owned copy of this error, for an error that must be reported
+    /// again to every later use (errors hold causes that are not `Clone`;
+    /// the copy keeps the variant and the message).
+    pub fn replay(&self) -> Error {
+        match self {
+            Error::Input(e) => clone_io(e),
+            Error::Step { step, message } => Error::Step {
+                step: step.clone(),
+                message: message.clone(),
+            },
+            Error::Schema { type_name, message } => Error::Schema {
+                type_name,
+                message: message.clone(),
+            },
+            Error::Plan(m) => Error::Plan(m.clone()),
+            Error::Usage(m) => Error::Usage(m.clone()),
+            Error::Execution(e) => Error::Execution(DataFusionError::Execution(e.to_string())),
+            Error::Memory(m) => Error::Memory(m.clone()),
+            Error::Internal(m) => Error::Internal(m.clone()),
+        }
+    }
+}
+
 /// An error raised inside a DataFusion node by spate code; carried through
 /// DataFusion as `DataFusionError::External` and unwrapped again by [`from_df`].
 #[derive(Debug, thiserror::Error)]

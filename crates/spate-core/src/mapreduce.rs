@@ -16,6 +16,7 @@ use rustc_hash::FxHashMap;
 
 use crate::context::Context;
 use crate::dataset::{Dataset, Key};
+use crate::error::Error;
 use crate::ops::group::{GroupFactory, GroupFn};
 use crate::rows::Data;
 
@@ -401,14 +402,18 @@ fn run_step<S: MRStep>(input: Dataset<S::Input>, step: S) -> Dataset<S::Output> 
             .unwrap_or_else(|| mapped.context().threads())
             .max(1);
         // Route values make the hash shuffle send partition p's rows to reducer p.
-        let routes: Arc<Vec<u64>> = Arc::new(
-            crate::node::route_values(count).unwrap_or_else(|_| (0..count as u64).collect()),
-        );
+        let routes: Arc<Vec<u64>> = match crate::node::route_values(count) {
+            Ok(routes) => Arc::new(routes),
+            Err(e) => {
+                // Never a guess: a wrong route sends keys to the wrong reducer.
+                let e = Error::Plan(format!("routing rows to {count} reducers: {e}"));
+                return mapped.context().failed(&e);
+            }
+        };
         let chooser = step.clone();
         let routed = mapped.map(move |(k, v)| {
             let p = chooser.partition(&k, count) % count;
-            let route = routes.get(p).copied().unwrap_or(p as u64);
-            (k, v, route)
+            (k, v, routes[p])
         });
         return crate::dataset::reduce_routed(
             routed,

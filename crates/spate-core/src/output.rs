@@ -36,7 +36,7 @@ use datafusion::prelude::{Expr, cast};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
-use spate_io::commit::{SUCCESS_MARKER, StagedOutput, staging_name};
+use spate_io::commit::{SUCCESS_MARKER, StagedOutput, StagingDir, staging_name};
 
 /// A file format spate writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -652,11 +652,11 @@ pub fn new_directory(
             )));
         }
         if let Some(local) = &target.local {
-            let staged = StagedOutput::create(local).map_err(|e| Error::Usage(e.to_string()))?;
+            let staged = StagedOutput::create(local)?;
             let staging = staged.staging_dir().to_string_lossy().into_owned();
             let rows = write(ctx, df, output, true, &staging, false, "").await?;
             let files = Place::new(ctx, &staging)?.objects().await?.len();
-            staged.commit().map_err(|e| Error::Usage(e.to_string()))?;
+            staged.commit()?;
             return Ok(Written {
                 rows,
                 files,
@@ -705,9 +705,26 @@ pub fn new_file(ctx: &Context, df: DataFrame, output: &Output, location: &str) -
                 "{location} already exists; remove it or write somewhere else"
             )));
         }
-        if let Some(dir) = &parent.local {
+        if let (Some(dir), Some(local_target)) = (&parent.local, &target.local) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::Usage(format!("cannot create {}: {e}", dir.display())))?;
+            // Staged beside the target, flushed, and renamed into place
+            // without replacing a file that appeared meanwhile.
+            let staging_dir = StagingDir::create(dir, &name)?;
+            let staged = Place::new(ctx, &staging_dir.path().to_string_lossy())?.join(&name);
+            let rows = write(ctx, df, output, true, &staged.url, true, "").await?;
+            let staged_file = staging_dir.path().join(&name);
+            spate_io::commit::sync_tree(staging_dir.path())?;
+            spate_io::commit::rename_no_replace(&staged_file, local_target).map_err(
+                |e| match e {
+                    spate_io::Error::OutputExists { .. } => Error::Usage(format!(
+                        "{location} already exists; remove it or write somewhere else"
+                    )),
+                    e => e.into(),
+                },
+            )?;
+            spate_io::commit::sync_dir(dir)?;
+            return Ok(rows);
         }
         let staging = parent.join(&staging_name(&name));
         let result = async {
@@ -742,6 +759,11 @@ pub fn new_file(ctx: &Context, df: DataFrame, output: &Output, location: &str) -
 
 /// Adds files with `df`'s rows to the directory at `location` (a table's).
 /// The rows written.
+///
+/// Locally, the new files are flushed to disk before they are moved in,
+/// and the directories they land in after. The files move one by one: a
+/// failure moves the moved ones back, but a crash (SIGKILL, power loss)
+/// between two moves leaves the files already moved in the table.
 pub fn add_to_directory(
     ctx: &Context,
     df: DataFrame,
@@ -749,9 +771,26 @@ pub fn add_to_directory(
     location: &str,
 ) -> Result<u64> {
     let target = Place::new(ctx, location)?;
-    let staging = target.join(&staging_name("insert"));
     let tag = format!("-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     ctx.block_on(async {
+        if let Some(table_dir) = &target.local {
+            let staging_dir = StagingDir::create(table_dir, "insert")?;
+            let staging = Place::new(ctx, &staging_dir.path().to_string_lossy())?;
+            let rows = write(ctx, df, output, false, &staging.url, false, &tag).await?;
+            spate_io::commit::sync_tree(staging_dir.path())?;
+            let moved = move_all(&staging, &target).await?;
+            let mut dirs: Vec<PathBuf> = moved
+                .iter()
+                .filter_map(|o| Path::new(&format!("/{o}")).parent().map(Path::to_path_buf))
+                .collect();
+            dirs.sort();
+            dirs.dedup();
+            for dir in dirs {
+                spate_io::commit::sync_dir(&dir)?;
+            }
+            return Ok(rows);
+        }
+        let staging = target.join(&staging_name("insert"));
         let result = async {
             let rows = write(ctx, df, output, false, &staging.url, false, &tag).await?;
             move_all(&staging, &target).await?;

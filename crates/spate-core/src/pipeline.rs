@@ -207,8 +207,11 @@ impl PTransform<PBegin> for ReadText {
         let ds = match p.context().read_text(&self.paths) {
             Ok(ds) => ds,
             Err(e) => {
+                // Every consumer of the collection gets the error, and so
+                // does `run`.
+                let ds = p.context().failed(&e);
                 p.fail(e);
-                p.context().from_vec(Vec::new())
+                ds
             }
         };
         p.collection(ds)
@@ -362,10 +365,15 @@ impl<T: Data + Hash + Eq> PTransform<PCollection<T>> for CountPerElement {
 impl<T: Data> PTransform<PCollection<T>> for CountGlobally {
     type Out = PCollection<u64>;
     fn expand(self, input: PCollection<T>) -> PCollection<u64> {
+        // Counted map-side into one row, then summed with a zero so that an
+        // empty input counts 0, as in Beam.
+        let ctx = input.pipeline().context().clone();
         let ds = input
             .ds
             .clone()
             .map(|_| (0u8, 1u64))
+            .reduce_by_key(|a, b| a + b)
+            .union(ctx.from_vec(vec![(0u8, 0u64)]))
             .reduce_by_key(|a, b| a + b)
             .map(|(_, n)| n);
         input.with(ds)
@@ -396,13 +404,60 @@ impl Combine {
 impl<T: Data, C: CombineFn<T>> PTransform<PCollection<T>> for CombineGlobally<C> {
     type Out = PCollection<C::Output>;
     fn expand(self, input: PCollection<T>) -> PCollection<C::Output> {
+        // Accumulated map-side into one accumulator, which is merged with
+        // an empty one: an empty input gives the combiner's empty result,
+        // as in Beam.
+        let combine = Arc::new(self.0);
+        let ctx = input.pipeline().context().clone();
         let ds = input
             .ds
             .clone()
             .map(|t| (0u8, t))
-            .combine_per_key(self.0)
+            .combine_per_key(Accumulate(combine.clone()))
+            .union(ctx.from_vec(vec![(0u8, combine.create())]))
+            .combine_per_key(MergeAccumulators(combine, PhantomData))
             .map(|(_, out)| out);
         input.with(ds)
+    }
+}
+
+/// A combiner's accumulation, stopping short of `extract`.
+struct Accumulate<C>(Arc<C>);
+
+impl<T, C: CombineFn<T>> CombineFn<T> for Accumulate<C> {
+    type Acc = C::Acc;
+    type Output = C::Acc;
+    fn create(&self) -> C::Acc {
+        self.0.create()
+    }
+    fn add(&self, acc: &mut C::Acc, value: T) {
+        self.0.add(acc, value)
+    }
+    fn merge(&self, acc: &mut C::Acc, other: C::Acc) {
+        self.0.merge(acc, other)
+    }
+    fn extract(&self, acc: C::Acc) -> C::Acc {
+        acc
+    }
+}
+
+/// A combiner over accumulators: merges them, then extracts.
+struct MergeAccumulators<C, T>(Arc<C>, PhantomData<fn(T)>);
+
+impl<T: 'static, C: CombineFn<T>> CombineFn<C::Acc> for MergeAccumulators<C, T> {
+    type Acc = C::Acc;
+    type Output = C::Output;
+    fn create(&self) -> C::Acc {
+        self.0.create()
+    }
+    fn add(&self, acc: &mut C::Acc, value: C::Acc) {
+        self.0.merge(acc, value)
+    }
+    fn merge(&self, acc: &mut C::Acc, other: C::Acc) {
+        self.0.merge(acc, other)
+    }
+    fn extract(&self, acc: C::Acc) -> C::Output {
+        self.0.extract(acc)
     }
 }
 

@@ -13,9 +13,12 @@ use datafusion::logical_expr::{CreateExternalTable, Expr};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 
-use crate::source::{TextSourceExec, expand_inputs, line_schema, plan_splits};
+use datafusion::physical_expr::expressions::Column;
 
-/// Lines of the files at a location (a file, a directory or a glob).
+use crate::source::{LINE_COLUMN, TextSourceExec, expand_inputs, line_schema, plan_splits};
+
+/// Lines of the files at a location (a file, a directory or a glob), as
+/// one column (`value` unless the table declares another name).
 #[derive(Debug)]
 pub struct TextTable {
     location: String,
@@ -27,12 +30,21 @@ fn external(e: crate::Error) -> DataFusionError {
 }
 
 impl TextTable {
-    /// A table over `location`; fails when it matches no file.
-    pub fn new(location: &str) -> Result<Self> {
+    /// A table over `location` whose column of lines is named `column`;
+    /// fails when the location matches no file, or is not on local disk.
+    pub fn new(location: &str, column: &str) -> Result<Self> {
+        if location.contains("://") && !location.starts_with("file://") {
+            return Err(DataFusionError::Plan(format!(
+                "{location}: TEXT tables read local files only; for files on an object \
+                 store, copy them to local disk, or store them as CSV with one column"
+            )));
+        }
+        let location = location.strip_prefix("file://").unwrap_or(location);
         expand_inputs(&[location]).map_err(external)?;
+        let field = line_schema().field(0).clone().with_name(column);
         Ok(Self {
             location: location.to_string(),
-            schema: line_schema(),
+            schema: Arc::new(arrow::datatypes::Schema::new(vec![field])),
         })
     }
 }
@@ -59,12 +71,20 @@ impl TableProvider for TextTable {
         let partitions = state.config().target_partitions().max(1);
         let source: Arc<dyn ExecutionPlan> =
             Arc::new(TextSourceExec::new(plan_splits(&files, partitions)));
+        let column = self.schema.field(0).name();
         match projection {
             // `count(*)` and friends want no columns, only rows.
             Some(p) if p.is_empty() => Ok(Arc::new(ProjectionExec::try_new(
                 Vec::<ProjectionExpr>::new(),
                 source,
             )?)),
+            _ if column != LINE_COLUMN => {
+                let line = Arc::new(Column::new(LINE_COLUMN, 0));
+                Ok(Arc::new(ProjectionExec::try_new(
+                    vec![ProjectionExpr::new(line, column.clone())],
+                    source,
+                )?))
+            }
             _ => Ok(source),
         }
     }
@@ -102,6 +122,7 @@ impl TableProviderFactory for TextTableFactory {
                 "a TEXT table has one location".into(),
             ));
         };
-        Ok(Arc::new(TextTable::new(location)?))
+        let column = fields.first().map_or(LINE_COLUMN, |f| f.name().as_str());
+        Ok(Arc::new(TextTable::new(location, column)?))
     }
 }

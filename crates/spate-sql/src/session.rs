@@ -323,6 +323,7 @@ impl<'a> SqlSession<'a> {
         key: String,
         statement: &str,
     ) -> Result<Outcome> {
+        self.expect_kind(&key, "CREATE EXTERNAL TABLE", ObjectKind::Table)?;
         let exists = self.catalog.get(&key)?.is_some();
         if exists && create.if_not_exists {
             return Ok(Outcome::Done(format!("table {key} exists")));
@@ -359,6 +360,7 @@ impl<'a> SqlSession<'a> {
     }
 
     fn create_view(&mut self, key: &str, replace: bool, statement: &str) -> Result<Outcome> {
+        self.expect_kind(key, "CREATE VIEW", ObjectKind::View)?;
         let known = self.catalog.views()?.iter().any(|(k, _)| k == key);
         if known && !replace {
             return Err(Error::Usage(format!(
@@ -374,21 +376,59 @@ impl<'a> SqlSession<'a> {
         Ok(Outcome::Done(format!("view {key} created")))
     }
 
-    /// The names a `DROP` statement names, resolved; an unknown one (in
-    /// the catalog or the engine) is an error unless `IF EXISTS`.
+    /// What `key` names: a catalog table or view, or an object registered
+    /// only in this session (a typed dataset's view, say), by its kind.
+    fn kind_of(&self, key: &str) -> Result<Option<ObjectKind>> {
+        if self.catalog.get(key)?.is_some() {
+            return Ok(Some(ObjectKind::Table));
+        }
+        if self.catalog.views()?.iter().any(|(k, _)| k == key) {
+            return Ok(Some(ObjectKind::View));
+        }
+        Ok(self.provider(key).map(|p| match p.table_type() {
+            datafusion::logical_expr::TableType::View => ObjectKind::View,
+            _ => ObjectKind::Table,
+        }))
+    }
+
+    /// Refuses an operation on an object of the other kind, as Spark does
+    /// (`WRONG_COMMAND_FOR_OBJECT_TYPE`): a `DROP` names the statement to
+    /// use instead, a `CREATE` the object in the way.
+    fn expect_kind(&self, key: &str, operation: &str, wanted: ObjectKind) -> Result<()> {
+        let Some(found) = self.kind_of(key)?.filter(|k| *k != wanted) else {
+            return Ok(());
+        };
+        let what_to_do = if operation.starts_with("DROP") {
+            format!("use DROP {} instead", found.keyword())
+        } else {
+            format!(
+                "DROP {} {key} first, or choose another name",
+                found.keyword()
+            )
+        };
+        Err(Error::Usage(format!(
+            "the operation {operation} requires a {wanted}, but {key} is a {found}; {what_to_do}"
+        )))
+    }
+
+    /// The names a `DROP` statement names, resolved; an unknown one is an
+    /// error unless `IF EXISTS`, and one of the other kind always is.
     fn drop_targets(
         &self,
         names: &[ObjectName],
         if_exists: bool,
         statement: &str,
-        kind: &str,
-        in_catalog: impl Fn(&str) -> bool,
+        kind: ObjectKind,
     ) -> Result<Vec<String>> {
         let mut keys = Vec::new();
+        let operation = format!("DROP {}", kind.keyword());
         for name in names {
             let key = self.key(name, statement)?;
-            let known = in_catalog(&key) || self.provider(&key).is_some();
-            if !known && !if_exists {
+            self.expect_kind(&key, &operation, kind)?;
+            if self.kind_of(&key)?.is_none() {
+                if if_exists {
+                    continue;
+                }
                 return Err(Error::Usage(format!(
                     "{kind} {key} does not exist\nhint: SHOW TABLES lists the tables and views"
                 )));
@@ -404,15 +444,12 @@ impl<'a> SqlSession<'a> {
         if_exists: bool,
         statement: &str,
     ) -> Result<Outcome> {
-        let views = self.catalog.views()?;
-        let keys = self.drop_targets(names, if_exists, statement, "view", |key| {
-            views.iter().any(|(k, _)| k == key)
-        })?;
+        let keys = self.drop_targets(names, if_exists, statement, ObjectKind::View)?;
         for key in &keys {
             self.catalog.remove_view(key)?;
             let _ = self.ctx.session().deregister_table(key.as_str());
         }
-        Ok(Outcome::Done(format!("dropped {}", keys.join(", "))))
+        Ok(dropped(&keys))
     }
 
     fn drop_tables(
@@ -421,10 +458,7 @@ impl<'a> SqlSession<'a> {
         if_exists: bool,
         statement: &str,
     ) -> Result<Outcome> {
-        let tables = self.catalog.list()?;
-        let keys = self.drop_targets(names, if_exists, statement, "table", |key| {
-            tables.iter().any(|d| d.key == key)
-        })?;
+        let keys = self.drop_targets(names, if_exists, statement, ObjectKind::Table)?;
         for key in &keys {
             let def = self.catalog.get(key)?;
             self.catalog.remove(key)?;
@@ -436,7 +470,40 @@ impl<'a> SqlSession<'a> {
                 }
             }
         }
-        Ok(Outcome::Done(format!("dropped {}", keys.join(", "))))
+        Ok(dropped(&keys))
+    }
+}
+
+fn dropped(keys: &[String]) -> Outcome {
+    if keys.is_empty() {
+        Outcome::Done("nothing to drop".into())
+    } else {
+        Outcome::Done(format!("dropped {}", keys.join(", ")))
+    }
+}
+
+/// The two kinds of named objects statements address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ObjectKind {
+    Table,
+    View,
+}
+
+impl ObjectKind {
+    fn keyword(self) -> &'static str {
+        match self {
+            Self::Table => "TABLE",
+            Self::View => "VIEW",
+        }
+    }
+}
+
+impl std::fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Table => "table",
+            Self::View => "view",
+        })
     }
 }
 

@@ -134,3 +134,30 @@ fn output_that_exists_is_refused() {
     assert!(err.is_user_input());
     assert!(err.to_string().contains("already exists"));
 }
+
+#[test]
+fn a_missing_read_text_input_fails_every_consumer() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-file.txt");
+    let p = Pipeline::with_context(ctx());
+    let lines = p.apply("Read", ReadText::from(&[&missing]));
+    let words = lines.clone().apply("Words", FlatMap::new(into_words));
+    for err in [
+        lines.clone().into_dataset().collect().unwrap_err(),
+        words.into_dataset().count().unwrap_err(),
+        p.run().unwrap_err(),
+    ] {
+        assert!(
+            err.to_string().contains("no-such-file.txt"),
+            "the error names the input: {err}"
+        );
+        assert!(err.is_user_input(), "{err}");
+    }
+    let asserted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        spate::testing::assert_that(&lines).is_empty();
+    }));
+    assert!(
+        asserted.is_err(),
+        "assert_that must not pass on a missing input"
+    );
+}

@@ -278,3 +278,33 @@ fn writes_text_and_json_lines() {
         "a\"b\t1\nü\t2\n"
     );
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    /// Beam's global combines give exactly one element, also for an empty
+    /// input: `Count::globally` 0, `Combine::globally` the combiner's
+    /// result for no values.
+    #[test]
+    fn global_combines_give_one_element(xs in prop::collection::vec(-50i64..50, 0..300)) {
+        let p = Pipeline::with_context(CTX.clone());
+        let input = p.apply("Create", Create(xs.clone()));
+        let count = input.clone().apply("Count", Count::globally()).into_dataset().collect().unwrap();
+        prop_assert_eq!(count, vec![xs.len() as u64]);
+        let combined = input.apply("MinMax", Combine::globally(MinMaxCount)).into_dataset().collect().unwrap();
+        let expected = xs.iter().fold(MinMaxCount.create(), |mut acc, x| {
+            MinMaxCount.add(&mut acc, *x);
+            acc
+        });
+        prop_assert_eq!(combined, vec![expected]);
+    }
+}
+
+#[test]
+fn global_combines_on_empty_input() {
+    let p = Pipeline::with_context(CTX.clone());
+    let empty = p.apply("Create", Create(Vec::<i64>::new()));
+    let count = empty.clone().apply("Count", Count::globally());
+    spate::testing::assert_that(&count).contains_in_any_order([0u64]);
+    let sum = empty.apply("Sum", Combine::globally(Sum));
+    spate::testing::assert_that(&sum).contains_in_any_order([0i64]);
+}

@@ -883,24 +883,56 @@ fn read_stderr(stderr: impl Read) -> ErrSummary {
     summary
 }
 
-/// Writes each row of `batch` as one line; returns the row count.
-fn write_lines(input: &PipeInput, batch: &RecordBatch, out: &mut Vec<u8>) -> Result<usize, String> {
-    fn bytes_of(a: &ArrayRef, row: usize) -> &[u8] {
-        match a.data_type() {
-            DataType::Binary => a.as_binary::<i32>().value(row),
-            DataType::Utf8 => a.as_string::<i32>().value(row).as_bytes(),
-            _ => &[],
+/// A column whose values a task reads as bytes.
+enum TextColumn<'a> {
+    Binary(&'a arrow::array::BinaryArray),
+    LargeBinary(&'a arrow::array::LargeBinaryArray),
+    BinaryView(&'a arrow::array::BinaryViewArray),
+    Utf8(&'a arrow::array::StringArray),
+    LargeUtf8(&'a arrow::array::LargeStringArray),
+    Utf8View(&'a arrow::array::StringViewArray),
+}
+
+impl<'a> TextColumn<'a> {
+    /// The column as bytes; any other type is an error naming the column
+    /// (a task must never be fed empty lines in its place).
+    fn of(a: &'a ArrayRef, what: &str) -> Result<Self, String> {
+        Ok(match a.data_type() {
+            DataType::Binary => Self::Binary(a.as_binary()),
+            DataType::LargeBinary => Self::LargeBinary(a.as_binary()),
+            DataType::BinaryView => Self::BinaryView(a.as_binary_view()),
+            DataType::Utf8 => Self::Utf8(a.as_string()),
+            DataType::LargeUtf8 => Self::LargeUtf8(a.as_string()),
+            DataType::Utf8View => Self::Utf8View(a.as_string_view()),
+            other => {
+                return Err(format!(
+                    "the {what} written to the command must be text or bytes, not {other} \
+                     (convert it to a string first)"
+                ));
+            }
+        })
+    }
+
+    fn bytes(&self, row: usize) -> &'a [u8] {
+        match self {
+            Self::Binary(a) => a.value(row),
+            Self::LargeBinary(a) => a.value(row),
+            Self::BinaryView(a) => a.value(row),
+            Self::Utf8(a) => a.value(row).as_bytes(),
+            Self::LargeUtf8(a) => a.value(row).as_bytes(),
+            Self::Utf8View(a) => a.value(row).as_bytes(),
         }
     }
+}
+
+/// Writes each row of `batch` as one line; returns the row count.
+fn write_lines(input: &PipeInput, batch: &RecordBatch, out: &mut Vec<u8>) -> Result<usize, String> {
     let rows = batch.num_rows();
     match input {
         PipeInput::Lines => {
-            let col = batch.column(0);
-            if !matches!(col.data_type(), DataType::Binary | DataType::Utf8) {
-                return Err(format!("lines must be text, not {}", col.data_type()));
-            }
+            let col = TextColumn::of(batch.column(0), "lines")?;
             for row in 0..rows {
-                out.extend_from_slice(bytes_of(col, row));
+                out.extend_from_slice(col.bytes(row));
                 out.push(b'\n');
             }
         }
@@ -911,11 +943,15 @@ fn write_lines(input: &PipeInput, batch: &RecordBatch, out: &mut Vec<u8>) -> Res
             let value = batch
                 .column_by_name(VALUE)
                 .ok_or_else(|| "no value column".to_string())?;
+            let (keys, values) = (
+                TextColumn::of(key, "keys")?,
+                TextColumn::of(value, "values")?,
+            );
             for row in 0..rows {
-                out.extend_from_slice(bytes_of(key, row));
+                out.extend_from_slice(keys.bytes(row));
                 if value.is_valid(row) {
                     out.extend_from_slice(&spec.separator);
-                    out.extend_from_slice(bytes_of(value, row));
+                    out.extend_from_slice(values.bytes(row));
                 }
                 out.push(b'\n');
             }
@@ -1122,5 +1158,25 @@ impl LineParser {
             reader.consume(n);
         }
         self.flush(tx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_text_and_bytes_become_lines() {
+        let batch = |a: ArrayRef| RecordBatch::try_from_iter([("value", a)]).unwrap();
+        let mut out = Vec::new();
+        let text: ArrayRef = Arc::new(arrow::array::StringViewArray::from(vec!["a", "b"]));
+        assert_eq!(
+            write_lines(&PipeInput::Lines, &batch(text), &mut out),
+            Ok(2)
+        );
+        assert_eq!(out, b"a\nb\n");
+        let numbers: ArrayRef = Arc::new(arrow::array::Int64Array::from(vec![1, 2]));
+        let err = write_lines(&PipeInput::Lines, &batch(numbers), &mut Vec::new()).unwrap_err();
+        assert!(err.contains("must be text or bytes, not Int64"), "{err}");
     }
 }

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The README's test command: installs what the tests need on a machine that
+# has only the Rust toolchain, Python 3 with pip, gcc and Node.js, checks that
+# each tool really runs, then runs every test of the workspace.
+#
+#   bash scripts/test.sh            # install what is missing, run the tests
+#   bash scripts/test.sh -p spate   # extra arguments go to `cargo test`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
+
+step() { echo "== $*"; }
+fail() { echo "scripts/test.sh: $*" >&2; exit 1; }
+sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+step "test dependencies"
+
+# Python packages: mrjob (the mrjob tests compare with mrjob's own runners)
+# and tpchgen-cli (the TPC-H test generates its data with it).
+python3 -m pip install --quiet --disable-pip-version-check \
+    'mrjob==0.7.4' 'tpchgen-cli==4.0.0'
+# pip puts console scripts in the interpreter's scripts directory, or in the
+# user base when it falls back to a user install; both go on PATH.
+PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+PATH="$(python3 -m site --user-base)/bin:$PATH"
+# The S3 tests start a real S3-compatible server over a local directory. Its
+# binary needs the crate's `binary` feature: without it `cargo install`
+# succeeds and installs nothing.
+PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+export PATH
+if ! command -v s3s-fs >/dev/null; then
+    cargo install --locked --quiet s3s-fs --version 0.14.1 --features binary
+fi
+# The SQL shell's test drives it through a pseudo-terminal with script(1).
+if ! command -v script >/dev/null; then
+    sudo_ apt-get update -qq
+    sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bsdutils >/dev/null
+fi
+
+python3 -c 'import mrjob; print("mrjob", mrjob.__version__)' || fail "mrjob does not import"
+tpchgen-cli --version || fail "tpchgen-cli does not run"
+s3s-fs --version || fail "s3s-fs does not run"
+script --version || fail "script(1) does not run"
+
+step "tests"
+cargo test --workspace "$@"
