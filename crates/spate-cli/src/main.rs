@@ -165,6 +165,13 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run(args) => run_job(&args),
         Command::Explain(args) => {
+            if args.output != "-" {
+                return Err(Error::Usage(
+                    "explain prints the plan and writes no output: drop -o/--output, \
+                     or use `spate run` to write it"
+                        .into(),
+                ));
+            }
             let (_ctx, ds) = build(&args)?;
             if args.analyze {
                 println!("{}", ds.explain_analyze()?);
@@ -200,6 +207,14 @@ fn streaming(raw: &[String]) -> Result<()> {
     }
     let ctx = context(args.threads, args.memory_limit.as_deref())?;
     let output = (args.output != "-").then(|| PathBuf::from(&args.output));
+    if args.verbose {
+        eprint!(
+            "spate: streaming job\n  output: {}\n  threads: {}\n{}",
+            args.output,
+            ctx.threads(),
+            args.job.describe(&ctx)?
+        );
+    }
     run_streaming(&ctx, &args.job, output, args.quiet)
 }
 
@@ -359,6 +374,13 @@ fn build(args: &RunArgs) -> Result<(Context, Dataset<(Word, u64)>)> {
 }
 
 fn run_job(args: &RunArgs) -> Result<()> {
+    if args.analyze {
+        return Err(Error::Usage(
+            "--analyze goes with explain: `spate explain JOB -i INPUT --analyze` runs the job \
+             and shows each step's rows and time"
+                .into(),
+        ));
+    }
     let start = Instant::now();
     let (ctx, ds) = build(args)?;
     let progress = (!args.engine.quiet && std::io::stderr().is_terminal())

@@ -111,7 +111,10 @@ fn run_script(
                 other => other,
             }
         };
-        run_one(session, piece.text, format, false).map_err(located)?;
+        if run_one(session, piece.text, format, false).map_err(located)? == Stdout::Closed {
+            // `spate sql ... | head`: the reader has what it wanted.
+            break;
+        }
     }
     Ok(())
 }
@@ -123,11 +126,26 @@ fn datafusion_context(
     spate::sql::session::DataFusionError::Context(place.to_string(), Box::new(inner))
 }
 
+/// Whether standard output still has a reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stdout {
+    Open,
+    /// The reader went away (a closed pipe): not an error, nothing more to print.
+    Closed,
+}
+
 /// Runs one statement and prints its result; timing goes to stderr.
-fn run_one(session: &mut SqlSession<'_>, text: &str, format: Format, timing: bool) -> Result<()> {
+fn run_one(
+    session: &mut SqlSession<'_>,
+    text: &str,
+    format: Format,
+    timing: bool,
+) -> Result<Stdout> {
     let start = Instant::now();
     let outcome = session.run(text)?;
-    print_outcome(&outcome, format)?;
+    if print_outcome(&outcome, format)? == Stdout::Closed {
+        return Ok(Stdout::Closed);
+    }
     if timing || format == Format::Table {
         let what = match &outcome {
             Outcome::Rows { batches, .. } => {
@@ -138,18 +156,55 @@ fn run_one(session: &mut SqlSession<'_>, text: &str, format: Format, timing: boo
         };
         eprintln!("{what} in {:.3}s", start.elapsed().as_secs_f64());
     }
-    Ok(())
+    Ok(Stdout::Open)
 }
 
-fn print_outcome(outcome: &Outcome, format: Format) -> Result<()> {
+fn print_outcome(outcome: &Outcome, format: Format) -> Result<Stdout> {
     if let Outcome::Rows { schema, batches } = outcome {
         let stdout = std::io::stdout();
-        let mut out = std::io::BufWriter::new(stdout.lock());
-        spate::sql::format::write(format, schema, batches, &mut out)?;
-        out.flush()
-            .map_err(|e| Error::Internal(format!("writing to stdout: {e}")))?;
+        let mut out = PipeWatch {
+            inner: std::io::BufWriter::new(stdout.lock()),
+            closed: false,
+        };
+        let written = spate::sql::format::write(format, schema, batches, &mut out).and_then(|()| {
+            out.flush()
+                .map_err(|e| Error::Internal(format!("writing to stdout: {e}")))
+        });
+        if out.closed {
+            return Ok(Stdout::Closed);
+        }
+        written?;
     }
-    Ok(())
+    Ok(Stdout::Open)
+}
+
+/// A writer that notes when its reader has gone (`EPIPE`), whatever error
+/// the formatter then makes of it.
+struct PipeWatch<W> {
+    inner: W,
+    closed: bool,
+}
+
+impl<W: Write> PipeWatch<W> {
+    fn note<T>(&mut self, r: std::io::Result<T>) -> std::io::Result<T> {
+        if let Err(e) = &r
+            && e.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            self.closed = true;
+        }
+        r
+    }
+}
+
+impl<W: Write> Write for PipeWatch<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let r = self.inner.write(buf);
+        self.note(r)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        let r = self.inner.flush();
+        self.note(r)
+    }
 }
 
 /// The interactive shell: line editing, history in `$SPATE_HOME/history`,
@@ -190,7 +245,7 @@ fn shell(session: &mut SqlSession<'_>, format: Format, home: &std::path::Path) -
                 }
                 let _ = editor.add_history_entry(buffer.trim_end());
                 for piece in split::split(&buffer) {
-                    if let Err(e) = run_one(session, piece.text, format, true) {
+                    if let Err(e) = run_one(session, piece.text, format, true).map(|_| ()) {
                         eprintln!("error: {e}");
                         break;
                     }
@@ -215,8 +270,13 @@ fn meta(session: &mut SqlSession<'_>, command: &str, format: Format) -> bool {
             eprintln!("{HELP}");
             Ok(())
         }
-        (Some("\\d" | "\\dt"), None) => session.tables().and_then(|o| print_outcome(&o, format)),
-        (Some("\\d"), Some(name)) => run_one(session, &format!("DESCRIBE {name}"), format, false),
+        (Some("\\d" | "\\dt"), None) => session
+            .tables()
+            .and_then(|o| print_outcome(&o, format))
+            .map(|_| ()),
+        (Some("\\d"), Some(name)) => {
+            run_one(session, &format!("DESCRIBE {name}"), format, false).map(|_| ())
+        }
         _ => Err(Error::Usage(format!(
             "unknown command {command} (\\? for help)"
         ))),

@@ -272,3 +272,76 @@ fn a_killed_writer_leaves_staging_that_the_next_write_removes() {
         "{published:?}"
     );
 }
+
+#[test]
+fn a_closed_pipe_is_success_for_sql_too() {
+    let exe = assert_cmd::cargo::cargo_bin("spate");
+    let home = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -o pipefail; '{}' sql --format csv -c 'SELECT * FROM generate_series(1, 300000)' | head -n 2",
+            exe.display()
+        ))
+        .env("SPATE_HOME", home.path())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "value\n1\n");
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn options_that_would_do_nothing_are_refused() {
+    let dir = text_dir();
+    spate()
+        .args(["run", "wordcount", "--analyze", "-i"])
+        .arg(dir.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--analyze goes with explain"));
+    spate()
+        .args(["explain", "wordcount", "-o", "out", "-i"])
+        .arg(dir.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("explain prints the plan"));
+    spate()
+        .args([
+            "streaming",
+            "-debug",
+            "-mapper",
+            "cat",
+            "-output",
+            "-",
+            "-input",
+        ])
+        .arg(dir.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "-debug keeps Hadoop's local job jar",
+        ));
+    spate()
+        .args([
+            "streaming",
+            "-verbose",
+            "-mapper",
+            "cat",
+            "-reducer",
+            "NONE",
+            "-output",
+            "-",
+            "-input",
+        ])
+        .arg(dir.path().join("b.txt"))
+        .assert()
+        .success()
+        .stdout("cat's cradle, the cat\n")
+        .stderr(predicate::str::contains("step 1 mapper: cat"))
+        .stderr(predicate::str::contains("step 1 reducers: none (map-only)"));
+}

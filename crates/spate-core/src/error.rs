@@ -41,6 +41,10 @@ pub enum Error {
     /// The job needed more memory than its budget allows, even spilling.
     #[error("out of memory budget: {0} (give a larger --memory-limit, or fewer --threads)")]
     Memory(String),
+    /// Storage failed under a correct request: the catalog database, an
+    /// object store, a full or failing disk (a job failure, exit code 1).
+    #[error("{0}")]
+    Storage(String),
     /// A bug in spate.
     #[error("internal error: {0}")]
     Internal(String),
@@ -77,6 +81,7 @@ impl Error {
             Error::Usage(m) => Error::Usage(m.clone()),
             Error::Execution(e) => Error::Execution(DataFusionError::Execution(e.to_string())),
             Error::Memory(m) => Error::Memory(m.clone()),
+            Error::Storage(m) => Error::Storage(m.clone()),
             Error::Internal(m) => Error::Internal(m.clone()),
         }
     }

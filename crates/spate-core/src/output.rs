@@ -312,7 +312,7 @@ impl Place {
         match first {
             None => Ok(false),
             Some(Ok(_)) => Ok(true),
-            Some(Err(e)) => Err(Error::Usage(format!("{}: {e}", self.url))),
+            Some(Err(e)) => Err(Error::Storage(format!("{}: {e}", self.url))),
         }
     }
 
@@ -323,7 +323,7 @@ impl Place {
             .map_ok(|m| m.location)
             .try_collect()
             .await
-            .map_err(|e| Error::Usage(format!("listing {}: {e}", self.url)))
+            .map_err(|e| Error::Storage(format!("listing {}: {e}", self.url)))
     }
 
     /// Removes the staging place (best effort: it is hidden either way).
@@ -373,7 +373,7 @@ async fn move_all(from: &Place, to: &Place) -> Result<Vec<ObjectPath>> {
             } else {
                 format!("these could not be moved back: {}", stuck.join(", "))
             };
-            return Err(Error::Usage(format!(
+            return Err(Error::Storage(format!(
                 "moving new files into {}: {e} ({back})",
                 to.url
             )));
@@ -594,7 +594,7 @@ async fn text_body(
     compression: Option<&'static str>,
 ) -> Result<u64> {
     use tokio::io::AsyncWriteExt;
-    let io = |e: std::io::Error| Error::Usage(format!("writing {path}: {e}"));
+    let io = |e: std::io::Error| Error::Storage(format!("writing {path}: {e}"));
     let mut encoder = Encoder::new(compression).map_err(io)?;
     let mut rows = 0u64;
     while let Some(batch) = stream.next().await {
@@ -606,14 +606,14 @@ async fn text_body(
         if !ready.is_empty() {
             file.put(Bytes::from(ready))
                 .await
-                .map_err(|e| Error::Usage(format!("writing {path}: {e}")))?;
+                .map_err(|e| Error::Storage(format!("writing {path}: {e}")))?;
         }
     }
     let rest = encoder.finish().map_err(io)?;
     if !rest.is_empty() {
         file.put(Bytes::from(rest))
             .await
-            .map_err(|e| Error::Usage(format!("writing {path}: {e}")))?;
+            .map_err(|e| Error::Storage(format!("writing {path}: {e}")))?;
     }
     file.shutdown().await.map_err(io)?;
     Ok(rows)
@@ -675,7 +675,7 @@ pub fn new_directory(
                 .store
                 .put(&marker, Bytes::new().into())
                 .await
-                .map_err(|e| Error::Usage(format!("writing {}/_SUCCESS: {e}", target.url)))?;
+                .map_err(|e| Error::Storage(format!("writing {}/_SUCCESS: {e}", target.url)))?;
             moved.push(marker);
             Ok(Written {
                 rows,
@@ -747,7 +747,7 @@ pub fn new_file(ctx: &Context, df: DataFrame, output: &Output, location: &str) -
                 object_store::Error::AlreadyExists { .. } => Error::Usage(format!(
                     "{location} already exists; remove it or write somewhere else"
                 )),
-                e => Error::Usage(format!("moving the file to {location}: {e}")),
+                e => Error::Storage(format!("moving the file to {location}: {e}")),
             })?;
             Ok(rows)
         }

@@ -84,8 +84,19 @@ impl Error {
                 | Error::InvalidUtf8 { .. }
                 | Error::OutputExists { .. }
                 | Error::LineTooLong { .. }
-        ) || matches!(self, Error::Io { op, .. } if USER_OPS.contains(op))
+        ) || matches!(self, Error::Io { op, source, .. }
+                if USER_OPS.contains(op) && !storage_failure(source))
     }
+}
+
+/// A disk that is full, read-only or failing: the job failed, whatever
+/// the user asked for.
+fn storage_failure(e: &std::io::Error) -> bool {
+    const EIO: i32 = 5;
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::ReadOnlyFilesystem
+    ) || e.raw_os_error() == Some(EIO)
 }
 
 /// I/O on the user's inputs and on preparing the output directory (before
@@ -116,5 +127,10 @@ mod tests {
         assert!(!Error::io("writing", "out/part-00000", io()).is_user_input());
         assert!(!Error::io("publishing", "out", io()).is_user_input());
         assert!(Error::InputNotFound { path: "x".into() }.is_user_input());
+        let full = || std::io::Error::from(std::io::ErrorKind::StorageFull);
+        assert!(!Error::io("preparing output", "out", full()).is_user_input());
+        assert!(
+            !Error::io("reading", "in.txt", std::io::Error::from_raw_os_error(5)).is_user_input()
+        );
     }
 }

@@ -164,7 +164,7 @@ pub struct Catalog {
 }
 
 fn db_error(path: &Path, e: rusqlite::Error) -> Error {
-    Error::Usage(format!("catalog {}: {e}", path.display()))
+    Error::Storage(format!("catalog {}: {e}", path.display()))
 }
 
 impl Catalog {

@@ -16,8 +16,11 @@ pub struct StreamingArgs {
     pub threads: Option<usize>,
     /// `--memory-limit SIZE` (spate's own).
     pub memory_limit: Option<String>,
-    /// `-verbose`/`--quiet` style switches: no progress bar.
+    /// `--quiet`: no progress bar.
     pub quiet: bool,
+    /// `-verbose`: print the job as configured (inputs, steps and their
+    /// commands, properties, files) before it runs.
+    pub verbose: bool,
     /// `-help` was given.
     pub help: bool,
 }
@@ -41,6 +44,7 @@ Options:
   --threads <n>                 Worker threads (default: all cores)
   --memory-limit <size>         Memory budget for sorting, e.g. 2GiB; spills beyond it
   --quiet                       No progress bar
+  -verbose                      Print the job as configured before it runs
 Properties spate reads:
   stream.map.output.field.separator, stream.num.map.output.key.fields,
   map.output.key.field.separator, mapreduce.partition.keypartitioner.options,
@@ -93,12 +97,20 @@ impl StreamingArgs {
                 i += 1;
                 continue;
             }
-            let flag = matches!(name, "help" | "h" | "quiet" | "q" | "verbose" | "debug");
+            if name == "debug" {
+                return Err(Error::Usage(
+                    "-debug keeps Hadoop's local job jar, which spate does not make; \
+                     -verbose prints the job as configured, and a failing task's error \
+                     shows its command, input split and stderr"
+                        .into(),
+                ));
+            }
+            let flag = matches!(name, "help" | "h" | "quiet" | "q" | "verbose");
             if flag {
                 match name {
                     "help" | "h" => out.help = true,
                     "quiet" | "q" => out.quiet = true,
-                    _ => {}
+                    _ => out.verbose = true,
                 }
                 i += 1;
                 continue;

@@ -120,6 +120,53 @@ pub struct StreamingJob {
     pub cmdenv: Vec<(String, String)>,
 }
 
+impl StreamingJob {
+    /// The job as configured, one setting per line (`-verbose`).
+    pub fn describe(&self, ctx: &Context) -> Result<String> {
+        let mut out = String::new();
+        let mut line = |k: &str, v: &str| out.push_str(&format!("  {k}: {v}\n"));
+        line("input", &self.inputs.join(", "));
+        for (i, step) in self.steps.iter().enumerate() {
+            let n = i + 1;
+            let shown = |c: &Option<String>, none: &str| c.clone().unwrap_or_else(|| none.into());
+            line(
+                &format!("step {n} mapper"),
+                &shown(&step.mapper, "(identity)"),
+            );
+            if let Some(c) = &step.combiner {
+                line(&format!("step {n} combiner"), c);
+            }
+            let reducers = self.reducers(step, ctx)?;
+            if reducers == 0 {
+                line(&format!("step {n} reducers"), "none (map-only)");
+            } else {
+                line(&format!("step {n} reducers"), &reducers.to_string());
+                line(
+                    &format!("step {n} reducer"),
+                    &shown(&step.reducer, "(identity)"),
+                );
+            }
+            if let Some(p) = &step.partitioner {
+                line(&format!("step {n} partitioner"), p);
+            }
+            for (k, v) in &step.properties {
+                line(&format!("step {n} property {k}"), v);
+            }
+        }
+        for (k, v) in &self.properties {
+            line(&format!("property {k}"), v);
+        }
+        for (path, name) in &self.files {
+            let name = name.clone().unwrap_or_default();
+            line("file", format!("{} {name}", path.display()).trim_end());
+        }
+        for (k, v) in &self.cmdenv {
+            line("cmdenv", &format!("{k}={v}"));
+        }
+        Ok(out)
+    }
+}
+
 /// Where a job's output goes.
 pub enum Output<'a> {
     /// Part files in a directory, committed atomically.
