@@ -199,7 +199,7 @@ fn context(threads: Option<usize>, memory_limit: Option<&str>) -> Result<Context
 }
 
 fn streaming(raw: &[String]) -> Result<()> {
-    use spate::streaming::args::{StreamingArgs, USAGE};
+    use spate::hadoop::args::{StreamingArgs, USAGE};
     let args = StreamingArgs::parse(raw)?;
     if args.help {
         print!("{USAGE}");
@@ -219,7 +219,7 @@ fn streaming(raw: &[String]) -> Result<()> {
 }
 
 fn mrjob(args: &MrjobArgs) -> Result<()> {
-    use spate::streaming::mrjob::MrjobScript;
+    use spate::hadoop::mrjob::MrjobScript;
     let script = MrjobScript {
         script: args.script.clone(),
         args: args.args.clone(),
@@ -248,11 +248,11 @@ fn mrjob(args: &MrjobArgs) -> Result<()> {
 
 fn run_streaming(
     ctx: &Context,
-    job: &spate::streaming::StreamingJob,
+    job: &spate::hadoop::StreamingJob,
     output: Option<PathBuf>,
     quiet: bool,
 ) -> Result<()> {
-    use spate::streaming::Output;
+    use spate::hadoop::Output;
     let start = Instant::now();
     for w in job.warnings() {
         eprintln!("spate: warning: {w}");

@@ -17,7 +17,7 @@
 //! (a composite transform), [`mapreduce::MRStep`] (a MapReduce step).
 //!
 //! Hadoop Streaming and mrjob jobs ([`streaming`]) lower to the same plans:
-//! their tasks are [`ops::pipe::PipeOp`] nodes streaming partitions through
+//! their tasks are [`hadoop::pipe::PipeOp`] nodes streaming partitions through
 //! child processes, with the engine's shuffle and external sort between them.
 
 pub mod codec;
@@ -26,13 +26,13 @@ pub mod context;
 pub mod dataset;
 pub mod error;
 pub mod frame;
+pub mod hadoop;
 pub mod mapreduce;
 pub mod node;
 pub mod ops;
 pub mod output;
 pub mod pipeline;
 pub mod rows;
-pub mod streaming;
 pub mod text;
 pub mod word;
 

@@ -30,7 +30,7 @@ pub mod testing;
 
 pub use spate_core::{
     Config, Context, Data, Dataset, Error, GroupedDataset, Result, WriteSummary, codec, combine,
-    context, dataset, error, frame, mapreduce, node, ops, output, pipeline, rows, streaming, text,
+    context, dataset, error, frame, hadoop, mapreduce, node, ops, output, pipeline, rows, text,
 };
 pub use spate_io as io;
 pub use spate_sql as sql;

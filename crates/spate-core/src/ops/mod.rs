@@ -12,7 +12,6 @@ pub mod chain;
 pub mod group;
 pub mod map;
 pub mod partial;
-pub mod pipe;
 pub mod top;
 
 use std::any::Any;

@@ -22,6 +22,7 @@
 pub mod args;
 pub mod keys;
 pub mod mrjob;
+pub mod pipe;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -38,8 +39,8 @@ use crate::context::Context;
 use crate::dataset::WriteSummary;
 use crate::error::{Error, Result, from_df};
 use crate::node::TextScanNode;
-use crate::ops::pipe::{PipeInput, PipeOp, PipeOutput, PipeRole, TaskSetup};
 use keys::{KeySpec, parse_key_fields};
+use pipe::{PipeInput, PipeOp, PipeOutput, PipeRole, TaskSetup};
 
 /// Counter totals per job step: group → counter → amount.
 pub type StepCounters = BTreeMap<String, BTreeMap<String, i64>>;

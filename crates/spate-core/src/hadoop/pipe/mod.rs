@@ -1,0 +1,252 @@
+//! `PipeOp`: streams a partition through a child process — the tasks of
+//! Hadoop Streaming and mrjob jobs.
+//!
+//! A task writes its input rows as lines to the command's stdin on the op's
+//! own thread while two reader threads take its stdout (lines back into rows)
+//! and its stderr (Hadoop's reporter protocol, and a tail for error messages).
+//! Both directions block on full pipes, so a slow command slows its input and
+//! nothing buffers a whole partition in memory.
+//!
+//! Retries. A command that exits non-zero is run again, up to the job's
+//! attempt limit (Hadoop's `mapreduce.{map,reduce}.maxattempts`, default 4).
+//! To replay a task and never pass on a failed attempt's output, a task with
+//! retries left tees its input to a spool file on local disk while feeding it,
+//! and sends its output on only once the attempt has succeeded (spooling
+//! stdout to disk meanwhile), as Hadoop commits task output only on success.
+//! With one attempt allowed, output streams straight through.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::error::Result as DfResult;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
+
+use super::Counters;
+use super::keys::KeySpec;
+use crate::node::{InputShape, PartitionOp};
+
+mod driver;
+mod lines;
+mod task;
+
+use driver::{Driver, OpView};
+
+/// Column names of keyed rows between tasks.
+pub const KEY: &str = "key";
+/// The value column (null when the line had no separator).
+pub const VALUE: &str = "value";
+/// The partitioner's bytes (present with a key-field partitioner).
+pub const PART: &str = "part";
+/// The comparator's byte-comparable key (present with a key-field comparator).
+pub const SORT: &str = "sort";
+
+/// Sorted runs fed to a combiner hold about this many bytes (less under a
+/// small memory limit: a quarter of each partition's share of it).
+const RUN_BYTES: usize = 32 << 20;
+/// Output batches are cut at this many bytes of line data.
+const BATCH_BYTES: usize = 1 << 20;
+/// Lines of a failed task's stderr shown in the error.
+const STDERR_TAIL: usize = 20;
+
+/// Which kind of task a pipe runs (it decides the task ids and environment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PipeRole {
+    /// A mapper: one task per input split when the input is tagged with splits.
+    Map,
+    /// A combiner: one task per map partition, fed sorted runs.
+    Combine,
+    /// A reducer: one task per reduce partition, fed rows sorted by key.
+    Reduce,
+}
+
+/// How rows reach the command as lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PipeInput {
+    /// One line per row of a single binary column (plus a split tag column).
+    Lines,
+    /// `key`, `value` (and `part`, `sort`) columns as a [`PipeOutput::KeyValue`]
+    /// with this spec made them, joined by its separator into lines (no
+    /// separator when `value` is null).
+    KeyValue(KeySpec),
+}
+
+/// How the command's output lines become rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PipeOutput {
+    /// One binary `value` column holding each line.
+    Lines,
+    /// `key` and `value` columns split as the spec says, plus `part`/`sort`
+    /// columns when it has a key-field partitioner/comparator.
+    KeyValue(KeySpec),
+}
+
+impl PipeOutput {
+    fn schema(&self) -> SchemaRef {
+        match self {
+            PipeOutput::Lines => Arc::new(Schema::new(vec![Field::new(
+                VALUE,
+                DataType::Binary,
+                false,
+            )])),
+            PipeOutput::KeyValue(spec) => {
+                let mut fields = vec![
+                    Field::new(KEY, DataType::Binary, false),
+                    Field::new(VALUE, DataType::Binary, true),
+                ];
+                if spec.partition.is_some() {
+                    fields.push(Field::new(PART, DataType::Binary, false));
+                }
+                if spec.compare.is_some() {
+                    fields.push(Field::new(SORT, DataType::Binary, false));
+                }
+                Arc::new(Schema::new(fields))
+            }
+        }
+    }
+}
+
+/// What every task of a job shares: ids, environment, side files, limits.
+#[derive(Debug)]
+pub struct TaskSetup {
+    /// Hadoop-style job id (`job_<time>_<seq>`).
+    pub job_id: String,
+    /// Variables every task gets (the job's properties, `-cmdenv`).
+    pub env: Vec<(String, String)>,
+    /// Side files (and directories) linked into every task's working
+    /// directory: the path and the name it gets there.
+    pub files: Vec<(PathBuf, String)>,
+    /// Where task working directories and spools are made.
+    pub work_root: PathBuf,
+    /// Attempts per map (and combine) task.
+    pub map_attempts: usize,
+    /// Attempts per reduce task.
+    pub reduce_attempts: usize,
+    /// Where counters of successful attempts are totalled.
+    pub counters: Arc<Counters>,
+}
+
+/// Streams each partition (or each input split) through a command.
+pub struct PipeOp {
+    spec: Arc<Spec>,
+}
+
+/// What a pipe step is; shared by the op and its driver threads.
+struct Spec {
+    step: String,
+    /// Index of the job step (for counters and messages).
+    step_index: usize,
+    /// `None`: the identity (rows are only re-keyed, no process is started).
+    command: Option<String>,
+    role: PipeRole,
+    input: PipeInput,
+    output: PipeOutput,
+    /// Reducer count (reduce role only).
+    reducers: usize,
+    setup: Arc<TaskSetup>,
+    schema: SchemaRef,
+}
+
+impl fmt::Debug for PipeOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PipeOp({})", self.spec.step)
+    }
+}
+
+impl PipeOp {
+    /// A pipe step named `step`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        step: String,
+        step_index: usize,
+        command: Option<String>,
+        role: PipeRole,
+        input: PipeInput,
+        output: PipeOutput,
+        reducers: usize,
+        setup: Arc<TaskSetup>,
+    ) -> Self {
+        let schema = output.schema();
+        Self {
+            spec: Arc::new(Spec {
+                step,
+                step_index,
+                command,
+                role,
+                input,
+                output,
+                reducers: reducers.max(1),
+                setup,
+                schema,
+            }),
+        }
+    }
+}
+
+impl PartitionOp for PipeOp {
+    fn step(&self) -> &str {
+        &self.spec.step
+    }
+
+    fn describe(&self) -> String {
+        let what = match self.spec.role {
+            PipeRole::Map => "mapper",
+            PipeRole::Combine => "combiner",
+            PipeRole::Reduce => "reducer",
+        };
+        match &self.spec.command {
+            Some(c) => format!("{what} `{c}`"),
+            None => format!("identity {what}"),
+        }
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.spec.schema.clone()
+    }
+
+    fn input_shape(&self) -> InputShape {
+        match (self.spec.role, &self.spec.input) {
+            (PipeRole::Reduce, PipeInput::KeyValue(spec)) => {
+                // By key only, as Hadoop: a key's values come in no set
+                // order (a secondary sort is done with key fields). Adding
+                // the value as a tie-break cost a third of a word count.
+                let sort = if spec.compare.is_some() { SORT } else { KEY };
+                let route = if spec.partition.is_some() { PART } else { KEY };
+                InputShape::GroupedBy {
+                    keys: vec![sort.to_string()],
+                    descending: false,
+                    partitions: Some(self.spec.reducers),
+                    route: Some(route.to_string()),
+                }
+            }
+            _ => InputShape::Any,
+        }
+    }
+
+    fn run(
+        &self,
+        input: SendableRecordBatchStream,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        let batch_rows = context.session_config().batch_size().max(1);
+        let run_bytes =
+            crate::ops::memory_share(&context).map_or(RUN_BYTES, |s| s.clamp(1 << 20, RUN_BYTES));
+        let mut builder = RecordBatchReceiverStreamBuilder::new(self.spec.schema.clone(), 2);
+        let tx = builder.tx();
+        let handle = tokio::runtime::Handle::current();
+        let driver = Driver {
+            op: OpView {
+                spec: self.spec.clone(),
+                batch_rows,
+                run_bytes,
+            },
+            partition,
+            tx,
+        };
+        builder.spawn_blocking(move || driver.drive(input, handle));
+        Ok(builder.build())
+    }
+}

@@ -1,0 +1,202 @@
+//! One task's processes: attempts, their stdout/stderr readers, and what a
+//! failed attempt's error says.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ExitStatus};
+use std::thread::JoinHandle;
+
+use spate_io::source::SplitTag;
+
+use super::STDERR_TAIL;
+use super::lines::LineParser;
+
+pub(super) fn failure_message(task: &TaskRun, command: &str, ended: &Ended) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let how = match (ended.status.code(), ended.status.signal()) {
+        (Some(code), _) => format!("exited with code {code}"),
+        (None, Some(sig)) => format!("was killed by signal {sig}"),
+        _ => "failed".to_string(),
+    };
+    let mut msg = format!(
+        "task {} failed {} time{}: command `{command}` {how}",
+        task.task_id,
+        task.attempt_no,
+        if task.attempt_no == 1 { "" } else { "s" },
+    );
+    if let Some(t) = &task.tag {
+        msg.push_str(&format!(
+            " (input {} bytes {}..{})",
+            t.path.display(),
+            t.start,
+            t.start + t.length
+        ));
+    }
+    if let StdoutEnd::Failed(e) = &ended.stdout {
+        msg.push_str(&format!("; reading its output failed: {e}"));
+    }
+    if ended.stderr.tail.is_empty() {
+        msg.push_str("; it wrote nothing to stderr");
+    } else {
+        msg.push_str("\nlast lines of its stderr:");
+        for line in &ended.stderr.tail {
+            msg.push_str("\n  ");
+            msg.push_str(line);
+        }
+    }
+    msg
+}
+
+/// Puts a side file into a task directory under `name`.
+pub(super) fn link_side_file(file: &Path, name: &str, dir: &Path) -> std::io::Result<()> {
+    let target = std::fs::canonicalize(file)?;
+    let link = dir.join(name);
+    if link.exists() {
+        return Ok(());
+    }
+    std::os::unix::fs::symlink(&target, &link)
+}
+
+/// One task (all its attempts).
+pub(super) struct TaskRun {
+    pub(super) task_id: String,
+    pub(super) core: String,
+    pub(super) kind: char,
+    pub(super) number: usize,
+    pub(super) tag: Option<SplitTag>,
+    pub(super) env: Vec<(String, String)>,
+    pub(super) spool: Option<(PathBuf, BufWriter<File>)>,
+    pub(super) attempt: Option<Attempt>,
+    pub(super) identity: Option<LineParser>,
+    pub(super) attempt_no: usize,
+    pub(super) max_attempts: usize,
+    pub(super) records_in: u64,
+    pub(super) closed: bool,
+}
+
+/// One running attempt of a task's command.
+pub(super) struct Attempt {
+    pub(super) id: String,
+    pub(super) child: Child,
+    pub(super) stdin: Option<BufWriter<ChildStdin>>,
+    pub(super) broken: bool,
+    pub(super) stdout: Option<JoinHandle<StdoutEnd>>,
+    pub(super) stderr: Option<JoinHandle<ErrSummary>>,
+    pub(super) dir: PathBuf,
+    pub(super) out_spool: Option<PathBuf>,
+}
+
+/// How an attempt ended.
+pub(super) struct Ended {
+    pub(super) status: ExitStatus,
+    pub(super) stdout: StdoutEnd,
+    pub(super) stderr: ErrSummary,
+    pub(super) dir: PathBuf,
+    pub(super) out_spool: Option<PathBuf>,
+}
+
+impl Attempt {
+    pub(super) fn end(mut self) -> Result<Ended, String> {
+        if let Some(mut stdin) = self.stdin.take() {
+            // A command that stopped reading makes this fail; its status tells.
+            let _ = stdin.flush();
+        }
+        let stdout = match self.stdout.take().map(JoinHandle::join) {
+            Some(Ok(end)) => end,
+            Some(Err(_)) => StdoutEnd::Failed("output reader panicked".into()),
+            None => StdoutEnd::Failed("no output reader".into()),
+        };
+        if stdout == StdoutEnd::Closed {
+            let _ = self.child.kill();
+        }
+        let status = self
+            .child
+            .wait()
+            .map_err(|e| format!("waiting for {}: {e}", self.id))?;
+        let stderr = match self.stderr.take().map(JoinHandle::join) {
+            Some(Ok(s)) => s,
+            _ => ErrSummary::default(),
+        };
+        Ok(Ended {
+            status,
+            stdout,
+            stderr,
+            dir: self.dir.clone(),
+            out_spool: self.out_spool.clone(),
+        })
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        // An attempt abandoned by an error elsewhere must not outlive the job.
+        if self.stdout.is_some() {
+            self.stdin.take();
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// How reading a command's stdout ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum StdoutEnd {
+    /// All lines parsed and sent on (this many).
+    Streamed(u64),
+    /// Copied to the spool file.
+    Spooled,
+    /// Downstream stopped reading; the rest was discarded.
+    Closed,
+    /// Reading failed.
+    Failed(String),
+}
+
+/// What a command wrote to stderr: reporter counters, the last status, the tail.
+#[derive(Debug, Default)]
+pub(super) struct ErrSummary {
+    pub(super) counters: BTreeMap<(String, String), i64>,
+    pub(super) status: Option<String>,
+    pub(super) tail: VecDeque<String>,
+}
+
+pub(super) fn read_stderr(stderr: impl Read) -> ErrSummary {
+    let mut summary = ErrSummary::default();
+    let mut reader = BufReader::new(stderr);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end_matches(['\n', '\r']);
+        if let Some(rest) = text.strip_prefix("reporter:counter:") {
+            let mut parts = rest.splitn(2, ',');
+            let group = parts.next().unwrap_or_default();
+            if let Some((counter, amount)) = parts.next().and_then(|r| r.rsplit_once(','))
+                && let Ok(n) = amount.trim().parse::<i64>()
+            {
+                *summary
+                    .counters
+                    .entry((group.to_string(), counter.to_string()))
+                    .or_default() += n;
+                continue;
+            }
+        } else if let Some(status) = text.strip_prefix("reporter:status:") {
+            summary.status = Some(status.to_string());
+            continue;
+        }
+        let mut shown: String = text.chars().take(1000).collect();
+        if shown.len() < text.len() {
+            shown.push_str(" ...");
+        }
+        summary.tail.push_back(shown);
+        if summary.tail.len() > STDERR_TAIL {
+            summary.tail.pop_front();
+        }
+    }
+    summary
+}
