@@ -510,3 +510,87 @@ fn reduce_sort_spills_under_a_small_memory_limit() {
     assert_eq!(total, n as usize);
     assert_eq!(sorted_lines(&parts.concat()), sorted_lines(&text));
 }
+
+/// Hadoop Streaming's documentation ("Hadoop Aggregate Package"): a Python
+/// mapper shipped with `-file` and named bare in `-mapper`, and the
+/// `aggregate` reducer, with and without the `aggregate` combiner.
+#[test]
+fn shipped_mapper_and_the_aggregate_package_as_hadoop_documents_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mapper = dir.path().join("myAggregatorForKeyCount.py");
+    // Written as the documentation writes it, and left non-executable: the
+    // task must get an executable copy, as Hadoop ships files.
+    std::fs::write(
+        &mapper,
+        "#!/usr/bin/env python3\n\
+         import sys\n\
+         def generateLongCountToken(id):\n    return \"LongValueSum:\" + id + \"\\t\" + \"1\"\n\
+         def main(argv):\n    line = sys.stdin.readline()\n    while line:\n        line = line[:-1]\n        fields = line.split(\"\\t\")\n        print(generateLongCountToken(fields[0]))\n        line = sys.stdin.readline()\n\
+         if __name__ == \"__main__\":\n    main(sys.argv)\n",
+    )
+    .unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(
+        &input,
+        "apple\tred\npear\tgreen\napple\tgreen\nfig\tpurple\napple\n",
+    )
+    .unwrap();
+    let expected = "apple\t3\nfig\t1\npear\t1\n";
+    for combiner in [None, Some("aggregate")] {
+        let out = dir.path().join(format!("out-{}", combiner.is_some()));
+        let mut cmd = spate();
+        cmd.args(["-input"]).arg(&input).arg("-output").arg(&out);
+        cmd.args([
+            "-mapper",
+            "myAggregatorForKeyCount.py",
+            "-reducer",
+            "aggregate",
+        ]);
+        cmd.args(["-numReduceTasks", "1", "-file"]).arg(&mapper);
+        if let Some(c) = combiner {
+            cmd.args(["-combiner", c]);
+        }
+        cmd.assert().success();
+        assert_eq!(parts(&out).concat(), expected);
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&mapper).unwrap().permissions().mode();
+    assert_eq!(mode & 0o111, 0, "the user's file keeps its mode");
+
+    // Every aggregator, from an awk mapper; a combined run gives the same lines.
+    let mapper = "awk -F'\\t' '{ print \"LongValueSum:n\\t\" $2; print \"LongValueMax:max\\t\" $2; \
+                  print \"LongValueMin:min\\t\" $2; print \"DoubleValueSum:half\\t\" $2/2; \
+                  print \"StringValueMax:last\\t\" $1; print \"StringValueMin:first\\t\" $1; \
+                  print \"UniqValueCount:names\\t\" $1; print \"ValueHistogram:hist\\t\" $1 }'";
+    std::fs::write(&input, "b\t4\na\t-2\nc\t9\nb\t1\n").unwrap();
+    // In the order of the typed keys, as Hadoop sorts them.
+    let expected = "half\t6.0\nmax\t9\nmin\t-2\nn\t12\nlast\tc\nfirst\ta\nnames\t3\n\
+                    hist\t3\t1\t1\t2\t1.3333333333333333\t0.4714045207910317\n";
+    for combiner in ["NONE", "aggregate"] {
+        let mut cmd = spate();
+        cmd.args(["-input"])
+            .arg(&input)
+            .args(["-output", "-", "-mapper", mapper]);
+        cmd.args(["-reducer", "aggregate", "-numReduceTasks", "1"]);
+        if combiner != "NONE" {
+            cmd.args(["-combiner", combiner]);
+        }
+        let out = cmd.assert().success().get_output().stdout.clone();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            expected,
+            "combiner {combiner}"
+        );
+    }
+
+    // A key that names no aggregation fails the job, naming it.
+    spate()
+        .args(["-input"])
+        .arg(&input)
+        .args(["-output", "-", "-mapper", "cat", "-reducer", "aggregate"])
+        .args(["-numReduceTasks", "1"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("step 'step-1/reducer' failed"))
+        .stderr(predicate::str::contains("key `a` names no aggregation"));
+}

@@ -32,11 +32,15 @@ Options:
   -input <path>                 Input file, directory or glob; repeatable (.gz/.zst decompressed)
   -output <dir>                 Output directory (must not exist), or - for stdout
   -mapper <cmd>                 The mapper command (default: lines pass through)
-  -combiner <cmd>               The combiner command, run map-side on sorted runs
-  -reducer <cmd>|NONE           The reducer command; NONE makes the job map-only
+  -combiner <cmd>|aggregate     The combiner command, run map-side on sorted runs
+  -reducer <cmd>|NONE|aggregate The reducer command; NONE makes the job map-only;
+                                aggregate is Hadoop's Aggregate package (keys
+                                LongValueSum:id, LongValueMax/Min, DoubleValueSum,
+                                StringValueMax/Min, UniqValueCount, ValueHistogram)
   -numReduceTasks <n>           Reducers (0: map-only; default: one per thread)
   -partitioner <class>          org.apache.hadoop.mapred.lib.KeyFieldBasedPartitioner
   -file <path>                  Side file in each task's working directory; repeatable
+                                (a task command naming it runs it from there)
   -files <a,b,...>              Side files, comma-separated (path#name renames)
   -cmdenv <k=v>                 Environment variable for tasks; repeatable
   -D <property=value>           Job property; tasks see it as an environment

@@ -19,6 +19,7 @@
 //! lines are written as the task printed them (Hadoop appends a tab to lines
 //! that have none).
 
+pub mod aggregate;
 pub mod args;
 pub mod keys;
 pub mod mrjob;
@@ -40,7 +41,7 @@ use crate::dataset::WriteSummary;
 use crate::error::{Error, Result, from_df};
 use crate::node::TextScanNode;
 use keys::{KeySpec, parse_key_fields};
-use pipe::{PipeInput, PipeOp, PipeOutput, PipeRole, TaskSetup};
+use pipe::{PipeInput, PipeOp, PipeOutput, PipeRole, TaskProgram, TaskSetup};
 
 /// Counter totals per job step: group → counter → amount.
 pub type StepCounters = BTreeMap<String, BTreeMap<String, i64>>;
@@ -254,6 +255,61 @@ impl Props {
     }
 }
 
+/// The program a task command runs: its first word.
+fn program_word(command: &str) -> &str {
+    let trimmed = command.trim_start();
+    let end = trimmed
+        .find(|c: char| c.is_whitespace())
+        .unwrap_or(trimmed.len());
+    &trimmed[..end]
+}
+
+/// Hadoop runs a task command's program from the task's working directory
+/// when a shipped file has its name (`-file mapper.py -mapper mapper.py`),
+/// and from PATH otherwise.
+fn resolve_program(command: &str, side_files: &[(PathBuf, String)]) -> String {
+    let program = program_word(command);
+    if !program.is_empty()
+        && !program.contains('/')
+        && side_files.iter().any(|(_, name)| name == program)
+    {
+        format!("./{}", command.trim_start())
+    } else {
+        command.to_string()
+    }
+}
+
+/// A shipped file that a task runs, executable as Hadoop makes shipped
+/// files: the file itself when it already is, otherwise a copy with the
+/// execute bits set in the job's work directory (the user's file is left
+/// as it is).
+fn executable(file: &std::path::Path, name: &str, work_root: &std::path::Path) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(file)
+        .map_err(|e| Error::Usage(format!("side file {}: {e}", file.display())))?;
+    if !meta.is_file() || meta.permissions().mode() & 0o111 != 0 {
+        return Ok(file.to_path_buf());
+    }
+    let dir = work_root.join("shipped");
+    let copy = dir.join(name);
+    let made = std::fs::create_dir_all(&dir)
+        .and_then(|_| std::fs::copy(file, &copy))
+        .and_then(|_| {
+            std::fs::set_permissions(
+                &copy,
+                std::fs::Permissions::from_mode(meta.permissions().mode() | 0o755),
+            )
+        });
+    made.map_err(|e| {
+        Error::Usage(format!(
+            "cannot make an executable copy of side file {} in {}: {e}",
+            file.display(),
+            dir.display()
+        ))
+    })?;
+    Ok(copy)
+}
+
 /// Separators may be given with escapes, as on Hadoop command lines.
 fn unescape(s: &str) -> Vec<u8> {
     s.replace("\\t", "\t")
@@ -397,7 +453,18 @@ impl StreamingJob {
                         Error::Usage(format!("side file {} has no name", f.display()))
                     })?,
             };
-            side_files.push((f.clone(), name));
+            let runs = self.steps.iter().any(|s| {
+                [&s.mapper, &s.combiner, &s.reducer]
+                    .into_iter()
+                    .flatten()
+                    .any(|c| program_word(c) == name)
+            });
+            let path = if runs {
+                executable(f, &name, work_root)?
+            } else {
+                f.clone()
+            };
+            side_files.push((path, name));
         }
         let first_has_mapper = self.steps.first().is_some_and(|s| s.mapper.is_some());
         let mut plan = TextScanNode::plan_with(
@@ -441,10 +508,17 @@ impl StreamingJob {
                       output: PipeOutput,
                       plan: LogicalPlan|
              -> Result<LogicalPlan> {
+                let program = match command {
+                    None => TaskProgram::Identity,
+                    Some(c) if role != PipeRole::Map && c.trim() == aggregate::AGGREGATE => {
+                        TaskProgram::Aggregate
+                    }
+                    Some(c) => TaskProgram::Command(resolve_program(&c, &side_files)),
+                };
                 let op = PipeOp::new(
                     format!("{prefix}/{name}"),
                     i,
-                    command,
+                    program,
                     role,
                     input,
                     output,

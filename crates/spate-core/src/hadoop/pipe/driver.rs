@@ -14,12 +14,13 @@ use futures::StreamExt;
 use spate_io::source::{SPLIT_COLUMN, SplitTag};
 use tokio::sync::mpsc::Sender;
 
-use super::lines::{LineParser, RunBuffer, write_lines};
+use super::lines::{LineParser, RunBuffer, TextColumn, write_lines};
 use super::task::{
     Attempt, ErrSummary, StdoutEnd, TaskRun, failure_message, link_side_file, read_stderr,
 };
-use super::{PipeRole, Spec};
+use super::{KEY, PipeRole, Spec, TaskProgram, VALUE};
 use crate::error::StepError;
+use crate::hadoop::aggregate::{AggregateRole, AggregateTask};
 
 /// What the driver thread needs of the op.
 pub(super) struct OpView {
@@ -204,16 +205,25 @@ impl Driver {
             spool: None,
             attempt: None,
             identity: None,
+            aggregate: None,
             attempt_no: 0,
             max_attempts,
             records_in: 0,
             closed: false,
         };
-        match &self.op.command {
-            None => {
+        match &self.op.program {
+            TaskProgram::Identity => {
                 task.identity = Some(LineParser::new(&self.op));
             }
-            Some(_) => {
+            TaskProgram::Aggregate => {
+                let role = match self.op.role {
+                    PipeRole::Reduce => AggregateRole::Reduce,
+                    _ => AggregateRole::Combine,
+                };
+                task.identity = Some(LineParser::new(&self.op));
+                task.aggregate = Some(AggregateTask::new(role));
+            }
+            TaskProgram::Command(_) => {
                 if max_attempts > 1 {
                     let path = setup
                         .work_root
@@ -232,7 +242,7 @@ impl Driver {
 
     pub(super) fn spawn(&self, task: &TaskRun, stdin: Stdio) -> DfResult<Attempt> {
         let setup = &self.op.setup;
-        let command = self.op.command.clone().unwrap_or_default();
+        let command = self.op.program.command().unwrap_or_default();
         let attempt_id = format!(
             "attempt_{}_{}_{:06}_{}",
             task.core, task.kind, task.number, task.attempt_no
@@ -329,6 +339,18 @@ impl Driver {
         buf: &mut Vec<u8>,
     ) -> DfResult<()> {
         buf.clear();
+        if let Some(agg) = task.aggregate.as_mut() {
+            task.records_in += batch.num_rows() as u64;
+            let fail = |e: String| self.error(format!("task {}: {e}", task.task_id));
+            aggregate_rows(agg, batch).map_err(fail)?;
+            if let Some(parser) = task.identity.as_mut()
+                && parser.push_bytes(&agg.out, &self.tx) == StdoutEnd::Closed
+            {
+                task.closed = true;
+            }
+            agg.out.clear();
+            return Ok(());
+        }
         let rows = write_lines(&self.op.input, batch, buf)
             .map_err(|e| self.error(format!("input rows: {e}")))?;
         task.records_in += rows as u64;
@@ -365,6 +387,12 @@ impl Driver {
     pub(super) fn finish(&self, mut task: TaskRun) -> DfResult<Flow> {
         if let Some(mut parser) = task.identity.take() {
             let tx = self.tx.clone();
+            if let Some(agg) = task.aggregate.as_mut() {
+                agg.end_group();
+                if parser.push_bytes(&agg.out, &tx) == StdoutEnd::Closed {
+                    return Ok(Flow::Closed);
+                }
+            }
             if parser.flush(&tx) == StdoutEnd::Closed || task.closed {
                 return Ok(Flow::Closed);
             }
@@ -439,7 +467,7 @@ impl Driver {
             }
             return Err(self.error(failure_message(
                 &task,
-                self.op.command.as_deref().unwrap_or(""),
+                self.op.program.command().unwrap_or_default(),
                 &ended,
             )));
         }
@@ -463,4 +491,20 @@ impl Driver {
             counters.set_status(&task.task_id, s);
         }
     }
+}
+
+/// Feeds a batch of key/value rows (grouped by key) to an aggregate task.
+fn aggregate_rows(agg: &mut AggregateTask, batch: &RecordBatch) -> Result<(), String> {
+    let (Some(key), Some(value)) = (batch.column_by_name(KEY), batch.column_by_name(VALUE)) else {
+        return Err("aggregate: input rows have no key and value columns".into());
+    };
+    let (keys, values) = (
+        TextColumn::of(key, "keys")?,
+        TextColumn::of(value, "values")?,
+    );
+    for row in 0..batch.num_rows() {
+        let v = value.is_valid(row).then(|| values.bytes(row));
+        agg.push(keys.bytes(row), v)?;
+    }
+    Ok(())
 }

@@ -128,6 +128,29 @@ pub struct TaskSetup {
     pub counters: Arc<Counters>,
 }
 
+/// What a task runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskProgram {
+    /// Nothing: rows are only re-keyed, no process is started (Hadoop's
+    /// identity mapper and reducer).
+    Identity,
+    /// Hadoop's Aggregate package, in-process (see [`super::aggregate`]);
+    /// combiner and reducer only.
+    Aggregate,
+    /// A shell command (`sh -c`), one process per task attempt.
+    Command(String),
+}
+
+impl TaskProgram {
+    /// The command, if the task runs one.
+    pub fn command(&self) -> Option<&str> {
+        match self {
+            TaskProgram::Command(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
 /// Streams each partition (or each input split) through a command.
 pub struct PipeOp {
     spec: Arc<Spec>,
@@ -138,8 +161,7 @@ struct Spec {
     step: String,
     /// Index of the job step (for counters and messages).
     step_index: usize,
-    /// `None`: the identity (rows are only re-keyed, no process is started).
-    command: Option<String>,
+    program: TaskProgram,
     role: PipeRole,
     input: PipeInput,
     output: PipeOutput,
@@ -161,7 +183,7 @@ impl PipeOp {
     pub fn new(
         step: String,
         step_index: usize,
-        command: Option<String>,
+        program: TaskProgram,
         role: PipeRole,
         input: PipeInput,
         output: PipeOutput,
@@ -173,7 +195,7 @@ impl PipeOp {
             spec: Arc::new(Spec {
                 step,
                 step_index,
-                command,
+                program,
                 role,
                 input,
                 output,
@@ -196,9 +218,10 @@ impl PartitionOp for PipeOp {
             PipeRole::Combine => "combiner",
             PipeRole::Reduce => "reducer",
         };
-        match &self.spec.command {
-            Some(c) => format!("{what} `{c}`"),
-            None => format!("identity {what}"),
+        match &self.spec.program {
+            TaskProgram::Command(c) => format!("{what} `{c}`"),
+            TaskProgram::Identity => format!("identity {what}"),
+            TaskProgram::Aggregate => format!("aggregate {what}"),
         }
     }
 

@@ -70,6 +70,9 @@ pub(super) struct TaskRun {
     pub(super) spool: Option<(PathBuf, BufWriter<File>)>,
     pub(super) attempt: Option<Attempt>,
     pub(super) identity: Option<LineParser>,
+    /// The in-process aggregation of an `aggregate` task (its output goes
+    /// through `identity`'s parser).
+    pub(super) aggregate: Option<crate::hadoop::aggregate::AggregateTask>,
     pub(super) attempt_no: usize,
     pub(super) max_attempts: usize,
     pub(super) records_in: u64,
