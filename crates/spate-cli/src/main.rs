@@ -78,11 +78,18 @@ struct MrjobArgs {
     /// in-memory output, when the job uses mrjob's JSON protocols; faster).
     #[arg(long)]
     separate_combiner: bool,
-    /// The mrjob script.
-    script: PathBuf,
-    /// The script's own arguments: input paths, `-o DIR`, `--jobconf k=v`, passthrough options.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
-    args: Vec<String>,
+    /// The mrjob script, then its own arguments: input paths, `-o DIR`,
+    /// `--jobconf k=v`, passthrough options, `--help` (the job's help).
+    /// spate's options (`--threads`, `--memory-limit`, `--separate-combiner`)
+    /// may also come after the script, unless the job defines them itself.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        num_args = 1..,
+        required = true,
+        value_name = "SCRIPT [ARGS]"
+    )]
+    job: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -221,13 +228,30 @@ fn streaming(raw: &[String]) -> Result<()> {
 fn mrjob(args: &MrjobArgs) -> Result<()> {
     use spate::hadoop::mrjob::MrjobScript;
     let script = MrjobScript {
-        script: args.script.clone(),
-        args: args.args.clone(),
+        script: PathBuf::from(&args.job[0]),
+        args: args.job[1..].to_vec(),
         python: args.python_bin.clone(),
         separate_combiner: args.separate_combiner,
     };
+    if script.asks_for_help() {
+        let code = script.help()?;
+        println!(
+            "\nspate mrjob runs this job on every core of this machine; its own options \
+             (--threads, --memory-limit, --separate-combiner, --python-bin) may come before \
+             or after the script: spate mrjob --help"
+        );
+        std::process::exit(code);
+    }
     let mut plan = script.plan()?;
-    let ctx = context(args.engine.threads, args.engine.memory_limit.as_deref())?;
+    let memory_limit = args
+        .engine
+        .memory_limit
+        .clone()
+        .or(plan.memory_limit.take());
+    let ctx = context(
+        args.engine.threads.or(plan.threads),
+        memory_limit.as_deref(),
+    )?;
     // mrjob reads standard input when given no input paths (or `-`).
     let _stdin_copy = if plan.reads_stdin {
         let mut file = tempfile::Builder::new()

@@ -282,3 +282,179 @@ fn bad_scripts_are_usage_errors() {
         .code(2)
         .stderr(predicate::str::contains("/no/such/python"));
 }
+
+/// `mapper_raw` (mrjob's manifest protocol): each input file whole, one map
+/// task per file, with its local path and URI; compressed files decompressed.
+#[test]
+fn raw_mapper_reads_each_file_whole_in_its_own_task() {
+    let want = expected("mr_raw.txt");
+    let (out, _) = ok(spate().args(["mr_raw.py", "input/"]).output().unwrap());
+    assert_eq!(sorted(&out), want);
+    let theirs = mrjob("mr_raw.py", "inline", &["input/a.txt", "input/b.txt"]);
+    assert_eq!(sorted(&theirs), want);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let gz = tmp.path().join("a.txt.gz");
+    let zipped = std::process::Command::new("gzip")
+        .arg("-c")
+        .arg(dir().join("input/a.txt"))
+        .output()
+        .unwrap();
+    assert!(zipped.status.success());
+    std::fs::write(&gz, zipped.stdout).unwrap();
+    let (out, _) = ok(spate().arg("mr_raw.py").arg(&gz).output().unwrap());
+    assert_eq!(
+        sorted(&out),
+        "\"a.txt.gz\"\t[23, 168]\n\"files per map task\"\t[1]\n"
+    );
+
+    // Standard input cannot be read whole, file by file.
+    spate()
+        .arg("mr_raw.py")
+        .write_stdin("x\n")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("needs input paths"));
+}
+
+/// Steps and options mrjob can declare but spate cannot run are refused
+/// before anything starts, naming the step and the option.
+#[test]
+fn jobs_spate_cannot_run_are_refused_before_starting() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = |name: &str, body: &str| {
+        let path = tmp.path().join(name);
+        std::fs::write(&path, body).unwrap();
+        path
+    };
+    let out_dir = tmp.path().join("out");
+    let output_format = script(
+        "mr_output_format.py",
+        "from mrjob.job import MRJob\nclass J(MRJob):\n    \
+         HADOOP_OUTPUT_FORMAT = 'org.apache.hadoop.mapred.SequenceFileOutputFormat'\n    \
+         def mapper(self, _, line):\n        yield line, 1\n",
+    );
+    spate()
+        .arg(&output_format)
+        .args(["input/", "-o"])
+        .arg(&out_dir)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "HADOOP_OUTPUT_FORMAT / --hadoop-output-format): org.apache.hadoop.mapred.SequenceFileOutputFormat",
+        ));
+    let jar = script(
+        "mr_jar.py",
+        "from mrjob.job import MRJob\nfrom mrjob.step import JarStep, MRStep\nclass J(MRJob):\n    \
+         def steps(self):\n        return [MRStep(mapper=self.m), JarStep(jar='x.jar')]\n    \
+         def m(self, _, line):\n        yield line, 1\n",
+    );
+    spate()
+        .arg(&jar)
+        .args(["input/", "-o"])
+        .arg(&out_dir)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("step 2 is a jar step (JarStep"));
+    let spark = script(
+        "mr_spark.py",
+        "from mrjob.job import MRJob\nclass J(MRJob):\n    \
+         def spark(self, input_path, output_path):\n        pass\n",
+    );
+    spate()
+        .arg(&spark)
+        .arg("input/")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "step 1 is a spark step (a Spark step)",
+        ));
+    assert!(!out_dir.exists(), "nothing ran");
+}
+
+/// spate's own options may follow the script; the job's `--help` is mrjob's.
+#[test]
+fn spate_options_after_the_script_and_the_jobs_help() {
+    let want = expected("mr_word_freq.txt");
+    let (out, _) = ok(Command::cargo_bin("spate")
+        .unwrap()
+        .current_dir(dir())
+        .args(["mrjob", "mr_word_freq.py", "--threads", "3", "input/"])
+        .args(["--memory-limit=64MiB", "--separate-combiner"])
+        .output()
+        .unwrap());
+    assert_eq!(sorted(&out), want);
+    spate()
+        .args(["mr_word_freq.py", "--threads", "0", "input/"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--threads 0: expected a positive number",
+        ));
+    // A job that defines an option of the same name keeps it.
+    let tmp = tempfile::tempdir().unwrap();
+    let own = tmp.path().join("mr_threads.py");
+    std::fs::write(
+        &own,
+        "from mrjob.job import MRJob\nclass J(MRJob):\n    \
+         def configure_args(self):\n        super().configure_args()\n        \
+         self.add_passthru_arg('--threads', type=int)\n    \
+         def mapper(self, _, line):\n        yield 'threads', self.options.threads\n    \
+         def reducer(self, k, vs):\n        yield k, max(vs)\n\
+         if __name__ == '__main__':\n    J.run()\n",
+    )
+    .unwrap();
+    let (out, _) = ok(spate()
+        .arg(&own)
+        .args(["--threads", "7", "input/"])
+        .output()
+        .unwrap());
+    assert_eq!(out, "\"threads\"\t7\n");
+    spate()
+        .args(["mr_no_combiner.py", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("--min-count"))
+        .stdout(predicate::str::contains("spate mrjob runs this job"));
+}
+
+/// The in-map combine buffer is bounded by bytes, from `--memory-limit`:
+/// under a small budget it flushes often, and the answer is the same.
+#[test]
+fn in_map_combine_buffer_follows_the_memory_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("words.txt");
+    // Words the job's `[a-z']+` keeps: digits spelled as letters.
+    let word = |i: usize| -> String {
+        let digits = i.to_string();
+        let letters: String = digits.bytes().map(|d| (b'a' + d - b'0') as char).collect();
+        format!("w{letters}")
+    };
+    let text: String = (0..30_000)
+        .map(|i| format!("{w} {w} common\n", w = word(i)))
+        .collect();
+    std::fs::write(&input, text).unwrap();
+    let flushes = |limit: Option<&str>| -> (u64, String) {
+        let mut cmd = spate();
+        if let Some(l) = limit {
+            cmd.args(["--memory-limit", l]);
+        }
+        let (out, stderr) = ok(cmd.arg("mr_word_freq.py").arg(&input).output().unwrap());
+        let n = stderr
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("In-map combine buffer flushes="))
+            .unwrap_or_else(|| panic!("no flush counter in {stderr}"))
+            .parse()
+            .unwrap();
+        (n, sorted(&out))
+    };
+    let (roomy, want) = flushes(None);
+    let (tight, got) = flushes(Some("8MiB"));
+    assert_eq!(got, want);
+    assert!(want.contains("\"common\"\t30000\n") && want.contains("\"wcjjjj\"\t2\n"));
+    assert!(
+        roomy <= 2,
+        "one flush per map task without a limit: {roomy}"
+    );
+    assert!(tight > 4, "a 1 MiB buffer flushes often: {tight}");
+}

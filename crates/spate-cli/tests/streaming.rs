@@ -594,3 +594,64 @@ fn shipped_mapper_and_the_aggregate_package_as_hadoop_documents_them() {
         .stderr(predicate::str::contains("step 'step-1/reducer' failed"))
         .stderr(predicate::str::contains("key `a` names no aggregation"));
 }
+
+/// `-numReduceTasks` far above `--threads` runs every reduce task, but never
+/// more processes at once than there are threads.
+#[test]
+fn many_reduce_tasks_run_at_most_threads_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = dir.path().join("running");
+    std::fs::create_dir(&running).unwrap();
+    let input = dir.path().join("in.txt");
+    let text: String = (0..2000).map(|i| format!("k{}\t{i}\n", i % 97)).collect();
+    std::fs::write(&input, &text).unwrap();
+    // Each reduce task marks itself running, notes how many are, passes its
+    // input through and unmarks itself.
+    let reducer = format!(
+        "sh -c 'touch {r}/$$; ls {r} | wc -l >> {r}/../seen; cat; rm {r}/$$'",
+        r = running.display()
+    );
+    let out = spate()
+        .args(["--threads", "2", "-input"])
+        .arg(&input)
+        .args(["-output", "-", "-mapper", "cat", "-reducer", &reducer])
+        .args(["-numReduceTasks", "12"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(
+        sorted_lines(&String::from_utf8(out).unwrap()),
+        sorted_lines(&text)
+    );
+    let seen = std::fs::read_to_string(dir.path().join("seen")).unwrap();
+    let counts: Vec<usize> = seen.lines().map(|l| l.trim().parse().unwrap()).collect();
+    assert_eq!(counts.len(), 12, "every reduce task ran: {seen}");
+    assert!(counts.iter().all(|&n| n <= 2), "at most 2 at once: {seen}");
+}
+
+/// Output that never ends a line fails the task, with a message, instead of
+/// growing without bound (under a memory limit: a quarter of a thread's share).
+#[test]
+fn a_line_without_end_fails_the_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "one line\n").unwrap();
+    for attempts in ["1", "2"] {
+        spate()
+            .args(["--threads", "2", "--memory-limit", "8MiB", "-input"])
+            .arg(&input)
+            .args(["-output", "-", "-reducer", "NONE"])
+            .args(["-D", &format!("mapreduce.map.maxattempts={attempts}")])
+            .args([
+                "-mapper",
+                "sh -c 'cat >/dev/null; head -c 3000000 /dev/zero | tr \"\\0\" x'",
+            ])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(
+                "a line of more than 1048576 bytes (after 0 complete lines)",
+            ));
+    }
+}

@@ -242,6 +242,11 @@ impl Context {
         self.inner.config.effective_threads()
     }
 
+    /// The memory budget in bytes, if one was set.
+    pub fn memory_limit(&self) -> Option<usize> {
+        self.inner.config.memory_limit
+    }
+
     /// Runs a future on the context's thread pool, blocking until it is done.
     pub fn block_on<F: std::future::Future>(&self, fut: F) -> F::Output {
         self.inner.runtime.block_on(fut)

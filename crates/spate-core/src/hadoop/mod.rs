@@ -255,6 +255,9 @@ impl Props {
     }
 }
 
+/// What a task may buffer in its own memory without a memory limit.
+const MAP_BUFFER_BYTES: usize = 256 << 20;
+
 /// The program a task command runs: its first word.
 fn program_word(command: &str) -> &str {
     let trimmed = command.trim_start();
@@ -485,6 +488,12 @@ impl StreamingJob {
             env.extend(self.cmdenv.iter().cloned());
             let reducers = self.reducers(step, ctx)?;
             env.push(("mapreduce_job_reduces".into(), reducers.to_string()));
+            // What a task may buffer in its own memory (mrjob's in-map
+            // combine): a quarter of one thread's share of the budget.
+            let buffer = ctx.memory_limit().map_or(MAP_BUFFER_BYTES, |m| {
+                (m / (4 * ctx.threads().max(1))).clamp(1 << 20, MAP_BUFFER_BYTES)
+            });
+            env.push(("SPATE_MAP_BUFFER_BYTES".into(), buffer.to_string()));
             let attempts =
                 |names: &[&str]| -> Result<usize> { Ok(props.number(names)?.unwrap_or(4).max(1)) };
             let setup = Arc::new(TaskSetup {
@@ -498,6 +507,7 @@ impl StreamingJob {
                     "mapred.reduce.max.attempts",
                 ])?,
                 counters: counters.clone(),
+                task_slots: ctx.threads(),
             });
             let spec = self.key_spec(step)?;
             let prefix = format!("step-{}", i + 1);

@@ -61,13 +61,39 @@ try:
 except ImportError as e:
     fail("cannot import mrjob (%s); install it with: pip install mrjob" % e)
 sys.argv = [script] + args
-job = load_job_class(script)(args)
+cls = load_job_class(script)
+# spate's own options given after the script, unless the job defines them.
+own, wanted = {}, json.loads(os.environ.get("SPATE_OWN_OPTIONS") or "{}")
+if wanted:
+    try:
+        defined = set(cls([]).arg_parser._option_string_actions)
+    except BaseException:
+        defined = set()
+    rest, i = [], 0
+    while i < len(args):
+        name, eq, value = args[i].partition("=")
+        if name == "--":
+            rest.extend(args[i:])
+            break
+        if name in wanted and name not in defined:
+            if wanted[name] and not eq:
+                if i + 1 >= len(args):
+                    fail("%s needs a value" % name)
+                value, i = args[i + 1], i + 1
+            own[name] = value if wanted[name] else True
+        else:
+            rest.append(args[i])
+        i += 1
+    args = rest
+    sys.argv = [script] + args
+job = cls(args)
 kw = job._runner_kwargs()
 keys = ["extra_args", "input_paths", "output_dir", "jobconf", "upload_files",
         "upload_dirs", "upload_archives", "partitioner", "sort_values",
         "python_bin", "task_python_bin", "cmdenv", "setup", "hadoop_input_format",
-        "libjars"]
+        "hadoop_output_format", "libjars"]
 out = {k: kw.get(k) for k in keys}
+out["own"] = own
 # mrjob 0.7 has no --steps switch: its runners ask the job object directly.
 out["steps"] = job._steps_desc()
 # Steps whose combiner can run inside the map task: Python mapper and
@@ -94,7 +120,7 @@ print(json.dumps(out, default=str))
 /// A map task with its combiner inside (`python3 DRIVER JOB.py STEP ARGS`),
 /// as Hadoop runs combiners inside map tasks on the sort buffer: the job's
 /// own `map_pairs` output is grouped in memory by encoded key (up to
-/// `LIMIT` pairs at a time), each group sorted by encoded key and handed to
+/// `LIMIT` pairs or `LIMIT_BYTES` estimated bytes at a time), each group sorted by encoded key and handed to
 /// the job's own `combine_pairs`; only the combiner's output is encoded.
 /// Keys that are `str`/`int` and values that are `str`/`int`/`bool`/`None`
 /// encode and decode to themselves under JSON, so they skip the round trip;
@@ -109,6 +135,9 @@ job = load_job_class(script)(sys.argv[1:])
 read_in = job.pick_protocols(step_num, "mapper")[0]
 read_mid, write_mid = job.pick_protocols(step_num, "combiner")
 LIMIT = 1 << 21
+# Bytes the buffer may hold, estimated from CPython's object sizes (spate
+# sets it from --memory-limit: a quarter of one thread's share).
+LIMIT_BYTES = int(os.environ.get("SPATE_MAP_BUFFER_BYTES") or (256 << 20))
 out = sys.stdout.buffer
 import itertools
 from mrjob.job import MRJob
@@ -116,7 +145,7 @@ from mrjob.step import MRStep
 # The job's own combine_pairs runs when it overrides how pairs are combined.
 plain_combine = (type(job).combine_pairs is MRJob.combine_pairs
                  and type(job)._combine_or_reduce_pairs is MRJob._combine_or_reduce_pairs)
-totals = [0, 0]
+totals = [0, 0, 0]
 
 def records():
     for line in sys.stdin.buffer:
@@ -140,6 +169,7 @@ def combine(groups):
         ek = dk if type(dk) is bytes else write_mid(group[0], None).partition(b"\t")[0]
         keyed.append((ek, group))
     keyed.sort(key=lambda e: e[0])
+    totals[2] += 1
     if not plain_combine:
         def pairs():
             for _, (k, values) in keyed:
@@ -170,28 +200,37 @@ def run():
     groups = {}
     get = groups.get
     type_, str_, int_, bool_ = type, str, int, bool
-    n = 0
+    n = size = 0
     for k, v in job.map_pairs(records(), step_num):
         tk = type_(k)
         if tk is str_ or tk is int_:
             dk = k
             tv = type_(v)
-            if not (tv is int_ or tv is str_ or tv is bool_ or v is None):
-                v = read_mid(write_mid(k, v))[1]
+            if tv is str_:
+                vsize = 56 + len(v)
+            elif tv is int_ or tv is bool_ or v is None:
+                vsize = 36
+            else:
+                line = write_mid(k, v)
+                v = read_mid(line)[1]
+                vsize = 56 + 4 * len(line)
         else:
             line = write_mid(k, v)
             dk = line.partition(b"\t")[0]
             k, v = read_mid(line)
+            vsize = 56 + 4 * len(line)
         group = get(dk)
         if group is None:
             group = groups[dk] = (k, [])
+            size += 240 + (8 if type_(dk) is int_ else len(dk))
         group[1].append(v)
+        size += vsize
         n += 1
-        if n >= LIMIT:
+        if n >= LIMIT or size >= LIMIT_BYTES:
             totals[0] += n
             combine(groups)
             groups.clear()
-            n = 0
+            n = size = 0
     totals[0] += n
     if groups:
         combine(groups)
@@ -204,8 +243,43 @@ sys.stderr.write(
     "reporter:counter:Map-Reduce Framework,Combine input records,%d\n"
     "reporter:counter:Map-Reduce Framework,Combine output records,%d\n"
     "reporter:counter:Map-Reduce Framework,Map output records,%d\n"
-    % (totals[0], totals[1], totals[0] - totals[1]))
+    "reporter:counter:spate,In-map combine buffer flushes,%d\n"
+    % (totals[0], totals[1], totals[0] - totals[1], totals[2]))
 "#;
+
+/// `spate mrjob`'s own options, which may also follow the script (name →
+/// takes a value); a job that defines an option of the same name keeps it.
+const OWN_OPTIONS: &str =
+    r#"{"--threads": true, "--memory-limit": true, "--separate-combiner": false}"#;
+
+/// The map-task wrapper of a step that reads whole input files
+/// (`mapper_raw`): mrjob's manifest protocol. Each input line is
+/// `offset<TAB>path`, as Hadoop's NLineInputFormat hands it to mrjob's
+/// manifest wrapper; for each, the mapper runs once — one task per file, as
+/// on Hadoop — with the local path (a `.gz`/`.bz2` file decompressed into
+/// the task directory first) and the URI as its last two arguments.
+const MANIFEST_WRAPPER: &str = r#"#!/bin/sh
+n=0
+while IFS= read -r line; do
+  uri=${line#*	}
+  n=$((n + 1))
+  case $uri in
+    *.gz) path=./input-$n-$(basename "${uri%.gz}"); gzip -dc -- "$uri" > "$path" || exit 1 ;;
+    *.bz2) path=./input-$n-$(basename "${uri%.bz2}"); bzip2 -dc -- "$uri" > "$path" || exit 1 ;;
+    *) path=$uri ;;
+  esac
+  "$@" "$path" "$uri" < /dev/null
+  rc=$?
+  if [ "$path" != "$uri" ]; then rm -f -- "$path"; fi
+  if [ $rc -ne 0 ]; then
+    echo "while reading input from $uri" >&2
+    exit $rc
+  fi
+done
+"#;
+
+/// The manifest wrapper's file name.
+const MANIFEST_FILE: &str = "spate_manifest_mapper.sh";
 
 /// mrjob's jobconf for `SORT_VALUES = True`.
 const SORT_VALUES_JOBCONF: [(&str, &str); 2] = [
@@ -237,7 +311,10 @@ struct RunnerOptions {
     cmdenv: Option<BTreeMap<String, Value>>,
     setup: Option<Vec<Value>>,
     hadoop_input_format: Option<String>,
+    hadoop_output_format: Option<String>,
     libjars: Option<Vec<String>>,
+    #[serde(default)]
+    own: BTreeMap<String, Value>,
     #[serde(default)]
     steps: Vec<Value>,
     #[serde(default)]
@@ -269,6 +346,10 @@ pub struct MrjobPlan {
     pub reads_stdin: bool,
     /// Holds the map-task driver script while the job runs.
     pub driver_dir: Option<Arc<tempfile::TempDir>>,
+    /// `--threads` given after the script.
+    pub threads: Option<usize>,
+    /// `--memory-limit` given after the script.
+    pub memory_limit: Option<String>,
 }
 
 /// Quotes `s` for `sh`.
@@ -295,7 +376,62 @@ fn write_driver() -> Result<tempfile::TempDir> {
     let path = dir.path().join(DRIVER_FILE);
     std::fs::write(&path, format!("{LOAD_JOB}{MAP_COMBINE_DRIVER}"))
         .map_err(|e| Error::Usage(format!("cannot write {}: {e}", path.display())))?;
+    let wrapper = dir.path().join(MANIFEST_FILE);
+    std::fs::write(&wrapper, MANIFEST_WRAPPER)
+        .map_err(|e| Error::Usage(format!("cannot write {}: {e}", wrapper.display())))?;
     Ok(dir)
+}
+
+/// Writes the input manifest of a raw-mapper step: one `offset<TAB>path`
+/// line per input file (directories and globs expanded, as the job would
+/// see them on Hadoop), absolute paths.
+fn write_manifest(dir: &Path, inputs: &[String], reads_stdin: bool) -> Result<String> {
+    if reads_stdin || inputs.is_empty() {
+        return Err(Error::Usage(
+            "this job reads whole input files (mapper_raw), so it needs input paths, \
+             not standard input"
+                .into(),
+        ));
+    }
+    if let Some(url) = inputs.iter().find(|i| i.contains("://")) {
+        return Err(Error::Usage(format!(
+            "this job reads whole input files (mapper_raw); spate hands it local files \
+             only, not {url}"
+        )));
+    }
+    let files = spate_io::source::expand_inputs(inputs)?;
+    let mut text = String::new();
+    for f in &files {
+        let path = std::fs::canonicalize(&f.path).unwrap_or_else(|_| f.path.clone());
+        let line = format!("{}\t{}\n", text.len(), path.display());
+        text.push_str(&line);
+    }
+    let path = dir.join("input-manifest.txt");
+    std::fs::write(&path, text)
+        .map_err(|e| Error::Usage(format!("cannot write {}: {e}", path.display())))?;
+    Ok(path.to_string_lossy().into_owned())
+}
+
+impl MrjobScript {
+    /// Prints the job's own help as mrjob does (`JOB.py --help`), with the
+    /// interpreter the job would run under; returns its exit code.
+    pub fn help(&self) -> Result<i32> {
+        let python = self.python.clone().unwrap_or_else(|| "python3".into());
+        let status = Command::new(&python)
+            .arg(&self.script)
+            .args(&self.args)
+            .status()
+            .map_err(|e| Error::Usage(format!("cannot run {python}: {e}")))?;
+        Ok(status.code().unwrap_or(1))
+    }
+
+    /// Whether the script's arguments ask for help (`-h`, `--help`).
+    pub fn asks_for_help(&self) -> bool {
+        self.args
+            .iter()
+            .take_while(|a| *a != "--")
+            .any(|a| a == "-h" || a == "--help")
+    }
 }
 
 fn as_text(v: &Value) -> Option<String> {
@@ -324,11 +460,15 @@ fn upload(spec: &str, base: &Path) -> (PathBuf, Option<String>) {
 }
 
 fn run_python(python: &str, args: &[&str], what: &str) -> Result<String> {
-    let output = Command::new(python).args(args).output().map_err(|e| {
-        Error::Usage(format!(
-            "cannot run {python} for {what}: {e} (set the interpreter with --python-bin)"
-        ))
-    })?;
+    let output = Command::new(python)
+        .args(args)
+        .env("SPATE_OWN_OPTIONS", OWN_OPTIONS)
+        .output()
+        .map_err(|e| {
+            Error::Usage(format!(
+                "cannot run {python} for {what}: {e} (set the interpreter with --python-bin)"
+            ))
+        })?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let tail: Vec<&str> = stderr.lines().rev().take(15).collect();
@@ -370,33 +510,52 @@ impl MrjobScript {
         if let Some(e) = options.error {
             return Err(Error::Usage(e));
         }
-        for (what, set) in [
-            (
-                "upload_archives (--archives)",
-                options
-                    .upload_archives
-                    .as_ref()
-                    .is_some_and(|a| !a.is_empty()),
-            ),
+        let listed =
+            |v: &Option<Vec<String>>| v.as_ref().filter(|l| !l.is_empty()).map(|l| l.join(", "));
+        for (what, value) in [
+            ("archives (--archives)", listed(&options.upload_archives)),
             (
                 "setup commands (--setup)",
-                options.setup.as_ref().is_some_and(|s| !s.is_empty()),
+                options
+                    .setup
+                    .as_ref()
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.iter().filter_map(as_text).collect::<Vec<_>>().join("; ")),
             ),
             (
-                "a Hadoop input format",
-                options.hadoop_input_format.is_some(),
+                "a Hadoop input format (HADOOP_INPUT_FORMAT / --hadoop-input-format)",
+                options.hadoop_input_format.clone(),
             ),
             (
-                "libjars",
-                options.libjars.as_ref().is_some_and(|l| !l.is_empty()),
+                "a Hadoop output format (HADOOP_OUTPUT_FORMAT / --hadoop-output-format)",
+                options.hadoop_output_format.clone(),
             ),
+            ("libjars (LIBJARS / --libjars)", listed(&options.libjars)),
         ] {
-            if set {
+            if let Some(value) = value {
                 return Err(Error::Usage(format!(
-                    "this job uses {what}, which spate does not run"
+                    "this job uses {what}: {value}; spate does not run Java classes or \
+                     setup scripts, so it refuses the job rather than run it differently"
                 )));
             }
         }
+        let threads = match options.own.get("--threads") {
+            Some(v) => {
+                let text = as_text(v).unwrap_or_default();
+                Some(
+                    text.parse::<usize>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| {
+                            Error::Usage(format!("--threads {text}: expected a positive number"))
+                        })?,
+                )
+            }
+            None => None,
+        };
+        let memory_limit = options.own.get("--memory-limit").and_then(as_text);
+        let separate_combiner =
+            self.separate_combiner || options.own.contains_key("--separate-combiner");
         let python = match (&self.python, &options.task_python_bin, &options.python_bin) {
             (Some(p), _, _) => shell_quote(p),
             (None, Some(p), _) | (None, None, Some(p)) if !p.is_empty() => p
@@ -485,13 +644,17 @@ impl MrjobScript {
             }))
         };
 
-        let mut driver_dir = None;
-        let mut map_combine = |step_num: usize| -> Result<String> {
-            if driver_dir.is_none() {
-                driver_dir = Some(Arc::new(write_driver()?));
+        let mut driver_dir: Option<Arc<tempfile::TempDir>> = None;
+        let mut driver = || -> Result<Arc<tempfile::TempDir>> {
+            if let Some(d) = &driver_dir {
+                return Ok(d.clone());
             }
-            let dir = driver_dir.as_ref().map(|d| d.path().to_path_buf());
-            let driver = dir.unwrap_or_default().join(DRIVER_FILE);
+            let d = Arc::new(write_driver()?);
+            driver_dir = Some(d.clone());
+            Ok(d)
+        };
+        let map_combine = |dir: &Path, step_num: usize| -> String {
+            let driver = dir.join(DRIVER_FILE);
             let mut parts = vec![
                 python.clone(),
                 shell_quote(&driver.to_string_lossy()),
@@ -499,7 +662,7 @@ impl MrjobScript {
                 step_num.to_string(),
             ];
             parts.extend(extra.iter().cloned());
-            Ok(parts.join(" "))
+            parts.join(" ")
         };
 
         let mut job = StreamingJob::default();
@@ -527,17 +690,45 @@ impl MrjobScript {
             let kind = desc.get("type").and_then(Value::as_str).unwrap_or("");
             if kind != "streaming" {
                 return Err(Error::Usage(format!(
-                    "step {} is a {kind} step; spate runs streaming steps (mapper, combiner, reducer)",
-                    n + 1
+                    "step {} is a {kind} step ({}); spate runs mrjob's streaming steps \
+                     (mapper, combiner, reducer, raw mapper) and refuses the job before \
+                     starting it",
+                    n + 1,
+                    match kind {
+                        "jar" => "JarStep: a Java program",
+                        "spark" | "spark_jar" | "spark_script" => "a Spark step",
+                        _ => "a kind mrjob 0.7 may add",
+                    }
                 )));
             }
-            let fused = !self.separate_combiner && options.fusable.get(n) == Some(&true);
+            let manifest = desc.get("input_manifest").and_then(Value::as_bool) == Some(true);
+            let fused = !separate_combiner && !manifest && options.fusable.get(n) == Some(&true);
+            let mapper = if fused {
+                Some(map_combine(driver()?.path(), n))
+            } else {
+                task(n, "mapper", desc)?
+            };
+            let mapper = match mapper {
+                Some(cmd) if manifest => {
+                    if n != 0 {
+                        return Err(Error::Usage(format!(
+                            "step {}: only the first step may read whole input files (mapper_raw)",
+                            n + 1
+                        )));
+                    }
+                    let dir = driver()?;
+                    job.inputs = vec![write_manifest(dir.path(), &job.inputs, reads_stdin)?];
+                    reads_stdin = false;
+                    let wrapper = dir.path().join(MANIFEST_FILE);
+                    Some(format!(
+                        "sh {} {cmd}",
+                        shell_quote(&wrapper.to_string_lossy())
+                    ))
+                }
+                other => other,
+            };
             let mut step = StreamingStep {
-                mapper: if fused {
-                    Some(map_combine(n)?)
-                } else {
-                    task(n, "mapper", desc)?
-                },
+                mapper,
                 combiner: if fused {
                     None
                 } else {
@@ -575,6 +766,8 @@ impl MrjobScript {
             output_dir: options.output_dir.map(PathBuf::from),
             reads_stdin,
             driver_dir,
+            threads,
+            memory_limit,
         })
     }
 }

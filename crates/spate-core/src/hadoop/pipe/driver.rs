@@ -18,7 +18,7 @@ use super::lines::{LineParser, RunBuffer, TextColumn, write_lines};
 use super::task::{
     Attempt, ErrSummary, StdoutEnd, TaskRun, failure_message, link_side_file, read_stderr,
 };
-use super::{KEY, PipeRole, Spec, TaskProgram, VALUE};
+use super::{KEY, PipeRole, Slot, Spec, TaskProgram, VALUE};
 use crate::error::StepError;
 use crate::hadoop::aggregate::{AggregateRole, AggregateTask};
 
@@ -27,6 +27,8 @@ pub(super) struct OpView {
     pub(super) spec: Arc<Spec>,
     pub(super) batch_rows: usize,
     pub(super) run_bytes: usize,
+    /// The longest output line a task may write.
+    pub(super) max_line: usize,
 }
 
 impl std::ops::Deref for OpView {
@@ -59,9 +61,13 @@ impl Driver {
         let mut task: Option<TaskRun> = None;
         // A reduce task starts at once, so its command's start-up (an
         // interpreter, imports) overlaps the map phase instead of following
-        // it; and every reduce task runs, even one with no input, as in Hadoop.
-        if self.op.role == PipeRole::Reduce {
-            task = Some(self.start(None)?);
+        // it — when a process slot is free; otherwise it starts when its
+        // input is sorted. Every reduce task runs, even one with no input,
+        // as in Hadoop.
+        if self.op.role == PipeRole::Reduce
+            && let Some(slot) = self.free_slot()
+        {
+            task = Some(self.start(None, slot)?);
         }
         let mut run = RunBuffer::default();
         let mut line_buf: Vec<u8> = Vec::new();
@@ -79,7 +85,8 @@ impl Driver {
                 return Ok(());
             }
             if task.is_none() {
-                task = Some(self.start(tag)?);
+                let slot = self.slot();
+                task = Some(self.start(tag, slot)?);
             }
             let Some(t) = task.as_mut() else { continue };
             if self.op.role == PipeRole::Combine {
@@ -94,6 +101,10 @@ impl Driver {
             if t.closed {
                 return Ok(());
             }
+        }
+        if task.is_none() && self.op.role == PipeRole::Reduce {
+            let slot = self.slot();
+            task = Some(self.start(None, slot)?);
         }
         if let Some(t) = task.as_mut()
             && run.bytes > 0
@@ -162,7 +173,23 @@ impl Driver {
         .max(1)
     }
 
-    pub(super) fn start(&self, tag: Option<SplitTag>) -> DfResult<TaskRun> {
+    /// A process slot now, if the task runs a process and one is free.
+    fn free_slot(&self) -> Option<Option<Slot>> {
+        match self.op.program {
+            TaskProgram::Command(_) => self.op.slots.try_take().map(Some),
+            _ => Some(None),
+        }
+    }
+
+    /// A process slot if the task runs a process, waiting for one.
+    fn slot(&self) -> Option<Slot> {
+        match self.op.program {
+            TaskProgram::Command(_) => Some(self.op.slots.take()),
+            _ => None,
+        }
+    }
+
+    pub(super) fn start(&self, tag: Option<SplitTag>, slot: Option<Slot>) -> DfResult<TaskRun> {
         let number = tag.as_ref().map_or(self.partition, |t| t.index);
         let setup = &self.op.setup;
         let core = setup
@@ -206,6 +233,7 @@ impl Driver {
             attempt: None,
             identity: None,
             aggregate: None,
+            _slot: slot,
             attempt_no: 0,
             max_attempts,
             records_in: 0,
@@ -264,7 +292,7 @@ impl Driver {
         }
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
-            .arg(&command)
+            .arg(command)
             .current_dir(&dir)
             .envs(setup.env.iter().map(|(k, v)| (k, v)))
             .envs(task.env.iter().map(|(k, v)| (k, v)))

@@ -145,6 +145,8 @@ pub(super) struct LineParser {
     pub(super) bytes: usize,
     pub(super) records: u64,
     pub(super) carry: Vec<u8>,
+    /// The longest line accepted; a longer one fails the attempt.
+    pub(super) max_line: usize,
 }
 
 impl LineParser {
@@ -162,6 +164,7 @@ impl LineParser {
             bytes: 0,
             records: 0,
             carry: Vec::new(),
+            max_line: op.max_line,
         }
     }
 
@@ -256,7 +259,15 @@ impl LineParser {
                 }
             }
         }
-        self.carry.extend_from_slice(&bytes[start..]);
+        let rest = &bytes[start..];
+        if self.carry.len() + rest.len() > self.max_line {
+            return StdoutEnd::Failed(format!(
+                "it wrote a line of more than {} bytes (after {} complete lines); \
+                 no line is cut or dropped, so the task fails",
+                self.max_line, self.records
+            ));
+        }
+        self.carry.extend_from_slice(rest);
         StdoutEnd::Streamed(self.records)
     }
 

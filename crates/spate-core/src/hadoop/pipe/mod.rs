@@ -50,6 +50,14 @@ const RUN_BYTES: usize = 32 << 20;
 const BATCH_BYTES: usize = 1 << 20;
 /// Lines of a failed task's stderr shown in the error.
 const STDERR_TAIL: usize = 20;
+/// The longest line a task may write to stdout (less under a memory limit:
+/// a quarter of one partition's share, at least 1 MiB); a longer one — or
+/// output that never ends a line — fails the task rather than grow without
+/// bound.
+const MAX_LINE: usize = 256 << 20;
+/// Bytes of one stderr line kept (reporter lines are short; the rest of a
+/// longer line is skipped).
+const STDERR_LINE: usize = 4096;
 
 /// Which kind of task a pipe runs (it decides the task ids and environment).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +134,56 @@ pub struct TaskSetup {
     pub reduce_attempts: usize,
     /// Where counters of successful attempts are totalled.
     pub counters: Arc<Counters>,
+    /// Processes of one step kind (mapper, combiner, reducer) that may run
+    /// at once: the job's thread count, whatever the partition count
+    /// (`-numReduceTasks 200` runs 200 reduce tasks, this many at a time).
+    pub task_slots: usize,
+}
+
+/// Slots for a step's task processes: a task takes one before its process
+/// starts and gives it back when it is done (after any retries).
+#[derive(Debug)]
+struct Slots {
+    free: parking_lot::Mutex<usize>,
+    freed: parking_lot::Condvar,
+}
+
+/// A taken slot; dropping it gives it back.
+struct Slot(Arc<Slots>);
+
+impl Slots {
+    fn new(n: usize) -> Arc<Self> {
+        Arc::new(Self {
+            free: parking_lot::Mutex::new(n.max(1)),
+            freed: parking_lot::Condvar::new(),
+        })
+    }
+
+    /// A slot if one is free now.
+    fn try_take(self: &Arc<Self>) -> Option<Slot> {
+        let mut free = self.free.lock();
+        (*free > 0).then(|| {
+            *free -= 1;
+            Slot(self.clone())
+        })
+    }
+
+    /// A slot, waiting for one to be given back.
+    fn take(self: &Arc<Self>) -> Slot {
+        let mut free = self.free.lock();
+        while *free == 0 {
+            self.freed.wait(&mut free);
+        }
+        *free -= 1;
+        Slot(self.clone())
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        *self.0.free.lock() += 1;
+        self.0.freed.notify_one();
+    }
 }
 
 /// What a task runs.
@@ -169,6 +227,7 @@ struct Spec {
     reducers: usize,
     setup: Arc<TaskSetup>,
     schema: SchemaRef,
+    slots: Arc<Slots>,
 }
 
 impl fmt::Debug for PipeOp {
@@ -200,6 +259,7 @@ impl PipeOp {
                 input,
                 output,
                 reducers: reducers.max(1),
+                slots: Slots::new(setup.task_slots),
                 setup,
                 schema,
             }),
@@ -265,6 +325,8 @@ impl PartitionOp for PipeOp {
                 spec: self.spec.clone(),
                 batch_rows,
                 run_bytes,
+                max_line: crate::ops::memory_share(&context)
+                    .map_or(MAX_LINE, |s| s.clamp(1 << 20, MAX_LINE)),
             },
             partition,
             tx,

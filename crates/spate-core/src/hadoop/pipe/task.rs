@@ -10,8 +10,8 @@ use std::thread::JoinHandle;
 
 use spate_io::source::SplitTag;
 
-use super::STDERR_TAIL;
 use super::lines::LineParser;
+use super::{STDERR_LINE, STDERR_TAIL};
 
 pub(super) fn failure_message(task: &TaskRun, command: &str, ended: &Ended) -> String {
     use std::os::unix::process::ExitStatusExt;
@@ -73,6 +73,8 @@ pub(super) struct TaskRun {
     /// The in-process aggregation of an `aggregate` task (its output goes
     /// through `identity`'s parser).
     pub(super) aggregate: Option<crate::hadoop::aggregate::AggregateTask>,
+    /// The process slot held while the task (any of its attempts) runs.
+    pub(super) _slot: Option<super::Slot>,
     pub(super) attempt_no: usize,
     pub(super) max_attempts: usize,
     pub(super) records_in: u64,
@@ -170,9 +172,13 @@ pub(super) fn read_stderr(stderr: impl Read) -> ErrSummary {
     let mut line = Vec::new();
     loop {
         line.clear();
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+        match read_bounded_line(&mut reader, &mut line, STDERR_LINE) {
+            Ok(None) | Err(_) => break,
+            Ok(Some(cut)) => {
+                if cut {
+                    line.extend_from_slice(b" ...");
+                }
+            }
         }
         let text = String::from_utf8_lossy(&line);
         let text = text.trim_end_matches(['\n', '\r']);
@@ -192,14 +198,63 @@ pub(super) fn read_stderr(stderr: impl Read) -> ErrSummary {
             summary.status = Some(status.to_string());
             continue;
         }
-        let mut shown: String = text.chars().take(1000).collect();
-        if shown.len() < text.len() {
-            shown.push_str(" ...");
-        }
-        summary.tail.push_back(shown);
+        summary.tail.push_back(text.to_string());
         if summary.tail.len() > STDERR_TAIL {
             summary.tail.pop_front();
         }
     }
     summary
+}
+
+/// Reads one line (without its newline) into `line`, keeping at most `max`
+/// bytes of it and skipping the rest. `None` at the end of input, else
+/// whether the line was cut.
+fn read_bounded_line(
+    reader: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Option<bool>> {
+    let mut cut = false;
+    let mut any = false;
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok(any.then_some(cut));
+        }
+        any = true;
+        let (chunk, done) = match memchr::memchr(b'\n', buf) {
+            Some(i) => (&buf[..i], i + 1),
+            None => (buf, buf.len()),
+        };
+        let room = max.saturating_sub(line.len());
+        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        cut |= chunk.len() > room;
+        let ended = done > chunk.len();
+        reader.consume(done);
+        if ended {
+            return Ok(Some(cut));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stderr_lines_are_bounded() {
+        let long = "x".repeat(10_000);
+        let text = format!("reporter:counter:g,c,3\n{long}\nlast line");
+        let summary = read_stderr(text.as_bytes());
+        assert_eq!(summary.counters.get(&("g".into(), "c".into())), Some(&3));
+        let tail: Vec<&String> = summary.tail.iter().collect();
+        assert_eq!(tail.len(), 2);
+        assert_eq!(tail[0].len(), STDERR_LINE + 4);
+        assert!(tail[0].ends_with("x ..."));
+        assert_eq!(tail[1], "last line");
+    }
 }
