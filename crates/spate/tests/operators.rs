@@ -308,3 +308,43 @@ fn global_combines_on_empty_input() {
     let sum = empty.apply("Sum", Combine::globally(Sum));
     spate::testing::assert_that(&sum).contains_in_any_order([0i64]);
 }
+
+/// A reducer's outputs go on while it is still in its group: a hot key whose
+/// reducer emits 200k values is never held whole (the first output is seen
+/// downstream long before the reducer is done).
+#[test]
+fn reducer_outputs_stream_within_one_group() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let ctx = Context::builder().threads(2).build().unwrap();
+    let emitted = Arc::new(AtomicUsize::new(0));
+    let first_seen_at = Arc::new(AtomicUsize::new(usize::MAX));
+    const N: usize = 200_000;
+    let (e, f) = (emitted.clone(), first_seen_at.clone());
+    let out = ctx
+        .from_vec(vec![("hot".to_string(), 1u64)])
+        .group_by_key()
+        .flat_map_groups(move |_k, _vs, emit: &mut dyn FnMut(u64)| {
+            for i in 0..N as u64 {
+                e.fetch_add(1, Ordering::SeqCst);
+                emit(i);
+            }
+        })
+        .map(move |v| {
+            let _ = f.compare_exchange(
+                usize::MAX,
+                emitted.load(Ordering::SeqCst),
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            );
+            v
+        })
+        .count()
+        .unwrap();
+    assert_eq!(out, N as u64);
+    let at = first_seen_at.load(Ordering::SeqCst);
+    assert!(
+        at < N / 2,
+        "first output seen after {at} of {N} were emitted"
+    );
+}

@@ -5,7 +5,15 @@
 //! an external, spilling sort because the op asks for that layout). The op
 //! walks the sorted rows on a blocking thread and hands each key with an
 //! iterator over its values to the user function. Values are decoded one
-//! batch at a time, so a single huge group never has to fit in memory.
+//! batch at a time and outputs are sent on a batch at a time as the function
+//! emits them (also in the middle of a group), so neither a huge group nor a
+//! reducer that emits a lot for one key has to fit in memory.
+//!
+//! Where a whole group is in memory: only where the API hands it over as a
+//! collection — `Dataset::group_by_key().collect_lists()` and
+//! Beam's `GroupByKey`, whose output is `(K, Vec<V>)` by definition — and in
+//! whatever a user function itself collects. `flat_map_groups`, `reduce`,
+//! MapReduce reducers and Hadoop Streaming reducers stream.
 
 use std::fmt;
 use std::sync::Arc;
@@ -151,6 +159,27 @@ impl<K: Data, V: Data> Rows<K, V> {
     }
 }
 
+/// A reducer's outputs not yet sent on.
+struct Emitted<O> {
+    out: Vec<O>,
+    batch_rows: usize,
+    /// Encoding failed: the job fails once the reducer returns.
+    failed: Option<StepError>,
+    /// Downstream stopped reading: further outputs are dropped.
+    closed: bool,
+}
+
+impl<O> Emitted<O> {
+    /// Keeps an output; whether a batch is full and should go on.
+    fn push(&mut self, o: O) -> bool {
+        if self.closed || self.failed.is_some() {
+            return false;
+        }
+        self.out.push(o);
+        self.out.len() >= self.batch_rows
+    }
+}
+
 /// The values of one key: stops at the first row with another key.
 struct Values<'a, K, V> {
     rows: &'a mut Rows<K, V>,
@@ -236,7 +265,27 @@ impl<K: Data + PartialEq, V: Data, O: Data> PartitionOp for GroupOp<K, V, O> {
             };
             let result = guarded(&step, || {
                 let mut reducer = call_user(&step, || factory());
-                let mut out: Vec<O> = Vec::new();
+                // Outputs go on a batch at a time as the reducer emits them,
+                // also in the middle of a group.
+                let mut sink = Emitted {
+                    out: Vec::new(),
+                    batch_rows,
+                    failed: None,
+                    closed: false,
+                };
+                let flush = |sink: &mut Emitted<O>| {
+                    if sink.closed || sink.failed.is_some() {
+                        sink.out.clear();
+                        return;
+                    }
+                    match encode_chunks(&step, &out_codec, &sink.out, batch_rows) {
+                        Ok(batches) => {
+                            sink.closed = !batches.into_iter().all(&send);
+                        }
+                        Err(e) => sink.failed = Some(e),
+                    }
+                    sink.out.clear();
+                };
                 while let Some((key, first)) = rows.next_row() {
                     let mut values = Values {
                         rows: &mut rows,
@@ -245,29 +294,36 @@ impl<K: Data + PartialEq, V: Data, O: Data> PartitionOp for GroupOp<K, V, O> {
                         done: false,
                     };
                     call_user(&step, || {
-                        reducer.group(&key, &mut values, &mut |o| out.push(o))
+                        reducer.group(&key, &mut values, &mut |o| {
+                            if sink.push(o) {
+                                flush(&mut sink);
+                            }
+                        })
                     });
                     // Skip what the reducer left unread.
                     values.by_ref().for_each(drop);
-                    if out.len() >= batch_rows {
-                        for b in encode_chunks(&step, &out_codec, &out, batch_rows)? {
-                            if !send(b) {
-                                return Ok(());
-                            }
-                        }
-                        out.clear();
+                    if let Some(e) = sink.failed.take() {
+                        return Err(e);
+                    }
+                    if sink.closed {
+                        return Ok(());
                     }
                 }
                 if rows.error.is_some() {
                     return Ok(());
                 }
-                call_user(&step, || reducer.finish(&mut |o| out.push(o)));
-                for b in encode_chunks(&step, &out_codec, &out, batch_rows)? {
-                    if !send(b) {
-                        break;
-                    }
+                call_user(&step, || {
+                    reducer.finish(&mut |o| {
+                        if sink.push(o) {
+                            flush(&mut sink);
+                        }
+                    })
+                });
+                flush(&mut sink);
+                match sink.failed.take() {
+                    Some(e) => Err(e),
+                    None => Ok(()),
                 }
-                Ok(())
             });
             if let Some(e) = rows.error.take() {
                 return Err(e);
