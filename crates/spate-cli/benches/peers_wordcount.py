@@ -1,13 +1,14 @@
 """Word count in spate's peers, for `cargo bench -p spate-cli --bench wordcount`.
 
-    python3 peers_wordcount.py ENGINE FILE THREADS RUNS
+    python3 peers_wordcount.py ENGINE FILE THREADS RUNS OUT
 
 ENGINE is duckdb, polars or pyspark. The job is spate's: words are maximal
 runs of [A-Za-z'], lowercased (lowercase the line, then take runs of
 [a-z']), counted per word. Prints the best of RUNS wall-clock times in
-seconds and the number of distinct words (the benchmark checks it against
-spate's). Engine start-up (importing, starting the JVM) is not timed.
-Exits 3 when the engine is not installed.
+seconds; writes the last run's counts to OUT as word<TAB>count lines (the
+benchmark checks every count against spate's). Engine start-up (importing,
+starting the JVM) is not timed; fetching the result is. Exits 3 when the
+engine is not installed.
 """
 
 import sys
@@ -15,19 +16,23 @@ import time
 
 
 def main():
-    engine, path, threads, runs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    engine, path, threads, runs, out = (
+        sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
     try:
         job = {"duckdb": duckdb_job, "polars": polars_job, "pyspark": pyspark_job}[engine](path, threads)
     except ImportError as e:
         print(f"{engine} is not installed: {e}", file=sys.stderr)
         sys.exit(3)
-    best, distinct = None, None
+    best, counts = None, None
     for _ in range(runs):
         t = time.perf_counter()
-        distinct = job()
+        counts = job()
         e = time.perf_counter() - t
         best = e if best is None else min(best, e)
-    print(best, distinct)
+    with open(out, "w") as f:
+        for w, n in counts:
+            f.write(f"{w}\t{n}\n")
+    print(best)
 
 
 def duckdb_job(path, threads):
@@ -43,7 +48,7 @@ def duckdb_job(path, threads):
                           delim = chr(1), quote = '', escape = '', auto_detect = false)
         ) GROUP BY w
     """
-    return lambda: len(con.sql(query).fetchall())
+    return lambda: con.sql(query).fetchall()
 
 
 def polars_job(path, threads):
@@ -69,7 +74,7 @@ def polars_job(path, threads):
             .len()
             .collect()
         )
-        return counts.height
+        return counts.rows()
 
     return run
 
@@ -92,7 +97,7 @@ def pyspark_job(path, threads):
         words = spark.read.text(path).select(
             F.explode(F.expr("regexp_extract_all(lower(value), '[a-z\\']+', 0)")).alias("w")
         )
-        return words.groupBy("w").count().count()
+        return [(r[0], r[1]) for r in words.groupBy("w").count().collect()]
 
     return run
 

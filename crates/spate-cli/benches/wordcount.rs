@@ -1,10 +1,12 @@
 //! Word count, side by side: a hand-written multi-threaded Rust program (the
 //! floor) vs spate's Dataset word count (in-process and as the `spate` CLI),
 //! plus the start-up cost of a trivial job (a 4 KiB input, process start to
-//! exit), then the same job in polars, DuckDB and PySpark when they are
-//! installed (`pip install polars duckdb pyspark`; `SPATE_BENCH_PEERS=0`
-//! skips them). Prints times and ratios; asserts only that the answers
-//! agree.
+//! exit), then the same job in polars, DuckDB and PySpark (`pip install
+//! polars duckdb pyspark`, and a Java runtime for PySpark). Every side gets
+//! the same number of runs and has every word's count checked against
+//! spate's; a peer that is missing or crashes fails the benchmark (after
+//! the others have run). `SPATE_BENCH_PEERS=polars,duckdb` picks peers,
+//! `SPATE_BENCH_PEERS=0` leaves them out. Prints times and ratios.
 //!
 //! ```text
 //! cargo bench -p spate-cli --bench wordcount            # 1 GiB
@@ -242,45 +244,94 @@ fn main() {
         mib / secs(t_ds),
         mib / secs(t_hand)
     );
-    if std::env::var("SPATE_BENCH_PEERS").as_deref() == Ok("0") {
+    let chosen = std::env::var("SPATE_BENCH_PEERS").unwrap_or_default();
+    if chosen == "0" {
         return;
     }
-    for (engine, label, runs) in [
-        ("polars", "polars (lazy, str.extract_all)", runs),
-        ("duckdb", "DuckDB (SQL, regexp_extract_all)", runs),
-        ("pyspark", "PySpark local mode (JVM warm)", 1),
+    let want: FxHashMap<&str, u64> = ds.iter().map(|(w, c)| (w.as_str(), *c)).collect();
+    let mut failures = Vec::new();
+    for (engine, label) in [
+        ("polars", "polars (lazy, str.extract_all)"),
+        ("duckdb", "DuckDB (SQL, regexp_extract_all)"),
+        ("pyspark", "PySpark local mode (JVM warm)"),
     ] {
-        if let Some((t, distinct)) = peer(engine, &path, threads, runs) {
-            assert_eq!(distinct, ds.len(), "{engine}: distinct words differ");
-            println!("{label:<44} {t:>9.3} {:>8.2}", t / secs(t_hand));
+        if !chosen.is_empty() && !chosen.split(',').any(|c| c.trim() == engine) {
+            continue;
+        }
+        match peer(engine, &path, threads, runs, out_dir.path()) {
+            Ok((t, counts)) => {
+                let wrong = counts.len() != want.len()
+                    || counts.iter().any(|(w, c)| want.get(w.as_str()) != Some(c));
+                if wrong {
+                    failures.push(format!(
+                        "{engine}: a different answer ({} distinct words, spate {})",
+                        counts.len(),
+                        want.len()
+                    ));
+                }
+                println!("{label:<44} {t:>9.3} {:>8.2}", t / secs(t_hand));
+            }
+            Err(e) => {
+                println!("{label:<44} {:>9} {:>8}", "FAILED", "-");
+                failures.push(format!("{engine}: {e}"));
+            }
         }
     }
+    assert!(
+        failures.is_empty(),
+        "peers failed (SPATE_BENCH_PEERS picks peers):\n{}",
+        failures.join("\n")
+    );
 }
 
 /// Runs the word count in a Python engine (`benches/peers_wordcount.py`):
-/// its best time and its number of distinct words, or `None` when the
-/// engine is not installed.
-fn peer(engine: &str, path: &Path, threads: usize, runs: usize) -> Option<(f64, usize)> {
+/// its best time and its counts, or why it did not run.
+fn peer(
+    engine: &str,
+    path: &Path,
+    threads: usize,
+    runs: usize,
+    scratch: &Path,
+) -> Result<(f64, Vec<(String, u64)>), String> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peers_wordcount.py");
+    let counts_file = scratch.join(format!("{engine}-counts.tsv"));
     let out = Command::new("python3")
         .arg(script)
         .arg(engine)
         .arg(path)
         .arg(threads.to_string())
         .arg(runs.to_string())
+        .arg(&counts_file)
         // Per-record flushing would slow the Python side.
         .env_remove("PYTHONUNBUFFERED")
         .output()
-        .ok()?;
+        .map_err(|e| format!("cannot run python3: {e}"))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        eprintln!(
-            "{engine} skipped: {}",
-            err.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("")
-        );
-        return None;
+        let last = err.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
+        return Err(match out.status.code() {
+            Some(3) => format!("not installed ({last}); pip install {engine}"),
+            _ => format!("crashed ({}): {last}", out.status),
+        });
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let mut fields = text.lines().last()?.split_whitespace();
-    Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
+    let t: f64 = text
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .ok_or_else(|| format!("printed no time: {text}"))?;
+    let counts = std::fs::read_to_string(&counts_file)
+        .map_err(|e| format!("wrote no counts: {e}"))?
+        .lines()
+        .map(|l| {
+            let (w, n) = l
+                .rsplit_once('\t')
+                .ok_or_else(|| format!("bad line {l:?}"))?;
+            Ok((
+                w.to_string(),
+                n.parse().map_err(|_| format!("bad count {l:?}"))?,
+            ))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok((t, counts))
 }

@@ -14,7 +14,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 use serde::{Deserialize, Serialize};
-use spate_io::sink::{OutputFormat, WriteExec};
+use spate_io::sink::{FileFormat, WriteExec};
 use spate_io::source::{FileRange, InputFile, LineOptions, TextSourceExec};
 
 use crate::context::Registry;
@@ -45,7 +45,7 @@ enum PhysicalNode {
     },
     Write {
         dir: std::path::PathBuf,
-        format: OutputFormat,
+        format: FileFormat,
     },
 }
 
@@ -208,7 +208,7 @@ impl PhysicalExtensionCodec for SpatePhysicalCodec {
             PhysicalNode::TextSource { splits, options } => {
                 Arc::new(TextSourceExec::with_options(splits, options))
             }
-            PhysicalNode::Write { dir, format } => Arc::new(WriteExec::new(first()?, dir, format)),
+            PhysicalNode::Write { dir, format } => Arc::new(WriteExec::new(first()?, dir, format)?),
         })
     }
 

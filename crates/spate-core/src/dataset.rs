@@ -18,7 +18,7 @@ use datafusion::datasource::provider_as_source;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, SortExpr, cast, lit};
 use datafusion::physical_plan::{ExecutionPlan, displayable};
 use spate_io::commit::StagedOutput;
-use spate_io::sink::{OutputFormat, WriteExec};
+use spate_io::sink::{FileFormat, WriteExec};
 use spate_io::source::{InputFile, expand_inputs};
 
 use crate::combine::CombineFn;
@@ -536,23 +536,22 @@ impl<T: Data> Dataset<T> {
     /// `(key, value)` pairs as `key<TAB>value`. The directory appears complete
     /// with a `_SUCCESS` marker, or not at all.
     pub fn write_text(self, dir: impl AsRef<Path>) -> Result<WriteSummary> {
-        self.write(dir.as_ref(), OutputFormat::Text)
+        self.write(dir.as_ref(), FileFormat::Text)
     }
 
     /// Writes the elements as JSON lines into `dir` (`part-00000.jsonl`, ...).
     pub fn write_jsonl(self, dir: impl AsRef<Path>) -> Result<WriteSummary> {
-        self.write(dir.as_ref(), OutputFormat::JsonLines)
+        self.write(dir.as_ref(), FileFormat::Json)
     }
 
-    fn write(self, dir: &Path, format: OutputFormat) -> Result<WriteSummary> {
+    fn write(self, dir: &Path, format: FileFormat) -> Result<WriteSummary> {
         let ctx = self.ctx.clone();
         let staged = StagedOutput::create(dir)?;
         let physical = self.physical_plan()?;
-        let writer = Arc::new(WriteExec::new(
-            physical,
-            staged.staging_dir().to_path_buf(),
-            format,
-        ));
+        let writer = Arc::new(
+            WriteExec::new(physical, staged.staging_dir().to_path_buf(), format)
+                .map_err(from_df)?,
+        );
         let files = writer.properties().output_partitioning().partition_count();
         let batches = ctx
             .block_on(async {

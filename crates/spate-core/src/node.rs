@@ -442,7 +442,7 @@ impl ExtensionPlanner for SpateExtensionPlanner {
         if let Some(n) = node.as_any().downcast_ref::<TextScanNode>() {
             let partitions = session.config().target_partitions();
             let files = n.input_files();
-            let splits = plan_splits(&files, partitions);
+            let splits = plan_splits(&files, partitions)?;
             return Ok(Some(Arc::new(TextSourceExec::with_options(
                 splits, n.options,
             ))));

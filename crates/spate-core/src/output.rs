@@ -38,60 +38,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use spate_io::commit::{SUCCESS_MARKER, StagedOutput, StagingDir, staging_name};
 
-/// A file format spate writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileFormat {
-    /// Apache Parquet.
-    Parquet,
-    /// Comma-separated values.
-    Csv,
-    /// JSON lines (one object per line).
-    Json,
-    /// Arrow IPC files.
-    Arrow,
-    /// Text lines; a row's columns joined by a tab.
-    Text,
-}
-
-impl FileFormat {
-    /// The format a `STORED AS` name means.
-    pub fn parse(name: &str) -> Result<Self> {
-        Ok(match name.trim().to_ascii_uppercase().as_str() {
-            "PARQUET" => Self::Parquet,
-            "CSV" => Self::Csv,
-            "JSON" | "NDJSON" | "JSONFILE" => Self::Json,
-            "ARROW" | "IPC" => Self::Arrow,
-            "TEXT" | "TEXTFILE" => Self::Text,
-            other => {
-                return Err(Error::Usage(format!(
-                    "spate writes PARQUET, CSV, JSON, ARROW and TEXT files, not {other}"
-                )));
-            }
-        })
-    }
-
-    /// The name tables are `STORED AS`.
-    pub fn table_type(self) -> &'static str {
-        match self {
-            Self::Parquet => "PARQUET",
-            Self::Csv => "CSV",
-            Self::Json => "JSON",
-            Self::Arrow => "ARROW",
-            Self::Text => "TEXT",
-        }
-    }
-
-    /// DataFusion's name for the format (none for text).
-    fn engine_name(self) -> Option<&'static str> {
-        match self {
-            Self::Parquet => Some("parquet"),
-            Self::Csv => Some("csv"),
-            Self::Json => Some("json"),
-            Self::Arrow => Some("arrow"),
-            Self::Text => None,
-        }
-    }
-}
+pub use spate_io::format::{FileFormat, compressed_suffix};
 
 /// What to write: a format, its options, and the columns whose values name
 /// `key=value/` directories.
@@ -119,24 +66,6 @@ fn option_key(key: &str) -> String {
     } else {
         format!("format.{key}")
     }
-}
-
-/// The compressions a file name's last suffix stands for: `(suffix, codec)`.
-const COMPRESSED_SUFFIXES: [(&str, &str); 4] = [
-    (".gz", "gzip"),
-    (".zst", "zstd"),
-    (".bz2", "bzip2"),
-    (".xz", "xz"),
-];
-
-/// The compression a file name ends in (`out.csv.gz`): its suffix and the
-/// codec's name as writers and readers take it (`gzip`, `zstd`, `bzip2`,
-/// `xz`).
-pub fn compressed_suffix(name: &str) -> Option<(&'static str, &'static str)> {
-    let lower = name.to_ascii_lowercase();
-    COMPRESSED_SUFFIXES
-        .into_iter()
-        .find(|(suffix, _)| lower.ends_with(suffix))
 }
 
 /// The compressions spate's text reader understands, with their file

@@ -53,6 +53,18 @@ pub enum Error {
         /// The directory.
         path: PathBuf,
     },
+    /// An input compressed in a way the text reader does not decode; it is
+    /// refused rather than read as plain text.
+    #[error(
+        "{}: {suffix} files are not read as text (spate decodes .gz and .zst); decompress it first",
+        path.display()
+    )]
+    UnsupportedCompression {
+        /// The file.
+        path: PathBuf,
+        /// Its suffix (`.bz2`, `.xz`).
+        suffix: &'static str,
+    },
     /// A line longer than the reader accepts (a sign of binary input).
     #[error("line longer than {limit} bytes in {} at byte offset {offset}", path.display())]
     LineTooLong {
@@ -84,6 +96,7 @@ impl Error {
                 | Error::InvalidUtf8 { .. }
                 | Error::OutputExists { .. }
                 | Error::LineTooLong { .. }
+                | Error::UnsupportedCompression { .. }
         ) || matches!(self, Error::Io { op, source, .. }
                 if USER_OPS.contains(op) && !storage_failure(source))
     }

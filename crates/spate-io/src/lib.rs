@@ -22,6 +22,7 @@
 
 pub mod commit;
 pub mod error;
+pub mod format;
 pub mod progress;
 pub mod sink;
 pub mod source;

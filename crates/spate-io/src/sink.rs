@@ -21,31 +21,10 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 
 use crate::commit::part_file_name;
 use crate::error::Error;
-
-/// How rows are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[non_exhaustive]
-pub enum OutputFormat {
-    /// Hadoop's `TextOutputFormat`: one line per row, top-level columns joined
-    /// by a tab (so `(key, value)` rows become `key<TAB>value`); strings are
-    /// written as they are, other values in their display form.
-    Text,
-    /// One JSON object per line.
-    JsonLines,
-}
-
-impl OutputFormat {
-    fn extension(self) -> &'static str {
-        match self {
-            OutputFormat::Text => "",
-            OutputFormat::JsonLines => "jsonl",
-        }
-    }
-}
+pub use crate::format::FileFormat;
 
 /// Writes each partition of its input to `dir/part-NNNNN`; outputs one row per
 /// partition with the number of rows written (column `rows`).
@@ -53,7 +32,7 @@ impl OutputFormat {
 pub struct WriteExec {
     input: Arc<dyn ExecutionPlan>,
     dir: PathBuf,
-    format: OutputFormat,
+    format: FileFormat,
     properties: Arc<PlanProperties>,
 }
 
@@ -66,8 +45,16 @@ fn count_schema() -> SchemaRef {
 }
 
 impl WriteExec {
-    /// Writes `input` into `dir` (a staging directory).
-    pub fn new(input: Arc<dyn ExecutionPlan>, dir: PathBuf, format: OutputFormat) -> Self {
+    /// Writes `input` into `dir` (a staging directory) as `TEXT` or `JSON`
+    /// part files; Parquet, CSV and Arrow files are written by DataFusion's
+    /// writers (spate-core's `output` module), so those formats are refused.
+    pub fn new(input: Arc<dyn ExecutionPlan>, dir: PathBuf, format: FileFormat) -> DfResult<Self> {
+        if !matches!(format, FileFormat::Text | FileFormat::Json) {
+            return Err(DataFusionError::Plan(format!(
+                "part-file writer: {} files are written by DataFusion's writers, not here",
+                format.table_type()
+            )));
+        }
         let partitions = input.properties().output_partitioning().partition_count();
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(count_schema()),
@@ -75,12 +62,12 @@ impl WriteExec {
             EmissionType::Final,
             Boundedness::Bounded,
         ));
-        Self {
+        Ok(Self {
             input,
             dir,
             format,
             properties,
-        }
+        })
     }
 
     /// The directory part files go to.
@@ -89,7 +76,7 @@ impl WriteExec {
     }
 
     /// The output format.
-    pub fn format(&self) -> OutputFormat {
+    pub fn format(&self) -> FileFormat {
         self.format
     }
 }
@@ -137,7 +124,7 @@ impl ExecutionPlan for WriteExec {
                 input,
                 self.dir.clone(),
                 self.format,
-            ))),
+            )?)),
             _ => Err(DataFusionError::Internal(
                 "WriteExec takes one child".into(),
             )),
@@ -152,7 +139,7 @@ impl ExecutionPlan for WriteExec {
         let mut input = self.input.execute(partition, context)?;
         let path = self
             .dir
-            .join(part_file_name(partition, self.format.extension()));
+            .join(part_file_name(partition, self.format.part_extension()));
         let format = self.format;
         let fut = async move {
             let file = File::create(&path).map_err(|e| Error::io("creating", &path, e))?;
@@ -203,23 +190,27 @@ impl From<arrow::error::ArrowError> for WriteError {
 /// Formats batches into one part file.
 struct PartWriter<W: Write> {
     out: W,
-    format: OutputFormat,
+    format: FileFormat,
 }
 
 impl<W: Write> PartWriter<W> {
-    fn new(out: W, format: OutputFormat) -> Self {
+    fn new(out: W, format: FileFormat) -> Self {
         Self { out, format }
     }
 
     fn write(&mut self, batch: &RecordBatch) -> Result<(), WriteError> {
         match self.format {
-            OutputFormat::Text => write_text(&mut self.out, batch),
-            OutputFormat::JsonLines => {
+            FileFormat::Text => write_text(&mut self.out, batch),
+            FileFormat::Json => {
                 let mut w = arrow::json::LineDelimitedWriter::new(&mut self.out);
                 w.write(batch)?;
                 w.finish()?;
                 Ok(())
             }
+            other => Err(WriteError::Df(DataFusionError::Plan(format!(
+                "part-file writer: cannot write {} files",
+                other.table_type()
+            )))),
         }
     }
 
@@ -229,7 +220,7 @@ impl<W: Write> PartWriter<W> {
     }
 }
 
-/// Writes rows as text lines, columns separated by tabs (see [`OutputFormat::Text`]).
+/// Writes rows as text lines, columns separated by tabs (see [`FileFormat::Text`]).
 fn write_text(out: &mut dyn Write, batch: &RecordBatch) -> Result<(), WriteError> {
     let options = FormatOptions::default().with_null("");
     let mut columns: Vec<Column<'_>> = Vec::with_capacity(batch.num_columns());

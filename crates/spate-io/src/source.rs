@@ -12,6 +12,8 @@ use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use crate::format::Compression;
+
 use arrow::array::{ArrayRef, BinaryArray, DictionaryArray, Int32Array, StringArray};
 use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
@@ -124,28 +126,6 @@ const BATCH_BYTES: usize = 256 << 10;
 
 /// Bytes read from disk per read call.
 const READ_BYTES: usize = 1 << 20;
-
-/// Compression of an input file, from its extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Compression {
-    /// Plain text.
-    None,
-    /// gzip (`.gz`), possibly several members.
-    Gzip,
-    /// Zstandard (`.zst`).
-    Zstd,
-}
-
-impl Compression {
-    /// The compression a path's extension announces.
-    pub fn from_path(path: &Path) -> Self {
-        match path.extension().and_then(|e| e.to_str()) {
-            Some("gz") => Compression::Gzip,
-            Some("zst") | Some("zstd") => Compression::Zstd,
-            _ => Compression::None,
-        }
-    }
-}
 
 /// One byte range of one input file: a unit of reading.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -310,17 +290,26 @@ pub fn expand_inputs<P: AsRef<Path>>(inputs: &[P]) -> Result<Vec<InputFile>> {
 /// Plans how to read `files` with `partitions` readers: uncompressed files are
 /// cut into byte ranges of about equal size; compressed files go whole to the
 /// least loaded reader. Empty partitions are dropped, but at least one remains.
-pub fn plan_splits(files: &[InputFile], partitions: usize) -> Vec<Vec<FileRange>> {
+pub fn plan_splits(files: &[InputFile], partitions: usize) -> Result<Vec<Vec<FileRange>>> {
     let partitions = partitions.max(1);
+    let compressions = files
+        .iter()
+        .map(|f| {
+            Compression::from_path(&f.path).map_err(|suffix| Error::UnsupportedCompression {
+                path: f.path.clone(),
+                suffix,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     let splittable: u64 = files
         .iter()
-        .filter(|f| Compression::from_path(&f.path) == Compression::None)
-        .map(|f| f.len)
+        .zip(&compressions)
+        .filter(|(_, c)| **c == Compression::None)
+        .map(|(f, _)| f.len)
         .sum();
     let target = splittable.div_ceil(partitions as u64).max(MIN_SPLIT_BYTES);
     let mut ranges: Vec<(u64, FileRange)> = Vec::new();
-    for f in files {
-        let compression = Compression::from_path(&f.path);
+    for (f, &compression) in files.iter().zip(&compressions) {
         if compression != Compression::None || f.len <= target {
             ranges.push((
                 f.len,
@@ -377,7 +366,7 @@ pub fn plan_splits(files: &[InputFile], partitions: usize) -> Vec<Vec<FileRange>
     if out.is_empty() {
         out.push(Vec::new());
     }
-    out
+    Ok(out)
 }
 
 /// The schema of text sources: one non-null UTF-8 column named [`LINE_COLUMN`].
@@ -839,7 +828,7 @@ mod tests {
 
     fn read_all(path: &Path, parts: usize) -> Vec<String> {
         let files = expand_inputs(&[path]).unwrap();
-        let splits = plan_splits(&files, parts);
+        let splits = plan_splits(&files, parts).unwrap();
         let mut lines = Vec::new();
         for split in splits {
             for r in split {
@@ -856,6 +845,19 @@ mod tests {
             }
         }
         lines
+    }
+
+    #[test]
+    fn compressions_the_reader_cannot_decode_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.txt.bz2");
+        std::fs::write(&path, b"BZh9").unwrap();
+        let files = expand_inputs(&[&path]).unwrap();
+        let err = plan_splits(&files, 2).unwrap_err().to_string();
+        assert!(
+            err.contains("a.txt.bz2: .bz2 files are not read as text"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -894,7 +896,7 @@ mod tests {
         let path = dir.path().join("bad.txt");
         std::fs::write(&path, b"ok\nfine \xff here\n").unwrap();
         let files = expand_inputs(&[&path]).unwrap();
-        let r = &plan_splits(&files, 1)[0][0];
+        let r = &plan_splits(&files, 1).unwrap()[0][0];
         let (tx, _rx) = tokio::sync::mpsc::channel(16);
         let mut sink = BatchSink::new(7, &tx, None, Count::new(), Count::new());
         let err = read_range(r, &mut sink).unwrap_err().to_string();

@@ -69,8 +69,9 @@ impl TableProvider for TextTable {
         // Files are listed at each scan: lines appended since are read.
         let files = expand_inputs(&[self.location.as_str()]).map_err(external)?;
         let partitions = state.config().target_partitions().max(1);
-        let source: Arc<dyn ExecutionPlan> =
-            Arc::new(TextSourceExec::new(plan_splits(&files, partitions)));
+        let source: Arc<dyn ExecutionPlan> = Arc::new(TextSourceExec::new(
+            plan_splits(&files, partitions).map_err(external)?,
+        ));
         let column = self.schema.field(0).name();
         match projection {
             // `count(*)` and friends want no columns, only rows.

@@ -1,10 +1,13 @@
 //! TPC-H, side by side: the 22 queries through spate's SQL session, through
 //! DataFusion used directly (a plain `SessionContext` on the same files:
 //! spate's own overhead), and through DuckDB (`pip install duckdb`) and
-//! PySpark in local mode (`pip install pyspark`, with a Java runtime) when
-//! they are installed (`SPATE_BENCH_NO_SPARK=1` leaves PySpark out). Prints
-//! each query's best time and the ratios; checks that spate and DataFusion
-//! return the same number of rows.
+//! PySpark in local mode (`pip install pyspark`, with a Java runtime).
+//! Every side gets the same runs and has every query's result checked
+//! against spate's (values as text, numbers to 1e-6 relative, as the TPC-H
+//! test compares); a peer that is missing, crashes or answers differently
+//! fails the benchmark after the table is printed.
+//! `SPATE_BENCH_PEERS=duckdb` picks peers, `SPATE_BENCH_PEERS=0` leaves
+//! them out. Prints each query's best time and the ratios.
 //!
 //! ```text
 //! cargo bench -p spate-sql --bench tpch                      # scale factor 1
@@ -64,39 +67,70 @@ fn best<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
     (best, out.unwrap())
 }
 
-/// Rows of the last result of a query's statements, through spate.
-fn run_spate(session: &mut SqlSession<'_>, text: &str) -> usize {
-    let mut rows = 0;
+/// A query's answer: its last result's rows, values as text.
+type Rows = Vec<Vec<String>>;
+
+/// The last result of a query's statements, through spate.
+fn run_spate(session: &mut SqlSession<'_>, text: &str) -> Rows {
+    let mut rows = Vec::new();
     for piece in split::split(text) {
         if let Outcome::Rows { batches, .. } = session.run(piece.text).unwrap() {
-            rows = batches.iter().map(|b| b.num_rows()).sum();
+            rows = spate_sql::format::text_rows(&batches).unwrap();
         }
     }
     rows
 }
 
 /// The same through a plain DataFusion context.
-fn run_datafusion(rt: &tokio::runtime::Runtime, ctx: &SessionContext, text: &str) -> usize {
-    let mut rows = 0;
+fn run_datafusion(rt: &tokio::runtime::Runtime, ctx: &SessionContext, text: &str) -> Rows {
+    let mut rows = Vec::new();
     for piece in split::split(text) {
         let batches = rt
             .block_on(async { ctx.sql(piece.text).await?.collect().await })
             .unwrap();
         if !batches.is_empty() {
-            rows = batches.iter().map(|b| b.num_rows()).sum();
+            rows = spate_sql::format::text_rows(&batches).unwrap();
         }
     }
     rows
 }
 
-/// Best time per query (seconds) through a Python engine, or `None` if it
-/// is not installed. `setup` gets `THREADS`, `DATA` and `TABLES`, registers
-/// the tables and defines `run(statement)`; `rewrite(text)` may adapt a
-/// query's text to the engine's dialect.
-fn python_times(engine: &str, setup: &str, data: &Path, runs: usize) -> Option<Vec<f64>> {
+/// Whether two answers agree: the same rows in the same order, values equal
+/// as text or as numbers to 1e-6 relative (engines average decimals
+/// differently), NULL as `NULL`.
+fn same_answer(a: &Rows, b: &Rows) -> bool {
+    let same = |x: &str, y: &str| {
+        x == y
+            || match (x.parse::<f64>(), y.parse::<f64>()) {
+                (Ok(x), Ok(y)) => (x - y).abs() <= 1e-6 * x.abs().max(y.abs()).max(1.0),
+                _ => false,
+            }
+    };
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(r, s)| r.len() == s.len() && r.iter().zip(s).all(|(x, y)| same(x, y)))
+}
+
+/// Best time per query (seconds) and its answer through a Python engine,
+/// or why it did not run. `setup` gets `THREADS`, `DATA` and `TABLES`,
+/// registers the tables and defines `run(statement)` (the statement's rows,
+/// or `None`); `rewrite(text)` may adapt a query's text to the engine's
+/// dialect.
+fn python_times(
+    engine: &str,
+    setup: &str,
+    data: &Path,
+    runs: usize,
+) -> Result<Vec<(f64, Rows)>, String> {
     let script = format!(
         r#"
-import sys, time
+import json, sys, time
+try:
+    import {module}
+except ImportError as e:
+    print("not installed: %s; pip install {module}" % e, file=sys.stderr)
+    sys.exit(3)
 THREADS = {threads}
 DATA = "{data}"
 TABLES = {tables:?}
@@ -106,15 +140,19 @@ def rewrite(text):
 for n in range(1, 23):
     text = rewrite(open(f"{queries}/q{{n}}.sql").read())
     statements = [s for s in text.split(";") if s.strip()]
-    best = None
+    best, answer = None, None
     for _ in range({runs}):
         t = time.perf_counter()
         for s in statements:
-            run(s)
+            rows = run(s)
+            if rows is not None:
+                answer = rows
         e = time.perf_counter() - t
         best = e if best is None else min(best, e)
-    print(best, flush=True)
+    text = [["NULL" if v is None else str(v) for v in row] for row in answer or []]
+    print(json.dumps({{"time": best, "rows": text}}), flush=True)
 "#,
+        module = engine.to_lowercase(),
         threads = std::thread::available_parallelism().map_or(2, |n| n.get()),
         tables = TABLES,
         data = data.display(),
@@ -129,22 +167,33 @@ for n in range(1, 23):
         // Per-record flushing slows Python engines' output paths.
         .env_remove("PYTHONUNBUFFERED")
         .output()
-        .ok()?;
+        .map_err(|e| format!("cannot run python3: {e}"))?;
     if !out.status.success() {
-        eprintln!(
-            "{engine} skipped: {}",
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .rfind(|l| !l.trim().is_empty())
-                .unwrap_or("")
-        );
-        return None;
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
+        return Err(match out.status.code() {
+            Some(3) => last.to_string(),
+            _ => format!("crashed ({}): {last}", out.status),
+        });
     }
-    String::from_utf8(out.stdout)
-        .ok()?
+    let text = String::from_utf8_lossy(&out.stdout);
+    let parsed: Vec<(f64, Rows)> = text
         .lines()
-        .map(|l| l.trim().parse().ok())
-        .collect()
+        .map(|l| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).map_err(|e| format!("bad output line {l:?}: {e}"))?;
+            let rows: Rows = serde_json::from_value(v["rows"].clone())
+                .map_err(|e| format!("bad rows in {l:?}: {e}"))?;
+            let t = v["time"]
+                .as_f64()
+                .ok_or_else(|| format!("no time in {l:?}"))?;
+            Ok((t, rows))
+        })
+        .collect::<Result<_, String>>()?;
+    if parsed.len() != 22 {
+        return Err(format!("answered {} of 22 queries", parsed.len()));
+    }
+    Ok(parsed)
 }
 
 /// DuckDB (`pip install duckdb`), on the same Parquet files.
@@ -156,8 +205,7 @@ for t in TABLES:
     con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{DATA}/{t}.parquet')")
 def run(s):
     r = con.sql(s)
-    if r is not None:
-        r.fetchall()
+    return r.fetchall() if r is not None else None
 "#;
 
 /// PySpark in local mode (`pip install pyspark`; needs a Java runtime), on
@@ -180,7 +228,9 @@ for t in TABLES:
 def rewrite(text):
     return text.replace("create view", "create temp view")
 def run(s):
-    spark.sql(s).collect()
+    rows = spark.sql(s).collect()
+    head = s.lstrip().lower()
+    return [tuple(r) for r in rows] if head.startswith(("select", "with")) else None
 "#;
 
 fn main() {
@@ -218,12 +268,29 @@ fn main() {
             .unwrap();
     }
 
-    let duck = python_times("DuckDB", DUCKDB, &data, runs);
-    let spark = if std::env::var_os("SPATE_BENCH_NO_SPARK").is_some() {
-        None
-    } else {
-        python_times("PySpark", PYSPARK, &data, runs)
+    let chosen = std::env::var("SPATE_BENCH_PEERS").unwrap_or_default();
+    let wanted = |engine: &str| {
+        chosen != "0"
+            && (chosen.is_empty()
+                || chosen
+                    .split(',')
+                    .any(|c| c.trim().eq_ignore_ascii_case(engine)))
     };
+    let mut failures = Vec::new();
+    let mut peer = |engine: &str, setup: &str| -> Option<Vec<(f64, Rows)>> {
+        if !wanted(engine) {
+            return None;
+        }
+        match python_times(engine, setup, &data, runs) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                failures.push(format!("{engine}: {e}"));
+                None
+            }
+        }
+    };
+    let duck = peer("DuckDB", DUCKDB);
+    let spark = peer("PySpark", PYSPARK);
     println!(
         "{:<6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11}",
         "query", "spate s", "DF s", "duckdb s", "spark s", "spate/DF", "/duckdb", "spark/spate"
@@ -234,13 +301,29 @@ fn main() {
     for (n, text) in queries() {
         let (t_spate, rows_spate) = best(runs, || run_spate(&mut session, &text));
         let (t_df, rows_df) = best(runs, || run_datafusion(&rt, &df, &text));
-        assert_eq!(rows_spate, rows_df, "q{n}: row counts differ");
+        for (engine, answer) in [
+            ("DataFusion", Some(&rows_df)),
+            ("DuckDB", duck.as_ref().map(|v| &v[n - 1].1)),
+            ("PySpark", spark.as_ref().map(|v| &v[n - 1].1)),
+        ] {
+            if let Some(answer) = answer
+                && !same_answer(&rows_spate, answer)
+            {
+                failures.push(format!(
+                    "q{n}: {engine} answers differently ({} rows, spate {}; first rows {:?} vs {:?})",
+                    answer.len(),
+                    rows_spate.len(),
+                    answer.first(),
+                    rows_spate.first()
+                ));
+            }
+        }
         let s = t_spate.as_secs_f64();
         let d = t_df.as_secs_f64();
         total_spate += s;
         total_df += d;
-        let k = duck.as_ref().map(|v| v[n - 1]);
-        let p = spark.as_ref().map(|v| v[n - 1]);
+        let k = duck.as_ref().map(|v| v[n - 1].0);
+        let p = spark.as_ref().map(|v| v[n - 1].0);
         total_duck += k.unwrap_or(0.0);
         total_spark += p.unwrap_or(0.0);
         println!(
@@ -252,7 +335,7 @@ fn main() {
             ratio(p.map(|p| p / s)),
         );
     }
-    let total = |v: &Option<Vec<f64>>, t: f64| v.as_ref().map(|_| t);
+    let total = |v: &Option<Vec<(f64, Rows)>>, t: f64| v.as_ref().map(|_| t);
     println!(
         "total  {total_spate:>9.3} {total_df:>9.3} {:>9} {:>9} {:>9.2} {:>9} {:>11}",
         cell(total(&duck, total_duck)),
@@ -264,5 +347,10 @@ fn main() {
     println!(
         "spate/DF: spate's time over DataFusion's alone (target <= 1.1); /duckdb: spate's \
          time over DuckDB's; spark/spate: how many times faster than PySpark spate is"
+    );
+    assert!(
+        failures.is_empty(),
+        "the benchmark failed (SPATE_BENCH_PEERS picks peers):\n{}",
+        failures.join("\n")
     );
 }

@@ -247,13 +247,14 @@ pub(crate) fn copy_to(
         }
     }
     let format = match (&copy.stored_as, name.rsplit_once('.')) {
-        (Some(f), _) => FileFormat::parse(f)?,
+        (Some(f), _) => FileFormat::parse(f).map_err(Error::Usage)?,
         (None, Some((_, ext))) if file => FileFormat::parse(match ext {
             "txt" => "TEXT",
             "jsonl" | "ndjson" => "JSON",
             "arrow" | "ipc" | "feather" => "ARROW",
             other => other,
-        })?,
+        })
+        .map_err(Error::Usage)?,
         _ => {
             return Err(Error::Usage(format!(
                 "COPY TO '{target}': say which format with STORED AS PARQUET|CSV|JSON|ARROW|TEXT"
@@ -316,7 +317,7 @@ pub(crate) fn create_table_as(
         return Err(Error::Usage("CREATE TABLE needs AS SELECT ...".into()));
     };
     let format = match &clauses.stored_as {
-        Some(f) => FileFormat::parse(f)?,
+        Some(f) => FileFormat::parse(f).map_err(Error::Usage)?,
         None => FileFormat::Parquet,
     };
     let output = Output {
@@ -440,7 +441,7 @@ pub(crate) fn insert(
         return refuse("the table cannot be opened");
     };
     let output = Output {
-        format: FileFormat::parse(&def.file_type)?,
+        format: FileFormat::parse(&def.file_type).map_err(Error::Usage)?,
         options: def
             .options
             .iter()
