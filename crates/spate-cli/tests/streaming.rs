@@ -655,3 +655,56 @@ fn a_line_without_end_fails_the_task() {
             ));
     }
 }
+
+/// A failed job starts no more tasks: reduce tasks waiting for a process
+/// slot give up once the job has failed.
+#[test]
+fn a_failed_job_starts_no_more_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    let text: String = (0..500).map(|i| format!("k{i}\t{i}\n")).collect();
+    std::fs::write(&input, &text).unwrap();
+    let ran = dir.path().join("ran");
+    let reducer = format!(
+        "sh -c 'echo x >> {}; cat >/dev/null; exit 3'",
+        ran.display()
+    );
+    spate()
+        .args(["--threads", "2", "-input"])
+        .arg(&input)
+        .args(["-output", "-", "-mapper", "cat", "-reducer", &reducer])
+        .args([
+            "-numReduceTasks",
+            "40",
+            "-D",
+            "mapreduce.reduce.maxattempts=1",
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("exited with code 3"));
+    let started = std::fs::read_to_string(&ran).unwrap().lines().count();
+    assert!(
+        started < 40,
+        "{started} of 40 reduce tasks started after the first failed"
+    );
+}
+
+/// The aggregate combiner joins key and partial with the map output
+/// separator, so a job with its own separator combines to the same answer.
+#[test]
+fn aggregate_with_a_custom_separator_combines_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "a\nb\na\n").unwrap();
+    for combiner in [false, true] {
+        let mut cmd = spate();
+        cmd.args(["-D", "stream.map.output.field.separator=,", "-input"])
+            .arg(&input)
+            .args(["-output", "-", "-reducer", "aggregate", "-numReduceTasks", "1"])
+            .args(["-mapper", "sed -e 's/^/UniqValueCount:all,/; p; s/^Uniq.*,/LongValueSum:n,/; s/$/ 1/; s/,.* /,/'"]);
+        if combiner {
+            cmd.args(["-combiner", "aggregate"]);
+        }
+        cmd.assert().success().stdout("n\t3\nall\t2\n");
+    }
+}

@@ -153,7 +153,11 @@ fn clone_io(e: &spate_io::Error) -> Error {
         E::Io { op, path, source } => E::Io {
             op,
             path: path.clone(),
-            source: std::io::Error::new(source.kind(), source.to_string()),
+            // The OS error number decides whether it is the disk's fault.
+            source: match source.raw_os_error() {
+                Some(code) => std::io::Error::from_raw_os_error(code),
+                None => std::io::Error::new(source.kind(), source.to_string()),
+            },
         },
         E::InvalidUtf8 {
             path,
@@ -173,6 +177,10 @@ fn clone_io(e: &spate_io::Error) -> Error {
             path: path.clone(),
             offset: *offset,
             limit: *limit,
+        },
+        E::UnsupportedCompression { path, suffix } => E::UnsupportedCompression {
+            path: path.clone(),
+            suffix,
         },
         other => return Error::Internal(other.to_string()),
     })

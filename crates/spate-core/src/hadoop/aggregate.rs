@@ -14,8 +14,9 @@
 //! `ValueHistogram` reports `distinct items, min, median, max, mean, standard
 //! deviation` of the item counts. Strings compare bytewise. Where Hadoop
 //! would throw (a key with no type, an unknown type, a number that does not
-//! parse, a sum that overflows) the task fails with a message naming the key
-//! and the value; nothing is dropped.
+//! parse) the task fails with a message naming the key and the value. One
+//! deliberate difference: a 64-bit sum that overflows fails the task, where
+//! Java's `long` wraps around to a wrong answer.
 //!
 //! Memory: one key's aggregate at a time (input comes sorted by key);
 //! `UniqValueCount` and `ValueHistogram` hold that key's distinct values.
@@ -247,6 +248,9 @@ fn histogram_report(items: &BTreeMap<Vec<u8>, i64>, out: &mut Vec<u8>) {
 #[derive(Debug)]
 pub struct AggregateTask {
     role: AggregateRole,
+    /// Between a combiner's typed key and its partial result: the map
+    /// output separator, so the lines split back as the mapper's did.
+    separator: Vec<u8>,
     key: Vec<u8>,
     current: Option<Aggregator>,
     /// Output lines not yet taken.
@@ -254,10 +258,13 @@ pub struct AggregateTask {
 }
 
 impl AggregateTask {
-    /// A task on `role`'s side of the shuffle.
-    pub fn new(role: AggregateRole) -> Self {
+    /// A task on `role`'s side of the shuffle; a combiner joins key and
+    /// partial result with `separator` (the reducer writes `id<TAB>report`,
+    /// as Hadoop's text output does).
+    pub fn new(role: AggregateRole, separator: &[u8]) -> Self {
         Self {
             role,
+            separator: separator.to_vec(),
             key: Vec::new(),
             current: None,
             out: Vec::new(),
@@ -314,10 +321,10 @@ impl AggregateTask {
                 self.out.push(b'\n');
             }
             AggregateRole::Combine => {
-                let (key, out) = (&self.key, &mut self.out);
+                let (key, sep, out) = (&self.key, &self.separator, &mut self.out);
                 agg.partials(|partial| {
                     out.extend_from_slice(key);
-                    out.push(b'\t');
+                    out.extend_from_slice(sep);
                     out.extend_from_slice(partial);
                     out.push(b'\n');
                 });
@@ -331,7 +338,7 @@ mod tests {
     use super::*;
 
     fn run(role: AggregateRole, pairs: &[(&str, &str)]) -> Result<String, String> {
-        let mut task = AggregateTask::new(role);
+        let mut task = AggregateTask::new(role, b"\t");
         for (k, v) in pairs {
             task.push(k.as_bytes(), Some(v.as_bytes()))?;
         }

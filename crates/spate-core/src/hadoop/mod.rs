@@ -304,7 +304,7 @@ fn executable(file: &std::path::Path, name: &str, work_root: &std::path::Path) -
             )
         });
     made.map_err(|e| {
-        Error::Usage(format!(
+        Error::Storage(format!(
             "cannot make an executable copy of side file {} in {}: {e}",
             file.display(),
             dir.display()
@@ -592,7 +592,7 @@ impl StreamingJob {
         let work = tempfile::Builder::new()
             .prefix("spate-streaming-")
             .tempdir()
-            .map_err(|e| Error::Usage(format!("cannot create a task directory: {e}")))?;
+            .map_err(|e| Error::Storage(format!("cannot create a task directory: {e}")))?;
         let counters = Arc::new(Counters::default());
         let plan = self.plan(ctx, &job_id, work.path(), &counters)?;
         let dataset = ctx.dataset::<String>(Arc::new(move || Ok(plan.clone())));
@@ -620,7 +620,7 @@ impl StreamingJob {
                             if e.kind() == std::io::ErrorKind::BrokenPipe {
                                 break;
                             }
-                            return Err(Error::Usage(format!("writing output: {e}")));
+                            return Err(Error::Storage(format!("writing output: {e}")));
                         }
                     }
                     Ok::<u64, Error>(lines)

@@ -65,10 +65,17 @@ cls = load_job_class(script)
 # spate's own options given after the script, unless the job defines them.
 own, wanted = {}, json.loads(os.environ.get("SPATE_OWN_OPTIONS") or "{}")
 if wanted:
+    # The job's parser as MRJob.__init__ builds it, without parsing
+    # arguments (a job may require some).
+    from argparse import ArgumentParser
+    probe = cls.__new__(cls)
+    probe._passthru_arg_dests, probe._file_arg_dests = set(), set()
+    probe.arg_parser = ArgumentParser(add_help=False)
     try:
-        defined = set(cls([]).arg_parser._option_string_actions)
-    except BaseException:
-        defined = set()
+        probe.configure_args()
+    except BaseException as e:
+        fail("building the job's options failed: %s: %s" % (type(e).__name__, e))
+    defined = set(probe.arg_parser._option_string_actions)
     rest, i = [], 0
     while i < len(args):
         name, eq, value = args[i].partition("=")
@@ -257,7 +264,8 @@ const OWN_OPTIONS: &str =
 /// `offset<TAB>path`, as Hadoop's NLineInputFormat hands it to mrjob's
 /// manifest wrapper; for each, the mapper runs once — one task per file, as
 /// on Hadoop — with the local path (a `.gz`/`.bz2` file decompressed into
-/// the task directory first) and the URI as its last two arguments.
+/// the task directory first) and the URI as its last two arguments. spate
+/// gives every file its own one-line manifest, so a task runs one file.
 const MANIFEST_WRAPPER: &str = r#"#!/bin/sh
 n=0
 while IFS= read -r line; do
@@ -382,10 +390,12 @@ fn write_driver() -> Result<tempfile::TempDir> {
     Ok(dir)
 }
 
-/// Writes the input manifest of a raw-mapper step: one `offset<TAB>path`
-/// line per input file (directories and globs expanded, as the job would
-/// see them on Hadoop), absolute paths.
-fn write_manifest(dir: &Path, inputs: &[String], reads_stdin: bool) -> Result<String> {
+/// Writes the input manifest of a raw-mapper step: one `0<TAB>path` line
+/// per input file (directories and globs expanded; absolute paths), each in
+/// a manifest file of its own, so that each input file is its own split and
+/// map task — run in parallel and retried alone, as NLineInputFormat with
+/// one line per split does on Hadoop.
+fn write_manifest(dir: &Path, inputs: &[String], reads_stdin: bool) -> Result<Vec<String>> {
     if reads_stdin || inputs.is_empty() {
         return Err(Error::Usage(
             "this job reads whole input files (mapper_raw), so it needs input paths, \
@@ -400,16 +410,15 @@ fn write_manifest(dir: &Path, inputs: &[String], reads_stdin: bool) -> Result<St
         )));
     }
     let files = spate_io::source::expand_inputs(inputs)?;
-    let mut text = String::new();
-    for f in &files {
+    let mut manifests = Vec::with_capacity(files.len());
+    for (i, f) in files.iter().enumerate() {
         let path = std::fs::canonicalize(&f.path).unwrap_or_else(|_| f.path.clone());
-        let line = format!("{}\t{}\n", text.len(), path.display());
-        text.push_str(&line);
+        let manifest = dir.join(format!("input-manifest-{i:05}.txt"));
+        std::fs::write(&manifest, format!("0\t{}\n", path.display()))
+            .map_err(|e| Error::Storage(format!("cannot write {}: {e}", manifest.display())))?;
+        manifests.push(manifest.to_string_lossy().into_owned());
     }
-    let path = dir.join("input-manifest.txt");
-    std::fs::write(&path, text)
-        .map_err(|e| Error::Usage(format!("cannot write {}: {e}", path.display())))?;
-    Ok(path.to_string_lossy().into_owned())
+    Ok(manifests)
 }
 
 impl MrjobScript {
@@ -717,7 +726,18 @@ impl MrjobScript {
                         )));
                     }
                     let dir = driver()?;
-                    job.inputs = vec![write_manifest(dir.path(), &job.inputs, reads_stdin)?];
+                    if desc
+                        .get("mapper")
+                        .and_then(|m| m.get("pre_filter"))
+                        .is_some_and(|f| !f.is_null())
+                    {
+                        return Err(Error::Usage(format!(
+                            "step {}: a raw mapper (mapper_raw) reads files, not lines, so it \
+                             cannot have a mapper_pre_filter; drop the pre-filter",
+                            n + 1
+                        )));
+                    }
+                    job.inputs = write_manifest(dir.path(), &job.inputs, reads_stdin)?;
                     reads_stdin = false;
                     let wrapper = dir.path().join(MANIFEST_FILE);
                     Some(format!(

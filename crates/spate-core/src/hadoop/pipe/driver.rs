@@ -18,7 +18,7 @@ use super::lines::{LineParser, RunBuffer, TextColumn, write_lines};
 use super::task::{
     Attempt, ErrSummary, StdoutEnd, TaskRun, failure_message, link_side_file, read_stderr,
 };
-use super::{KEY, PipeRole, Slot, Spec, TaskProgram, VALUE};
+use super::{KEY, PipeOutput, PipeRole, Slot, Spec, TaskProgram, VALUE};
 use crate::error::StepError;
 use crate::hadoop::aggregate::{AggregateRole, AggregateTask};
 
@@ -85,7 +85,9 @@ impl Driver {
                 return Ok(());
             }
             if task.is_none() {
-                let slot = self.slot();
+                let Some(slot) = self.slot() else {
+                    return Ok(());
+                };
                 task = Some(self.start(tag, slot)?);
             }
             let Some(t) = task.as_mut() else { continue };
@@ -103,7 +105,9 @@ impl Driver {
             }
         }
         if task.is_none() && self.op.role == PipeRole::Reduce {
-            let slot = self.slot();
+            let Some(slot) = self.slot() else {
+                return Ok(());
+            };
             task = Some(self.start(None, slot)?);
         }
         if let Some(t) = task.as_mut()
@@ -181,11 +185,15 @@ impl Driver {
         }
     }
 
-    /// A process slot if the task runs a process, waiting for one.
-    fn slot(&self) -> Option<Slot> {
+    /// A process slot if the task runs a process, waiting for one: the
+    /// outer `None` when the output closed meanwhile (nothing more to run).
+    fn slot(&self) -> Option<Option<Slot>> {
+        if self.tx.is_closed() {
+            return None;
+        }
         match self.op.program {
-            TaskProgram::Command(_) => Some(self.op.slots.take()),
-            _ => None,
+            TaskProgram::Command(_) => self.op.slots.take(|| self.tx.is_closed()).map(Some),
+            _ => Some(None),
         }
     }
 
@@ -248,8 +256,12 @@ impl Driver {
                     PipeRole::Reduce => AggregateRole::Reduce,
                     _ => AggregateRole::Combine,
                 };
+                let separator = match &self.op.output {
+                    PipeOutput::KeyValue(spec) => spec.separator.clone(),
+                    PipeOutput::Lines => b"\t".to_vec(),
+                };
                 task.identity = Some(LineParser::new(&self.op));
-                task.aggregate = Some(AggregateTask::new(role));
+                task.aggregate = Some(AggregateTask::new(role, &separator));
             }
             TaskProgram::Command(_) => {
                 if max_attempts > 1 {
@@ -319,7 +331,13 @@ impl Driver {
             .stderr
             .take()
             .ok_or_else(|| self.error("child has no stderr".into()))?;
-        let out_spool = (task.max_attempts > 1).then(|| dir.join("stdout"));
+        // Beside the task directory, not in it: a side file or the task's
+        // own files there must not meet the spool.
+        let out_spool = (task.max_attempts > 1).then(|| {
+            setup
+                .work_root
+                .join(format!("{}.out", self.local_name(&attempt_id)))
+        });
         let stdout_thread = {
             let out_spool = out_spool.clone();
             let mut parser = LineParser::new(&self.op);
@@ -367,6 +385,11 @@ impl Driver {
         buf: &mut Vec<u8>,
     ) -> DfResult<()> {
         buf.clear();
+        if self.tx.is_closed() {
+            // The job failed elsewhere or downstream stopped reading.
+            task.closed = true;
+            return Ok(());
+        }
         if let Some(agg) = task.aggregate.as_mut() {
             task.records_in += batch.num_rows() as u64;
             let fail = |e: String| self.error(format!("task {}: {e}", task.task_id));
@@ -472,6 +495,9 @@ impl Driver {
                     }
                 }
                 let _ = std::fs::remove_dir_all(&ended.dir);
+                if let Some(path) = &ended.out_spool {
+                    let _ = std::fs::remove_file(path);
+                }
                 if let Some((path, _)) = &task.spool {
                     let _ = std::fs::remove_file(path);
                 }
@@ -479,6 +505,17 @@ impl Driver {
                 return Ok(Flow::Continue);
             }
             let _ = std::fs::remove_dir_all(&ended.dir);
+            if let Some(path) = &ended.out_spool {
+                let _ = std::fs::remove_file(path);
+            }
+            if self.tx.is_closed() {
+                // Nobody wants the output any more: no retry, no error of
+                // this task on top of whatever ended the job.
+                if let Some((path, _)) = &task.spool {
+                    let _ = std::fs::remove_file(path);
+                }
+                return Ok(Flow::Closed);
+            }
             task.attempt_no += 1;
             let spool = task.spool.as_ref().map(|(p, _)| p.clone());
             if task.attempt_no < task.max_attempts

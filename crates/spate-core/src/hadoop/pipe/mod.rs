@@ -168,14 +168,20 @@ impl Slots {
         })
     }
 
-    /// A slot, waiting for one to be given back.
-    fn take(self: &Arc<Self>) -> Slot {
+    /// A slot, waiting for one to be given back; `None` once `cancelled`
+    /// says the job no longer wants the task (its output is closed: the
+    /// job failed or downstream stopped reading).
+    fn take(self: &Arc<Self>, cancelled: impl Fn() -> bool) -> Option<Slot> {
         let mut free = self.free.lock();
         while *free == 0 {
-            self.freed.wait(&mut free);
+            if cancelled() {
+                return None;
+            }
+            self.freed
+                .wait_for(&mut free, std::time::Duration::from_millis(50));
         }
         *free -= 1;
-        Slot(self.clone())
+        Some(Slot(self.clone()))
     }
 }
 
