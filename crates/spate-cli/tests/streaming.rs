@@ -708,3 +708,48 @@ fn aggregate_with_a_custom_separator_combines_the_same() {
         cmd.assert().success().stdout("n\t3\nall\t2\n");
     }
 }
+
+/// `-verbose` shows each task as it runs: a shipped program from the task
+/// directory, `aggregate` in-process, a combiner a map-only step skips.
+#[test]
+fn verbose_shows_tasks_as_they_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let prog = dir.path().join("tag.sh");
+    std::fs::write(&prog, "#!/bin/sh\nsed 's/^/LongValueSum:/; s/$/\t1/'\n").unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "a\nb\na\n").unwrap();
+    spate()
+        .args(["-verbose", "-input"])
+        .arg(&input)
+        .args(["-output", "-", "-mapper", "tag.sh", "-file"])
+        .arg(&prog)
+        .args(["-reducer", "aggregate", "-numReduceTasks", "1"])
+        .assert()
+        .success()
+        .stdout("a\t2\nb\t1\n")
+        .stderr(predicate::str::contains("step 1 mapper: ./tag.sh"))
+        .stderr(predicate::str::contains(
+            "step 1 reducer: aggregate (Hadoop's Aggregate package, in-process)",
+        ));
+    spate()
+        .args(["-verbose", "-input"])
+        .arg(&input)
+        .args([
+            "-output",
+            "-",
+            "-mapper",
+            "cat",
+            "-combiner",
+            "uniq",
+            "-reducer",
+            "NONE",
+        ])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "the combiner does not run in a map-only step",
+        ))
+        .stderr(predicate::str::contains(
+            "step 1 combiner: (not run: the step is map-only)",
+        ));
+}

@@ -128,25 +128,41 @@ impl StreamingJob {
         let mut out = String::new();
         let mut line = |k: &str, v: &str| out.push_str(&format!("  {k}: {v}\n"));
         line("input", &self.inputs.join(", "));
+        // Side files by the name tasks see, to show commands as they run.
+        let side: Vec<(PathBuf, String)> = self
+            .files
+            .iter()
+            .filter_map(|(p, name)| {
+                let name = name
+                    .clone()
+                    .or_else(|| p.file_name().map(|n| n.to_string_lossy().into_owned()))?;
+                Some((p.clone(), name))
+            })
+            .collect();
+        let shown = |c: &Option<String>, map: bool| match c.as_deref().map(str::trim) {
+            None => "(identity)".to_string(),
+            Some(aggregate::AGGREGATE) if !map => {
+                "aggregate (Hadoop's Aggregate package, in-process)".to_string()
+            }
+            Some(c) => resolve_program(c, &side),
+        };
         for (i, step) in self.steps.iter().enumerate() {
             let n = i + 1;
-            let shown = |c: &Option<String>, none: &str| c.clone().unwrap_or_else(|| none.into());
-            line(
-                &format!("step {n} mapper"),
-                &shown(&step.mapper, "(identity)"),
-            );
-            if let Some(c) = &step.combiner {
-                line(&format!("step {n} combiner"), c);
-            }
+            line(&format!("step {n} mapper"), &shown(&step.mapper, true));
             let reducers = self.reducers(step, ctx)?;
+            if step.combiner.is_some() {
+                let combiner = if reducers == 0 {
+                    "(not run: the step is map-only)".to_string()
+                } else {
+                    shown(&step.combiner, false)
+                };
+                line(&format!("step {n} combiner"), &combiner);
+            }
             if reducers == 0 {
                 line(&format!("step {n} reducers"), "none (map-only)");
             } else {
                 line(&format!("step {n} reducers"), &reducers.to_string());
-                line(
-                    &format!("step {n} reducer"),
-                    &shown(&step.reducer, "(identity)"),
-                );
+                line(&format!("step {n} reducer"), &shown(&step.reducer, false));
             }
             if let Some(p) = &step.partitioner {
                 line(&format!("step {n} partitioner"), p);
@@ -343,6 +359,20 @@ impl StreamingJob {
         let mut out = Vec::new();
         for (i, step) in self.steps.iter().enumerate() {
             let props = self.props(step);
+            let map_only = step.reducers == Some(0)
+                || (step.reducers.is_none()
+                    && (step.reducer.as_deref() == Some("NONE")
+                        || props
+                            .number(&["mapreduce.job.reduces", "mapred.reduce.tasks"])
+                            .ok()
+                            .flatten()
+                            == Some(0)));
+            if map_only && step.combiner.is_some() {
+                out.push(format!(
+                    "step {}: the combiner does not run in a map-only step (as in Hadoop)",
+                    i + 1
+                ));
+            }
             let partitioner = step.partitioner.as_deref().or(props.get(&PARTITIONER));
             if props.get(&PARTITION_OPTIONS).is_some()
                 && !partitioner.is_some_and(|p| p.contains("KeyFieldBasedPartitioner"))
