@@ -132,19 +132,14 @@ impl StreamingJob {
         let side: Vec<(PathBuf, String)> = self
             .files
             .iter()
-            .filter_map(|(p, name)| {
-                let name = name
-                    .clone()
-                    .or_else(|| p.file_name().map(|n| n.to_string_lossy().into_owned()))?;
-                Some((p.clone(), name))
-            })
+            .filter_map(|(p, name)| Some((p.clone(), side_name(p, name.as_deref())?)))
             .collect();
-        let shown = |c: &Option<String>, map: bool| match c.as_deref().map(str::trim) {
-            None => "(identity)".to_string(),
-            Some(aggregate::AGGREGATE) if !map => {
+        let shown = |c: &Option<String>, map: bool| match task_program(c.as_deref(), map, &side) {
+            TaskProgram::Identity => "(identity)".to_string(),
+            TaskProgram::Aggregate => {
                 "aggregate (Hadoop's Aggregate package, in-process)".to_string()
             }
-            Some(c) => resolve_program(c, &side),
+            TaskProgram::Command(c) => c,
         };
         for (i, step) in self.steps.iter().enumerate() {
             let n = i + 1;
@@ -273,6 +268,24 @@ impl Props {
 
 /// What a task may buffer in its own memory without a memory limit.
 const MAP_BUFFER_BYTES: usize = 256 << 20;
+
+/// The name a side file has in task directories: the one given
+/// (`path#name`), else its file name.
+fn side_name(path: &std::path::Path, name: Option<&str>) -> Option<String> {
+    name.map(str::to_string)
+        .or_else(|| path.file_name().map(|n| n.to_string_lossy().into_owned()))
+}
+
+/// What a task given `command` runs: the identity without one, Hadoop's
+/// Aggregate package for `aggregate` as combiner or reducer, else the
+/// command with its program resolved against the shipped files.
+fn task_program(command: Option<&str>, map: bool, side_files: &[(PathBuf, String)]) -> TaskProgram {
+    match command {
+        None => TaskProgram::Identity,
+        Some(c) if !map && c.trim() == aggregate::AGGREGATE => TaskProgram::Aggregate,
+        Some(c) => TaskProgram::Command(resolve_program(c, side_files)),
+    }
+}
 
 /// The program a task command runs: its first word.
 fn program_word(command: &str) -> &str {
@@ -477,15 +490,8 @@ impl StreamingJob {
                     f.display()
                 )));
             }
-            let name = match name {
-                Some(n) => n.clone(),
-                None => f
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .ok_or_else(|| {
-                        Error::Usage(format!("side file {} has no name", f.display()))
-                    })?,
-            };
+            let name = side_name(f, name.as_deref())
+                .ok_or_else(|| Error::Usage(format!("side file {} has no name", f.display())))?;
             let runs = self.steps.iter().any(|s| {
                 [&s.mapper, &s.combiner, &s.reducer]
                     .into_iter()
@@ -548,13 +554,7 @@ impl StreamingJob {
                       output: PipeOutput,
                       plan: LogicalPlan|
              -> Result<LogicalPlan> {
-                let program = match command {
-                    None => TaskProgram::Identity,
-                    Some(c) if role != PipeRole::Map && c.trim() == aggregate::AGGREGATE => {
-                        TaskProgram::Aggregate
-                    }
-                    Some(c) => TaskProgram::Command(resolve_program(&c, &side_files)),
-                };
+                let program = task_program(command.as_deref(), role == PipeRole::Map, &side_files);
                 let op = PipeOp::new(
                     format!("{prefix}/{name}"),
                     i,
