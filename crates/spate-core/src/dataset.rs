@@ -7,7 +7,7 @@
 //! words it counts.
 
 use std::hash::Hash;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow::datatypes::DataType;
@@ -17,8 +17,7 @@ use datafusion::common::{Column, JoinType};
 use datafusion::datasource::provider_as_source;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, SortExpr, cast, lit};
 use datafusion::physical_plan::{ExecutionPlan, displayable};
-use spate_io::commit::StagedOutput;
-use spate_io::sink::{FileFormat, WriteExec};
+use spate_io::format::FileFormat;
 use spate_io::source::{InputFile, expand_inputs};
 
 use crate::combine::CombineFn;
@@ -96,16 +95,7 @@ impl<T> std::fmt::Debug for Dataset<T> {
     }
 }
 
-/// What a write produced.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WriteSummary {
-    /// The committed output directory.
-    pub path: PathBuf,
-    /// Rows written.
-    pub rows: u64,
-    /// Part files written.
-    pub files: usize,
-}
+pub use spate_io::output::WriteSummary;
 
 fn col(name: &str) -> Expr {
     Expr::Column(Column::from_name(name))
@@ -546,31 +536,10 @@ impl<T: Data> Dataset<T> {
 
     fn write(self, dir: &Path, format: FileFormat) -> Result<WriteSummary> {
         let ctx = self.ctx.clone();
-        let staged = StagedOutput::create(dir)?;
         let physical = self.physical_plan()?;
-        let writer = Arc::new(
-            WriteExec::new(physical, staged.staging_dir().to_path_buf(), format)
-                .map_err(from_df)?,
-        );
-        let files = writer.properties().output_partitioning().partition_count();
-        let batches = ctx
-            .block_on(async {
-                let task = ctx.session().task_ctx();
-                datafusion::physical_plan::collect(writer, task).await
-            })
-            .map_err(from_df)?;
-        let rows: u64 = batches.iter().map(sum_u64).sum();
-        let path = staged.commit()?;
-        Ok(WriteSummary { path, rows, files })
+        let task = ctx.session().task_ctx();
+        Ok(ctx.block_on(spate_io::output::write_parts(physical, task, dir, format))?)
     }
-}
-
-fn sum_u64(b: &RecordBatch) -> u64 {
-    use arrow::array::AsArray;
-    b.column(0)
-        .as_primitive_opt::<arrow::datatypes::UInt64Type>()
-        .map(|a| a.values().iter().sum())
-        .unwrap_or(0)
 }
 
 fn describe(what: &str, fused: &[String]) -> String {

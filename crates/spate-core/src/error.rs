@@ -12,7 +12,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// The user's input or arguments are wrong (missing file, bad UTF-8, output exists).
     #[error(transparent)]
-    Input(#[from] spate_io::Error),
+    Input(spate_io::Error),
     /// A user function failed (panicked) while the job ran.
     #[error("step '{step}' failed: {message}")]
     Step {
@@ -182,8 +182,26 @@ fn clone_io(e: &spate_io::Error) -> Error {
             path: path.clone(),
             suffix,
         },
+        E::BadOutput(m) => return Error::Usage(m.clone()),
+        E::Storage(m) => return Error::Storage(m.clone()),
+        E::Engine(e) => return Error::Execution(DataFusionError::Execution(e.to_string())),
         other => return Error::Internal(other.to_string()),
     })
+}
+
+/// An I/O-layer error in the variant of its phase: a bad output location
+/// or option is a usage error, a failing store a storage failure, an engine
+/// error from a write keeps what it carries (a failed step, the memory
+/// budget); the rest are input errors.
+impl From<spate_io::Error> for Error {
+    fn from(e: spate_io::Error) -> Self {
+        match e {
+            spate_io::Error::BadOutput(m) => Error::Usage(m),
+            spate_io::Error::Storage(m) => Error::Storage(m),
+            spate_io::Error::Engine(e) => from_df(e),
+            e => Error::Input(e),
+        }
+    }
 }
 
 impl From<DataFusionError> for Error {

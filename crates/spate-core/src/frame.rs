@@ -102,12 +102,12 @@ impl<T: Data> DatasetWriter<T> {
         let ctx = self.dataset.context().clone();
         let df = self.dataset.to_dataframe()?;
         let location = location.as_ref();
-        let written = output::new_directory(&ctx, df, &self.output, location)?;
-        Ok(WriteSummary {
-            path: std::path::PathBuf::from(location),
-            rows: written.rows,
-            files: written.files,
-        })
+        Ok(ctx.block_on(output::new_directory(
+            ctx.session(),
+            df,
+            &self.output,
+            location,
+        ))?)
     }
 }
 

@@ -30,7 +30,8 @@ pub mod hadoop;
 pub mod mapreduce;
 pub mod node;
 pub mod ops;
-pub mod output;
+/// Output: every write, published whole (spate-io's one output module).
+pub use spate_io::output;
 pub mod pipeline;
 pub mod rows;
 pub mod text;

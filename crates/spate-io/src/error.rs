@@ -47,10 +47,11 @@ pub enum Error {
         /// Offset of the start of the line holding it.
         line_start: u64,
     },
-    /// The output directory exists already; spate never overwrites output.
-    #[error("output directory already exists: {} (remove it or choose another)", path.display())]
+    /// The output (a directory or a file) exists already; spate never
+    /// overwrites output.
+    #[error("output already exists: {} (remove it or write somewhere else)", path.display())]
     OutputExists {
-        /// The directory.
+        /// The output.
         path: PathBuf,
     },
     /// An input compressed in a way the text reader does not decode; it is
@@ -65,6 +66,19 @@ pub enum Error {
         /// Its suffix (`.bz2`, `.xz`).
         suffix: &'static str,
     },
+    /// An output location or write option that cannot be used (a glob
+    /// character in the path, a bucket root, an unknown option).
+    #[error("{0}")]
+    BadOutput(String),
+    /// A store failed under a correct request (an object store, a full or
+    /// failing disk): the job failed.
+    #[error("{0}")]
+    Storage(String),
+    /// The engine failed while producing the rows being written; the
+    /// original error, so that its cause (a failed step, the memory budget)
+    /// is kept.
+    #[error(transparent)]
+    Engine(datafusion::error::DataFusionError),
     /// A line longer than the reader accepts (a sign of binary input).
     #[error("line longer than {limit} bytes in {} at byte offset {offset}", path.display())]
     LineTooLong {
@@ -97,6 +111,7 @@ impl Error {
                 | Error::OutputExists { .. }
                 | Error::LineTooLong { .. }
                 | Error::UnsupportedCompression { .. }
+                | Error::BadOutput(_)
         ) || matches!(self, Error::Io { op, source, .. }
                 if USER_OPS.contains(op) && !storage_failure(source))
     }
@@ -124,7 +139,10 @@ const USER_OPS: &[&str] = &[
 
 impl From<Error> for datafusion::error::DataFusionError {
     fn from(e: Error) -> Self {
-        datafusion::error::DataFusionError::External(Box::new(e))
+        match e {
+            Error::Engine(e) => e,
+            e => datafusion::error::DataFusionError::External(Box::new(e)),
+        }
     }
 }
 

@@ -14,6 +14,9 @@
 //! - [`source`]: expands input paths and reads text files as batches of lines,
 //!   splitting large uncompressed files into byte ranges on line boundaries
 //!   (Hadoop's `LineRecordReader` rule) so one big file uses every core.
+//! - [`output`]: every write — a job's part files, and the files of
+//!   `COPY`, `CREATE TABLE AS` and `INSERT` in every format, locally or on
+//!   an object store — staged, then published whole.
 //! - [`sink`]: writes partitions as Hadoop-style `part-NNNNN` files (text lines
 //!   or JSON lines) into a staging directory.
 //! - [`commit`]: publishes a staging directory atomically: the output directory
@@ -23,6 +26,7 @@
 pub mod commit;
 pub mod error;
 pub mod format;
+pub mod output;
 pub mod progress;
 pub mod sink;
 pub mod source;

@@ -276,9 +276,10 @@ pub(crate) fn copy_to(
         .block_on(ctx.session().sql(&query))
         .map_err(|e| sql_error(statement, &e))?;
     let written = if file {
-        output::new_file(ctx, df, &output, target)?
+        ctx.block_on(output::new_file(ctx.session(), df, &output, target))?
     } else {
-        output::new_directory(ctx, df, &output, target)?.rows
+        ctx.block_on(output::new_directory(ctx.session(), df, &output, target))?
+            .rows
     };
     Ok(Outcome::Done(format!(
         "wrote {} to {target}",
@@ -383,14 +384,15 @@ pub(crate) fn create_table_as(
         managed,
         write_options,
     };
-    let written = output::new_directory(ctx, df, &output, &location)?;
+    let written = ctx.block_on(output::new_directory(ctx.session(), df, &output, &location))?;
     let registered = session
         .execute_df(&def.to_sql())
         .map_err(|e| sql_error(statement, &e))
         .and_then(|_| session.catalog_mut().insert(&def, false));
     if let Err(e) = registered {
         let _ = session.context().session().deregister_table(key.as_str());
-        output::remove_directory(session.context(), &location, &written);
+        let ctx = session.context();
+        ctx.block_on(output::remove_directory(ctx.session(), &written));
         return Err(e);
     }
     let written = written.rows;
@@ -476,7 +478,12 @@ pub(crate) fn insert(
         })
         .collect();
     let df: DataFrame = df.select(exprs).map_err(|e| sql_error(statement, &e))?;
-    let written = output::add_to_directory(ctx, df, &output, location)?;
+    let written = ctx.block_on(output::add_to_directory(
+        ctx.session(),
+        df,
+        &output,
+        location,
+    ))?;
     // The engine remembers a table's file list: register it afresh.
     let _ = session.context().session().deregister_table(key.as_str());
     if let Err(e) = session.execute_df(&def.to_sql()) {
