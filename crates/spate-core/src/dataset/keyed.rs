@@ -1,0 +1,305 @@
+//! Operations on key-value datasets: per-key reduction and combining,
+//! grouping and joins.
+
+use std::sync::Arc;
+
+use datafusion::common::{Column, JoinType};
+use datafusion::logical_expr::{LogicalPlanBuilder, lit};
+
+use crate::combine::CombineFn;
+use crate::ops::chain::stateless;
+use crate::ops::group::{GroupFactory, GroupFn, GroupOp};
+use crate::ops::partial::PartialAggOp;
+use crate::rows::{Data, RowCodec};
+
+use super::{Dataset, Key, describe, qcol};
+
+/// Operations on key-value datasets.
+impl<K: Key, V: Data> Dataset<(K, V)> {
+    /// Applies `f` to every value, keeping keys.
+    pub fn map_values<U: Data>(
+        self,
+        f: impl Fn(V) -> U + Send + Sync + 'static,
+    ) -> Dataset<(K, U)> {
+        let f = Arc::new(f);
+        self.push_stage("map_values", move |prev, step| {
+            let f = f.clone();
+            stateless(prev, step, move |(k, v), out| out.push((k, f(v))))
+        })
+    }
+
+    /// Merges the values of each key with an associative, commutative `f`
+    /// (map-side first, then after the shuffle).
+    pub fn reduce_by_key(self, f: impl Fn(V, V) -> V + Send + Sync + 'static) -> Dataset<(K, V)> {
+        let name = self.ctx.step_name("reduce_by_key");
+        let (ctx, base, chain, steps) = self.into_chain(&name);
+        let f = Arc::new(f);
+        let ctx2 = ctx.clone();
+        ctx.dataset(Arc::new(move || {
+            let f1 = f.clone();
+            let insert = move |m: &mut rustc_hash::FxHashMap<K, V>, (k, v): (K, V)| match m
+                .remove_entry(&k)
+            {
+                Some((k0, old)) => {
+                    m.insert(k0, f1(old, v));
+                }
+                None => {
+                    m.insert(k, v);
+                }
+            };
+            let partial = PartialAggOp::new(
+                name.clone(),
+                describe("reduce", &steps),
+                chain()?,
+                insert,
+                RowCodec::new()?,
+            );
+            let plan = ctx2.op_plan(Arc::new(partial), base()?)?;
+            let f2 = f.clone();
+            let factory: GroupFactory<K, V, (K, V)> = Arc::new(move || {
+                let f = f2.clone();
+                Box::new(FnGroup(
+                    move |k: &K, vs: &mut dyn Iterator<Item = V>, emit: &mut dyn FnMut((K, V))| {
+                        if let Some(first) = vs.next() {
+                            emit((k.clone(), vs.fold(first, |a, b| f(a, b))));
+                        }
+                    },
+                ))
+            });
+            let fin = GroupOp::new(
+                format!("{name}/final"),
+                "reduce (final)".into(),
+                RowCodec::new()?,
+                RowCodec::new()?,
+                factory,
+            );
+            ctx2.op_plan(Arc::new(fin), plan)
+        }))
+    }
+
+    /// Combines the values of each key with a [`CombineFn`]: `add` runs
+    /// map-side, `merge` and `extract` after the shuffle.
+    pub fn combine_per_key<C: CombineFn<V>>(self, combine: C) -> Dataset<(K, C::Output)> {
+        let name = self.ctx.step_name("combine_per_key");
+        let (ctx, base, chain, steps) = self.into_chain(&name);
+        let c = Arc::new(combine);
+        let ctx2 = ctx.clone();
+        ctx.dataset(Arc::new(move || {
+            let c1 = c.clone();
+            let insert = move |m: &mut rustc_hash::FxHashMap<K, C::Acc>, (k, v): (K, V)| {
+                c1.add(m.entry(k).or_insert_with(|| c1.create()), v)
+            };
+            let partial = PartialAggOp::new(
+                name.clone(),
+                describe("combine", &steps),
+                chain()?,
+                insert,
+                RowCodec::new()?,
+            );
+            let plan = ctx2.op_plan(Arc::new(partial), base()?)?;
+            let c2 = c.clone();
+            let factory: GroupFactory<K, C::Acc, (K, C::Output)> = Arc::new(move || {
+                let c = c2.clone();
+                Box::new(FnGroup(
+                    move |k: &K,
+                          accs: &mut dyn Iterator<Item = C::Acc>,
+                          emit: &mut dyn FnMut((K, C::Output))| {
+                        let mut acc = c.create();
+                        for a in accs {
+                            c.merge(&mut acc, a);
+                        }
+                        emit((k.clone(), c.extract(acc)));
+                    },
+                ))
+            });
+            let fin = GroupOp::new(
+                format!("{name}/final"),
+                "combine (final)".into(),
+                RowCodec::new()?,
+                RowCodec::new()?,
+                factory,
+            );
+            ctx2.op_plan(Arc::new(fin), plan)
+        }))
+    }
+
+    /// Groups values by key (sort-based; values are streamed to the user,
+    /// so a group never needs to fit in memory).
+    pub fn group_by_key(self) -> GroupedDataset<K, V> {
+        GroupedDataset {
+            ds: self,
+            descending: false,
+            partitions: None,
+        }
+    }
+
+    /// Inner join on keys: `(key, (left, right))` for every matching pair.
+    pub fn join<W: Data>(self, other: Dataset<(K, W)>) -> Dataset<(K, (V, W))> {
+        self.join_with(other, JoinType::Inner)
+    }
+
+    /// Left outer join on keys: every left pair, with `None` where no right value matches.
+    pub fn left_join<W: Data>(self, other: Dataset<(K, W)>) -> Dataset<(K, (V, Option<W>))> {
+        self.join_with(other, JoinType::Left)
+    }
+
+    fn join_with<W: Data, R>(self, other: Dataset<(K, W)>, how: JoinType) -> Dataset<R> {
+        let ctx = self.ctx.clone();
+        let (l, r) = (self.into_plan(), other.into_plan());
+        ctx.dataset(Arc::new(move || {
+            let left = LogicalPlanBuilder::from(l()?).alias("l")?.build()?;
+            let right = LogicalPlanBuilder::from(r()?).alias("r")?.build()?;
+            let pair = datafusion::functions::core::expr_fn::named_struct(vec![
+                lit("0"),
+                qcol("l", "1"),
+                lit("1"),
+                qcol("r", "1"),
+            ]);
+            Ok(LogicalPlanBuilder::from(left)
+                .join(
+                    right,
+                    how,
+                    (
+                        vec![Column::new(Some("l"), "0")],
+                        vec![Column::new(Some("r"), "0")],
+                    ),
+                    None,
+                )?
+                .project(vec![qcol("l", "0").alias("0"), pair.alias("1")])?
+                .build()?)
+        }))
+    }
+}
+
+/// A [`GroupFn`] from a closure.
+struct FnGroup<F>(F);
+
+impl<K, V, O, F> GroupFn<K, V, O> for FnGroup<F>
+where
+    F: FnMut(&K, &mut dyn Iterator<Item = V>, &mut dyn FnMut(O)) + Send,
+{
+    fn group(&mut self, key: &K, values: &mut dyn Iterator<Item = V>, emit: &mut dyn FnMut(O)) {
+        (self.0)(key, values, emit)
+    }
+}
+
+/// The result of [`Dataset::group_by_key`]: keys with streams of values.
+pub struct GroupedDataset<K, V> {
+    ds: Dataset<(K, V)>,
+    descending: bool,
+    partitions: Option<usize>,
+}
+
+impl<K: Key, V: Data> GroupedDataset<K, V> {
+    /// Groups into exactly `count` partitions (reducers, part files); by
+    /// default one per thread.
+    pub fn partitions(mut self, count: usize) -> Self {
+        self.partitions = Some(count.max(1));
+        self
+    }
+
+    /// Hands keys to the group function in descending order (ascending by default).
+    pub fn keys_descending(mut self) -> Self {
+        self.descending = true;
+        self
+    }
+
+    /// Calls `f` once per key with an iterator over its values (keys sorted
+    /// within each partition); `f` emits any number of outputs.
+    pub fn flat_map_groups<U: Data>(
+        self,
+        f: impl Fn(&K, &mut dyn Iterator<Item = V>, &mut dyn FnMut(U)) + Send + Sync + 'static,
+    ) -> Dataset<U> {
+        let f = Arc::new(f);
+        self.reduce_with(
+            "group_by_key",
+            Arc::new(move || {
+                let f = f.clone();
+                Box::new(FnGroup(
+                    move |k: &K, vs: &mut dyn Iterator<Item = V>, emit: &mut dyn FnMut(U)| {
+                        f(k, vs, emit)
+                    },
+                ))
+            }),
+        )
+    }
+
+    /// Calls `f` once per key with an iterator over its values.
+    pub fn map_groups<U: Data>(
+        self,
+        f: impl Fn(&K, &mut dyn Iterator<Item = V>) -> U + Send + Sync + 'static,
+    ) -> Dataset<U> {
+        self.flat_map_groups(move |k, vs, emit| emit(f(k, vs)))
+    }
+
+    /// Collects each key's values into a list: `(key, values)` (Spark's
+    /// `groupByKey`). Each group must fit in memory; prefer `map_groups`.
+    pub fn collect_lists(self) -> Dataset<(K, Vec<V>)> {
+        self.map_groups(|k, vs| (k.clone(), vs.collect()))
+    }
+
+    /// Runs a reducer built per partition by `factory` (MapReduce's reduce task).
+    pub fn reduce_with<U: Data>(self, kind: &str, factory: GroupFactory<K, V, U>) -> Dataset<U> {
+        let layout = GroupLayout {
+            descending: self.descending,
+            partitions: self.partitions,
+            route: None,
+        };
+        group_plan(self.ds, kind, layout, factory)
+    }
+}
+
+/// How a grouping op wants its input: key order, reducer count, routing column.
+struct GroupLayout {
+    descending: bool,
+    partitions: Option<usize>,
+    route: Option<&'static str>,
+}
+
+/// Plans a `GroupOp` over `ds`, whose first two columns are `(key, value)`.
+fn group_plan<R: Data, K: Key, V: Data, U: Data>(
+    ds: Dataset<R>,
+    kind: &str,
+    layout: GroupLayout,
+    factory: GroupFactory<K, V, U>,
+) -> Dataset<U> {
+    let ctx = ds.ctx.clone();
+    let name = ctx.step_name(kind);
+    let plan = ds.into_plan();
+    let ctx2 = ctx.clone();
+    let what = if layout.route.is_some() {
+        "group by key (custom partitioner)"
+    } else {
+        "group by key"
+    };
+    ctx.dataset(Arc::new(move || {
+        let op = GroupOp::new(
+            name.clone(),
+            what.into(),
+            RowCodec::new()?,
+            RowCodec::new()?,
+            factory.clone(),
+        )
+        .descending(layout.descending)
+        .partitions(layout.partitions)
+        .route(layout.route.map(String::from));
+        ctx2.op_plan(Arc::new(op), plan()?)
+    }))
+}
+
+/// Runs a reducer over `(key, value, route)` rows: rows go to the partition
+/// their route value selects (see [`crate::node::route_values`]), sorted by key.
+pub(crate) fn reduce_routed<K: Key, V: Data, U: Data>(
+    ds: Dataset<(K, V, u64)>,
+    kind: &str,
+    count: usize,
+    descending: bool,
+    factory: GroupFactory<K, V, U>,
+) -> Dataset<U> {
+    let layout = GroupLayout {
+        descending,
+        partitions: Some(count),
+        route: Some("2"),
+    };
+    group_plan(ds, kind, layout, factory)
+}

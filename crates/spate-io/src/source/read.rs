@@ -1,0 +1,397 @@
+//! Reading one byte range of a file as batches of lines.
+
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BinaryArray, DictionaryArray, Int32Array, StringArray};
+use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
+use arrow::datatypes::{Int32Type, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::physical_plan::metrics::Count;
+
+use super::{Compression, FileRange, LineOptions, line_schema};
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+
+/// Lines longer than this are refused (they are almost always binary input).
+pub const MAX_LINE_BYTES: usize = 256 * 1024 * 1024;
+
+/// A batch is sent once its text exceeds this many bytes (or `batch_size`
+/// rows): moderate buffers are recycled by the allocator instead of being
+/// faulted in fresh (and zeroed) for every batch.
+const BATCH_BYTES: usize = 256 << 10;
+
+/// Bytes read from disk per read call.
+const READ_BYTES: usize = 1 << 20;
+
+/// Collects lines into batches and sends them downstream. A batch never
+/// spans two ranges, so its line offsets always refer to one file.
+pub(super) struct BatchSink<'a> {
+    pub(super) schema: SchemaRef,
+    pub(super) options: LineOptions,
+    pub(super) tag: Option<ArrayRef>,
+    batch_rows: usize,
+    tx: &'a tokio::sync::mpsc::Sender<DfResult<RecordBatch>>,
+    progress: Option<&'a Progress>,
+    output_rows: Count,
+    bytes: Count,
+    path: PathBuf,
+    offsets: Vec<i32>,
+    line_starts: Vec<u64>,
+    values: Vec<u8>,
+    last_values: usize,
+    pending_bytes: u64,
+}
+
+/// Signals that the consumer went away (e.g. a `LIMIT` was satisfied).
+pub(super) struct Closed;
+
+impl<'a> BatchSink<'a> {
+    pub(super) fn new(
+        batch_rows: usize,
+        tx: &'a tokio::sync::mpsc::Sender<DfResult<RecordBatch>>,
+        progress: Option<&'a Progress>,
+        output_rows: Count,
+        bytes: Count,
+    ) -> Self {
+        Self {
+            schema: line_schema(),
+            options: LineOptions::default(),
+            tag: None,
+            batch_rows,
+            tx,
+            progress,
+            output_rows,
+            bytes,
+            path: PathBuf::new(),
+            offsets: vec![0],
+            line_starts: Vec::new(),
+            values: Vec::new(),
+            last_values: 0,
+            pending_bytes: 0,
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, line: &[u8], offset: u64, raw_len: u64) -> Result<(), FlushError> {
+        self.values.extend_from_slice(line);
+        // Batches stay far below i32::MAX: they are flushed past BATCH_BYTES.
+        self.offsets.push(self.values.len() as i32);
+        self.line_starts.push(offset);
+        self.pending_bytes += raw_len;
+        if self.offsets.len() > self.batch_rows || self.values.len() > BATCH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn flush(&mut self) -> Result<(), FlushError> {
+        let rows = self.offsets.len() - 1;
+        if rows == 0 {
+            return Ok(());
+        }
+        let offsets = std::mem::replace(&mut self.offsets, Vec::with_capacity(self.batch_rows + 1));
+        self.offsets.push(0);
+        // Size the next buffer like this one: no regrowing, no page-fault churn.
+        self.last_values = self.values.len();
+        let values = std::mem::replace(
+            &mut self.values,
+            Vec::with_capacity(self.last_values + self.last_values / 8),
+        );
+        // One UTF-8 validation per batch (in `try_new`); find the line only on failure.
+        let offsets_buf = OffsetBuffer::new(ScalarBuffer::from(offsets));
+        let buffer = Buffer::from_vec(values);
+        let array: ArrayRef = if self.options.raw {
+            Arc::new(BinaryArray::new(offsets_buf, buffer, None))
+        } else {
+            match StringArray::try_new(offsets_buf.clone(), buffer.clone(), None) {
+                Ok(a) => Arc::new(a),
+                Err(_) => {
+                    let e = locate_invalid_utf8(
+                        &self.path,
+                        buffer.as_slice(),
+                        &offsets_buf,
+                        &self.line_starts,
+                    );
+                    return Err(FlushError::Df(e.into()));
+                }
+            }
+        };
+        self.line_starts.clear();
+        let mut columns = vec![array];
+        if let Some(tag) = &self.tag {
+            let keys = Int32Array::from(vec![0; rows]);
+            let tags = DictionaryArray::<Int32Type>::try_new(keys, tag.clone())
+                .map_err(|e| FlushError::Df(e.into()))?;
+            columns.push(Arc::new(tags));
+        }
+        let batch = RecordBatch::try_new(self.schema.clone(), columns)
+            .map_err(|e| FlushError::Df(e.into()))?;
+        self.output_rows.add(rows);
+        self.bytes.add(self.pending_bytes as usize);
+        if let Some(p) = self.progress {
+            p.add_read(self.pending_bytes, rows as u64);
+        }
+        self.pending_bytes = 0;
+        self.tx
+            .blocking_send(Ok(batch))
+            .map_err(|_| FlushError::Closed(Closed))
+    }
+}
+
+pub(super) enum FlushError {
+    Closed(Closed),
+    Df(DataFusionError),
+}
+
+fn open_range(range: &FileRange) -> Result<Box<dyn Read + Send>> {
+    let file = File::open(&range.path).map_err(|e| Error::io("opening", &range.path, e))?;
+    Ok(match range.compression {
+        Compression::None => Box::new(file),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+            READ_BYTES, file,
+        ))),
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::new(file)
+                .map_err(|e| Error::io("opening", &range.path, e))?,
+        ),
+    })
+}
+
+/// Reads the lines a range owns into the sink.
+pub(super) fn read_range(range: &FileRange, sink: &mut BatchSink<'_>) -> DfResult<()> {
+    sink.path.clone_from(&range.path);
+    let result = read_range_inner(range, sink).and_then(|()| sink.flush());
+    match result {
+        Ok(()) | Err(FlushError::Closed(_)) => Ok(()),
+        Err(FlushError::Df(e)) => Err(e),
+    }
+}
+
+fn read_range_inner(range: &FileRange, sink: &mut BatchSink<'_>) -> Result<(), FlushError> {
+    let io = |e: Error| FlushError::Df(e.into());
+    // `pos` is the file offset of buf[0].
+    let (mut reader, mut pos, mut skip_first): (Box<dyn Read + Send>, u64, bool) =
+        if range.start > 0 {
+            // Land one byte early: if it is a newline, the line at `start` is ours.
+            let mut file =
+                File::open(&range.path).map_err(|e| io(Error::io("opening", &range.path, e)))?;
+            file.seek(SeekFrom::Start(range.start - 1))
+                .map_err(|e| io(Error::io("seeking in", &range.path, e)))?;
+            (Box::new(file), range.start - 1, true)
+        } else {
+            (open_range(range).map_err(io)?, 0, false)
+        };
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_BYTES * 2);
+    let mut eof = false;
+    loop {
+        // Fill: append up to READ_BYTES more.
+        if !eof {
+            let len = buf.len();
+            buf.resize(len + READ_BYTES, 0);
+            let n = read_full(&mut reader, &mut buf[len..])
+                .map_err(|e| io(Error::io("reading", &range.path, e)))?;
+            buf.truncate(len + n);
+            if n == 0 {
+                eof = true;
+            }
+        }
+        let mut consumed = 0usize;
+        if skip_first {
+            match memchr::memchr(b'\n', &buf) {
+                Some(i) => {
+                    consumed = i + 1;
+                    skip_first = false;
+                }
+                None if eof => return Ok(()),
+                None => {
+                    pos += buf.len() as u64;
+                    buf.clear();
+                    continue;
+                }
+            }
+        }
+        // Emit complete lines that start inside the range.
+        let mut line_start = consumed;
+        let mut done = false;
+        for nl in memchr::memchr_iter(b'\n', &buf[consumed..]) {
+            let nl = consumed + nl;
+            if pos + line_start as u64 >= range.end {
+                done = true;
+                break;
+            }
+            emit_line(
+                &buf[line_start..nl],
+                pos + line_start as u64,
+                (nl + 1 - line_start) as u64,
+                sink,
+            )?;
+            line_start = nl + 1;
+        }
+        if !done && pos + line_start as u64 >= range.end {
+            done = true;
+        }
+        if done {
+            return Ok(());
+        }
+        if eof {
+            // The last line of the file may lack its newline.
+            if line_start < buf.len() {
+                emit_line(
+                    &buf[line_start..],
+                    pos + line_start as u64,
+                    (buf.len() - line_start) as u64,
+                    sink,
+                )?;
+            }
+            return Ok(());
+        }
+        if buf.len() - line_start > MAX_LINE_BYTES {
+            return Err(io(Error::LineTooLong {
+                path: range.path.clone(),
+                offset: pos + line_start as u64,
+                limit: MAX_LINE_BYTES,
+            }));
+        }
+        // Keep the partial line for the next round.
+        buf.drain(..line_start);
+        pos += line_start as u64;
+    }
+}
+
+fn emit_line(
+    line: &[u8],
+    offset: u64,
+    raw_len: u64,
+    sink: &mut BatchSink<'_>,
+) -> Result<(), FlushError> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    sink.push(line, offset, raw_len)
+}
+
+/// Finds the first invalid UTF-8 line of a batch (the slow path, only taken
+/// when the batch as a whole failed validation).
+fn locate_invalid_utf8(path: &Path, values: &[u8], offsets: &[i32], line_starts: &[u64]) -> Error {
+    for (i, w) in offsets.windows(2).enumerate() {
+        let line = &values[w[0] as usize..w[1] as usize];
+        if let Err(e) = std::str::from_utf8(line) {
+            let start = line_starts.get(i).copied().unwrap_or(0);
+            return Error::InvalidUtf8 {
+                path: path.to_path_buf(),
+                offset: start + e.valid_up_to() as u64,
+                line_start: start,
+            };
+        }
+    }
+    Error::InvalidUtf8 {
+        path: path.to_path_buf(),
+        offset: line_starts.first().copied().unwrap_or(0),
+        line_start: 0,
+    }
+}
+
+fn read_full(reader: &mut dyn Read, mut buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut total = 0;
+    while !buf.is_empty() {
+        match reader.read(buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                total += n;
+                buf = &mut buf[n..];
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{expand_inputs, plan_splits};
+    use std::io::Write;
+
+    fn read_all(path: &Path, parts: usize) -> Vec<String> {
+        let files = expand_inputs(&[path]).unwrap();
+        let splits = plan_splits(&files, parts).unwrap();
+        let mut lines = Vec::new();
+        for split in splits {
+            for r in split {
+                let (tx, mut rx) = tokio::sync::mpsc::channel(1 << 16);
+                let mut sink = BatchSink::new(7, &tx, None, Count::new(), Count::new());
+                read_range(&r, &mut sink).unwrap();
+                assert!(sink.flush().is_ok());
+                drop(tx);
+                while let Ok(b) = rx.try_recv() {
+                    let b = b.unwrap();
+                    let a = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+                    lines.extend(a.iter().map(|s| s.unwrap().to_string()));
+                }
+            }
+        }
+        lines
+    }
+
+    #[test]
+    fn every_line_read_once_whatever_the_split() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.txt");
+        let mut f = File::create(&path).unwrap();
+        let mut expected = Vec::new();
+        for i in 0..300_000u32 {
+            let line = format!("line {i} {}", "x".repeat((i % 17) as usize));
+            writeln!(f, "{line}").unwrap();
+            expected.push(line);
+        }
+        write!(f, "last line without newline").unwrap();
+        expected.push("last line without newline".into());
+        drop(f);
+        for parts in [1, 2, 3, 5, 8] {
+            assert_eq!(read_all(&path, parts), expected, "parts={parts}");
+        }
+    }
+
+    #[test]
+    fn crlf_and_empty_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.txt");
+        std::fs::write(&path, b"a\r\n\r\n\nb\r\nc").unwrap();
+        assert_eq!(read_all(&path, 1), vec!["a", "", "", "b", "c"]);
+        let empty = dir.path().join("e.txt");
+        std::fs::write(&empty, b"").unwrap();
+        assert!(read_all(&empty, 2).is_empty());
+    }
+
+    #[test]
+    fn invalid_utf8_names_file_and_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.txt");
+        std::fs::write(&path, b"ok\nfine \xff here\n").unwrap();
+        let files = expand_inputs(&[&path]).unwrap();
+        let r = &plan_splits(&files, 1).unwrap()[0][0];
+        let (tx, _rx) = tokio::sync::mpsc::channel(16);
+        let mut sink = BatchSink::new(7, &tx, None, Count::new(), Count::new());
+        let err = read_range(r, &mut sink).unwrap_err().to_string();
+        assert!(err.contains("bad.txt"), "{err}");
+        assert!(err.contains("byte offset 8"), "{err}");
+    }
+
+    #[test]
+    fn compressed_inputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let gz = dir.path().join("a.txt.gz");
+        let mut e = flate2::write::GzEncoder::new(
+            File::create(&gz).unwrap(),
+            flate2::Compression::default(),
+        );
+        e.write_all(b"x y\nz\n").unwrap();
+        e.finish().unwrap();
+        let zst = dir.path().join("b.txt.zst");
+        std::fs::write(&zst, zstd::encode_all(&b"p\nq"[..], 3).unwrap()).unwrap();
+        assert_eq!(read_all(dir.path(), 4), vec!["x y", "z", "p", "q"]);
+    }
+}
