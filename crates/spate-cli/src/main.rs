@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod cluster;
 mod sql;
 use spate::io::progress::Progress;
 use spate::jobs::{self, Face, Job};
@@ -43,6 +44,9 @@ enum Command {
     /// SQL: an interactive shell, or statements from -c, -f or standard input;
     /// tables persist in the catalog under $SPATE_HOME (default ~/.spate).
     Sql(sql::SqlArgs),
+    /// A cluster of processes on Apache DataFusion Ballista: its scheduler and
+    /// executor roles, a cluster on this host (`up`), and its status.
+    Cluster(cluster::ClusterArgs),
 }
 
 #[derive(Args, Debug)]
@@ -190,11 +194,18 @@ fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => demo(&args),
         Command::Streaming(args) => streaming(&args.args),
         Command::Mrjob(args) => mrjob(&args),
-        Command::Sql(args) => sql::sql(&args, |e| context(e.threads, e.memory_limit.as_deref())),
+        Command::Sql(args) => sql::sql(&args, |e, on| {
+            let mut config = config(e.threads, e.memory_limit.as_deref())?;
+            if let Some(addr) = cluster::cluster_address(on) {
+                config.cluster(addr);
+            }
+            config.build()
+        }),
+        Command::Cluster(args) => cluster::cluster(args),
     }
 }
 
-fn context(threads: Option<usize>, memory_limit: Option<&str>) -> Result<Context> {
+fn config(threads: Option<usize>, memory_limit: Option<&str>) -> Result<Config> {
     let mut config = Context::builder();
     if let Some(t) = threads {
         config.threads(t);
@@ -202,7 +213,11 @@ fn context(threads: Option<usize>, memory_limit: Option<&str>) -> Result<Context
     if let Some(m) = memory_limit {
         config.memory_limit(spate::context::parse_bytes(m)?);
     }
-    config.build()
+    Ok(config)
+}
+
+fn context(threads: Option<usize>, memory_limit: Option<&str>) -> Result<Context> {
+    config(threads, memory_limit)?.build()
 }
 
 fn streaming(raw: &[String]) -> Result<()> {

@@ -25,6 +25,12 @@ pub struct SqlArgs {
     /// How results are printed: table, csv or json (one object per line).
     #[arg(long, default_value = "table", value_name = "FORMAT")]
     format: String,
+    /// Run queries on the cluster whose scheduler is at ADDR (HOST:PORT, as
+    /// `spate cluster up` prints it; default: $SPATE_CLUSTER). The catalog
+    /// stays here; table files must be readable from every executor (a
+    /// shared filesystem or an object store).
+    #[arg(long, value_name = "ADDR")]
+    cluster: Option<String>,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -51,9 +57,12 @@ Shell commands:
   \\q          quit (or Ctrl-D)";
 
 /// Runs `spate sql`.
-pub fn sql(args: &SqlArgs, context: impl Fn(&EngineArgs) -> Result<Context>) -> Result<()> {
+pub fn sql(
+    args: &SqlArgs,
+    context: impl Fn(&EngineArgs, Option<&str>) -> Result<Context>,
+) -> Result<()> {
     let format: Format = args.format.parse()?;
-    let ctx = context(&args.engine)?;
+    let ctx = context(&args.engine, args.cluster.as_deref())?;
     let home = catalog::home();
     let mut session = SqlSession::open(&ctx, &home)?;
     for w in session.warnings() {

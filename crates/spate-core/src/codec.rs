@@ -1,14 +1,23 @@
 //! Codecs: spate's plan nodes to bytes and back, for shipping plans to
-//! Ballista executors. A node that carries closures encodes only its step
-//! name; the receiving process rebuilds the same job, so its [`Registry`]
-//! holds the same ops under the same names. Text scans encode their files.
+//! Ballista's scheduler and executors. A node that carries closures encodes
+//! its step name and what the planner needs to know of it (what it produces,
+//! how it needs its input laid out), never the closures: the scheduler plans
+//! and splits stages from that alone, and an executor finds the step's
+//! closures in its own [`Registry`] — every process that runs a job's tasks
+//! runs the job's binary, which registers the same steps under the same
+//! names. Text scans and writes encode their files. Every other node (shuffle
+//! reads and writes, file formats) goes to Ballista's own codecs.
 
 use std::sync::Arc;
 
+use arrow::datatypes::SchemaRef;
+use arrow::ipc::convert::{IpcSchemaEncoder, fb_to_schema};
+use ballista_core::serde::{BallistaLogicalExtensionCodec, BallistaPhysicalExtensionCodec};
 use datafusion::catalog::TableProvider;
 use datafusion::common::TableReference;
+use datafusion::datasource::file_format::FileFormatFactory;
 use datafusion::error::{DataFusionError, Result as DfResult};
-use datafusion::execution::TaskContext;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Extension, LogicalPlan};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
@@ -16,15 +25,100 @@ use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConve
 use serde::{Deserialize, Serialize};
 use spate_io::sink::{FileFormat, WriteExec};
 use spate_io::source::{FileRange, InputFile, LineOptions, TextSourceExec};
+use spate_io::text_table::TextTable;
 
 use crate::context::Registry;
-use crate::node::{OpExec, OpNode, TextScanNode};
+use crate::node::{InputShape, OpExec, OpNode, PartitionOp, TextScanNode};
+
+/// Marks spate's encodings, so they are never mistaken for Ballista's
+/// (whose decoders try protobuf first).
+const MAGIC: &[u8] = b"spate1:";
+
+/// What the planner knows of a step without its closures.
+#[derive(Serialize, Deserialize)]
+struct StepDecl {
+    step: String,
+    describe: String,
+    /// The output schema as an Arrow IPC flatbuffer.
+    schema: Vec<u8>,
+    input_shape: InputShape,
+}
+
+impl StepDecl {
+    fn of(op: &dyn PartitionOp) -> Self {
+        let schema = op.schema();
+        let fb = IpcSchemaEncoder::new().schema_to_fb(&schema);
+        Self {
+            step: op.step().to_string(),
+            describe: op.describe(),
+            schema: fb.finished_data().to_vec(),
+            input_shape: op.input_shape(),
+        }
+    }
+
+    /// The registered op of this step, or (where the step's closures are not
+    /// in this process: the scheduler) its declaration.
+    fn resolve(self, registry: &Registry) -> DfResult<Arc<dyn PartitionOp>> {
+        if let Some(op) = registry.get(&self.step) {
+            return Ok(op);
+        }
+        let schema = arrow::ipc::root_as_schema(&self.schema)
+            .map(fb_to_schema)
+            .map_err(|e| {
+                DataFusionError::Internal(format!(
+                    "spate codec: schema of step '{}': {e}",
+                    self.step
+                ))
+            })?;
+        Ok(Arc::new(DeclaredOp {
+            step: self.step,
+            describe: self.describe,
+            schema: Arc::new(schema),
+            input_shape: self.input_shape,
+        }))
+    }
+}
+
+/// A step known by its declaration only: enough to plan it and to encode it
+/// again, not to run it.
+#[derive(Debug)]
+struct DeclaredOp {
+    step: String,
+    describe: String,
+    schema: SchemaRef,
+    input_shape: InputShape,
+}
+
+impl PartitionOp for DeclaredOp {
+    fn step(&self) -> &str {
+        &self.step
+    }
+
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn input_shape(&self) -> InputShape {
+        self.input_shape.clone()
+    }
+
+    fn run(
+        &self,
+        _input: SendableRecordBatchStream,
+        _partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        Err(unknown_step(&self.step))
+    }
+}
 
 #[derive(Serialize, Deserialize)]
 enum LogicalNode {
-    Op {
-        step: String,
-    },
+    Op(StepDecl),
     TextScan {
         step: String,
         files: Vec<(std::path::PathBuf, u64)>,
@@ -34,10 +128,14 @@ enum LogicalNode {
 }
 
 #[derive(Serialize, Deserialize)]
+enum TableNode {
+    /// A `STORED AS TEXT` table.
+    Text { location: String, column: String },
+}
+
+#[derive(Serialize, Deserialize)]
 enum PhysicalNode {
-    Op {
-        step: String,
-    },
+    Op(StepDecl),
     TextSource {
         splits: Vec<Vec<FileRange>>,
         #[serde(default)]
@@ -50,30 +148,53 @@ enum PhysicalNode {
 }
 
 fn encode<T: Serialize>(value: &T, buf: &mut Vec<u8>) -> DfResult<()> {
+    buf.extend_from_slice(MAGIC);
     serde_json::to_writer(buf, value)
         .map_err(|e| DataFusionError::Internal(format!("spate codec: {e}")))
 }
 
-fn decode<'a, T: Deserialize<'a>>(buf: &'a [u8]) -> DfResult<T> {
-    serde_json::from_slice(buf).map_err(|e| DataFusionError::Internal(format!("spate codec: {e}")))
+/// The node in `buf` if it is one of spate's, `None` if it is someone else's.
+fn decode<'a, T: Deserialize<'a>>(buf: &'a [u8]) -> DfResult<Option<T>> {
+    let Some(body) = buf.strip_prefix(MAGIC) else {
+        return Ok(None);
+    };
+    serde_json::from_slice(body)
+        .map(Some)
+        .map_err(|e| DataFusionError::Internal(format!("spate codec: {e}")))
 }
 
 fn unknown_step(step: &str) -> DataFusionError {
     DataFusionError::Plan(format!(
-        "step '{step}' is not defined in this process: every process of a job must build the same steps"
+        "step '{step}' is not defined in this process ({}): every process that runs a job's tasks \
+         must run the job's own binary, so that the step's closures exist there",
+        process_name()
     ))
 }
 
-/// Logical-plan codec for spate's nodes.
+/// This process, for errors: its program and pid.
+fn process_name() -> String {
+    let program = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "?".into());
+    format!("{program}, pid {}", std::process::id())
+}
+
+/// Logical-plan codec for spate's nodes; every other node, table and file
+/// format goes to Ballista's codec.
 #[derive(Debug, Clone)]
 pub struct SpateLogicalCodec {
     registry: Arc<Registry>,
+    ballista: Arc<BallistaLogicalExtensionCodec>,
 }
 
 impl SpateLogicalCodec {
     /// A codec resolving steps in `registry`.
     pub fn new(registry: Arc<Registry>) -> Self {
-        Self { registry }
+        Self {
+            registry,
+            ballista: Arc::default(),
+        }
     }
 }
 
@@ -82,14 +203,14 @@ impl LogicalExtensionCodec for SpateLogicalCodec {
         &self,
         buf: &[u8],
         inputs: &[LogicalPlan],
-        _ctx: &TaskContext,
+        ctx: &TaskContext,
     ) -> DfResult<Extension> {
-        match decode::<LogicalNode>(buf)? {
-            LogicalNode::Op { step } => {
-                let op = self
-                    .registry
-                    .get(&step)
-                    .ok_or_else(|| unknown_step(&step))?;
+        let Some(node) = decode::<LogicalNode>(buf)? else {
+            return self.ballista.try_decode(buf, inputs, ctx);
+        };
+        match node {
+            LogicalNode::Op(decl) => {
+                let op = decl.resolve(&self.registry)?;
                 let input = inputs
                     .first()
                     .cloned()
@@ -123,12 +244,7 @@ impl LogicalExtensionCodec for SpateLogicalCodec {
     fn try_encode(&self, node: &Extension, buf: &mut Vec<u8>) -> DfResult<()> {
         let any = node.node.as_any();
         if let Some(n) = any.downcast_ref::<OpNode>() {
-            return encode(
-                &LogicalNode::Op {
-                    step: n.op().step().to_string(),
-                },
-                buf,
-            );
+            return encode(&LogicalNode::Op(StepDecl::of(n.op().as_ref())), buf);
         }
         if let Some(n) = any.downcast_ref::<TextScanNode>() {
             return encode(
@@ -140,46 +256,77 @@ impl LogicalExtensionCodec for SpateLogicalCodec {
                 buf,
             );
         }
-        Err(DataFusionError::NotImplemented(format!(
-            "spate codec cannot encode {}",
-            node.node.name()
-        )))
+        self.ballista.try_encode(node, buf)
     }
 
     fn try_decode_table_provider(
         &self,
-        _buf: &[u8],
+        buf: &[u8],
         table_ref: &TableReference,
-        _schema: arrow::datatypes::SchemaRef,
-        _ctx: &TaskContext,
+        schema: SchemaRef,
+        ctx: &TaskContext,
     ) -> DfResult<Arc<dyn TableProvider>> {
-        Err(DataFusionError::NotImplemented(format!(
-            "spate codec: table {table_ref}"
-        )))
+        match decode::<TableNode>(buf)? {
+            Some(TableNode::Text { location, column }) => {
+                Ok(Arc::new(TextTable::new(&location, &column)?))
+            }
+            None => self
+                .ballista
+                .try_decode_table_provider(buf, table_ref, schema, ctx),
+        }
     }
 
     fn try_encode_table_provider(
         &self,
         table_ref: &TableReference,
-        _node: Arc<dyn TableProvider>,
-        _buf: &mut Vec<u8>,
+        node: Arc<dyn TableProvider>,
+        buf: &mut Vec<u8>,
     ) -> DfResult<()> {
-        Err(DataFusionError::NotImplemented(format!(
-            "spate codec: table {table_ref}"
-        )))
+        if let Some(t) = node.downcast_ref::<TextTable>() {
+            return encode(
+                &TableNode::Text {
+                    location: t.location().to_string(),
+                    column: t.column().to_string(),
+                },
+                buf,
+            );
+        }
+        self.ballista
+            .try_encode_table_provider(table_ref, node, buf)
+    }
+
+    fn try_decode_file_format(
+        &self,
+        buf: &[u8],
+        ctx: &TaskContext,
+    ) -> DfResult<Arc<dyn FileFormatFactory>> {
+        self.ballista.try_decode_file_format(buf, ctx)
+    }
+
+    fn try_encode_file_format(
+        &self,
+        buf: &mut Vec<u8>,
+        node: Arc<dyn FileFormatFactory>,
+    ) -> DfResult<()> {
+        self.ballista.try_encode_file_format(buf, node)
     }
 }
 
-/// Physical-plan codec for spate's nodes.
+/// Physical-plan codec for spate's nodes; every other node (Ballista's
+/// shuffle readers and writers among them) goes to Ballista's codec.
 #[derive(Debug, Clone)]
 pub struct SpatePhysicalCodec {
     registry: Arc<Registry>,
+    ballista: Arc<BallistaPhysicalExtensionCodec>,
 }
 
 impl SpatePhysicalCodec {
     /// A codec resolving steps in `registry`.
     pub fn new(registry: Arc<Registry>) -> Self {
-        Self { registry }
+        Self {
+            registry,
+            ballista: Arc::default(),
+        }
     }
 }
 
@@ -188,22 +335,21 @@ impl PhysicalExtensionCodec for SpatePhysicalCodec {
         &self,
         buf: &[u8],
         inputs: &[Arc<dyn ExecutionPlan>],
-        _ctx: &TaskContext,
-        _proto_converter: &dyn PhysicalProtoConverterExtension,
+        ctx: &TaskContext,
+        proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let Some(node) = decode::<PhysicalNode>(buf)? else {
+            return self.ballista.try_decode(buf, inputs, ctx, proto_converter);
+        };
         let first = || {
             inputs
                 .first()
                 .cloned()
                 .ok_or_else(|| DataFusionError::Internal("node without input".into()))
         };
-        Ok(match decode::<PhysicalNode>(buf)? {
-            PhysicalNode::Op { step } => {
-                let op = self
-                    .registry
-                    .get(&step)
-                    .ok_or_else(|| unknown_step(&step))?;
-                Arc::new(OpExec::new(op, first()?))
+        Ok(match node {
+            PhysicalNode::Op(decl) => {
+                Arc::new(OpExec::new(decl.resolve(&self.registry)?, first()?))
             }
             PhysicalNode::TextSource { splits, options } => {
                 Arc::new(TextSourceExec::with_options(splits, options))
@@ -216,15 +362,10 @@ impl PhysicalExtensionCodec for SpatePhysicalCodec {
         &self,
         node: Arc<dyn ExecutionPlan>,
         buf: &mut Vec<u8>,
-        _proto_converter: &dyn PhysicalProtoConverterExtension,
+        proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> DfResult<()> {
         if let Some(n) = node.downcast_ref::<OpExec>() {
-            return encode(
-                &PhysicalNode::Op {
-                    step: n.op().step().to_string(),
-                },
-                buf,
-            );
+            return encode(&PhysicalNode::Op(StepDecl::of(n.op().as_ref())), buf);
         }
         if let Some(n) = node.downcast_ref::<TextSourceExec>() {
             return encode(
@@ -244,9 +385,6 @@ impl PhysicalExtensionCodec for SpatePhysicalCodec {
                 buf,
             );
         }
-        Err(DataFusionError::NotImplemented(format!(
-            "spate codec cannot encode {}",
-            node.name()
-        )))
+        self.ballista.try_encode(node, buf, proto_converter)
     }
 }

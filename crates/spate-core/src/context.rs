@@ -21,6 +21,7 @@ pub struct Config {
     threads: Option<usize>,
     memory_limit: Option<usize>,
     batch_size: Option<usize>,
+    cluster: Option<String>,
 }
 
 impl Config {
@@ -39,6 +40,16 @@ impl Config {
     /// Rows per Arrow batch (default 8192).
     pub fn batch_size(&mut self, rows: usize) -> &mut Self {
         self.batch_size = Some(rows.max(1));
+        self
+    }
+
+    /// Runs every job of the context on the Ballista cluster whose scheduler
+    /// is at `addr` (`HOST:PORT`, as `spate cluster up` prints it). Building
+    /// the context fails, naming the address, when no scheduler answers there
+    /// within 5 s. The driver plans and commits output; the executors run the
+    /// tasks, so they must run this same program (see `spate::cluster`).
+    pub fn cluster(&mut self, addr: impl Into<String>) -> &mut Self {
+        self.cluster = Some(addr.into());
         self
     }
 
@@ -97,6 +108,7 @@ pub(crate) struct Inner {
     pub(crate) config: Config,
     pub(crate) progress: Arc<Progress>,
     pub(crate) registry: Arc<Registry>,
+    cluster: Option<crate::cluster::Address>,
     names: Mutex<Names>,
 }
 
@@ -191,32 +203,50 @@ impl Context {
         // Local tables, like those on object stores, skip hidden files
         // (`_SUCCESS`, staging directories) when listing their files.
         spate_io::store::register_local(&runtime_env);
-        let state = SessionStateBuilder::new()
-            .with_config(session_config)
-            .with_runtime_env(runtime_env)
-            .with_default_features()
-            // `CREATE EXTERNAL TABLE ... STORED AS TEXT`: lines, read by spate.
-            .with_table_factory(
-                "TEXT".into(),
-                Arc::new(spate_io::text_table::TextTableFactory),
-            )
-            .with_query_planner(Arc::new(SpateQueryPlanner))
-            .with_physical_optimizer_rule(Arc::new(FixedPartitions))
-            .build();
-        let session = SessionContext::new_with_state(state);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .thread_name("spate-worker")
             .enable_all()
             .build()
             .map_err(|e| Error::Usage(format!("cannot start {threads} worker threads: {e}")))?;
+        let registry = Arc::new(Registry::default());
+        let (session, cluster) = match &config.cluster {
+            None => {
+                let state = SessionStateBuilder::new()
+                    .with_config(session_config)
+                    .with_runtime_env(runtime_env)
+                    .with_default_features()
+                    // `CREATE EXTERNAL TABLE ... STORED AS TEXT`: lines, read by spate.
+                    .with_table_factory(
+                        "TEXT".into(),
+                        Arc::new(spate_io::text_table::TextTableFactory),
+                    )
+                    .with_query_planner(Arc::new(SpateQueryPlanner))
+                    .with_physical_optimizer_rule(Arc::new(FixedPartitions))
+                    .build();
+                (SessionContext::new_with_state(state), None)
+            }
+            Some(addr) => {
+                let addr = crate::cluster::Address::parse(addr)?;
+                let session = crate::cluster::remote_session(
+                    &addr,
+                    session_config.batch_size(),
+                    progress.clone(),
+                    runtime_env,
+                    &registry,
+                    runtime.handle(),
+                )?;
+                (session, Some(addr))
+            }
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 session,
                 runtime,
                 config,
                 progress,
-                registry: Arc::new(Registry::default()),
+                registry,
+                cluster,
                 names: Mutex::new(Names::default()),
             }),
         })
@@ -230,6 +260,11 @@ impl Context {
     /// Progress counters of jobs run in this context.
     pub fn progress(&self) -> &Arc<Progress> {
         &self.inner.progress
+    }
+
+    /// The scheduler this context's jobs run on, if it runs on a cluster.
+    pub fn cluster(&self) -> Option<&crate::cluster::Address> {
+        self.inner.cluster.as_ref()
     }
 
     /// The registry of steps.

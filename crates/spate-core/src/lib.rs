@@ -20,6 +20,7 @@
 //! their tasks are [`hadoop::pipe::PipeOp`] nodes streaming partitions through
 //! child processes, with the engine's shuffle and external sort between them.
 
+pub mod cluster;
 pub mod codec;
 pub mod combine;
 pub mod context;

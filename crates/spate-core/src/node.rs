@@ -43,7 +43,7 @@ use futures::StreamExt;
 use spate_io::source::{InputFile, LineOptions, TextSourceExec, line_schema_with, plan_splits};
 
 /// What a [`PartitionOp`] needs of its input's layout.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum InputShape {
     /// Any partitioning, any order: the op runs where the data is.
     Any,

@@ -66,10 +66,18 @@ fn logical_and_physical_plans_round_trip() {
         .collect();
     assert_eq!(sorted(got), expected);
 
-    // A process that did not build the step cannot decode it, and says which.
+    // A process that did not build the steps (the scheduler) decodes them
+    // from their declarations, plans with them and encodes them again
+    // unchanged; running one there fails, naming the step.
     let empty = SpatePhysicalCodec::new(Arc::new(spate_core::context::Registry::default()));
-    let err = physical_plan_from_bytes_with_extension_codec(&bytes, &task, &empty)
+    let declared = physical_plan_from_bytes_with_extension_codec(&bytes, &task, &empty).unwrap();
+    assert_eq!(declared.schema(), physical.schema());
+    let again = physical_plan_to_bytes_with_extension_codec(declared.clone(), &empty).unwrap();
+    assert_eq!(again, bytes);
+    let err = ctx
+        .block_on(datafusion::physical_plan::collect(declared, task))
         .unwrap_err()
         .to_string();
     assert!(err.contains("is not defined in this process"), "{err}");
+    assert!(err.contains("step '"), "{err}");
 }

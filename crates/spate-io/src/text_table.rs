@@ -47,6 +47,16 @@ impl TextTable {
             schema: Arc::new(arrow::datatypes::Schema::new(vec![field])),
         })
     }
+
+    /// Where the table's files are (a file, a directory or a glob).
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The name of the table's one column.
+    pub fn column(&self) -> &str {
+        self.schema.field(0).name()
+    }
 }
 
 #[async_trait]

@@ -1,0 +1,289 @@
+//! The driver's side of a Ballista cluster: the scheduler's address, a check
+//! that a scheduler answers there, what it knows of its executors, and the
+//! remote session every face plans into (`Context::builder().cluster(addr)`).
+//!
+//! The scheduler serves gRPC and its REST API (`/api/...`) on one port; the
+//! driver uses REST for what gRPC has no call for (the list of executors).
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ballista::prelude::{SessionConfigExt, SessionContextExt};
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::{SessionState, SessionStateBuilder};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use serde::Deserialize;
+
+use crate::codec::{SpateLogicalCodec, SpatePhysicalCodec};
+use crate::context::Registry;
+use crate::error::{Error, Result};
+use crate::node::{FixedPartitions, SpateQueryPlanner};
+
+/// The port a scheduler listens on when an address names none (Ballista's).
+pub const DEFAULT_PORT: u16 = 50050;
+
+/// How long the driver waits for a scheduler to answer before giving up.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A scheduler's address, `HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    /// Host name or IP address.
+    pub host: String,
+    /// The scheduler's port (gRPC and REST).
+    pub port: u16,
+}
+
+impl Address {
+    /// Parses `HOST:PORT`, `HOST` (port 50050), or either after `df://` or
+    /// `http://`.
+    pub fn parse(text: &str) -> Result<Self> {
+        let bad = |why: &str| {
+            Error::Usage(format!(
+                "cluster address '{text}': {why}; expected HOST:PORT"
+            ))
+        };
+        let rest = ["df://", "http://"]
+            .iter()
+            .find_map(|scheme| text.strip_prefix(scheme))
+            .unwrap_or(text)
+            .trim_end_matches('/');
+        if rest.is_empty() {
+            return Err(bad("no host"));
+        }
+        if rest.contains('/') || rest.contains("://") {
+            return Err(bad("not a host and port"));
+        }
+        let (host, port) = match rest.rsplit_once(':') {
+            // `[::1]:50050`
+            Some((host, port))
+                if !host.is_empty() && (!host.contains(':') || host.starts_with('[')) =>
+            {
+                let port = port
+                    .parse::<u16>()
+                    .map_err(|_| bad("the port is not a number from 1 to 65535"))?;
+                if port == 0 {
+                    return Err(bad("port 0"));
+                }
+                (host.to_string(), port)
+            }
+            Some(("", _)) => return Err(bad("no host")),
+            _ => (rest.to_string(), DEFAULT_PORT),
+        };
+        Ok(Self { host, port })
+    }
+
+    /// The URL Ballista's client connects to.
+    pub fn url(&self) -> String {
+        format!("df://{self}")
+    }
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// An executor as the scheduler sees it (`GET /api/executors`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ExecutorInfo {
+    /// The executor's id.
+    pub id: String,
+    /// The host it serves shuffle data from.
+    pub host: String,
+    /// Its Arrow Flight port.
+    pub port: u16,
+    /// When its last heartbeat arrived (milliseconds since the epoch).
+    pub last_seen: Option<u64>,
+    /// Its task slots.
+    pub specification: ExecutorSpec,
+}
+
+/// What an executor offers.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ExecutorSpec {
+    /// Task slots (tasks it runs at once).
+    pub vcores: u32,
+}
+
+/// The versions a scheduler reports (`GET /api/version`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SchedulerVersion {
+    /// Ballista's version.
+    pub version: String,
+}
+
+/// One HTTP/1.0 GET to `path` on the scheduler: its status and body.
+fn get(addr: &Address, path: &str, timeout: Duration) -> std::io::Result<(u16, String)> {
+    let target = (
+        addr.host.trim_start_matches('[').trim_end_matches(']'),
+        addr.port,
+    )
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::NotFound, "the host has no address")
+        })?;
+    let mut stream = TcpStream::connect_timeout(&target, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response);
+    let invalid = || std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP response");
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(invalid)?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse::<u16>().ok())
+        .filter(|_| head.starts_with("HTTP/"))
+        .ok_or_else(invalid)?;
+    Ok((status, body.to_string()))
+}
+
+/// A JSON document from the scheduler's REST API, with errors that name the
+/// address and say what answered there.
+fn get_json<T: for<'de> Deserialize<'de>>(addr: &Address, path: &str) -> Result<T> {
+    let (status, body) = get(addr, path, CONNECT_TIMEOUT)
+        .map_err(|e| Error::Usage(format!("no spate scheduler at {addr}: {e}")))?;
+    if status != 200 {
+        return Err(Error::Usage(format!(
+            "{addr} is not a spate scheduler: GET {path} answered HTTP {status}"
+        )));
+    }
+    serde_json::from_str(&body).map_err(|e| {
+        Error::Usage(format!(
+            "{addr} is not a spate scheduler: GET {path} answered something else ({e})"
+        ))
+    })
+}
+
+/// The scheduler's version; fails (a usage error naming the address) when
+/// no scheduler answers within [`CONNECT_TIMEOUT`].
+pub fn scheduler_version(addr: &Address) -> Result<SchedulerVersion> {
+    get_json(addr, "/api/version")
+}
+
+/// The executors the scheduler knows, alive or not yet expired.
+pub fn executors(addr: &Address) -> Result<Vec<ExecutorInfo>> {
+    get_json(addr, "/api/executors")
+}
+
+/// Ballista's client settings spate fixes, with why.
+fn client_config(mut config: SessionConfig, registry: &Arc<Registry>) -> Result<SessionConfig> {
+    config = config
+        .with_ballista_logical_extension_codec(Arc::new(SpateLogicalCodec::new(registry.clone())))
+        .with_ballista_physical_extension_codec(Arc::new(SpatePhysicalCodec::new(registry.clone())))
+        // The adaptive planner has no executor-failure handling in Ballista
+        // 55 (apache/datafusion-ballista#1986): a job hangs when an executor
+        // dies in a reduce stage. The static planner re-runs lost work.
+        .with_ballista_adaptive_query_planner(false);
+    // A scheduler that does not answer fails the job in seconds, not 20 s.
+    let key = "ballista.client.grpc_connect_timeout_seconds";
+    config
+        .options_mut()
+        .set(key, "5")
+        .map_err(|e| Error::Usage(format!("cluster setting {key}: {e}")))?;
+    Ok(config)
+}
+
+/// A session whose queries run on the scheduler at `addr`: checks that a
+/// scheduler answers there and plans with as many partitions as the
+/// cluster has task slots.
+pub(crate) fn remote_session(
+    addr: &Address,
+    batch_size: usize,
+    progress: Arc<spate_io::progress::Progress>,
+    runtime_env: Arc<RuntimeEnv>,
+    registry: &Arc<Registry>,
+    handle: &tokio::runtime::Handle,
+) -> Result<SessionContext> {
+    scheduler_version(addr)?;
+    let slots: usize = executors(addr)?
+        .iter()
+        .map(|e| e.specification.vcores as usize)
+        .sum();
+    let config = SessionConfig::new_with_ballista()
+        .with_target_partitions(slots.max(1))
+        .with_batch_size(batch_size)
+        .with_information_schema(true)
+        .with_extension(progress);
+    let state = SessionStateBuilder::new()
+        .with_config(client_config(config, registry)?)
+        .with_runtime_env(runtime_env)
+        .with_default_features()
+        .with_table_factory(
+            "TEXT".into(),
+            Arc::new(spate_io::text_table::TextTableFactory),
+        )
+        .build();
+    handle
+        .block_on(SessionContext::remote_with_state(&addr.url(), state))
+        .map_err(|e| Error::Usage(format!("cluster {addr}: {e}")))
+}
+
+/// A scheduler's session state for one job: Ballista's own (its optimizer
+/// rules and functions kept) with what spate adds to every session — its
+/// query planner for spate's nodes, the rule that keeps a fixed number of
+/// reducers, and `STORED AS TEXT` tables.
+pub fn with_spate_planner(state: SessionState) -> SessionState {
+    SessionStateBuilder::new_from_existing(state)
+        .with_query_planner(Arc::new(SpateQueryPlanner))
+        .with_physical_optimizer_rule(Arc::new(FixedPartitions))
+        .with_table_factory(
+            "TEXT".into(),
+            Arc::new(spate_io::text_table::TextTableFactory),
+        )
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        let a = |s: &str| Address::parse(s).map(|a| a.to_string());
+        assert_eq!(a("localhost:7000").ok().as_deref(), Some("localhost:7000"));
+        assert_eq!(
+            a("df://10.0.0.1:50051").ok().as_deref(),
+            Some("10.0.0.1:50051")
+        );
+        assert_eq!(a("http://sched/").ok().as_deref(), Some("sched:50050"));
+        assert_eq!(a("[::1]:9").ok().as_deref(), Some("[::1]:9"));
+        for bad in [
+            "",
+            "host:0",
+            "host:99999",
+            "host:x",
+            ":50",
+            "s3://bucket/key",
+        ] {
+            assert!(matches!(Address::parse(bad), Err(Error::Usage(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn nothing_listening_is_a_usage_error_naming_the_address() {
+        // A port nothing listens on: bind, learn it, close it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(1);
+        let addr = Address::parse(&format!("127.0.0.1:{port}")).unwrap_or(Address {
+            host: "127.0.0.1".into(),
+            port,
+        });
+        match scheduler_version(&addr) {
+            Err(Error::Usage(m)) => assert!(m.contains(&format!("127.0.0.1:{port}")), "{m}"),
+            other => panic!("expected a usage error, got {other:?}"),
+        }
+    }
+}
