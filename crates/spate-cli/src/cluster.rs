@@ -36,6 +36,9 @@ enum ClusterCommand {
         /// Work directory: its log (scheduler.log) and per-job event logs.
         #[arg(long, value_name = "DIR")]
         work_dir: Option<PathBuf>,
+        /// Exit when standard input closes (a parent's pipe: `cluster up`).
+        #[arg(long, hide = true)]
+        exit_with_stdin: bool,
     },
     /// Run an executor: it runs tasks and serves their shuffle output.
     Executor {
@@ -59,6 +62,9 @@ enum ClusterCommand {
         /// Work directory: its log and its shuffle files.
         #[arg(long, value_name = "DIR")]
         work_dir: Option<PathBuf>,
+        /// Exit when standard input closes (a parent's pipe: `cluster up`).
+        #[arg(long, hide = true)]
+        exit_with_stdin: bool,
     },
     /// Start a scheduler and N executors on this host. Prints the address
     /// HOST:PORT on the first line of standard output, then runs until
@@ -122,7 +128,11 @@ pub fn cluster(args: ClusterArgs) -> Result<()> {
             bind,
             advertise,
             work_dir,
+            exit_with_stdin,
         } => {
+            if exit_with_stdin {
+                exit_when_stdin_closes();
+            }
             let bind = bind
                 .parse()
                 .map_err(|e| Error::Usage(format!("--bind {bind}: {e} (expected IP:PORT)")))?;
@@ -152,7 +162,11 @@ pub fn cluster(args: ClusterArgs) -> Result<()> {
             port,
             slots,
             work_dir,
+            exit_with_stdin,
         } => {
+            if exit_with_stdin {
+                exit_when_stdin_closes();
+            }
             let opts = ExecutorOptions {
                 scheduler: Address::parse(&scheduler)?,
                 bind_host: bind,
@@ -190,6 +204,9 @@ pub fn cluster(args: ClusterArgs) -> Result<()> {
                 host,
                 port,
                 work_dir,
+                // In the foreground the cluster lives as long as this
+                // process, even one killed with SIGKILL.
+                tie_to_parent: !detach,
             })?;
             println!("{}", cluster.address());
             let _ = std::io::stdout().flush();
@@ -221,6 +238,15 @@ pub fn cluster(args: ClusterArgs) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Ends this process when its standard input reaches its end: the parent
+/// holding the pipe's other end has exited.
+fn exit_when_stdin_closes() {
+    std::thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+        std::process::exit(0);
+    });
 }
 
 /// Waits for SIGINT or SIGTERM.

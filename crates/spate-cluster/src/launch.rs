@@ -32,6 +32,9 @@ pub struct UpOptions {
     pub port: u16,
     /// Work directory: logs, shuffle files, event logs.
     pub work_dir: PathBuf,
+    /// End the cluster's processes when this process ends, however it ends
+    /// (each role exits when its standard input, a pipe from here, closes).
+    pub tie_to_parent: bool,
 }
 
 /// A started cluster on this host.
@@ -43,16 +46,21 @@ pub struct LocalCluster {
     work_dir: PathBuf,
 }
 
-fn spawn(program: &Path, args: &[String], out: &Path) -> Result<Child> {
+fn spawn(program: &Path, args: &[String], out: &Path, tie: bool) -> Result<Child> {
     let file =
         |p: &Path| File::create(p).map_err(|e| Error::Usage(format!("{}: {e}", p.display())));
     let log = file(out)?;
     let err = log
         .try_clone()
         .map_err(|e| Error::Usage(format!("{}: {e}", out.display())))?;
-    Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
+    let mut command = Command::new(program);
+    command.args(args);
+    if tie {
+        command.arg("--exit-with-stdin").stdin(Stdio::piped());
+    } else {
+        command.stdin(Stdio::null());
+    }
+    command
         .stdout(log)
         .stderr(err)
         .spawn()
@@ -100,6 +108,7 @@ impl LocalCluster {
                 work.clone(),
             ],
             &opts.work_dir.join("scheduler.out"),
+            opts.tie_to_parent,
         )?;
         let mut cluster = LocalCluster {
             address,
@@ -127,6 +136,7 @@ impl LocalCluster {
                     work.clone(),
                 ],
                 &opts.work_dir.join(format!("executor-{}.out", n + 1)),
+                opts.tie_to_parent,
             )?;
             cluster.executors.push(child);
         }

@@ -130,10 +130,10 @@ fn get(addr: &Address, path: &str, timeout: Duration) -> std::io::Result<(u16, S
     let mut stream = TcpStream::connect_timeout(&target, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n\r\n"
-    )?;
+    // One write: a server may answer and close after the first segment.
+    let request =
+        format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n\r\n");
+    stream.write_all(request.as_bytes())?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;
     let text = String::from_utf8_lossy(&response);
@@ -232,11 +232,18 @@ pub(crate) fn remote_session(
 /// A scheduler's session state for one job: Ballista's own (its optimizer
 /// rules and functions kept) with what spate adds to every session — its
 /// query planner for spate's nodes, the rule that keeps a fixed number of
-/// reducers, and `STORED AS TEXT` tables.
+/// reducers, scans that executors read exactly as a local run does
+/// ([`crate::cluster_scans`]), and `STORED AS TEXT` tables.
 pub fn with_spate_planner(state: SessionState) -> SessionState {
+    // `new_from_existing` would give the session a new id; Ballista keys
+    // the job's session by it.
+    let session_id = state.session_id().to_string();
     SessionStateBuilder::new_from_existing(state)
+        .with_session_id(session_id)
         .with_query_planner(Arc::new(SpateQueryPlanner))
         .with_physical_optimizer_rule(Arc::new(FixedPartitions))
+        .with_physical_optimizer_rule(Arc::new(crate::cluster_scans::TextScansAsFileScans))
+        .with_physical_optimizer_rule(Arc::new(crate::cluster_scans::KeepScanCompression))
         .with_table_factory(
             "TEXT".into(),
             Arc::new(spate_io::text_table::TextTableFactory),

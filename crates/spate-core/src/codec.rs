@@ -24,9 +24,12 @@ use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 use serde::{Deserialize, Serialize};
 use spate_io::sink::{FileFormat, WriteExec};
-use spate_io::source::{FileRange, InputFile, LineOptions, TextSourceExec};
+use spate_io::source::{
+    FileRange, InputFile, LineOptions, TextSourceExec, from_split_groups, text_file_scan,
+};
 use spate_io::text_table::TextTable;
 
+use crate::cluster_scans::CompressedScanExec;
 use crate::context::Registry;
 use crate::node::{InputShape, OpExec, OpNode, PartitionOp, TextScanNode};
 
@@ -144,6 +147,16 @@ enum PhysicalNode {
     Write {
         dir: std::path::PathBuf,
         format: FileFormat,
+    },
+    /// A text scan planned as a file scan (on a cluster): its splits, by
+    /// partition, each with its number among all the source's splits.
+    TextScan {
+        groups: Vec<Vec<(FileRange, usize)>>,
+        options: LineOptions,
+    },
+    /// A compressed file scan (its child): the compression.
+    CompressedScan {
+        compression: String,
     },
 }
 
@@ -293,6 +306,13 @@ impl LogicalExtensionCodec for SpateLogicalCodec {
         }
         self.ballista
             .try_encode_table_provider(table_ref, node, buf)
+            .map_err(|e| {
+                DataFusionError::Plan(format!(
+                    "table {table_ref} cannot be sent to the cluster's executors ({e}): on a \
+                     cluster, queries read tables over files (CREATE EXTERNAL TABLE, CREATE \
+                     TABLE AS); table functions such as generate_series run locally only"
+                ))
+            })
     }
 
     fn try_decode_file_format(
@@ -355,6 +375,10 @@ impl PhysicalExtensionCodec for SpatePhysicalCodec {
                 Arc::new(TextSourceExec::with_options(splits, options))
             }
             PhysicalNode::Write { dir, format } => Arc::new(WriteExec::new(first()?, dir, format)?),
+            PhysicalNode::TextScan { groups, options } => from_split_groups(groups, options),
+            PhysicalNode::CompressedScan { compression } => {
+                CompressedScanExec::restore(first()?, &compression)?
+            }
         })
     }
 
@@ -372,6 +396,17 @@ impl PhysicalExtensionCodec for SpatePhysicalCodec {
                 &PhysicalNode::TextSource {
                     splits: n.splits().to_vec(),
                     options: n.options(),
+                },
+                buf,
+            );
+        }
+        if let Some((groups, options)) = text_file_scan(&node) {
+            return encode(&PhysicalNode::TextScan { groups, options }, buf);
+        }
+        if let Some(n) = node.downcast_ref::<CompressedScanExec>() {
+            return encode(
+                &PhysicalNode::CompressedScan {
+                    compression: n.compression_name(),
                 },
                 buf,
             );

@@ -21,6 +21,7 @@
 //! child processes, with the engine's shuffle and external sort between them.
 
 pub mod cluster;
+pub mod cluster_scans;
 pub mod codec;
 pub mod combine;
 pub mod context;

@@ -8,8 +8,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use datafusion::dataframe::DataFrame;
-use datafusion::datasource::file_format::format_as_file_type;
+use datafusion::datasource::file_format::csv::{CsvFormat, CsvFormatFactory};
+use datafusion::datasource::file_format::json::{JsonFormat, JsonFormatFactory};
+use datafusion::datasource::file_format::parquet::{ParquetFormat, ParquetFormatFactory};
+use datafusion::datasource::file_format::{FileFormatFactory, format_as_file_type};
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::SessionState;
 use datafusion::logical_expr::LogicalPlanBuilder;
 use datafusion::prelude::{Expr, SessionContext, cast};
 use futures::StreamExt;
@@ -37,14 +41,25 @@ pub(super) async fn write(
     let Some(engine_name) = output.format.engine_name() else {
         return write_text(session, df, output, &options, dest, single, name_tag).await;
     };
+    if output.format == FileFormat::Arrow && distributed(session) {
+        return Err(Error::BadOutput(
+            "Arrow IPC files cannot be written on a cluster (DataFusion 55 has no plan \
+             encoding for its Arrow writer): write Parquet, which keeps the same types"
+                .into(),
+        ));
+    }
     let state = session.state();
     let factory = state.get_file_format_factory(engine_name).ok_or_else(|| {
         Error::Engine(datafusion::error::DataFusionError::Internal(format!(
             "no {engine_name} writer registered"
         )))
     })?;
-    let mut options = options;
-    options.insert("single_file_output".into(), single.to_string());
+    let factory = with_options_inside(factory, &state, &options)?;
+    // The format options are in the factory now; given again, they would be
+    // applied to its options under their table-level names, which fail.
+    // (On a cluster `single_file_output` is dropped with the rest: a file
+    // target has an extension, so DataFusion's default mode finds it.)
+    let options = HashMap::from([("single_file_output".to_string(), single.to_string())]);
     let url = if single {
         dest.to_string()
     } else {
@@ -73,6 +88,43 @@ pub(super) async fn write(
                 .map(|a| a.iter().flatten().sum::<u64>())
         })
         .sum())
+}
+
+/// Whether the session plans its queries for a Ballista cluster (its
+/// configuration has Ballista's settings).
+fn distributed(session: &SessionContext) -> bool {
+    session
+        .state()
+        .config()
+        .options()
+        .entries()
+        .iter()
+        .any(|e| e.key.starts_with("ballista."))
+}
+
+/// The format factory with the write's options inside it. A `COPY` plan
+/// keeps its options beside the format, and DataFusion's plan encoding
+/// drops them (`datafusion-proto` 55 decodes every `COPY` with no options),
+/// so a cluster would write with defaults: no compression, no header. The
+/// format's own options do travel.
+fn with_options_inside(
+    factory: Arc<dyn FileFormatFactory>,
+    state: &SessionState,
+    options: &HashMap<String, String>,
+) -> Result<Arc<dyn FileFormatFactory>> {
+    let format = factory
+        .create(state, options)
+        .map_err(|e| Error::BadOutput(e.to_string()))?;
+    Ok(if let Some(f) = format.downcast_ref::<CsvFormat>() {
+        Arc::new(CsvFormatFactory::new_with_options(f.options().clone()))
+    } else if let Some(f) = format.downcast_ref::<JsonFormat>() {
+        Arc::new(JsonFormatFactory::new_with_options(f.options().clone()))
+    } else if let Some(f) = format.downcast_ref::<ParquetFormat>() {
+        Arc::new(ParquetFormatFactory::new_with_options(f.options().clone()))
+    } else {
+        // Arrow IPC files have no options.
+        factory
+    })
 }
 
 /// `df` with string and binary *view* columns cast to their plain types.

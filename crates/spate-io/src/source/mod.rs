@@ -27,11 +27,13 @@ use serde::{Deserialize, Serialize};
 use crate::progress::Progress;
 
 mod files;
+mod groups;
 mod read;
 mod split;
 
 pub use crate::format::Compression;
 pub use files::{InputFile, expand_inputs};
+pub use groups::{SplitGroups, TextFileSource, as_file_scan, from_split_groups, text_file_scan};
 pub use read::MAX_LINE_BYTES;
 pub use split::{FileRange, plan_splits};
 
@@ -138,12 +140,45 @@ pub fn line_schema_with(options: LineOptions) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+/// Reads `ranges` (each with its number among all splits of its source) in
+/// a blocking thread, as batches of lines: one partition of a text scan.
+pub(crate) fn read_splits(
+    ranges: Vec<(FileRange, usize)>,
+    options: LineOptions,
+    (batch_rows, progress): (usize, Option<Arc<Progress>>),
+    metrics: &ExecutionPlanMetricsSet,
+    partition: usize,
+) -> SendableRecordBatchStream {
+    let batch_rows = batch_rows.max(1);
+    let output_rows = MetricBuilder::new(metrics).output_rows(partition);
+    let bytes = MetricBuilder::new(metrics).counter("bytes_read", partition);
+    let schema = line_schema_with(options);
+    let mut builder = RecordBatchReceiverStreamBuilder::new(schema, 4);
+    let tx = builder.tx();
+    builder.spawn_blocking(move || {
+        let mut sink = BatchSink::new(batch_rows, &tx, progress.as_deref(), output_rows, bytes);
+        sink.options = options;
+        sink.schema = line_schema_with(options);
+        for (range, index) in &ranges {
+            if options.tag_splits {
+                let tag = SplitTag::of(*index, range).encode();
+                sink.tag = Some(Arc::new(StringArray::from(vec![tag])));
+            }
+            read_range(range, &mut sink)?;
+        }
+        match sink.flush() {
+            Ok(()) | Err(FlushError::Closed(_)) => Ok(()),
+            Err(FlushError::Df(e)) => Err(e),
+        }
+    });
+    builder.build()
+}
+
 /// Reads text files as batches of lines, one partition per group of ranges.
 #[derive(Debug)]
 pub struct TextSourceExec {
     splits: Vec<Vec<FileRange>>,
     options: LineOptions,
-    schema: SchemaRef,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
 }
@@ -171,7 +206,6 @@ impl TextSourceExec {
         Self {
             splits,
             options,
-            schema,
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
         }
@@ -252,32 +286,21 @@ impl ExecutionPlan for TextSourceExec {
         let ranges = self.splits.get(partition).cloned().ok_or_else(|| {
             DataFusionError::Internal(format!("TextSourceExec has no partition {partition}"))
         })?;
-        let batch_rows = context.session_config().batch_size().max(1);
-        let progress = context.session_config().get_extension::<Progress>();
-        let output_rows = MetricBuilder::new(&self.metrics).output_rows(partition);
-        let bytes = MetricBuilder::new(&self.metrics).counter("bytes_read", partition);
-        let schema = self.schema.clone();
-        let options = self.options;
         let first_index: usize = self.splits[..partition].iter().map(Vec::len).sum();
-        let mut builder = RecordBatchReceiverStreamBuilder::new(schema.clone(), 4);
-        let tx = builder.tx();
-        builder.spawn_blocking(move || {
-            let mut sink = BatchSink::new(batch_rows, &tx, progress.as_deref(), output_rows, bytes);
-            sink.options = options;
-            sink.schema = line_schema_with(options);
-            for (i, range) in ranges.iter().enumerate() {
-                if options.tag_splits {
-                    let tag = SplitTag::of(first_index + i, range).encode();
-                    sink.tag = Some(Arc::new(StringArray::from(vec![tag])));
-                }
-                read_range(range, &mut sink)?;
-            }
-            match sink.flush() {
-                Ok(()) | Err(FlushError::Closed(_)) => Ok(()),
-                Err(FlushError::Df(e)) => Err(e),
-            }
-        });
-        Ok(builder.build())
+        let indexed = ranges
+            .into_iter()
+            .enumerate()
+            .map(|(i, range)| (range, first_index + i))
+            .collect();
+        let config = context.session_config();
+        let reading = (config.batch_size(), config.get_extension::<Progress>());
+        Ok(read_splits(
+            indexed,
+            self.options,
+            reading,
+            &self.metrics,
+            partition,
+        ))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {

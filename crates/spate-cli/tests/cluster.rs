@@ -1,0 +1,369 @@
+//! spate on a Ballista cluster of real processes: one cluster (a scheduler
+//! and 2 executors, each a `spate` process) shared by the tests of this
+//! binary, ended with it. The differential tests run the `.slt` files and
+//! TPC-H SF 0.1 on it and expect exactly the local answers.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+#[path = "../../spate-sql/tests/common/slt.rs"]
+mod slt;
+#[path = "../../spate-sql/tests/common/tpch.rs"]
+mod tpch;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use spate::prelude::*;
+use spate_cluster::launch::{LocalCluster, UpOptions};
+use spate_cluster::status::status;
+
+const SPATE: &str = env!("CARGO_BIN_EXE_spate");
+
+/// The cluster of this test binary: started by the first test that needs
+/// it; its processes exit when this process does (their standard input is a
+/// pipe from here).
+fn cluster() -> &'static LocalCluster {
+    static CLUSTER: OnceLock<LocalCluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let work = tempfile::Builder::new()
+            .prefix("spate-cluster-test")
+            .tempdir()
+            .unwrap()
+            .keep();
+        LocalCluster::start(&UpOptions {
+            program: PathBuf::from(SPATE),
+            executors: 2,
+            slots: 2,
+            host: "127.0.0.1".into(),
+            port: 0,
+            work_dir: work,
+            tie_to_parent: true,
+        })
+        .unwrap()
+    })
+}
+
+fn on_cluster() -> Context {
+    Context::builder()
+        .cluster(cluster().address().to_string())
+        .build()
+        .unwrap()
+}
+
+/// GET `path` from `host:port`: the status code.
+fn http_status(addr: &str, path: &str) -> u16 {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn slt_files_give_the_local_answers_on_the_cluster() {
+    let ctx = on_cluster();
+    let mut failures = Vec::new();
+    for name in ["basics.slt", "catalog.slt", "write.slt"] {
+        failures.extend(slt::run_file(&ctx, name, false, "cluster"));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn tpch_sf01_gives_the_answers_on_the_cluster() {
+    let ctx = on_cluster();
+    let failures = tpch::run_all(&ctx, &tpch::data());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn status_lists_every_executor_alive_and_each_serves_health() {
+    let cluster = cluster();
+    let s = status(cluster.address()).unwrap();
+    assert_eq!((s.alive(), s.slots()), (2, 4), "{}", s.render());
+    let out = Command::new(SPATE)
+        .args([
+            "cluster",
+            "status",
+            "--cluster",
+            &cluster.address().to_string(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("2 of 2 executors alive, 4 task slots"),
+        "{text}"
+    );
+    assert_eq!(text.matches(" alive").count(), 3, "{text}");
+    // Each executor says where its health endpoints are once registered.
+    for n in 1..=2 {
+        let out =
+            std::fs::read_to_string(cluster.work_dir().join(format!("executor-{n}.out"))).unwrap();
+        let addr = out
+            .split("health http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_else(|| panic!("executor {n} printed no health address:\n{out}"));
+        assert_eq!(http_status(addr, "/healthz"), 200, "executor {n}");
+        assert_eq!(http_status(addr, "/readyz"), 200, "executor {n}");
+    }
+}
+
+#[test]
+fn a_step_whose_closures_are_not_on_the_executors_fails_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "a b\nc\n").unwrap();
+    let ctx = on_cluster();
+    // The executors run `spate`, which does not define this test's closures.
+    let err = ctx
+        .read_text(&[&input])
+        .unwrap()
+        .map(|line: String| line.len() as u64)
+        .collect()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("step 'map'"), "{err}");
+    assert!(err.contains("is not defined in this process"), "{err}");
+}
+
+/// A free port on loopback (nothing listens on it once this returns).
+fn closed_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn no_scheduler_at_the_address_is_a_usage_error_naming_it() {
+    let addr = format!("127.0.0.1:{}", closed_port());
+    let start = Instant::now();
+    let out = Command::new(SPATE)
+        .args(["sql", "--cluster", &addr, "-c", "SELECT 1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("no spate scheduler at {addr}")),
+        "{err}"
+    );
+    // The same from the environment.
+    let out = Command::new(SPATE)
+        .env("SPATE_CLUSTER", &addr)
+        .args(["cluster", "status"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&addr), "{err}");
+    eprintln!("refused in {:?}", start.elapsed());
+}
+
+#[test]
+fn an_executor_pointed_at_something_else_exits_with_a_message() {
+    // A server that answers every request with 404, like any web server.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            // Read the whole request head, then answer.
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let _ = stream.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let work = tempfile::tempdir().unwrap();
+    let run = |scheduler: &str| {
+        let out = Command::new(SPATE)
+            .args([
+                "cluster",
+                "executor",
+                "--scheduler",
+                scheduler,
+                "--bind",
+                "127.0.0.1",
+            ])
+            .arg("--work-dir")
+            .arg(work.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&addr);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&format!("{addr} is not a spate scheduler")),
+        "{err}"
+    );
+    let nothing = format!("127.0.0.1:{}", closed_port());
+    let (code, err) = run(&nothing);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&format!("no spate scheduler at {nothing}")),
+        "{err}"
+    );
+}
+
+/// Kills the processes listed in a detached cluster's `cluster.pids`.
+struct Pids(PathBuf);
+
+impl Drop for Pids {
+    fn drop(&mut self) {
+        let text = std::fs::read_to_string(self.0.join("cluster.pids")).unwrap_or_default();
+        for pid in text.lines().filter_map(|l| l.split_whitespace().nth(1)) {
+            let _ = Command::new("kill").args(["-KILL", pid]).status();
+        }
+    }
+}
+
+fn wait_for(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < deadline, "waited {deadline:?} for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn cluster_up_detached_prints_the_address_first_and_stays_up() {
+    let work = tempfile::tempdir().unwrap();
+    let _cleanup = Pids(work.path().to_path_buf());
+    let out = Command::new(SPATE)
+        .args([
+            "cluster",
+            "up",
+            "--executors",
+            "1",
+            "--slots",
+            "1",
+            "--detach",
+        ])
+        .arg("--work-dir")
+        .arg(work.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let addr = stdout.lines().next().unwrap().to_string();
+    assert!(addr.starts_with("127.0.0.1:"), "{stdout}");
+    // Registered before `up` returned; still there after it did.
+    let s = status(&spate_cluster::Address::parse(&addr).unwrap()).unwrap();
+    assert_eq!((s.alive(), s.slots()), (1, 1), "{}", s.render());
+    // Logs and process ids are in the work directory.
+    for file in [
+        "scheduler.log",
+        "cluster.pids",
+        "scheduler.out",
+        "executor-1.out",
+    ] {
+        assert!(work.path().join(file).exists(), "{file}");
+    }
+    // A query runs on it.
+    let out = Command::new(SPATE)
+        .env("SPATE_HOME", work.path().join("home"))
+        .args(["sql", "--cluster", &addr, "--format", "csv", "-c"])
+        .arg("SELECT sum(v) AS s FROM (VALUES (1), (20), (300)) AS t(v)")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "s\n321\n");
+    drop(_cleanup);
+    let addr = spate_cluster::Address::parse(&addr).unwrap();
+    wait_for(
+        "the killed scheduler to stop answering",
+        Duration::from_secs(10),
+        || status(&addr).is_err(),
+    );
+}
+
+/// The shared cluster's scheduler log records the jobs it ran.
+#[test]
+fn logs_go_to_the_work_directory() {
+    let ctx = on_cluster();
+    ctx.block_on(async {
+        ctx.session()
+            .sql("SELECT count(*) FROM (VALUES (1), (2)) AS t(v)")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap()
+    });
+    let work: &Path = cluster().work_dir();
+    let log = std::fs::read_to_string(work.join("scheduler.log")).unwrap();
+    assert!(log.contains("spate scheduler listening on"), "{log}");
+    let executor_logs = std::fs::read_dir(work)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("executor-") && name.ends_with(".log")
+        })
+        .count();
+    assert_eq!(executor_logs, 2);
+}
+
+/// Ballista narrows a stage's plan to the partitions of each task only for
+/// scans it knows: spate's text scans are planned as such scans, so a task
+/// of one partition reads one partition's splits, not all of them.
+#[test]
+fn tasks_of_one_partition_read_their_own_text_splits_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("lines");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("1.txt"), "a\n").unwrap();
+    std::fs::write(data.join("2.txt"), "b\nb\nb\n").unwrap();
+    let out = Command::new(SPATE)
+        .env("SPATE_HOME", dir.path().join("home"))
+        .args([
+            "sql",
+            "--cluster",
+            &cluster().address().to_string(),
+            "--format",
+            "csv",
+        ])
+        .arg("-c")
+        .arg(format!(
+            "CREATE EXTERNAL TABLE lines STORED AS TEXT LOCATION '{}/'",
+            data.display()
+        ))
+        // One partition per task, as a busy cluster gives them.
+        .args(["-c", "SET ballista.scheduler.max_partitions_per_task = 1"])
+        .args([
+            "-c",
+            "SELECT value, count(*) AS n FROM lines GROUP BY value ORDER BY value",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.ends_with("value,n\na,1\nb,3\n"), "{stdout}");
+}
