@@ -169,7 +169,10 @@ fn run_one(
 }
 
 fn print_outcome(outcome: &Outcome, format: Format) -> Result<Stdout> {
-    if let Outcome::Rows { schema, batches } = outcome {
+    // A statement with no result columns (`SET`) prints nothing.
+    if let Outcome::Rows { schema, batches } = outcome
+        && !schema.fields().is_empty()
+    {
         let stdout = std::io::stdout();
         let mut out = PipeWatch {
             inner: std::io::BufWriter::new(stdout.lock()),

@@ -165,6 +165,12 @@ fn get_json<T: for<'de> Deserialize<'de>>(addr: &Address, path: &str) -> Result<
     })
 }
 
+/// Any document of the scheduler's REST API (`/api/jobs`,
+/// `/api/job/{id}/stages`, ...), as JSON.
+pub fn rest_json(addr: &Address, path: &str) -> Result<serde_json::Value> {
+    get_json(addr, path)
+}
+
 /// The scheduler's version; fails (a usage error naming the address) when
 /// no scheduler answers within [`CONNECT_TIMEOUT`].
 pub fn scheduler_version(addr: &Address) -> Result<SchedulerVersion> {

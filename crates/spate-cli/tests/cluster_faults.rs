@@ -1,0 +1,308 @@
+//! Faults on a cluster of real processes, caused by SIGKILL: the output is
+//! exactly the fault-free output, only lost work re-runs, and what cannot
+//! go on fails in seconds with an error instead of hanging. Each case starts
+//! its own cluster (2 executors of 1 task slot: a killed executor leaves the
+//! job one) and reads the job's progress from the scheduler's REST API, so it
+//! kills at a known point: after a task of the stage has succeeded, before
+//! the stage is done.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use spate_cluster::Address;
+use spate_cluster::launch::{LocalCluster, UpOptions};
+use spate_core::cluster::rest_json;
+
+const SPATE: &str = env!("CARGO_BIN_EXE_spate");
+
+/// Word count over 8 text files as SQL: a map stage (8 tasks), a reduce
+/// stage (8 tasks, hash-partitioned by word) and a final sort.
+const QUERY: &str = "SELECT w, count(*) AS n FROM (SELECT unnest(string_to_array(value, ' ')) AS w \
+                     FROM t) GROUP BY w ORDER BY w";
+
+/// The input and a catalog with table `t` over it, made once.
+fn data() -> &'static Path {
+    static DATA: OnceLock<PathBuf> = OnceLock::new();
+    DATA.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("spate-faults")
+            .tempdir()
+            .unwrap()
+            .keep();
+        std::fs::create_dir(dir.join("in")).unwrap();
+        // Deterministic words from a small linear congruential generator.
+        let mut x: u64 = 7;
+        for f in 0..8 {
+            let mut text = String::new();
+            for _ in 0..40_000 {
+                for i in 0..8 {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    if i > 0 {
+                        text.push(' ');
+                    }
+                    text.push_str(&format!("w{}", (x >> 33) % 5000));
+                }
+                text.push('\n');
+            }
+            std::fs::write(dir.join(format!("in/part-{f}.txt")), text).unwrap();
+        }
+        let out = sql(&dir, None)
+            .arg("-c")
+            .arg(format!(
+                "CREATE EXTERNAL TABLE t STORED AS TEXT LOCATION '{}/in/'",
+                dir.display()
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    })
+}
+
+fn sql(dir: &Path, cluster: Option<&Address>) -> Command {
+    let mut c = Command::new(SPATE);
+    c.env("SPATE_HOME", dir.join("home"))
+        .args(["sql", "--format", "csv"]);
+    if let Some(addr) = cluster {
+        c.args(["--cluster", &addr.to_string()]);
+    }
+    c
+}
+
+/// The query's answer run locally: what every faulty run must print.
+fn expected() -> &'static str {
+    static OUT: OnceLock<String> = OnceLock::new();
+    OUT.get_or_init(|| {
+        let out = sql(data(), None).args(["-c", QUERY]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    })
+}
+
+fn start_cluster() -> LocalCluster {
+    let work = tempfile::Builder::new()
+        .prefix("spate-faults-cluster")
+        .tempdir()
+        .unwrap()
+        .keep();
+    LocalCluster::start(&UpOptions {
+        program: PathBuf::from(SPATE),
+        executors: 2,
+        slots: 1,
+        host: "127.0.0.1".into(),
+        port: 0,
+        work_dir: work,
+        tie_to_parent: true,
+    })
+    .unwrap()
+}
+
+/// Starts the query on `cluster` with 8 partitions per stage.
+fn submit(cluster: &LocalCluster) -> Child {
+    sql(data(), Some(cluster.address()))
+        .args([
+            "-c",
+            "SET datafusion.execution.target_partitions = 8",
+            "-c",
+            QUERY,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn job_ids(addr: &Address) -> Vec<String> {
+    rest_json(addr, "/api/jobs")
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["job_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The stages of a job by id (empty until the scheduler has planned it).
+fn stages(addr: &Address, job: &str) -> Vec<Value> {
+    rest_json(addr, &format!("/api/job/{job}/stages"))
+        .ok()
+        .and_then(|v| v["stages"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+fn succeeded(task: &Value) -> bool {
+    task["status"] == "Successful"
+}
+
+/// Polls until the job submitted after `before` has a stage `stage` with at
+/// least one task succeeded and not all: the job id.
+fn wait_inside_stage(addr: &Address, before: &[String], stage: &str, query: &mut Child) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the job never reached stage {stage}"
+        );
+        assert!(
+            query.try_wait().unwrap().is_none(),
+            "the job ended before stage {stage} was reached"
+        );
+        if let Some(job) = job_ids(addr).into_iter().find(|j| !before.contains(j))
+            && let Some(s) = stages(addr, &job)
+                .into_iter()
+                .find(|s| s["stage_id"] == stage)
+        {
+            let tasks = s["tasks"].as_array().cloned().unwrap_or_default();
+            let done = tasks.iter().filter(|t| succeeded(t)).count();
+            if (1..8).contains(&done) {
+                return job;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn kill(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Waits for the query with a deadline (a hang fails the test): its exit
+/// code, stdout, stderr and time after the kill.
+fn finish(mut query: Child, killed_at: Instant) -> (Option<i32>, String, String, Duration) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while query.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the job hangs after the kill");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = killed_at.elapsed();
+    let mut out = String::new();
+    let mut err = String::new();
+    query
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    query
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (query.wait().unwrap().code(), out, err, took)
+}
+
+/// The partitions of `stage` that ran more than once, with why the earlier
+/// attempts failed.
+fn reruns(addr: &Address, job: &str, stage: &str) -> (usize, Vec<String>) {
+    let s = stages(addr, job)
+        .into_iter()
+        .find(|s| s["stage_id"] == stage)
+        .unwrap();
+    let tasks = s["tasks"].as_array().cloned().unwrap();
+    let failed: Vec<String> = tasks
+        .iter()
+        .filter(|t| !succeeded(t))
+        .map(|t| format!("partition {} {}", t["partition_id"], t["status"]))
+        .collect();
+    (tasks.iter().filter(|t| succeeded(t)).count(), failed)
+}
+
+fn killed_during(stage: &str) {
+    let want = expected();
+    let cluster = start_cluster();
+    let addr = cluster.address().clone();
+    let before = job_ids(&addr);
+    let mut query = submit(&cluster);
+    let job = wait_inside_stage(&addr, &before, stage, &mut query);
+    let (_, executors) = cluster.pids();
+    kill(executors[1]);
+    let killed_at = Instant::now();
+    let (code, out, err, took) = finish(query, killed_at);
+    assert_eq!(code, Some(0), "{err}");
+    // Exactly the fault-free answer: no row lost, none twice.
+    assert!(
+        out == want,
+        "the output differs from the fault-free run: {} lines, expected {}",
+        out.lines().count(),
+        want.lines().count()
+    );
+    // Every partition succeeded once; what re-ran failed because of the
+    // lost executor, and the stages did not re-run whole.
+    for s in ["1", "2"] {
+        let (ok, failed) = reruns(&addr, &job, s);
+        assert_eq!(ok, 8, "stage {s}: {failed:?}");
+        assert!(failed.len() < 8, "stage {s} re-ran whole: {failed:?}");
+        for f in &failed {
+            assert!(
+                f.contains("lost") || f.contains("FetchPartitionError"),
+                "stage {s}: {f}"
+            );
+        }
+        eprintln!(
+            "killed during stage {stage}: stage {s} re-ran {failed:?} (job finished {took:.1?} after the kill)"
+        );
+    }
+}
+
+#[test]
+fn an_executor_killed_in_the_map_stage_changes_nothing_and_only_its_tasks_rerun() {
+    killed_during("1");
+}
+
+#[test]
+fn an_executor_killed_in_the_reduce_stage_changes_nothing_and_only_lost_work_reruns() {
+    killed_during("2");
+}
+
+#[test]
+fn every_executor_killed_fails_the_job_in_seconds() {
+    let cluster = start_cluster();
+    let addr = cluster.address().clone();
+    let before = job_ids(&addr);
+    let mut query = submit(&cluster);
+    wait_inside_stage(&addr, &before, "1", &mut query);
+    let (_, executors) = cluster.pids();
+    for pid in executors {
+        kill(pid);
+    }
+    let (code, out, err, took) = finish(query, Instant::now());
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("all executors were lost"), "{err}");
+    eprintln!("all executors lost: the job failed {took:.1?} after the kill");
+}
+
+#[test]
+fn a_killed_scheduler_fails_its_clients() {
+    let cluster = start_cluster();
+    let addr = cluster.address().clone();
+    let before = job_ids(&addr);
+    let mut query = submit(&cluster);
+    wait_inside_stage(&addr, &before, "1", &mut query);
+    let (scheduler, _) = cluster.pids();
+    kill(scheduler);
+    let (code, out, err, took) = finish(query, Instant::now());
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("execution failed"), "{err}");
+    assert!(out.lines().count() <= 1, "a failed job printed rows: {out}");
+    eprintln!("scheduler lost: the client failed {took:.1?} after the kill");
+}
