@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-mod cluster;
 mod sql;
 use spate::io::progress::Progress;
 use spate::jobs::{self, Face, Job};
 use spate::prelude::*;
+use spate_cluster::cli as cluster;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -149,27 +149,7 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let mut msg = format!("spate: error: {e}");
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                let text = s.to_string();
-                if !msg.contains(&text) {
-                    msg.push_str(&format!("\n  caused by: {text}"));
-                }
-                source = s.source();
-            }
-            eprintln!("{msg}");
-            if e.is_user_input() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::from(1)
-            }
-        }
-    }
+    cluster::exit_code("spate", run(Cli::parse()))
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -201,7 +181,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             config.build()
         }),
-        Command::Cluster(args) => cluster::cluster(args),
+        Command::Cluster(args) => cluster::run(args, None),
     }
 }
 

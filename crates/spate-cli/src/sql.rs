@@ -27,8 +27,8 @@ pub struct SqlArgs {
     format: String,
     /// Run queries on the cluster whose scheduler is at ADDR (HOST:PORT, as
     /// `spate cluster up` prints it; default: $SPATE_CLUSTER). The catalog
-    /// stays here; table files must be readable from every executor (a
-    /// shared filesystem or an object store).
+    /// stays here; table files must be readable at the same paths from the
+    /// scheduler and every executor (a shared filesystem).
     #[arg(long, value_name = "ADDR")]
     cluster: Option<String>,
     #[command(flatten)]

@@ -41,6 +41,7 @@ fn cluster() -> &'static LocalCluster {
             port: 0,
             work_dir: work,
             tie_to_parent: true,
+            job_args: Vec::new(),
         })
         .unwrap()
     })
@@ -314,8 +315,25 @@ fn logs_go_to_the_work_directory() {
             .unwrap()
     });
     let work: &Path = cluster().work_dir();
+    let jobs = spate_core::cluster::rest_json(cluster().address(), "/api/jobs").unwrap();
+    let job = jobs.as_array().unwrap().last().unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let log = std::fs::read_to_string(work.join("scheduler.log")).unwrap();
     assert!(log.contains("spate scheduler listening on"), "{log}");
+    assert!(
+        log.contains(&job),
+        "job {job} is not in the scheduler's log"
+    );
+    // And in the per-job event logs.
+    let events: String = std::fs::read_dir(work.join("events"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    assert!(events.contains(&job), "job {job} has no event log");
     let executor_logs = std::fs::read_dir(work)
         .unwrap()
         .flatten()

@@ -35,6 +35,8 @@ pub struct UpOptions {
     /// End the cluster's processes when this process ends, however it ends
     /// (each role exits when its standard input, a pipe from here, closes).
     pub tie_to_parent: bool,
+    /// A job binary's arguments for its executors (`-- ARGS`).
+    pub job_args: Vec<String>,
 }
 
 /// A started cluster on this host.
@@ -56,7 +58,7 @@ fn spawn(program: &Path, args: &[String], out: &Path, tie: bool) -> Result<Child
     let mut command = Command::new(program);
     command.args(args);
     if tie {
-        command.arg("--exit-with-stdin").stdin(Stdio::piped());
+        command.stdin(Stdio::piped());
     } else {
         command.stdin(Stdio::null());
     }
@@ -97,16 +99,20 @@ impl LocalCluster {
         };
         let address = Address::parse(&format!("{}:{port}", opts.host))?;
         let work = opts.work_dir.to_string_lossy().into_owned();
+        let mut args: Vec<String> = vec![
+            "cluster".into(),
+            "scheduler".into(),
+            "--bind".into(),
+            address.to_string(),
+            "--work-dir".into(),
+            work.clone(),
+        ];
+        if opts.tie_to_parent {
+            args.push("--exit-with-stdin".into());
+        }
         let scheduler = spawn(
             &opts.program,
-            &[
-                "cluster".into(),
-                "scheduler".into(),
-                "--bind".into(),
-                address.to_string(),
-                "--work-dir".into(),
-                work.clone(),
-            ],
+            &args,
             &opts.work_dir.join("scheduler.out"),
             opts.tie_to_parent,
         )?;
@@ -121,20 +127,28 @@ impl LocalCluster {
             Ok(scheduler_version(&c.address).is_ok())
         })?;
         for n in 0..opts.executors {
+            let mut args: Vec<String> = vec![
+                "cluster".into(),
+                "executor".into(),
+                "--scheduler".into(),
+                cluster.address.to_string(),
+                "--bind".into(),
+                opts.host.clone(),
+                "--slots".into(),
+                opts.slots.to_string(),
+                "--work-dir".into(),
+                work.clone(),
+            ];
+            if opts.tie_to_parent {
+                args.push("--exit-with-stdin".into());
+            }
+            if !opts.job_args.is_empty() {
+                args.push("--".into());
+                args.extend(opts.job_args.iter().cloned());
+            }
             let child = spawn(
                 &opts.program,
-                &[
-                    "cluster".into(),
-                    "executor".into(),
-                    "--scheduler".into(),
-                    cluster.address.to_string(),
-                    "--bind".into(),
-                    opts.host.clone(),
-                    "--slots".into(),
-                    opts.slots.to_string(),
-                    "--work-dir".into(),
-                    work.clone(),
-                ],
+                &args,
                 &opts.work_dir.join(format!("executor-{}.out", n + 1)),
                 opts.tie_to_parent,
             )?;
@@ -157,12 +171,14 @@ impl LocalCluster {
         ready: impl Fn(&Self) -> Result<bool>,
     ) -> Result<()> {
         loop {
-            if ready(self)? {
-                return Ok(());
-            }
+            // Exits first: with a port already taken, another scheduler may
+            // answer there while ours has gone.
             if let Some(exited) = self.exited() {
                 self.stop();
                 return Err(Error::Usage(format!("local cluster: {exited}")));
+            }
+            if ready(self)? {
+                return Ok(());
             }
             if Instant::now() >= deadline {
                 let outputs = self.outputs();

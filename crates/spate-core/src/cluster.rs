@@ -118,16 +118,21 @@ pub struct SchedulerVersion {
 
 /// One HTTP/1.0 GET to `path` on the scheduler: its status and body.
 fn get(addr: &Address, path: &str, timeout: Duration) -> std::io::Result<(u16, String)> {
-    let target = (
-        addr.host.trim_start_matches('[').trim_end_matches(']'),
-        addr.port,
-    )
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::NotFound, "the host has no address")
-        })?;
-    let mut stream = TcpStream::connect_timeout(&target, timeout)?;
+    // Every address of the host in turn (`localhost` is `::1` first on most
+    // systems, and a scheduler may listen on IPv4 only).
+    let host = addr.host.trim_start_matches('[').trim_end_matches(']');
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "the host has no address");
+    let mut connected = None;
+    for target in (host, addr.port).to_socket_addrs()? {
+        match TcpStream::connect_timeout(&target, timeout) {
+            Ok(s) => {
+                connected = Some(s);
+                break;
+            }
+            Err(e) => last = e,
+        }
+    }
+    let mut stream = connected.ok_or(last)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     // One write: a server may answer and close after the first segment.
@@ -244,6 +249,9 @@ pub fn with_spate_planner(state: SessionState) -> SessionState {
     // `new_from_existing` would give the session a new id; Ballista keys
     // the job's session by it.
     let session_id = state.session_id().to_string();
+    // Listings skip hidden files (`_SUCCESS`, an INSERT's staging
+    // directory) as a local run's do.
+    spate_io::store::register_local(state.runtime_env());
     SessionStateBuilder::new_from_existing(state)
         .with_session_id(session_id)
         .with_query_planner(Arc::new(SpateQueryPlanner))

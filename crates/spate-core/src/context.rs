@@ -22,6 +22,7 @@ pub struct Config {
     memory_limit: Option<usize>,
     batch_size: Option<usize>,
     cluster: Option<String>,
+    declare_only: bool,
 }
 
 impl Config {
@@ -50,6 +51,16 @@ impl Config {
     /// tasks, so they must run this same program (see `spate::cluster`).
     pub fn cluster(&mut self, addr: impl Into<String>) -> &mut Self {
         self.cluster = Some(addr.into());
+        self
+    }
+
+    /// Builds plans without running them: every action builds its job's plan
+    /// (so each step is registered under its name) and returns an empty
+    /// result — no rows, no output written. An executor of a job's own binary
+    /// runs the job this way at start-up to hold the closures of its steps
+    /// (see `spate::cluster::main`).
+    pub fn declare_only(&mut self) -> &mut Self {
+        self.declare_only = true;
         self
     }
 
@@ -227,6 +238,14 @@ impl Context {
                 (SessionContext::new_with_state(state), None)
             }
             Some(addr) => {
+                if config.memory_limit.is_some() {
+                    return Err(Error::Usage(
+                        "--memory-limit bounds a local run; on a cluster each executor's \
+                         memory is its own (Ballista gives every task slot a share of 70% of \
+                         the executor host's memory)"
+                            .into(),
+                    ));
+                }
                 let addr = crate::cluster::Address::parse(addr)?;
                 let session = crate::cluster::remote_session(
                     &addr,
@@ -260,6 +279,11 @@ impl Context {
     /// Progress counters of jobs run in this context.
     pub fn progress(&self) -> &Arc<Progress> {
         &self.inner.progress
+    }
+
+    /// Whether actions only build plans (see [`Config::declare_only`]).
+    pub fn is_declaring(&self) -> bool {
+        self.inner.config.declare_only
     }
 
     /// The scheduler this context's jobs run on, if it runs on a cluster.

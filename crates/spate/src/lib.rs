@@ -28,6 +28,7 @@ extern crate self as spate;
 pub mod jobs;
 pub mod testing;
 
+pub use spate_cluster as cluster;
 pub use spate_core::{
     Config, Context, Data, Dataset, Error, GroupedDataset, Result, WriteSummary, codec, combine,
     context, dataset, error, frame, hadoop, mapreduce, node, ops, output, pipeline, rows, text,

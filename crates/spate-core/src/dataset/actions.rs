@@ -47,6 +47,10 @@ impl<T: Data> Dataset<T> {
     /// Runs the job and returns its Arrow batches (partitions in order).
     pub fn collect_batches(self) -> Result<Vec<RecordBatch>> {
         let ctx = self.ctx.clone();
+        if ctx.is_declaring() {
+            (self.into_plan())()?;
+            return Ok(Vec::new());
+        }
         let physical = self.physical_plan()?;
         ctx.block_on(async {
             let task = ctx.session().task_ctx();
@@ -88,6 +92,10 @@ impl<T: Data> Dataset<T> {
     /// annotated with per-step metrics: rows produced, compute time, spills.
     pub fn explain_analyze(self) -> Result<String> {
         let ctx = self.ctx.clone();
+        if ctx.is_declaring() {
+            (self.into_plan())()?;
+            return Ok(String::new());
+        }
         let physical = self.physical_plan()?;
         ctx.block_on(async {
             let task = ctx.session().task_ctx();
@@ -117,6 +125,10 @@ impl<T: Data> Dataset<T> {
 
     fn write(self, dir: &Path, format: FileFormat) -> Result<WriteSummary> {
         let ctx = self.ctx.clone();
+        if ctx.is_declaring() {
+            (self.into_plan())()?;
+            return Ok(WriteSummary::not_written(dir.to_path_buf()));
+        }
         let physical = self.physical_plan()?;
         let task = ctx.session().task_ctx();
         Ok(ctx.block_on(spate_io::output::write_parts(physical, task, dir, format))?)

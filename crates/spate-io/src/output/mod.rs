@@ -65,6 +65,19 @@ pub struct WriteSummary {
     objects: Vec<String>,
 }
 
+impl WriteSummary {
+    /// What a write that did not run reports (a plan only built): nothing
+    /// written at `path`.
+    pub fn not_written(path: PathBuf) -> Self {
+        Self {
+            path,
+            rows: 0,
+            files: 0,
+            objects: Vec::new(),
+        }
+    }
+}
+
 /// An option's key as DataFusion's writers know it: lowercased, `format.`
 /// added to a bare key.
 fn option_key(key: &str) -> String {

@@ -107,6 +107,29 @@ impl<T: 'static + AsLogicalPlan, U: 'static + AsExecutionPlan> QueryStageSchedul
         }
     }
 
+    /// spate patch: gives back the vcores of tasks cancelled because their
+    /// stage was rolled back (an executor lost, a fetch failure). Their
+    /// terminal status arrives for a stage that is no longer running, finds
+    /// no task to refund, and the slots would leak (as for aborted jobs,
+    /// #2418): with one-slot executors the job never runs again.
+    async fn free_cancelled_slots(&self, tasks: &[crate::state::execution_graph::RunningTaskInfo]) {
+        if !self.state.config.is_push_staged_scheduling() || tasks.is_empty() {
+            return;
+        }
+        let mut freed: std::collections::HashMap<String, u32> = Default::default();
+        for task in tasks {
+            *freed.entry(task.executor_id.clone()).or_default() += task.vcores;
+        }
+        if let Err(e) = self
+            .state
+            .executor_manager
+            .unbind_tasks(freed.into_iter().collect())
+            .await
+        {
+            warn!("Fail to free the slots of cancelled tasks due to {e:?}");
+        }
+    }
+
     async fn abort_job(&self, job_id: &JobId, failure_reason: String) -> Result<()> {
         let executor_manager = self.state.executor_manager.clone();
         let refund_vcores = self.state.config.is_push_staged_scheduling();
@@ -524,16 +547,8 @@ impl<T: 'static + AsLogicalPlan, U: 'static + AsExecutionPlan>
             }
             QueryStageSchedulerEvent::ExecutorLost(executor_id, _) => {
                 match self.state.task_manager.executor_lost(&executor_id).await {
-                    Ok((tasks, freed_slots)) => {
-                        // spate patch: give back the slots of the tasks cancelled
-                        // on the surviving executors (see `executor_lost`).
-                        if self.state.config.is_push_staged_scheduling()
-                            && !freed_slots.is_empty()
-                            && let Err(e) =
-                                self.state.executor_manager.unbind_tasks(freed_slots).await
-                        {
-                            warn!("Fail to free the slots of cancelled tasks due to {e:?}");
-                        }
+                    Ok(tasks) => {
+                        self.free_cancelled_slots(&tasks).await;
                         if !tasks.is_empty()
                             && let Err(e) = self
                                 .state
@@ -640,6 +655,7 @@ impl<T: 'static + AsLogicalPlan, U: 'static + AsExecutionPlan>
                 }
             }
             QueryStageSchedulerEvent::CancelTasks(tasks) => {
+                self.free_cancelled_slots(&tasks).await;
                 if let Err(e) = self
                     .state
                     .executor_manager

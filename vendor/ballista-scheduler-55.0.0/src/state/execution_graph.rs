@@ -332,6 +332,8 @@ pub struct RunningTaskInfo {
     pub stage_id: usize,
     /// The executor ID where this task is running.
     pub executor_id: String,
+    /// spate patch: the vcores the task holds on that executor.
+    pub vcores: u32,
 }
 
 impl StaticExecutionGraph {
@@ -1226,11 +1228,12 @@ impl ExecutionGraph for StaticExecutionGraph {
                     stage
                         .running_tasks()
                         .into_iter()
-                        .map(|(task_id, stage_id, executor_id)| RunningTaskInfo {
+                        .map(|(task_id, stage_id, executor_id, vcores)| RunningTaskInfo {
                             task_id,
                             job_id: self.job_id.clone(),
                             stage_id,
                             executor_id,
+                            vcores,
                         })
                         .collect::<Vec<RunningTaskInfo>>()
                 } else {
@@ -1373,11 +1376,12 @@ impl ExecutionGraph for StaticExecutionGraph {
             let running_tasks = stage
                 .running_tasks()
                 .into_iter()
-                .map(|(task_id, stage_id, executor_id)| RunningTaskInfo {
+                .map(|(task_id, stage_id, executor_id, vcores)| RunningTaskInfo {
                     task_id,
                     job_id: self.job_id.clone(),
                     stage_id,
                     executor_id,
+                    vcores,
                 })
                 .collect();
             let unresolved_stage = stage.to_unresolved(failure_reasons)?;

@@ -803,14 +803,19 @@ impl RunningStage {
     /// Returns a vector of currently running tasks in this stage: tuples of
     /// `(task_id, stage_id, executor_id)`. `task_id` is the task's append
     /// slot in `task_infos`.
-    pub fn running_tasks(&self) -> Vec<(usize, usize, String)> {
+    /// spate patch: with the vcores each task holds, so that cancelling a
+    /// task can give them back.
+    pub fn running_tasks(&self) -> Vec<(usize, usize, String, u32)> {
         self.task_infos
             .iter()
             .enumerate()
             .filter_map(|(task_id, info)| match &info.task_status {
-                task_status::Status::Running(RunningTask { executor_id }) => {
-                    Some((task_id, self.stage_id, executor_id.clone()))
-                }
+                task_status::Status::Running(RunningTask { executor_id }) => Some((
+                    task_id,
+                    self.stage_id,
+                    executor_id.clone(),
+                    info.vcores_consumed,
+                )),
                 _ => None,
             })
             .collect()

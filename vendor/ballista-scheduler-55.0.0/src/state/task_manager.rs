@@ -534,7 +534,8 @@ impl<T: 'static + AsLogicalPlan, U: 'static + AsExecutionPlan> TaskManager<T, U>
             for status in job_statuses {
                 // spate patch: a status from an earlier attempt of a stage
                 // that runs again was refunded when that attempt was rolled
-                // back (`executor_lost`); its task id now names another task.
+                // back and its tasks cancelled; its task id now names another
+                // task.
                 if let Some(crate::state::execution_stage::ExecutionStage::Running(stage)) =
                     graph.stages().get(&(status.stage_id as usize))
                     && stage.stage_attempt_num != status.stage_attempt_num as usize
@@ -752,37 +753,22 @@ impl<T: 'static + AsLogicalPlan, U: 'static + AsExecutionPlan> TaskManager<T, U>
     /// Handles executor loss by resetting affected tasks and stages.
     ///
     /// Returns a list of running tasks that need to be cancelled.
-    ///
-    /// spate patch: also returns the vcores the cancelled tasks hold on the
-    /// surviving executors. Their stage is rolled back, so their terminal
-    /// status finds no task to refund (as for aborted jobs, #2418) and the
-    /// slots would leak: with one-slot executors the job never runs again.
-    pub async fn executor_lost(
-        &self,
-        executor_id: &str,
-    ) -> Result<(Vec<RunningTaskInfo>, Vec<ExecutorSlot>)> {
+    pub async fn executor_lost(&self, executor_id: &str) -> Result<Vec<RunningTaskInfo>> {
         // Collect all the running task need to cancel when there are running stages rolled back.
         let mut running_tasks_to_cancel: Vec<RunningTaskInfo> = vec![];
-        let mut freed: HashMap<String, u32> = HashMap::new();
 
         {
             for pairs in self.active_job_cache.iter() {
                 let (_job_id, job_info) = pairs.pair();
                 let mut graph = job_info.execution_graph.write().await;
-                let before = graph.cloned();
                 let reset = graph.reset_stages_on_lost_executor(executor_id)?;
                 if !reset.0.is_empty() {
-                    for task in &reset.1 {
-                        if let Some(vcores) = before.task_vcores(task.stage_id, task.task_id) {
-                            *freed.entry(task.executor_id.clone()).or_default() += vcores;
-                        }
-                    }
                     running_tasks_to_cancel.extend(reset.1);
                 }
             }
         }
 
-        Ok((running_tasks_to_cancel, freed.into_iter().collect()))
+        Ok(running_tasks_to_cancel)
     }
 
     /// Retrieves the number of available tasks for the given job.

@@ -1,20 +1,28 @@
-//! `spate cluster ...`: the roles of a Ballista cluster (scheduler,
-//! executor), a cluster on this host (`up`), and its status.
+//! `PROGRAM cluster ...`: the roles of a Ballista cluster (scheduler,
+//! executor), a cluster on this host (`up`), and its status — for the
+//! `spate` binary and for every job binary built on spate ([`crate::main`]).
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Args, Subcommand};
-use spate::prelude::*;
-use spate_cluster::executor::{self, ExecutorOptions};
-use spate_cluster::launch::{LocalCluster, UpOptions};
-use spate_cluster::scheduler::{self, SchedulerOptions};
-use spate_cluster::{Address, status};
+use spate_core::context::{Context, Registry};
+
+use crate::executor::{self, ExecutorOptions};
+use crate::launch::{LocalCluster, UpOptions};
+use crate::scheduler::{self, SchedulerOptions};
+use crate::{Address, Error, Result, status};
+
+/// A job: what a job binary runs, as the driver (on a cluster or locally)
+/// and, to register its steps, as an executor. `args` are the job's own
+/// arguments.
+pub type Job<'a> = dyn Fn(&Context, &[String]) -> Result<()> + 'a;
 
 /// The environment variable naming the cluster when `--cluster` is not given.
 pub const CLUSTER_ENV: &str = "SPATE_CLUSTER";
 
+/// `cluster` and its subcommands.
 #[derive(Args, Debug)]
 pub struct ClusterArgs {
     #[command(subcommand)]
@@ -65,6 +73,10 @@ enum ClusterCommand {
         /// Exit when standard input closes (a parent's pipe: `cluster up`).
         #[arg(long, hide = true)]
         exit_with_stdin: bool,
+        /// A job binary's arguments (after `--`): the executor builds the
+        /// job's plan with them at start-up to hold its steps' closures.
+        #[arg(last = true, value_name = "JOB_ARGS")]
+        job_args: Vec<String>,
     },
     /// Start a scheduler and N executors on this host. Prints the address
     /// HOST:PORT on the first line of standard output, then runs until
@@ -84,12 +96,15 @@ enum ClusterCommand {
         #[arg(long, default_value = "127.0.0.1", value_name = "HOST")]
         host: String,
         /// Work directory: logs, shuffle files, event logs, cluster.pids
-        /// (default: spate-cluster-PORT in the temporary directory).
+        /// (default: a new spate-cluster-PID-TIME in the temporary directory).
         #[arg(long, value_name = "DIR")]
         work_dir: Option<PathBuf>,
         /// Return once the cluster is up, leaving it running.
         #[arg(long)]
         detach: bool,
+        /// A job binary's arguments (after `--`), given to every executor.
+        #[arg(last = true, value_name = "JOB_ARGS")]
+        job_args: Vec<String>,
     },
     /// Show a cluster's executors, their task slots and health.
     Status {
@@ -121,8 +136,31 @@ pub fn cluster_address(flag: Option<&str>) -> Option<String> {
         .or_else(|| std::env::var(CLUSTER_ENV).ok().filter(|v| !v.is_empty()))
 }
 
-/// Runs `spate cluster ...`.
-pub fn cluster(args: ClusterArgs) -> Result<()> {
+/// The steps of `job` built with `args` in a context that only declares
+/// them: the registry an executor of the job's binary serves tasks with.
+fn declared_steps(job: Option<&Job<'_>>, args: &[String]) -> Result<Arc<Registry>> {
+    let Some(job) = job else {
+        if !args.is_empty() {
+            return Err(Error::Usage(format!(
+                "this program defines no job: an executor takes no job arguments (got {})",
+                args.join(" ")
+            )));
+        }
+        return Ok(Arc::new(Registry::default()));
+    };
+    let ctx = Context::builder().threads(1).declare_only().build()?;
+    job(&ctx, args).map_err(|e| {
+        Error::Usage(format!(
+            "building the job's steps for this executor (with arguments [{}]) failed: {e}",
+            args.join(" ")
+        ))
+    })?;
+    Ok(ctx.registry().clone())
+}
+
+/// Runs `PROGRAM cluster ...`; `job` is the program's job, if it has one
+/// (its executors hold the job's steps).
+pub fn run(args: ClusterArgs, job: Option<&Job<'_>>) -> Result<()> {
     match args.command {
         ClusterCommand::Scheduler {
             bind,
@@ -137,7 +175,7 @@ pub fn cluster(args: ClusterArgs) -> Result<()> {
                 .parse()
                 .map_err(|e| Error::Usage(format!("--bind {bind}: {e} (expected IP:PORT)")))?;
             let work_dir = work_dir.unwrap_or_else(|| default_work_dir("scheduler"));
-            spate_cluster::log_to_file(&work_dir.join("scheduler.log"))?;
+            crate::log_to_file(&work_dir.join("scheduler.log"))?;
             runtime()?.block_on(async {
                 let server = scheduler::start(SchedulerOptions {
                     bind,
@@ -163,10 +201,12 @@ pub fn cluster(args: ClusterArgs) -> Result<()> {
             slots,
             work_dir,
             exit_with_stdin,
+            job_args,
         } => {
             if exit_with_stdin {
                 exit_when_stdin_closes();
             }
+            let registry = declared_steps(job, &job_args)?;
             let opts = ExecutorOptions {
                 scheduler: Address::parse(&scheduler)?,
                 bind_host: bind,
@@ -175,9 +215,6 @@ pub fn cluster(args: ClusterArgs) -> Result<()> {
                 slots: slots.unwrap_or_else(cores),
                 work_dir: work_dir.unwrap_or_else(|| default_work_dir("executor")),
             };
-            // The executor's closures: those this program defines (none in
-            // `spate` itself, whose cluster jobs are SQL and text scans).
-            let registry = Arc::new(spate::context::Registry::default());
             runtime()?.block_on(executor::run(opts, registry))
         }
         ClusterCommand::Up {
@@ -187,6 +224,7 @@ pub fn cluster(args: ClusterArgs) -> Result<()> {
             host,
             work_dir,
             detach,
+            job_args,
         } => {
             let program = std::env::current_exe()
                 .map_err(|e| Error::Usage(format!("cannot find this program: {e}")))?;
@@ -207,6 +245,7 @@ pub fn cluster(args: ClusterArgs) -> Result<()> {
                 // In the foreground the cluster lives as long as this
                 // process, even one killed with SIGKILL.
                 tie_to_parent: !detach,
+                job_args,
             })?;
             println!("{}", cluster.address());
             let _ = std::io::stdout().flush();
@@ -259,4 +298,24 @@ async fn interrupted() -> Result<()> {
         _ = term.recv() => {}
     }
     Ok(())
+}
+
+/// The exit code for a run's result, after printing its error (with each
+/// cause it does not already say) as `PROGRAM: error: ...`: 0, 2 for the
+/// user's input or arguments, 1 for a job that failed.
+pub fn exit_code(program: &str, result: Result<()>) -> std::process::ExitCode {
+    let Err(e) = result else {
+        return std::process::ExitCode::SUCCESS;
+    };
+    let mut msg = format!("{program}: error: {e}");
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(&format!("\n  caused by: {text}"));
+        }
+        source = s.source();
+    }
+    eprintln!("{msg}");
+    std::process::ExitCode::from(if e.is_user_input() { 2 } else { 1 })
 }

@@ -1,0 +1,130 @@
+//! A job with Rust closures on a cluster: the example job binary
+//! (`examples/cluster_wordcount.rs`) is its own driver and its own
+//! executors, and writes exactly what it writes locally.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use spate::cluster::launch::{LocalCluster, UpOptions};
+
+fn example(name: &str) -> PathBuf {
+    // target/<profile>/deps/cluster-xxxx → target/<profile>/examples/<name>
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(
+        path.exists(),
+        "example {name} not built at {}",
+        path.display()
+    );
+    path
+}
+
+/// The part files of an output directory, lines sorted.
+fn lines(dir: &Path) -> Vec<String> {
+    assert!(
+        dir.join("_SUCCESS").exists(),
+        "{} is not complete",
+        dir.display()
+    );
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("part-") {
+            out.extend(
+                std::fs::read_to_string(entry.path())
+                    .unwrap()
+                    .lines()
+                    .map(String::from),
+            );
+        }
+    }
+    out.sort();
+    out
+}
+
+fn ok(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn a_job_binary_with_closures_writes_on_a_cluster_what_it_writes_locally() {
+    let job = example("cluster_wordcount");
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    for n in 0..4 {
+        spate::jobs::corpus::write_file(&input.join(format!("{n}.txt")), 50_000, n).unwrap();
+    }
+    let (local, remote) = (dir.path().join("local"), dir.path().join("remote"));
+    let args: Vec<String> = [&input, &remote]
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    ok(Command::new(&job)
+        .arg(&input)
+        .arg(&local)
+        .env_remove("SPATE_CLUSTER")
+        .output()
+        .unwrap());
+
+    // Its executors build the job's steps from the same arguments.
+    let cluster = LocalCluster::start(&UpOptions {
+        program: job.clone(),
+        executors: 2,
+        slots: 1,
+        host: "127.0.0.1".into(),
+        port: 0,
+        work_dir: dir.path().join("cluster"),
+        tie_to_parent: true,
+        job_args: args.clone(),
+    })
+    .unwrap();
+    let out = ok(Command::new(&job)
+        .args(&args)
+        .env("SPATE_CLUSTER", cluster.address().to_string())
+        .output()
+        .unwrap());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("wrote "), "{stderr}");
+    assert_eq!(lines(&remote), lines(&local));
+    // It ran on the cluster, as one job of the scheduler's.
+    let jobs = spate::cluster::rest_json(cluster.address(), "/api/jobs").unwrap();
+    assert_eq!(jobs.as_array().map(Vec::len), Some(1), "{jobs}");
+    assert_eq!(jobs[0]["status"], "Completed", "{jobs}");
+}
+
+#[test]
+fn an_executor_whose_job_arguments_are_wrong_says_so() {
+    let job = example("cluster_wordcount");
+    let work = tempfile::tempdir().unwrap();
+    let out = Command::new(&job)
+        .args([
+            "cluster",
+            "executor",
+            "--scheduler",
+            "127.0.0.1:9",
+            "--work-dir",
+        ])
+        .arg(work.path())
+        .args(["--", "only-one-argument"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("building the job's steps"), "{err}");
+    assert!(
+        err.contains("usage: cluster_wordcount INPUT OUTPUT"),
+        "{err}"
+    );
+}
