@@ -3249,10 +3249,6 @@ mod test {
         Ok(())
     }
 
-    // #[tokio::test]
-    // async fn test_shuffle_files_should_cleaned_after_fetch_failure() -> Result<()> {
-    //     todo!()
-    // }
 
     fn wrapped_fetch_failed_task(
         executor_id: &str,
