@@ -19,8 +19,13 @@ step "test dependencies"
 
 # Python packages: mrjob (the mrjob tests compare with mrjob's own runners)
 # and tpchgen-cli (the TPC-H test generates its data with it).
-python3 -m pip install --quiet --disable-pip-version-check \
-    'mrjob==0.7.4' 'tpchgen-cli==4.0.0'
+PY_PACKAGES=('mrjob==0.7.4' 'tpchgen-cli==4.0.0')
+if ! python3 -m pip install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}"; then
+    # A distribution's own Python (Debian 12 and later) refuses installs
+    # into it (PEP 668): install for this user instead.
+    python3 -m pip install --quiet --disable-pip-version-check --user \
+        --break-system-packages "${PY_PACKAGES[@]}"
+fi
 # pip puts console scripts in the interpreter's scripts directory, or in the
 # user base when it falls back to a user install; both go on PATH.
 PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"

@@ -4,6 +4,8 @@
 //! TPC-H SF 0.1 on it and expect exactly the local answers.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+#[path = "common/rebuilt.rs"]
+mod rebuilt;
 #[path = "../../spate-sql/tests/common/slt.rs"]
 mod slt;
 #[path = "../../spate-sql/tests/common/tpch.rs"]
@@ -171,6 +173,39 @@ fn no_scheduler_at_the_address_is_a_usage_error_naming_it() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains(&addr), "{err}");
     eprintln!("refused in {:?}", start.elapsed());
+}
+
+#[test]
+fn an_executor_of_another_build_is_refused_naming_both() {
+    let cluster = cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let (program, other) =
+        rebuilt::another_build(Path::new(SPATE), dir.path(), spate_core::build::build_id_of);
+    let mine = spate_core::build::build_id_of(Path::new(SPATE)).unwrap();
+    let out = Command::new(&program)
+        .args([
+            "cluster",
+            "executor",
+            "--scheduler",
+            &cluster.address().to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .arg("--work-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "this executor is build {other}, but the cluster at {} is build {mine}",
+            cluster.address()
+        )),
+        "{err}"
+    );
+    // The cluster kept its own two executors only.
+    assert_eq!(status(cluster.address()).unwrap().executors.len(), 2);
 }
 
 #[test]

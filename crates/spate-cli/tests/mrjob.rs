@@ -343,6 +343,37 @@ fn jobs_spate_cannot_run_are_refused_before_starting() {
         .stderr(predicate::str::contains(
             "HADOOP_OUTPUT_FORMAT / --hadoop-output-format): org.apache.hadoop.mapred.SequenceFileOutputFormat",
         ));
+    for (name, attribute, value, message) in [
+        (
+            "mr_input_format.py",
+            "HADOOP_INPUT_FORMAT",
+            "'org.apache.hadoop.mapred.lib.NLineInputFormat'",
+            "HADOOP_INPUT_FORMAT / --hadoop-input-format): \
+             org.apache.hadoop.mapred.lib.NLineInputFormat",
+        ),
+        (
+            "mr_libjars.py",
+            "LIBJARS",
+            "['extra.jar']",
+            "libjars (LIBJARS / --libjars): ",
+        ),
+    ] {
+        let job = script(
+            name,
+            &format!(
+                "from mrjob.job import MRJob\nclass J(MRJob):\n    \
+                 {attribute} = {value}\n    \
+                 def mapper(self, _, line):\n        yield line, 1\n"
+            ),
+        );
+        spate()
+            .arg(&job)
+            .args(["input/", "-o"])
+            .arg(&out_dir)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(message));
+    }
     let jar = script(
         "mr_jar.py",
         "from mrjob.job import MRJob\nfrom mrjob.step import JarStep, MRStep\nclass J(MRJob):\n    \

@@ -503,6 +503,11 @@ fn drop_and_replace_refuse_the_other_kind_and_change_nothing() {
             "CREATE OR REPLACE VIEW sales AS SELECT 1",
             "but sales is a table; DROP TABLE sales first",
         ),
+        (
+            "CREATE TABLE v AS SELECT 1 AS one",
+            "the operation CREATE TABLE AS SELECT requires a table, but v is a view; \
+             DROP VIEW v first",
+        ),
     ] {
         s.sql()
             .args(["-c", statement])

@@ -12,7 +12,7 @@ use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use ballista_executor::health::{ExecutorHealth, spawn_health_server};
 use datafusion::prelude::SessionConfig;
-use spate_core::cluster::{Address, scheduler_version};
+use spate_core::cluster::{Address, check_same_build};
 use spate_core::codec::{SpateLogicalCodec, SpatePhysicalCodec};
 use spate_core::context::Registry;
 
@@ -93,9 +93,9 @@ fn functions() -> Result<BallistaFunctionRegistry> {
 /// looked up in `registry` when their tasks arrive.
 pub async fn run(opts: ExecutorOptions, registry: Arc<Registry>) -> Result<()> {
     // Fail with a message, rather than retry for ever, when the address is
-    // not a scheduler.
+    // not a scheduler, or not one of this build.
     let scheduler = opts.scheduler.clone();
-    tokio::task::spawn_blocking(move || scheduler_version(&scheduler))
+    tokio::task::spawn_blocking(move || check_same_build(&scheduler, "this executor"))
         .await
         .map_err(|e| Error::Internal(format!("executor: {e}")))??;
     let ports = ports(&opts.bind_host, opts.port)?;

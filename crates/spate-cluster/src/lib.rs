@@ -50,7 +50,8 @@ enum Role {
 /// executor runs this program and finds a step's closures by its name).
 ///
 /// - `PROGRAM ARGS...` runs `job(ctx, ARGS)` as the driver: on the cluster
-///   named by `$SPATE_CLUSTER`, or locally when it is unset.
+///   named by `$SPATE_CLUSTER` (which must run this same build: refused
+///   otherwise, naming both), or locally when it is unset.
 /// - `PROGRAM cluster executor --scheduler ADDR [...] -- ARGS...` runs an
 ///   executor: it first runs `job` with `ARGS` in a context that only builds
 ///   plans ([`spate_core::Config::declare_only`]: actions return empty
@@ -86,10 +87,20 @@ pub fn main(job: impl Fn(&spate_core::Context, &[String]) -> Result<()>) -> std:
         }
     } else {
         let mut config = spate_core::Context::builder();
-        if let Some(addr) = cli::cluster_address(None) {
-            config.cluster(addr);
+        let address = cli::cluster_address(None);
+        if let Some(addr) = &address {
+            config.cluster(addr.clone());
         }
-        config.build().and_then(|ctx| job(&ctx, &args[1..]))
+        // The executors must hold this build's closures: a rebuilt job
+        // driving the cluster of its previous build would run the old
+        // closures under the same step names.
+        address
+            .map_or(Ok(()), |addr| {
+                spate_core::cluster::Address::parse(&addr)
+                    .and_then(|a| spate_core::cluster::check_same_build(&a, "this job"))
+            })
+            .and_then(|()| config.build())
+            .and_then(|ctx| job(&ctx, &args[1..]))
     };
     cli::exit_code(&program, result)
 }

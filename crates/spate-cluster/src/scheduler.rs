@@ -94,6 +94,9 @@ fn config(opts: &SchedulerOptions, port: u16, advertised: &str) -> SchedulerConf
         finished_job_data_clean_up_interval_seconds: timing::FINISHED_JOB_DATA_SECS,
         finished_job_state_clean_up_interval_seconds: timing::FINISHED_JOB_STATE_SECS,
         event_log_dir: Some(opts.work_dir.join("events").to_string_lossy().into_owned()),
+        // Executors read this program's build from it (`/api/state`) and
+        // refuse to serve a scheduler of another build.
+        scheduler_id: spate_core::build::scheduler_id(),
         ..SchedulerConfig::default()
     }
 }

@@ -116,6 +116,15 @@ pub struct SchedulerVersion {
     pub version: String,
 }
 
+/// A scheduler's state (`GET /api/state`): its id carries its build.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SchedulerState {
+    /// The scheduler's id (`spate-<build>-<random>` for spate's).
+    pub scheduler_id: String,
+    /// Ballista's version.
+    pub version: String,
+}
+
 /// One HTTP/1.0 GET to `path` on the scheduler: its status and body.
 fn get(addr: &Address, path: &str, timeout: Duration) -> std::io::Result<(u16, String)> {
     // Every address of the host in turn (`localhost` is `::1` first on most
@@ -182,6 +191,35 @@ pub fn scheduler_version(addr: &Address) -> Result<SchedulerVersion> {
     get_json(addr, "/api/version")
 }
 
+/// The scheduler's state; fails like [`scheduler_version`].
+pub fn scheduler_state(addr: &Address) -> Result<SchedulerState> {
+    get_json(addr, "/api/state")
+}
+
+/// Checks that the scheduler at `addr` is spate's and of this program's
+/// build — what an executor must be to serve it, and a job binary's driver
+/// to use it: steps are found by name, and another build could hold other
+/// closures under the same names. `who` names this process in the error
+/// (`this executor`, `this job`).
+pub fn check_same_build(addr: &Address, who: &str) -> Result<()> {
+    let state = scheduler_state(addr)?;
+    let mine = crate::build::build_id();
+    match crate::build::build_of_scheduler(&state.scheduler_id) {
+        Some(theirs) if theirs == mine => Ok(()),
+        Some(theirs) => Err(Error::Usage(format!(
+            "{who} is build {mine}, but the cluster at {addr} is build {theirs}: a \
+             cluster's processes and its jobs' drivers must run the same program file \
+             (a rebuilt program needs a new cluster)"
+        ))),
+        None => Err(Error::Usage(format!(
+            "{addr} is a Ballista scheduler but not spate's (scheduler id '{}'): spate's \
+             executors need a scheduler started by `cluster scheduler` or `cluster up` of \
+             the same program",
+            state.scheduler_id
+        ))),
+    }
+}
+
 /// The executors the scheduler knows, alive or not yet expired.
 pub fn executors(addr: &Address) -> Result<Vec<ExecutorInfo>> {
     get_json(addr, "/api/executors")
@@ -244,7 +282,8 @@ pub(crate) fn remote_session(
 /// rules and functions kept) with what spate adds to every session — its
 /// query planner for spate's nodes, the rule that keeps a fixed number of
 /// reducers, scans that executors read exactly as a local run does
-/// ([`crate::cluster_scans`]), and `STORED AS TEXT` tables.
+/// ([`crate::cluster_scans`]), writes by task attempt
+/// ([`crate::cluster_writes`]), and `STORED AS TEXT` tables.
 pub fn with_spate_planner(state: SessionState) -> SessionState {
     // `new_from_existing` would give the session a new id; Ballista keys
     // the job's session by it.
@@ -258,6 +297,7 @@ pub fn with_spate_planner(state: SessionState) -> SessionState {
         .with_physical_optimizer_rule(Arc::new(FixedPartitions))
         .with_physical_optimizer_rule(Arc::new(crate::cluster_scans::TextScansAsFileScans))
         .with_physical_optimizer_rule(Arc::new(crate::cluster_scans::KeepScanCompression))
+        .with_physical_optimizer_rule(Arc::new(crate::cluster_writes::WritesByAttempt))
         .with_table_factory(
             "TEXT".into(),
             Arc::new(spate_io::text_table::TextTableFactory),

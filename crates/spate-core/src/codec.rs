@@ -30,6 +30,7 @@ use spate_io::source::{
 use spate_io::text_table::TextTable;
 
 use crate::cluster_scans::CompressedScanExec;
+use crate::cluster_writes::AttemptWriteExec;
 use crate::context::Registry;
 use crate::node::{InputShape, OpExec, OpNode, PartitionOp, TextScanNode};
 
@@ -158,6 +159,8 @@ enum PhysicalNode {
     CompressedScan {
         compression: String,
     },
+    /// A file writer (its child) that writes by task attempt.
+    AttemptWrite,
 }
 
 fn encode<T: Serialize>(value: &T, buf: &mut Vec<u8>) -> DfResult<()> {
@@ -379,6 +382,7 @@ impl PhysicalExtensionCodec for SpatePhysicalCodec {
             PhysicalNode::CompressedScan { compression } => {
                 CompressedScanExec::restore(first()?, &compression)?
             }
+            PhysicalNode::AttemptWrite => Arc::new(AttemptWriteExec::new(first()?)?),
         })
     }
 
@@ -410,6 +414,9 @@ impl PhysicalExtensionCodec for SpatePhysicalCodec {
                 },
                 buf,
             );
+        }
+        if node.downcast_ref::<AttemptWriteExec>().is_some() {
+            return encode(&PhysicalNode::AttemptWrite, buf);
         }
         if let Some(n) = node.downcast_ref::<WriteExec>() {
             return encode(

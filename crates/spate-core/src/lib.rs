@@ -20,8 +20,10 @@
 //! their tasks are [`hadoop::pipe::PipeOp`] nodes streaming partitions through
 //! child processes, with the engine's shuffle and external sort between them.
 
+pub mod build;
 pub mod cluster;
 pub mod cluster_scans;
+pub mod cluster_writes;
 pub mod codec;
 pub mod combine;
 pub mod context;

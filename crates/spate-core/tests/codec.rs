@@ -81,3 +81,83 @@ fn logical_and_physical_plans_round_trip() {
     assert!(err.contains("is not defined in this process"), "{err}");
     assert!(err.contains("step '"), "{err}");
 }
+
+/// A file writer on a cluster writes by task attempt: the rule wraps it,
+/// the wrapper round-trips through the codec, and each execution (attempt)
+/// writes its own directory and, once its files are closed, its marker.
+#[test]
+fn file_writers_write_by_attempt_and_round_trip() {
+    use datafusion::physical_optimizer::PhysicalOptimizerRule;
+    use spate_core::cluster_writes::{AttemptWriteExec, WritesByAttempt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let session = datafusion::prelude::SessionContext::new();
+    let df = ctx_block_on(session.sql(&format!(
+        "COPY (SELECT * FROM (VALUES (1, 'a'), (2, 'b'), (3, 'c')) AS t(n, s)) TO '{}/' \
+         STORED AS CSV",
+        out.display()
+    )))
+    .unwrap();
+    let plan = ctx_block_on(df.create_physical_plan()).unwrap();
+    let rule = WritesByAttempt;
+    let wrapped = rule
+        .optimize(plan, session.state().config_options())
+        .unwrap();
+    assert!(wrapped.downcast_ref::<AttemptWriteExec>().is_some());
+    // Applied again, the rule changes nothing.
+    let again = rule
+        .optimize(wrapped.clone(), session.state().config_options())
+        .unwrap();
+    assert!(
+        again.children()[0]
+            .downcast_ref::<AttemptWriteExec>()
+            .is_none()
+    );
+
+    let codec = SpatePhysicalCodec::new(Arc::new(spate_core::context::Registry::default()));
+    let bytes = physical_plan_to_bytes_with_extension_codec(wrapped, &codec).unwrap();
+    let task = session.task_ctx();
+    let decoded = physical_plan_from_bytes_with_extension_codec(&bytes, &task, &codec).unwrap();
+    assert!(decoded.downcast_ref::<AttemptWriteExec>().is_some());
+    for _ in 0..2 {
+        let batches = ctx_block_on(datafusion::physical_plan::collect(
+            decoded.clone(),
+            task.clone(),
+        ))
+        .unwrap();
+        let count = batches[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::UInt64Array>()
+            .unwrap()
+            .value(0);
+        assert_eq!(count, 3);
+    }
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 4, "{names:?}");
+    for pair in names.chunks(2) {
+        // attempt-ID/ with the rows, and attempt-ID.done beside it
+        assert!(pair[0].starts_with("attempt-"), "{names:?}");
+        assert_eq!(pair[1], format!("{}.done", pair[0]));
+        assert_eq!(
+            std::fs::read_to_string(out.join(&pair[1])).unwrap(),
+            "3",
+            "the marker holds the attempt's rows"
+        );
+        let files: Vec<_> = std::fs::read_dir(out.join(&pair[0])).unwrap().collect();
+        assert!(!files.is_empty());
+    }
+}
+
+fn ctx_block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}

@@ -394,7 +394,7 @@ impl<'a> SqlSession<'a> {
     /// Refuses an operation on an object of the other kind, as Spark does
     /// (`WRONG_COMMAND_FOR_OBJECT_TYPE`): a `DROP` names the statement to
     /// use instead, a `CREATE` the object in the way.
-    fn expect_kind(&self, key: &str, operation: &str, wanted: ObjectKind) -> Result<()> {
+    pub(crate) fn expect_kind(&self, key: &str, operation: &str, wanted: ObjectKind) -> Result<()> {
         let Some(found) = self.kind_of(key)?.filter(|k| *k != wanted) else {
             return Ok(());
         };
@@ -484,7 +484,7 @@ fn dropped(keys: &[String]) -> Outcome {
 
 /// The two kinds of named objects statements address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ObjectKind {
+pub(crate) enum ObjectKind {
     Table,
     View,
 }

@@ -16,7 +16,7 @@ use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use spate_core::error::{Error, Result};
 
 use crate::catalog::{TableDef, value_text};
-use crate::session::{Outcome, SqlSession, sql_error};
+use crate::session::{ObjectKind, Outcome, SqlSession, sql_error};
 use spate_core::output::{self, FileFormat, Output};
 
 /// The clauses of `CREATE TABLE ... AS SELECT` that spate reads itself
@@ -299,6 +299,7 @@ pub(crate) fn create_table_as(
     statement: &str,
 ) -> Result<Outcome> {
     let key = session.key(&ct.name, statement)?;
+    session.expect_kind(&key, "CREATE TABLE AS SELECT", ObjectKind::Table)?;
     if session.catalog().get(&key)?.is_some() || session.provider(&key).is_some() {
         if ct.if_not_exists {
             return Ok(Outcome::Done(format!("table {key} exists")));

@@ -8,6 +8,9 @@ use std::process::{Command, Output};
 
 use spate::cluster::launch::{LocalCluster, UpOptions};
 
+#[path = "../../spate-cli/tests/common/rebuilt.rs"]
+mod rebuilt;
+
 fn example(name: &str) -> PathBuf {
     // target/<profile>/deps/cluster-xxxx → target/<profile>/examples/<name>
     let exe = std::env::current_exe().unwrap();
@@ -102,6 +105,27 @@ fn a_job_binary_with_closures_writes_on_a_cluster_what_it_writes_locally() {
     let jobs = spate::cluster::rest_json(cluster.address(), "/api/jobs").unwrap();
     assert_eq!(jobs.as_array().map(Vec::len), Some(1), "{jobs}");
     assert_eq!(jobs[0]["status"], "Completed", "{jobs}");
+
+    // A rebuilt job refuses to drive the cluster of the previous build,
+    // whose executors hold the old closures under the same step names.
+    let (rebuilt, other) = rebuilt::another_build(&job, dir.path(), spate_core::build::build_id_of);
+    let out = Command::new(&rebuilt)
+        .arg(&input)
+        .arg(dir.path().join("never"))
+        .env("SPATE_CLUSTER", cluster.address().to_string())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let built = spate_core::build::build_id_of(&job).unwrap();
+    assert!(
+        err.contains(&format!(
+            "this job is build {other}, but the cluster at {} is build {built}",
+            cluster.address()
+        )),
+        "{err}"
+    );
+    assert!(!dir.path().join("never").exists());
 }
 
 #[test]

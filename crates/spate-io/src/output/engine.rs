@@ -78,6 +78,10 @@ pub(super) async fn write(
         .collect()
         .await
         .map_err(Error::Engine)?;
+    if distributed(session) {
+        // Executors wrote one directory per task attempt: keep one whole.
+        super::attempts::settle(session, dest, single).await?;
+    }
     // DataFusion's writers report one `count` column.
     Ok(batches
         .iter()

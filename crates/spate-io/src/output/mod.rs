@@ -25,6 +25,7 @@
 //! The functions are `async` and take the engine's session: callers block
 //! on them in their own runtime.
 
+mod attempts;
 mod engine;
 mod place;
 mod publish;
@@ -34,6 +35,7 @@ use std::path::PathBuf;
 
 pub use crate::format::{FileFormat, compressed_suffix};
 use crate::{Error, Result};
+pub use attempts::{AttemptUrls, attempt_urls};
 pub use publish::{add_to_directory, new_directory, new_file, remove_directory, write_parts};
 
 /// What to write: a format, its options, and the columns whose values name

@@ -38,18 +38,9 @@ fn push_file(path: PathBuf, out: &mut Vec<InputFile>) -> Result<()> {
 /// device and inode): a symbolic link back to one of them is an error, not
 /// an endless walk.
 fn push_dir(dir: &Path, ancestors: &mut Vec<(u64, u64)>, out: &mut Vec<InputFile>) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(dir).map_err(|e| Error::io("listing", dir, e))?;
-    let id = (meta.dev(), meta.ino());
+    let id = dir_id(dir)?;
     if ancestors.contains(&id) {
-        return Err(Error::io(
-            "listing",
-            dir,
-            std::io::Error::other(
-                "a symbolic link leads back to a directory that contains it \
-                 (remove the link or name the files to read)",
-            ),
-        ));
+        return Err(symlink_loop(dir));
     }
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Error::io("listing", dir, e))?
@@ -69,6 +60,47 @@ fn push_dir(dir: &Path, ancestors: &mut Vec<(u64, u64)>, out: &mut Vec<InputFile
         }
     }
     ancestors.pop();
+    Ok(())
+}
+
+/// A directory's identity (device, inode), through symbolic links.
+fn dir_id(dir: &Path) -> Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir).map_err(|e| Error::io("listing", dir, e))?;
+    Ok((meta.dev(), meta.ino()))
+}
+
+fn symlink_loop(dir: &Path) -> Error {
+    Error::io(
+        "listing",
+        dir,
+        std::io::Error::other(
+            "a symbolic link leads back to a directory that contains it \
+             (remove the link or name the files to read)",
+        ),
+    )
+}
+
+/// A glob's `**` follows symbolic links without noticing loops: through a
+/// link back to an ancestor, `d/**/f` matches `d/loop/f`, `d/loop/loop/f`,
+/// ... (until the kernel's link limit), the same file many times over. A
+/// match whose directories repeat one another is refused like a directory
+/// walk that meets the loop.
+fn check_no_loop(matched: &Path) -> Result<()> {
+    let mut seen = Vec::new();
+    let mut prefix = PathBuf::new();
+    let mut parts = matched.components().peekable();
+    while let Some(part) = parts.next() {
+        prefix.push(part);
+        if parts.peek().is_none() && !prefix.is_dir() {
+            break;
+        }
+        let id = dir_id(&prefix)?;
+        if seen.contains(&id) {
+            return Err(symlink_loop(&prefix));
+        }
+        seen.push(id);
+    }
     Ok(())
 }
 
@@ -126,6 +158,7 @@ pub fn expand_inputs<P: AsRef<Path>>(inputs: &[P]) -> Result<Vec<InputFile>> {
             for p in paths {
                 let p = p.map_err(|e| Error::io("listing", e.path().to_path_buf(), e.into()))?;
                 if !hidden_by_wildcard(&text, &p) {
+                    check_no_loop(&p)?;
                     matched.push(p);
                 }
             }
@@ -192,6 +225,22 @@ mod tests {
         assert!(
             err.contains("loop") && err.contains("symbolic link"),
             "{err}"
+        );
+        // `**` follows the link: refused too, not the same file read again
+        // at out/loop/out/part-00000, out/loop/out/loop/out/part-00000, ...
+        let err = expand_inputs(&[format!("{root}/**/part-*")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("loop") && err.contains("symbolic link"),
+            "{err}"
+        );
+        // A link that is no loop is followed.
+        std::fs::remove_file(out.join("loop")).unwrap();
+        std::os::unix::fs::symlink(&out, dir.path().join("again")).unwrap();
+        assert_eq!(
+            names(format!("{root}/**/part-*")),
+            ["again/part-00000", "out/part-00000"]
         );
     }
 

@@ -53,6 +53,9 @@ pub(crate) struct QueryStageScheduler<
     /// per executor, and each would otherwise arm its own timer and fail every
     /// running job again. See <https://github.com/apache/datafusion-ballista/issues/2029>
     no_executor_check_pending: Arc<AtomicBool>,
+    /// spate patch: the executors lost since the cluster last emptied, named
+    /// when the jobs they leave behind are failed.
+    lost_executors: Arc<std::sync::Mutex<Vec<String>>>,
     /// Tees scheduler events into a durable per-job event log. `None` unless
     /// `event_log_dir` is configured.
     #[cfg(feature = "rest-api")]
@@ -73,6 +76,7 @@ impl<T: 'static + AsLogicalPlan, U: 'static + AsExecutionPlan> QueryStageSchedul
             metrics_collector,
             config,
             no_executor_check_pending: Arc::new(AtomicBool::new(false)),
+            lost_executors: Arc::default(),
             #[cfg(feature = "rest-api")]
             event_log,
         }
@@ -546,6 +550,14 @@ impl<T: 'static + AsLogicalPlan, U: 'static + AsExecutionPlan>
                 self.state.revive_offers(event_sender).await?;
             }
             QueryStageSchedulerEvent::ExecutorLost(executor_id, _) => {
+                if let Ok(mut lost) = self.lost_executors.lock()
+                    && !lost.contains(&executor_id)
+                {
+                    if lost.len() >= 32 {
+                        lost.remove(0);
+                    }
+                    lost.push(executor_id.clone());
+                }
                 match self.state.task_manager.executor_lost(&executor_id).await {
                     Ok(tasks) => {
                         self.free_cancelled_slots(&tasks).await;
@@ -591,6 +603,7 @@ impl<T: 'static + AsLogicalPlan, U: 'static + AsExecutionPlan>
                     let state = self.state.clone();
                     let sender = event_sender.clone();
                     let pending = self.no_executor_check_pending.clone();
+                    let lost_executors = self.lost_executors.clone();
                     let grace = Duration::from_secs(
                         state.config.no_executors_grace_period_seconds,
                     );
@@ -624,8 +637,12 @@ impl<T: 'static + AsLogicalPlan, U: 'static + AsExecutionPlan>
                                     _ => continue,
                                 };
 
+                                let lost = lost_executors
+                                    .lock()
+                                    .map(|l| l.join(", "))
+                                    .unwrap_or_default();
                                 let fail_message = format!(
-                                    "all executors were lost and no executor re-registered within {}s; no executors remain to run the tasks for this job",
+                                    "all executors were lost ({lost}) and no executor re-registered within {}s; no executors remain to run the tasks for this job",
                                     grace.as_secs()
                                 );
                                 warn!("Failing job {job_id}: {fail_message}");
@@ -647,6 +664,9 @@ impl<T: 'static + AsLogicalPlan, U: 'static + AsExecutionPlan>
                             }
                         }
 
+                        if let Ok(mut lost) = lost_executors.lock() {
+                            lost.clear();
+                        }
                         // Cleared last, so the whole burst of `ExecutorLost` events
                         // that a simultaneous cluster death produces collapses into
                         // this single check — even when the grace period is 0.
