@@ -16,7 +16,6 @@
 use std::fmt;
 use std::sync::Arc;
 
-use datafusion::arrow::array::UInt64Array;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::datasource::file_format::csv::CsvSink;
@@ -157,11 +156,7 @@ impl ExecutionPlan for AttemptWriteExec {
         // is written: an attempt that reports success is complete.
         let finished = async move {
             let batches: Vec<_> = stream.try_collect().await?;
-            let rows: u64 = batches
-                .iter()
-                .filter_map(|b| b.column(0).as_any().downcast_ref::<UInt64Array>())
-                .map(|a| a.iter().flatten().sum::<u64>())
-                .sum();
+            let rows = spate_io::output::written_rows(&batches);
             store
                 .put(&marker, rows.to_string().into())
                 .await

@@ -171,12 +171,13 @@ mod tests {
     async fn one_complete_attempt_is_kept_and_the_rest_go() {
         let session = SessionContext::new();
         let tmp = tempfile::tempdir().unwrap();
-        let stage = tmp.path().join("stage");
-        let write = |rel: &str, text: &str| {
-            let p = stage.join(rel);
+        let write_at = |root: &std::path::Path, rel: &str, text: &str| {
+            let p = root.join(rel);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, text).unwrap();
         };
+        let stage = tmp.path().join("stage");
+        let write = |rel: &str, text: &str| write_at(&stage, rel, text);
         // Killed half-way: files, no marker.
         write("attempt-a/1.csv", "half");
         write("attempt-a/2.csv#1", "unfinished upload");
@@ -194,11 +195,7 @@ mod tests {
 
         // One file: the kept attempt's file takes the target's name.
         let one = tmp.path().join("one");
-        let write = |rel: &str, text: &str| {
-            let p = one.join(rel);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, text).unwrap();
-        };
+        let write = |rel: &str, text: &str| write_at(&one, rel, text);
         write("attempt-x/rows.csv", "partial");
         write("attempt-y/rows.csv", "whole");
         write("attempt-y.done", "");

@@ -82,16 +82,7 @@ pub(super) async fn write(
         // Executors wrote one directory per task attempt: keep one whole.
         super::attempts::settle(session, dest, single).await?;
     }
-    // DataFusion's writers report one `count` column.
-    Ok(batches
-        .iter()
-        .filter_map(|b| {
-            b.column(0)
-                .as_any()
-                .downcast_ref::<arrow::array::UInt64Array>()
-                .map(|a| a.iter().flatten().sum::<u64>())
-        })
-        .sum())
+    Ok(super::written_rows(&batches))
 }
 
 /// Whether the session plans its queries for a Ballista cluster (its

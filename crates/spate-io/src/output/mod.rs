@@ -155,6 +155,20 @@ impl Output {
     }
 }
 
+/// The rows a writer reports: DataFusion's writers (and spate's) answer
+/// with one `count` column.
+pub fn written_rows(batches: &[arrow::record_batch::RecordBatch]) -> u64 {
+    batches
+        .iter()
+        .filter_map(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::UInt64Array>()
+                .map(|a| a.iter().flatten().sum::<u64>())
+        })
+        .sum()
+}
+
 /// Does `location` name a file (its last part has an extension) rather
 /// than a directory?
 pub fn names_a_file(location: &str) -> bool {

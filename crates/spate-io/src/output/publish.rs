@@ -36,15 +36,7 @@ pub async fn write_parts(
     let batches = datafusion::physical_plan::collect(writer, task)
         .await
         .map_err(Error::Engine)?;
-    let rows = batches
-        .iter()
-        .filter_map(|b| {
-            b.column(0)
-                .as_any()
-                .downcast_ref::<arrow::array::UInt64Array>()
-                .map(|a| a.iter().flatten().sum::<u64>())
-        })
-        .sum();
+    let rows = super::written_rows(&batches);
     let path = staged.commit()?;
     Ok(WriteSummary {
         path,
