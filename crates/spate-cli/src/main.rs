@@ -75,6 +75,11 @@ struct MrjobArgs {
     /// Interpreter for the script and its tasks (default: the job's --python-bin, else python3).
     #[arg(long, value_name = "PYTHON")]
     python_bin: Option<String>,
+    /// Run on the cluster whose scheduler is at HOST:PORT (as `spate cluster
+    /// up` prints it; default: $SPATE_CLUSTER, else this machine). The
+    /// cluster must run this same `spate` build.
+    #[arg(long, value_name = "HOST:PORT")]
+    cluster: Option<String>,
     #[command(flatten)]
     engine: EngineArgs,
     /// Run combiners as separate `--combiner` processes fed sorted runs, as
@@ -84,8 +89,9 @@ struct MrjobArgs {
     separate_combiner: bool,
     /// The mrjob script, then its own arguments: input paths, `-o DIR`,
     /// `--jobconf k=v`, passthrough options, `--help` (the job's help).
-    /// spate's options (`--threads`, `--memory-limit`, `--separate-combiner`)
-    /// may also come after the script, unless the job defines them itself.
+    /// spate's options (`--threads`, `--memory-limit`, `--separate-combiner`,
+    /// `--cluster`) may also come after the script, unless the job defines
+    /// them itself.
     #[arg(
         trailing_var_arg = true,
         allow_hyphen_values = true,
@@ -141,6 +147,11 @@ struct RunArgs {
     /// Which face of spate runs the job.
     #[arg(long, value_enum, default_value_t = FaceArg::Dataset)]
     face: FaceArg,
+    /// Run on the cluster whose scheduler is at HOST:PORT (as `spate cluster
+    /// up` prints it; default: $SPATE_CLUSTER, else this machine). The
+    /// cluster must run this same `spate` build.
+    #[arg(long, value_name = "HOST:PORT")]
+    cluster: Option<String>,
     #[command(flatten)]
     engine: EngineArgs,
     /// With `explain`: run the job and show each step's metrics (rows, time, spills).
@@ -181,7 +192,8 @@ fn run(cli: Cli) -> Result<()> {
             }
             config.build()
         }),
-        Command::Cluster(args) => cluster::run(args, None),
+        // Executors of `spate` hold the steps of its built-in jobs.
+        Command::Cluster(args) => cluster::run(args, cluster::Steps::Declared(&jobs::declare_all)),
     }
 }
 
@@ -196,8 +208,21 @@ fn config(threads: Option<usize>, memory_limit: Option<&str>) -> Result<Config> 
     Ok(config)
 }
 
-fn context(threads: Option<usize>, memory_limit: Option<&str>) -> Result<Context> {
-    config(threads, memory_limit)?.build()
+/// The context of a job with closures or commands: local, or on the
+/// cluster named by `--cluster` or $SPATE_CLUSTER — which must run this
+/// build, as its executors run this program's steps.
+fn context(
+    threads: Option<usize>,
+    memory_limit: Option<&str>,
+    cluster_flag: Option<&str>,
+) -> Result<Context> {
+    let mut config = config(threads, memory_limit)?;
+    if let Some(addr) = cluster::cluster_address(cluster_flag) {
+        let parsed = spate_cluster::Address::parse(&addr)?;
+        spate_cluster::check_same_build(&parsed, "this spate")?;
+        config.cluster(addr);
+    }
+    config.build()
 }
 
 fn streaming(raw: &[String]) -> Result<()> {
@@ -207,7 +232,11 @@ fn streaming(raw: &[String]) -> Result<()> {
         print!("{USAGE}");
         return Ok(());
     }
-    let ctx = context(args.threads, args.memory_limit.as_deref())?;
+    let ctx = context(
+        args.threads,
+        args.memory_limit.as_deref(),
+        args.cluster.as_deref(),
+    )?;
     let output = (args.output != "-").then(|| PathBuf::from(&args.output));
     if args.verbose {
         eprint!(
@@ -231,9 +260,10 @@ fn mrjob(args: &MrjobArgs) -> Result<()> {
     if script.asks_for_help() {
         let code = script.help()?;
         println!(
-            "\nspate mrjob runs this job on every core of this machine; its own options \
-             (--threads, --memory-limit, --separate-combiner, --python-bin) may come before \
-             or after the script: spate mrjob --help"
+            "\nspate mrjob runs this job on every core of this machine, or on a cluster \
+             (--cluster HOST:PORT); its own options (--threads, --memory-limit, \
+             --separate-combiner, --cluster, --python-bin) may come before or after the \
+             script: spate mrjob --help"
         );
         std::process::exit(code);
     }
@@ -243,9 +273,11 @@ fn mrjob(args: &MrjobArgs) -> Result<()> {
         .memory_limit
         .clone()
         .or(plan.memory_limit.take());
+    let cluster = args.cluster.clone().or(plan.cluster.take());
     let ctx = context(
         args.engine.threads.or(plan.threads),
         memory_limit.as_deref(),
+        cluster.as_deref(),
     )?;
     // mrjob reads standard input when given no input paths (or `-`).
     let _stdin_copy = if plan.reads_stdin {
@@ -378,7 +410,11 @@ fn demo(args: &DemoArgs) -> Result<()> {
 }
 
 fn build(args: &RunArgs) -> Result<(Context, Dataset<(Word, u64)>)> {
-    let ctx = context(args.engine.threads, args.engine.memory_limit.as_deref())?;
+    let ctx = context(
+        args.engine.threads,
+        args.engine.memory_limit.as_deref(),
+        args.cluster.as_deref(),
+    )?;
     let job = match args.job {
         JobArg::Wordcount => Job::WordCount,
         JobArg::MostUsedWord => Job::MostUsedWord,
@@ -492,5 +528,16 @@ impl ProgressBar {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own checks of the command line (unique names, ...), which
+    /// otherwise only run when a debug build parses that subcommand.
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

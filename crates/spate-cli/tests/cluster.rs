@@ -420,3 +420,304 @@ fn tasks_of_one_partition_read_their_own_text_splits_only() {
     );
     assert!(stdout.ends_with("value,n\na,1\nb,3\n"), "{stdout}");
 }
+
+/// `spate run --cluster`: the built-in jobs in every face, their steps'
+/// closures found on the executors (which run `spate` too), equal to the
+/// local answers — printed and written.
+#[test]
+fn builtin_jobs_give_the_local_answers_on_the_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("text");
+    std::fs::create_dir(&input).unwrap();
+    for (n, seed) in [(1, 7), (2, 8)] {
+        spate::jobs::corpus::write_file(&input.join(format!("{n}.txt")), 3 << 20, seed).unwrap();
+    }
+    let addr = cluster().address().to_string();
+    let run = |extra: &[&str]| {
+        let out = Command::new(SPATE)
+            .env_remove("SPATE_CLUSTER")
+            .arg("run")
+            .args(extra)
+            .arg("-i")
+            .arg(&input)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{extra:?}: {stderr}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for job in ["wordcount", "most-used-word"] {
+        for face in ["dataset", "pipeline", "mapreduce"] {
+            let local = run(&[job, "--face", face]);
+            assert!(local.lines().count() > 0, "{job} {face}");
+            let remote = run(&[job, "--face", face, "--cluster", &addr]);
+            assert_eq!(remote, local, "{job} in the {face} face on the cluster");
+        }
+    }
+    // Written to a directory by the cluster's tasks, committed by the driver.
+    let local = run(&["wordcount"]);
+    let out = dir.path().join("out");
+    run(&["wordcount", "--cluster", &addr, "-o", out.to_str().unwrap()]);
+    assert!(out.join("_SUCCESS").exists());
+    let mut parts: Vec<PathBuf> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("part-")
+        })
+        .collect();
+    parts.sort();
+    let written: String = parts
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert_eq!(written, local);
+}
+
+#[test]
+fn run_on_no_scheduler_is_a_usage_error_naming_it() {
+    let addr = format!("127.0.0.1:{}", closed_port());
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "a b\n").unwrap();
+    let out = Command::new(SPATE)
+        .env("SPATE_CLUSTER", &addr)
+        .arg("run")
+        .arg("wordcount")
+        .arg("-i")
+        .arg(&input)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&addr), "{err}");
+}
+
+fn fixtures(kind: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(kind)
+}
+
+/// `spate ARGS` from `cwd`, which must succeed: (stdout, stderr).
+fn spate_in(cwd: &Path, args: &[&str]) -> (String, String) {
+    let out = Command::new(SPATE)
+        .env_remove("SPATE_CLUSTER")
+        .current_dir(cwd)
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "spate {args:?}: {stderr}");
+    (String::from_utf8(out.stdout).unwrap(), stderr)
+}
+
+fn sorted_lines(text: &str) -> Vec<&str> {
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.sort_unstable();
+    lines
+}
+
+/// The counters a run printed (Hadoop's layout), without the lines that
+/// depend on how input was split among tasks.
+fn counters_of(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with('\t') || l.contains("ounters: "))
+        .filter(|l| !l.contains("Combine ") && !l.contains("In-map combine"))
+        .collect()
+}
+
+/// Runs `verb args` locally on 4 threads and on the cluster (2 executors
+/// of 2 slots: 4 reducers either way); output and counters must be equal.
+fn same_on_cluster(cwd: &Path, verb: &str, args: &[&str]) -> String {
+    let addr = cluster().address().to_string();
+    let local = spate_in(cwd, &[&[verb, "--threads", "4"], args].concat());
+    let remote = spate_in(cwd, &[&[verb, "--cluster", &addr], args].concat());
+    assert!(!local.0.is_empty(), "{verb} {args:?} printed nothing");
+    assert_eq!(
+        sorted_lines(&remote.0),
+        sorted_lines(&local.0),
+        "{verb} {args:?}: output on the cluster"
+    );
+    assert_eq!(
+        counters_of(&remote.1),
+        counters_of(&local.1),
+        "{verb} {args:?}: counters on the cluster\n{}",
+        remote.1
+    );
+    remote.1
+}
+
+/// Hadoop Streaming jobs on the cluster: commands and `-file`/`-files` side
+/// files travel with the job (tasks run them from their working directory
+/// on the executors), key options and Aggregate hold, the tasks' reporter
+/// counters come back to the driver.
+#[test]
+fn streaming_jobs_give_the_local_answers_on_the_cluster() {
+    let cwd = fixtures("streaming");
+    let io = ["-input", "input", "-output", "-"];
+    let jobs: Vec<Vec<&str>> = vec![
+        vec![
+            "-mapper",
+            "./wc_mapper.sh",
+            "-combiner",
+            "awk -f wc_reducer.awk",
+            "-reducer",
+            "awk -f wc_reducer.awk",
+            "-file",
+            "wc_mapper.sh",
+            "-file",
+            "wc_reducer.awk",
+        ],
+        vec![
+            "-mapper",
+            "./lookup_mapper.sh | sed s/^/LongValueSum:/",
+            "-reducer",
+            "aggregate",
+            "-file",
+            "lookup_mapper.sh",
+            "-files",
+            "stopwords.txt",
+        ],
+        vec![
+            "-mapper",
+            "./counters_mapper.sh",
+            "-reducer",
+            "NONE",
+            "-file",
+            "counters_mapper.sh",
+        ],
+        vec![
+            "-mapper",
+            "python3 wc_mapper.py",
+            "-reducer",
+            "python3 wc_reducer.py",
+            "-files",
+            "wc_mapper.py,wc_reducer.py",
+            "-D",
+            "mapreduce.job.output.key.comparator.class=\
+             org.apache.hadoop.mapred.lib.KeyFieldBasedComparator",
+            "-D",
+            "mapreduce.partition.keycomparator.options=-k1,1r",
+        ],
+    ];
+    for job in &jobs {
+        let stderr = same_on_cluster(&cwd, "streaming", &[&io[..], job].concat());
+        if job.contains(&"./counters_mapper.sh") {
+            assert!(stderr.contains("\tWords\n\t\tSeen="), "{stderr}");
+        }
+    }
+}
+
+/// A side file travels in the job: the tasks on the executors run the
+/// executor's own copy of it (from its work directory), not the driver's
+/// file, which an executor on another host could not see.
+#[test]
+fn streaming_side_files_reach_the_executors_as_copies() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.txt"), "x\ny\n").unwrap();
+    // The mapper prints where it runs from: the task's directory on an
+    // executor, whose file is a link into the executor's own copy.
+    std::fs::write(
+        dir.path().join("where.sh"),
+        "#!/bin/sh\ncat >/dev/null\nreadlink -f where.sh\n",
+    )
+    .unwrap();
+    let addr = cluster().address().to_string();
+    let (out, _) = spate_in(
+        dir.path(),
+        &[
+            "streaming",
+            "--cluster",
+            &addr,
+            "-input",
+            "in.txt",
+            "-output",
+            "-",
+            "-mapper",
+            "sh where.sh",
+            "-reducer",
+            "NONE",
+            "-file",
+            "where.sh",
+        ],
+    );
+    let original = std::fs::canonicalize(dir.path().join("where.sh")).unwrap();
+    assert!(!out.trim().is_empty(), "{out}");
+    for line in out.lines() {
+        assert_ne!(Path::new(line), original, "{out}");
+        assert!(line.contains("/shipped/"), "{out}");
+        assert_eq!(
+            std::fs::read(line).unwrap(),
+            std::fs::read(&original).unwrap()
+        );
+    }
+}
+
+/// mrjob scripts unchanged on the cluster: the script, spate's map-task
+/// driver and the job's side files travel with the job.
+#[test]
+fn mrjob_jobs_give_the_local_answers_on_the_cluster() {
+    let cwd = fixtures("mrjob");
+    let jobs: [&[&str]; 10] = [
+        &["mr_word_freq.py", "input/"],
+        &["mr_complex_keys.py", "input/"],
+        &["mr_most_used_word.py", "input/"],
+        &["mr_map_only.py", "input/"],
+        &["mr_no_combiner.py", "--min-count", "3", "input/"],
+        &["mr_counters.py", "input/"],
+        &["mr_side_file.py", "input/"],
+        &["mr_sort_values.py", "input/"],
+        &["mr_cmd_steps.py", "input/"],
+        &["mr_pre_filter.py", "input/"],
+    ];
+    for job in jobs {
+        let stderr = same_on_cluster(&cwd, "mrjob", job);
+        if job[0] == "mr_counters.py" {
+            assert!(stderr.contains("Counters: "), "{stderr}");
+        }
+    }
+    // spate's own --cluster may follow the script, as its other options may.
+    let addr = cluster().address().to_string();
+    let (after, _) = spate_in(
+        &cwd,
+        &["mrjob", "mr_word_freq.py", "--cluster", &addr, "input/"],
+    );
+    let (local, _) = spate_in(&cwd, &["mrjob", "mr_word_freq.py", "input/"]);
+    assert_eq!(sorted_lines(&after), sorted_lines(&local));
+}
+
+/// A task that fails on every attempt fails the job after the job's
+/// attempts, naming the task, the host it ran on and its last error.
+#[test]
+fn a_streaming_task_failing_on_the_cluster_names_task_host_and_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.txt"), "x\n").unwrap();
+    let addr = cluster().address().to_string();
+    let out = Command::new(SPATE)
+        .current_dir(dir.path())
+        .args([
+            "streaming",
+            "--cluster",
+            &addr,
+            "-input",
+            "in.txt",
+            "-output",
+            "-",
+        ])
+        .args(["-D", "mapreduce.map.maxattempts=2", "-reducer", "NONE"])
+        .args(["-mapper", "echo broken-on-purpose >&2; exit 3"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("failed 2 times"), "{err}");
+    assert!(err.contains("exited with code 3"), "{err}");
+    assert!(err.contains("on host "), "{err}");
+    assert!(err.contains("broken-on-purpose"), "{err}");
+    assert!(err.contains("step-1/mapper"), "{err}");
+}

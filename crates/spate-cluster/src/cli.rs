@@ -19,6 +19,19 @@ use crate::{Address, Error, Result, status};
 /// arguments.
 pub type Job<'a> = dyn Fn(&Context, &[String]) -> Result<()> + 'a;
 
+/// Where a program's executors get the steps (closures) of its jobs.
+pub enum Steps<'a> {
+    /// The program has no steps of its own: executors run SQL and other
+    /// plans without closures.
+    None,
+    /// A job binary's job, built with the executor's job arguments in a
+    /// context that only declares it ([`crate::main`]).
+    Job(&'a Job<'a>),
+    /// Steps the program declares itself, whatever the arguments (the
+    /// `spate` program: the steps of its built-in jobs).
+    Declared(&'a (dyn Fn() -> Result<Arc<Registry>> + 'a)),
+}
+
 /// The environment variable naming the cluster when `--cluster` is not given.
 pub const CLUSTER_ENV: &str = "SPATE_CLUSTER";
 
@@ -136,17 +149,19 @@ pub fn cluster_address(flag: Option<&str>) -> Option<String> {
         .or_else(|| std::env::var(CLUSTER_ENV).ok().filter(|v| !v.is_empty()))
 }
 
-/// The steps of `job` built with `args` in a context that only declares
-/// them: the registry an executor of the job's binary serves tasks with.
-fn declared_steps(job: Option<&Job<'_>>, args: &[String]) -> Result<Arc<Registry>> {
-    let Some(job) = job else {
-        if !args.is_empty() {
+/// The registry an executor serves tasks with: a job binary's job built
+/// with `args` in a context that only declares it, or the program's own.
+fn declared_steps(steps: &Steps<'_>, args: &[String]) -> Result<Arc<Registry>> {
+    let job = match steps {
+        Steps::Job(job) => job,
+        Steps::None | Steps::Declared(_) if !args.is_empty() => {
             return Err(Error::Usage(format!(
                 "this program defines no job: an executor takes no job arguments (got {})",
                 args.join(" ")
             )));
         }
-        return Ok(Arc::new(Registry::default()));
+        Steps::None => return Ok(Arc::new(Registry::default())),
+        Steps::Declared(declare) => return declare(),
     };
     let ctx = Context::builder().threads(1).declare_only().build()?;
     job(&ctx, args).map_err(|e| {
@@ -158,9 +173,9 @@ fn declared_steps(job: Option<&Job<'_>>, args: &[String]) -> Result<Arc<Registry
     Ok(ctx.registry().clone())
 }
 
-/// Runs `PROGRAM cluster ...`; `job` is the program's job, if it has one
-/// (its executors hold the job's steps).
-pub fn run(args: ClusterArgs, job: Option<&Job<'_>>) -> Result<()> {
+/// Runs `PROGRAM cluster ...`; `steps` are the program's steps, which its
+/// executors hold.
+pub fn run(args: ClusterArgs, steps: Steps<'_>) -> Result<()> {
     match args.command {
         ClusterCommand::Scheduler {
             bind,
@@ -206,7 +221,7 @@ pub fn run(args: ClusterArgs, job: Option<&Job<'_>>) -> Result<()> {
             if exit_with_stdin {
                 exit_when_stdin_closes();
             }
-            let registry = declared_steps(job, &job_args)?;
+            let registry = declared_steps(&steps, &job_args)?;
             let opts = ExecutorOptions {
                 scheduler: Address::parse(&scheduler)?,
                 bind_host: bind,

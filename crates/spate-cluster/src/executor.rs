@@ -108,6 +108,9 @@ pub async fn run(opts: ExecutorOptions, registry: Arc<Registry>) -> Result<()> {
     let shuffle_dir = opts.work_dir.join(format!("executor-{id}"));
     std::fs::create_dir_all(&shuffle_dir)
         .map_err(|e| Error::Usage(format!("work directory {}: {e}", shuffle_dir.display())))?;
+    // Hadoop Streaming and mrjob tasks: their shipped side files and
+    // working directories.
+    spate_core::hadoop::pipe::set_local_root(&opts.work_dir.join(format!("tasks-{id}")));
     let health = ExecutorHealth::new();
     let health_addr: SocketAddr = format!("{}:{}", opts.bind_host, ports.health)
         .parse()

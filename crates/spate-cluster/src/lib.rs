@@ -26,7 +26,7 @@ pub mod status;
 pub mod timing;
 
 pub use logs::log_to_file;
-pub use spate_core::cluster::{Address, ExecutorInfo, rest_json};
+pub use spate_core::cluster::{Address, ExecutorInfo, check_same_build, rest_json};
 
 /// Errors of the cluster roles (spate's: usage errors exit 2).
 pub use spate_core::{Error, Result};
@@ -82,7 +82,7 @@ pub fn main(job: impl Fn(&spate_core::Context, &[String]) -> Result<()>) -> std:
         match RoleCli::try_parse_from(&args) {
             Ok(RoleCli {
                 command: Role::Cluster(roles),
-            }) => cli::run(roles, Some(&job)),
+            }) => cli::run(roles, cli::Steps::Job(&job)),
             Err(e) => e.exit(),
         }
     } else {

@@ -11,9 +11,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ballista::prelude::{SessionConfigExt, SessionContextExt};
+use ballista_core::execution_plans::DistributedQueryExec;
+use datafusion::error::Result as DfResult;
+use datafusion::execution::context::QueryPlanner;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::{SessionState, SessionStateBuilder};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion_proto::protobuf::LogicalPlanNode;
 use serde::Deserialize;
 
 use crate::codec::{SpateLogicalCodec, SpatePhysicalCodec};
@@ -252,6 +258,7 @@ pub(crate) fn remote_session(
     progress: Arc<spate_io::progress::Progress>,
     runtime_env: Arc<RuntimeEnv>,
     registry: &Arc<Registry>,
+    jobs: &Arc<ClusterJobs>,
     handle: &tokio::runtime::Handle,
 ) -> Result<SessionContext> {
     scheduler_version(addr)?;
@@ -273,9 +280,122 @@ pub(crate) fn remote_session(
             Arc::new(spate_io::text_table::TextTableFactory),
         )
         .build();
-    handle
+    let remote = handle
         .block_on(SessionContext::remote_with_state(&addr.url(), state))
-        .map_err(|e| Error::Usage(format!("cluster {addr}: {e}")))
+        .map_err(|e| Error::Usage(format!("cluster {addr}: {e}")))?;
+    // Ballista's planner, with each plan it makes noted: the driver asks
+    // the scheduler about a job's metrics afterwards (its counters).
+    let state = remote.state();
+    let session_id = state.session_id().to_string();
+    let planner = RecordingPlanner {
+        inner: state.query_planner().clone(),
+        jobs: jobs.clone(),
+    };
+    let state = SessionStateBuilder::new_from_existing(state)
+        .with_session_id(session_id)
+        .with_query_planner(Arc::new(planner))
+        .build();
+    Ok(SessionContext::new_with_state(state))
+}
+
+/// The last plans a context ran on its cluster, to find their Ballista job
+/// ids afterwards; at most [`ClusterJobs::KEPT`].
+#[derive(Debug, Default)]
+pub struct ClusterJobs {
+    plans: parking_lot::Mutex<std::collections::VecDeque<Arc<dyn ExecutionPlan>>>,
+    made: std::sync::atomic::AtomicUsize,
+}
+
+impl ClusterJobs {
+    const KEPT: usize = 64;
+
+    fn record(&self, plan: Arc<dyn ExecutionPlan>) {
+        let mut plans = self.plans.lock();
+        if plans.len() == Self::KEPT {
+            plans.pop_front();
+        }
+        plans.push_back(plan);
+        self.made.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// How many plans were made so far (a mark for [`ClusterJobs::since`]).
+    pub fn mark(&self) -> usize {
+        self.made.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The Ballista job ids of the plans made after `mark` that the
+    /// scheduler accepted.
+    pub fn since(&self, mark: usize) -> Vec<String> {
+        let plans = self.plans.lock();
+        let made = self.mark();
+        let newer = made.saturating_sub(mark).min(plans.len());
+        plans
+            .iter()
+            .skip(plans.len() - newer)
+            .filter_map(|p| {
+                p.downcast_ref::<DistributedQueryExec<LogicalPlanNode>>()
+                    .and_then(|d| d.job_id())
+                    .map(|id| id.to_string())
+            })
+            .collect()
+    }
+}
+
+/// Ballista's query planner, noting every plan it makes.
+#[derive(Debug)]
+struct RecordingPlanner {
+    inner: Arc<dyn QueryPlanner + Send + Sync>,
+    jobs: Arc<ClusterJobs>,
+}
+
+#[async_trait::async_trait]
+impl QueryPlanner for RecordingPlanner {
+    async fn create_physical_plan(
+        &self,
+        logical_plan: &LogicalPlan,
+        session_state: &dyn datafusion::catalog::Session,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let plan = self
+            .inner
+            .create_physical_plan(logical_plan, session_state)
+            .await?;
+        self.jobs.record(plan.clone());
+        Ok(plan)
+    }
+}
+
+/// Every named count (`Count` metric) of a finished job's operators, as the
+/// scheduler totalled them over each task's successful attempt.
+pub async fn job_counts(addr: &Address, job_id: &str) -> Result<Vec<(String, u64)>> {
+    use ballista_core::serde::protobuf::GetJobMetricsParams;
+    use ballista_core::serde::protobuf::operator_metric::Metric as Proto;
+    use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
+    let lost = |e: &dyn std::fmt::Display| {
+        Error::Internal(format!(
+            "reading the metrics of job {job_id} from the scheduler at {addr}: {e}"
+        ))
+    };
+    let mut client = SchedulerGrpcClient::connect(format!("http://{addr}"))
+        .await
+        .map_err(|e| lost(&e))?;
+    let result = client
+        .get_job_metrics(GetJobMetricsParams {
+            job_id: job_id.to_string(),
+        })
+        .await
+        .map_err(|e| lost(&e.message()))?
+        .into_inner();
+    let mut out = Vec::new();
+    for stage in result.stages {
+        for op in stage.operators {
+            for m in op.metrics {
+                if let Some(Proto::Count(c)) = m.metric {
+                    out.push((c.name, c.value));
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// A scheduler's session state for one job: Ballista's own (its optimizer

@@ -38,6 +38,22 @@ use crate::node::{InputShape, OpExec, OpNode, PartitionOp, TextScanNode};
 /// (whose decoders try protobuf first).
 const MAGIC: &[u8] = b"spate1:";
 
+/// An op that travels whole (see [`PartitionOp::portable`]).
+#[derive(Debug, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum PortableOp {
+    /// A Hadoop Streaming or mrjob step: its commands and side files.
+    Pipe(Box<crate::hadoop::pipe::PortablePipe>),
+}
+
+impl PortableOp {
+    fn into_op(self) -> Arc<dyn PartitionOp> {
+        match self {
+            PortableOp::Pipe(p) => Arc::new(crate::hadoop::pipe::PipeOp::from_portable(*p)),
+        }
+    }
+}
+
 /// What the planner knows of a step without its closures.
 #[derive(Serialize, Deserialize)]
 struct StepDecl {
@@ -46,23 +62,31 @@ struct StepDecl {
     /// The output schema as an Arrow IPC flatbuffer.
     schema: Vec<u8>,
     input_shape: InputShape,
+    /// The whole op, when it has no closures.
+    #[serde(default)]
+    portable: Option<PortableOp>,
 }
 
 impl StepDecl {
-    fn of(op: &dyn PartitionOp) -> Self {
+    fn of(op: &dyn PartitionOp) -> DfResult<Self> {
         let schema = op.schema();
         let fb = IpcSchemaEncoder::new().schema_to_fb(&schema);
-        Self {
+        Ok(Self {
             step: op.step().to_string(),
             describe: op.describe(),
             schema: fb.finished_data().to_vec(),
             input_shape: op.input_shape(),
-        }
+            portable: op.portable()?,
+        })
     }
 
-    /// The registered op of this step, or (where the step's closures are not
-    /// in this process: the scheduler) its declaration.
+    /// The op itself when it travelled whole, else the registered op of
+    /// this step, else (where the step's closures are not in this process:
+    /// the scheduler) its declaration.
     fn resolve(self, registry: &Registry) -> DfResult<Arc<dyn PartitionOp>> {
+        if let Some(op) = self.portable {
+            return Ok(op.into_op());
+        }
         if let Some(op) = registry.get(&self.step) {
             return Ok(op);
         }
@@ -179,6 +203,12 @@ fn decode<'a, T: Deserialize<'a>>(buf: &'a [u8]) -> DfResult<Option<T>> {
         .map_err(|e| DataFusionError::Internal(format!("spate codec: {e}")))
 }
 
+/// A path as every process of a cluster can use it: relative paths are
+/// the driver's, from its working directory.
+fn absolute(path: &std::path::Path) -> std::path::PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
 fn unknown_step(step: &str) -> DataFusionError {
     DataFusionError::Plan(format!(
         "step '{step}' is not defined in this process ({}): every process that runs a job's tasks \
@@ -260,13 +290,17 @@ impl LogicalExtensionCodec for SpateLogicalCodec {
     fn try_encode(&self, node: &Extension, buf: &mut Vec<u8>) -> DfResult<()> {
         let any = node.node.as_any();
         if let Some(n) = any.downcast_ref::<OpNode>() {
-            return encode(&LogicalNode::Op(StepDecl::of(n.op().as_ref())), buf);
+            return encode(&LogicalNode::Op(StepDecl::of(n.op().as_ref())?), buf);
         }
         if let Some(n) = any.downcast_ref::<TextScanNode>() {
             return encode(
                 &LogicalNode::TextScan {
                     step: n.step.clone(),
-                    files: n.files.clone(),
+                    files: n
+                        .files
+                        .iter()
+                        .map(|(path, len)| (absolute(path), *len))
+                        .collect(),
                     options: n.options,
                 },
                 buf,
@@ -393,12 +427,24 @@ impl PhysicalExtensionCodec for SpatePhysicalCodec {
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> DfResult<()> {
         if let Some(n) = node.downcast_ref::<OpExec>() {
-            return encode(&PhysicalNode::Op(StepDecl::of(n.op().as_ref())), buf);
+            return encode(&PhysicalNode::Op(StepDecl::of(n.op().as_ref())?), buf);
         }
         if let Some(n) = node.downcast_ref::<TextSourceExec>() {
             return encode(
                 &PhysicalNode::TextSource {
-                    splits: n.splits().to_vec(),
+                    splits: n
+                        .splits()
+                        .iter()
+                        .map(|group| {
+                            group
+                                .iter()
+                                .map(|r| FileRange {
+                                    path: absolute(&r.path),
+                                    ..r.clone()
+                                })
+                                .collect()
+                        })
+                        .collect(),
                     options: n.options(),
                 },
                 buf,
@@ -421,7 +467,7 @@ impl PhysicalExtensionCodec for SpatePhysicalCodec {
         if let Some(n) = node.downcast_ref::<WriteExec>() {
             return encode(
                 &PhysicalNode::Write {
-                    dir: n.dir().to_path_buf(),
+                    dir: absolute(n.dir()),
                     format: n.format(),
                 },
                 buf,

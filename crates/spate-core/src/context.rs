@@ -120,6 +120,7 @@ pub(crate) struct Inner {
     pub(crate) progress: Arc<Progress>,
     pub(crate) registry: Arc<Registry>,
     cluster: Option<crate::cluster::Address>,
+    cluster_jobs: Arc<crate::cluster::ClusterJobs>,
     names: Mutex<Names>,
 }
 
@@ -146,6 +147,20 @@ impl Registry {
     /// Finds an op by step name.
     pub fn get(&self, step: &str) -> Option<Arc<dyn PartitionOp>> {
         self.ops.lock().get(step).cloned()
+    }
+
+    /// Adds every step of `other`; a name both hold is refused (two steps
+    /// under one name could run one's closures for the other's tasks).
+    pub fn merge(&self, other: &Registry) -> Result<()> {
+        let theirs = other.ops.lock();
+        let mut ours = self.ops.lock();
+        if let Some(name) = theirs.keys().find(|k| ours.contains_key(*k)) {
+            return Err(Error::Internal(format!(
+                "two steps are named '{name}': give the jobs' steps scopes of their own"
+            )));
+        }
+        ours.extend(theirs.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Ok(())
     }
 }
 
@@ -221,6 +236,7 @@ impl Context {
             .build()
             .map_err(|e| Error::Usage(format!("cannot start {threads} worker threads: {e}")))?;
         let registry = Arc::new(Registry::default());
+        let cluster_jobs = Arc::new(crate::cluster::ClusterJobs::default());
         let (session, cluster) = match &config.cluster {
             None => {
                 let state = SessionStateBuilder::new()
@@ -253,6 +269,7 @@ impl Context {
                     progress.clone(),
                     runtime_env,
                     &registry,
+                    &cluster_jobs,
                     runtime.handle(),
                 )?;
                 (session, Some(addr))
@@ -266,6 +283,7 @@ impl Context {
                 progress,
                 registry,
                 cluster,
+                cluster_jobs,
                 names: Mutex::new(Names::default()),
             }),
         })
@@ -289,6 +307,11 @@ impl Context {
     /// The scheduler this context's jobs run on, if it runs on a cluster.
     pub fn cluster(&self) -> Option<&crate::cluster::Address> {
         self.inner.cluster.as_ref()
+    }
+
+    /// The jobs this context ran on its cluster (none when local).
+    pub fn cluster_jobs(&self) -> &Arc<crate::cluster::ClusterJobs> {
+        &self.inner.cluster_jobs
     }
 
     /// The registry of steps.
@@ -330,8 +353,10 @@ impl Context {
         name
     }
 
-    /// Runs `f` with `name` pushed on the step-name scope (a composite transform).
-    pub(crate) fn in_scope<R>(&self, name: &str, f: impl FnOnce() -> R) -> R {
+    /// Runs `f` with `name` pushed on the step-name scope: the steps `f`
+    /// builds are named `name/...` (as a Beam composite's are). Gives the
+    /// steps of several jobs built by one program names of their own.
+    pub fn in_scope<R>(&self, name: &str, f: impl FnOnce() -> R) -> R {
         let unique = {
             let mut names = self.inner.names.lock();
             let path = names

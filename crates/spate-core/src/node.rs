@@ -30,7 +30,9 @@ use datafusion::physical_expr::{
 use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
+use datafusion::physical_plan::metrics::{
+    BaselineMetrics, Count, ExecutionPlanMetricsSet, Metric, MetricValue, MetricsSet,
+};
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -87,6 +89,18 @@ pub trait PartitionOp: fmt::Debug + Send + Sync + 'static {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream>;
+    /// Named counts this op's tasks gathered in this process, reported as
+    /// the step's metrics: a cluster's executor sends them to the scheduler,
+    /// which keeps those of each task's successful attempt.
+    fn counts(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
+    /// The op as data, for an op whose definition holds no closures: it
+    /// travels whole to a cluster's executors, which need not know its
+    /// step (an op with closures is found there by its step name).
+    fn portable(&self) -> DfResult<Option<crate::codec::PortableOp>> {
+        Ok(None)
+    }
 }
 
 /// Logical node running a [`PartitionOp`] over its input.
@@ -414,7 +428,19 @@ impl ExecutionPlan for OpExec {
     }
 
     fn metrics(&self) -> Option<MetricsSet> {
-        Some(self.metrics.clone_inner())
+        let mut set = self.metrics.clone_inner();
+        for (name, value) in self.op.counts() {
+            let count = Count::new();
+            count.add(value as usize);
+            let value = MetricValue::Count {
+                name: name.into(),
+                count,
+            };
+            // The task's first partition: the scheduler files it under
+            // the task, and a retried task's replaces it.
+            set.push(Arc::new(Metric::new(value, Some(0))));
+        }
+        Some(set)
     }
 }
 

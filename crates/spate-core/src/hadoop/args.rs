@@ -16,6 +16,8 @@ pub struct StreamingArgs {
     pub threads: Option<usize>,
     /// `--memory-limit SIZE` (spate's own).
     pub memory_limit: Option<String>,
+    /// `--cluster HOST:PORT` (spate's own): run on that cluster.
+    pub cluster: Option<String>,
     /// `--quiet`: no progress bar.
     pub quiet: bool,
     /// `-verbose`: print the job as configured (inputs, steps and their
@@ -37,7 +39,8 @@ Options:
                                 aggregate is Hadoop's Aggregate package (keys
                                 LongValueSum:id, LongValueMax/Min, DoubleValueSum,
                                 StringValueMax/Min, UniqValueCount, ValueHistogram)
-  -numReduceTasks <n>           Reducers (0: map-only; default: one per thread)
+  -numReduceTasks <n>           Reducers (0: map-only; default: one per thread,
+                                on a cluster one per task slot)
   -partitioner <class>          org.apache.hadoop.mapred.lib.KeyFieldBasedPartitioner
   -file <path>                  Side file in each task's working directory; repeatable
                                 (a task command naming it runs it from there)
@@ -47,6 +50,9 @@ Options:
                                 variable with dots turned into underscores
   --threads <n>                 Worker threads (default: all cores)
   --memory-limit <size>         Memory budget for sorting, e.g. 2GiB; spills beyond it
+  --cluster <host:port>         Run on the cluster whose scheduler is there (default:
+                                $SPATE_CLUSTER, else this machine); commands, -file
+                                and -files travel with the job to its executors
   --quiet                       No progress bar
   -verbose                      Print the job as configured before it runs
 Properties spate reads:
@@ -154,6 +160,7 @@ impl StreamingArgs {
                     })?)
                 }
                 "memory-limit" => out.memory_limit = Some(value),
+                "cluster" => out.cluster = Some(value),
                 "inputformat" | "outputformat" | "inputreader" | "io" | "archives" | "libjars"
                 | "cacheArchive" => {
                     return Err(Error::Usage(format!(

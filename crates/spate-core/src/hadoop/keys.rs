@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 
 /// How a task's output line splits into key and value, and how keys are
 /// partitioned and compared.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KeySpec {
     /// Separator between key and value (`stream.map.output.field.separator`).
     pub separator: Vec<u8>,
@@ -41,7 +41,7 @@ impl Default for KeySpec {
 
 /// One `-k start[,end]` option: fields (and characters) are 1-based; an
 /// `end_char` of 0 means the end of the field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KeyField {
     /// First field.
     pub start_field: usize,

@@ -85,7 +85,52 @@ impl Counters {
     pub fn statuses(&self) -> BTreeMap<String, String> {
         self.statuses.lock().clone()
     }
+
+    /// The counters of step `step` as named counts — the metrics a
+    /// cluster's executor reports for a step's tasks. A count is unsigned:
+    /// a negative counter goes as its magnitude under a name of its own.
+    pub fn as_counts(&self, step: usize) -> Vec<(String, u64)> {
+        let steps = self.steps.lock();
+        let Some(groups) = steps.get(&step) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (group, counters) in groups {
+            for (counter, value) in counters {
+                let sign = if *value < 0 { '-' } else { '+' };
+                out.push((
+                    format!("{COUNT_PREFIX}{step}{COUNT_SEP}{group}{COUNT_SEP}{counter}{COUNT_SEP}{sign}"),
+                    value.unsigned_abs(),
+                ));
+            }
+        }
+        out
+    }
+
+    /// Adds counts made by [`Counters::as_counts`] (in other processes);
+    /// other metrics are not counters and are skipped.
+    pub fn add_counts(&self, counts: &[(String, u64)]) {
+        for (name, value) in counts {
+            let Some(rest) = name.strip_prefix(COUNT_PREFIX) else {
+                continue;
+            };
+            let parts: Vec<&str> = rest.split(COUNT_SEP).collect();
+            let [step, group, counter, sign] = parts[..] else {
+                continue;
+            };
+            let Ok(step) = step.parse() else {
+                continue;
+            };
+            let value = i64::try_from(*value).unwrap_or(i64::MAX);
+            let value = if sign == "-" { -value } else { value };
+            self.add(step, group, counter, value);
+        }
+    }
 }
+
+/// Counter metrics: `spate.counter<US>step<US>group<US>counter<US>sign`.
+const COUNT_PREFIX: &str = "spate.counter\u{1f}";
+const COUNT_SEP: char = '\u{1f}';
 
 /// One MapReduce step of a streaming job.
 #[derive(Debug, Clone, Default)]
@@ -97,7 +142,7 @@ pub struct StreamingStep {
     /// The reducer command (`None` with reducers: Hadoop's identity reducer).
     pub reducer: Option<String>,
     /// Reducer count: `Some(0)` makes the step map-only; `None` takes
-    /// `mapreduce.job.reduces` or, failing that, one reducer per thread.
+    /// `mapreduce.job.reduces` or, failing that, one reducer per thread (per task slot on a cluster).
     pub reducers: Option<usize>,
     /// Properties of this step only (on top of the job's).
     pub properties: BTreeMap<String, String>,
@@ -461,7 +506,8 @@ impl StreamingJob {
             None => self
                 .props(step)
                 .number(&["mapreduce.job.reduces", "mapred.reduce.tasks"])?
-                .unwrap_or_else(|| ctx.threads()),
+                // One per thread; on a cluster, one per task slot.
+                .unwrap_or_else(|| ctx.session().copied_config().target_partitions()),
         })
     }
 
@@ -625,6 +671,7 @@ impl StreamingJob {
             .map_err(|e| Error::Storage(format!("cannot create a task directory: {e}")))?;
         let counters = Arc::new(Counters::default());
         let plan = self.plan(ctx, &job_id, work.path(), &counters)?;
+        let cluster_mark = ctx.cluster_jobs().mark();
         let dataset = ctx.dataset::<String>(Arc::new(move || Ok(plan.clone())));
         let mut report = JobReport {
             job_id,
@@ -655,6 +702,14 @@ impl StreamingJob {
                     }
                     Ok::<u64, Error>(lines)
                 })?;
+            }
+        }
+        // On a cluster the tasks counted in the executors: the scheduler
+        // kept each task's successful attempt's counts.
+        if let Some(addr) = ctx.cluster() {
+            for ballista_job in ctx.cluster_jobs().since(cluster_mark) {
+                let counts = ctx.block_on(crate::cluster::job_counts(addr, &ballista_job))?;
+                counters.add_counts(&counts);
             }
         }
         report.counters = counters.snapshot();

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{StreamingJob, StreamingStep};
+use super::{StreamingJob, StreamingStep, side_name};
 use crate::error::{Error, Result};
 
 /// Python shared by the helpers: imports the script as a module (its
@@ -28,7 +28,9 @@ const LOAD_JOB: &str = r#"
 import importlib.util, inspect, os, sys
 def load_job_class(script):
     from mrjob.job import MRJob
-    sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+    # As Python does for a script it runs: its real directory (a shipped
+    # script is a link in the task's directory).
+    sys.path.insert(0, os.path.dirname(os.path.realpath(script)))
     spec = importlib.util.spec_from_file_location("__spate_mrjob__", script)
     module = importlib.util.module_from_spec(spec)
     sys.modules["__spate_mrjob__"] = module
@@ -256,8 +258,7 @@ sys.stderr.write(
 
 /// `spate mrjob`'s own options, which may also follow the script (name →
 /// takes a value); a job that defines an option of the same name keeps it.
-const OWN_OPTIONS: &str =
-    r#"{"--threads": true, "--memory-limit": true, "--separate-combiner": false}"#;
+const OWN_OPTIONS: &str = r#"{"--threads": true, "--memory-limit": true, "--separate-combiner": false, "--cluster": true}"#;
 
 /// The map-task wrapper of a step that reads whole input files
 /// (`mapper_raw`): mrjob's manifest protocol. Each input line is
@@ -358,6 +359,8 @@ pub struct MrjobPlan {
     pub threads: Option<usize>,
     /// `--memory-limit` given after the script.
     pub memory_limit: Option<String>,
+    /// `--cluster` given after the script.
+    pub cluster: Option<String>,
 }
 
 /// Quotes `s` for `sh`.
@@ -504,6 +507,11 @@ impl MrjobScript {
         let script = std::fs::canonicalize(&self.script)
             .map_err(|e| Error::Usage(format!("mrjob script {}: {e}", self.script.display())))?;
         let script_str = script.to_string_lossy().into_owned();
+        // The name tasks run it by, in their working directory.
+        let script_name = script
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "job.py".into());
         let bootstrap = self.python.clone().unwrap_or_else(|| "python3".into());
 
         let helper = format!("{LOAD_JOB}{OPTIONS_HELPER}");
@@ -563,6 +571,7 @@ impl MrjobScript {
             None => None,
         };
         let memory_limit = options.own.get("--memory-limit").and_then(as_text);
+        let cluster = options.own.get("--cluster").and_then(as_text);
         let separate_combiner =
             self.separate_combiner || options.own.contains_key("--separate-combiner");
         let python = match (&self.python, &options.task_python_bin, &options.python_bin) {
@@ -618,7 +627,7 @@ impl MrjobScript {
                 Some("script") => {
                     let mut parts = vec![
                         python.clone(),
-                        shell_quote(&script_str),
+                        shell_quote(&script_name),
                         format!("--step-num={step_num}"),
                         format!("--{kind}"),
                     ];
@@ -662,12 +671,11 @@ impl MrjobScript {
             driver_dir = Some(d.clone());
             Ok(d)
         };
-        let map_combine = |dir: &Path, step_num: usize| -> String {
-            let driver = dir.join(DRIVER_FILE);
+        let map_combine = |step_num: usize| -> String {
             let mut parts = vec![
                 python.clone(),
-                shell_quote(&driver.to_string_lossy()),
-                shell_quote(&script_str),
+                DRIVER_FILE.to_string(),
+                shell_quote(&script_name),
                 step_num.to_string(),
             ];
             parts.extend(extra.iter().cloned());
@@ -693,6 +701,26 @@ impl MrjobScript {
                 job.cmdenv.push((k.clone(), v));
             }
         }
+        // Tasks run the script (and spate's helpers) as side files in
+        // their working directory, by name: a cluster's executors get them
+        // with the job.
+        let same_file =
+            |p: &Path| std::fs::canonicalize(p).ok().as_deref() == Some(script.as_path());
+        let named_like_script = files
+            .iter()
+            .find(|(p, n)| side_name(p, n.as_deref()).as_deref() == Some(script_name.as_str()))
+            .map(|(p, _)| p.clone());
+        match named_like_script {
+            Some(p) if same_file(&p) => {}
+            Some(p) => {
+                return Err(Error::Usage(format!(
+                    "the side file {} is named {script_name} in the task directory, as the \
+                     job's script is: rename one (path#name)",
+                    p.display()
+                )));
+            }
+            None => files.push((script.clone(), Some(script_name.clone()))),
+        }
         job.files = files;
         let sort_values = options.sort_values.unwrap_or(false);
         for (n, desc) in steps.iter().enumerate() {
@@ -713,7 +741,8 @@ impl MrjobScript {
             let manifest = desc.get("input_manifest").and_then(Value::as_bool) == Some(true);
             let fused = !separate_combiner && !manifest && options.fusable.get(n) == Some(&true);
             let mapper = if fused {
-                Some(map_combine(driver()?.path(), n))
+                driver()?;
+                Some(map_combine(n))
             } else {
                 task(n, "mapper", desc)?
             };
@@ -739,11 +768,7 @@ impl MrjobScript {
                     }
                     job.inputs = write_manifest(dir.path(), &job.inputs, reads_stdin)?;
                     reads_stdin = false;
-                    let wrapper = dir.path().join(MANIFEST_FILE);
-                    Some(format!(
-                        "sh {} {cmd}",
-                        shell_quote(&wrapper.to_string_lossy())
-                    ))
+                    Some(format!("sh {MANIFEST_FILE} {cmd}"))
                 }
                 other => other,
             };
@@ -781,6 +806,12 @@ impl MrjobScript {
             }
             job.steps.push(step);
         }
+        if let Some(dir) = &driver_dir {
+            for name in [DRIVER_FILE, MANIFEST_FILE] {
+                job.files
+                    .push((dir.path().join(name), Some(name.to_string())));
+            }
+        }
         Ok(MrjobPlan {
             job,
             output_dir: options.output_dir.map(PathBuf::from),
@@ -788,6 +819,7 @@ impl MrjobScript {
             driver_dir,
             threads,
             memory_limit,
+            cluster,
         })
     }
 }

@@ -47,8 +47,69 @@ pub fn by_count_then_word(wc: &(Word, u64)) -> (u64, Reverse<Word>) {
     (wc.1, Reverse(wc.0.clone()))
 }
 
-/// Builds `job` in `face` over text `inputs`; the result is lazy.
+impl Job {
+    /// Every canonical job.
+    pub const ALL: [Job; 2] = [Job::WordCount, Job::MostUsedWord];
+
+    /// The job's name on the command line (`spate run NAME`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Job::WordCount => "wordcount",
+            Job::MostUsedWord => "most-used-word",
+        }
+    }
+}
+
+impl Face {
+    /// Every face.
+    pub const ALL: [Face; 3] = [Face::Dataset, Face::Pipeline, Face::MapReduce];
+
+    /// The face's name on the command line (`--face NAME`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Face::Dataset => "dataset",
+            Face::Pipeline => "pipeline",
+            Face::MapReduce => "mapreduce",
+        }
+    }
+}
+
+/// Builds `job` in `face` over text `inputs`; the result is lazy. Its steps
+/// are named under `JOB/FACE/` (`wordcount/dataset/flat_map`), so that one
+/// executor can hold the steps of every job and face ([`declare_all`]).
 pub fn build(
+    ctx: &Context,
+    job: Job,
+    face: Face,
+    inputs: &[PathBuf],
+) -> Result<Dataset<(Word, u64)>> {
+    ctx.in_scope(job.name(), || {
+        ctx.in_scope(face.name(), || build_unscoped(ctx, job, face, inputs))
+    })
+}
+
+/// The steps of every job in every face, for an executor of the `spate`
+/// program: a cluster's executors find the steps of `spate run`'s jobs
+/// here. Each job is built (not run) in a context that only declares it.
+pub fn declare_all() -> Result<std::sync::Arc<spate_core::context::Registry>> {
+    let empty = tempfile::Builder::new()
+        .prefix("spate-declare-")
+        .suffix(".txt")
+        .tempfile()
+        .map_err(|e| Error::Storage(format!("cannot create a temporary file: {e}")))?;
+    let inputs = [empty.path().to_path_buf()];
+    let all = std::sync::Arc::new(spate_core::context::Registry::default());
+    for job in Job::ALL {
+        for face in Face::ALL {
+            let ctx = Context::builder().threads(1).declare_only().build()?;
+            build(&ctx, job, face, &inputs)?.collect_batches()?;
+            all.merge(ctx.registry())?;
+        }
+    }
+    Ok(all)
+}
+
+fn build_unscoped(
     ctx: &Context,
     job: Job,
     face: Face,

@@ -530,10 +530,12 @@ impl Driver {
             if let Some((path, _)) = &task.spool {
                 let _ = std::fs::remove_file(path);
             }
+            let host = self.op.shipment.as_ref().map(|_| super::ship::host_name());
             return Err(self.error(failure_message(
                 &task,
                 self.op.program.command().unwrap_or_default(),
                 &ended,
+                host.as_deref(),
             )));
         }
     }

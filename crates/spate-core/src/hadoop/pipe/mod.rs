@@ -23,6 +23,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::error::Result as DfResult;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
+use serde::{Deserialize, Serialize};
 
 use super::Counters;
 use super::keys::KeySpec;
@@ -30,7 +31,10 @@ use crate::node::{InputShape, PartitionOp};
 
 mod driver;
 mod lines;
+mod ship;
 mod task;
+
+pub use ship::{MAX_SHIPPED_BYTES, PortablePipe, set_local_root};
 
 use driver::{Driver, OpView};
 
@@ -60,7 +64,7 @@ const MAX_LINE: usize = 256 << 20;
 const STDERR_LINE: usize = 4096;
 
 /// Which kind of task a pipe runs (it decides the task ids and environment).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PipeRole {
     /// A mapper: one task per input split when the input is tagged with splits.
     Map,
@@ -71,7 +75,7 @@ pub enum PipeRole {
 }
 
 /// How rows reach the command as lines.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PipeInput {
     /// One line per row of a single binary column (plus a split tag column).
     Lines,
@@ -82,7 +86,7 @@ pub enum PipeInput {
 }
 
 /// How the command's output lines become rows.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PipeOutput {
     /// One binary `value` column holding each line.
     Lines,
@@ -193,7 +197,7 @@ impl Drop for Slot {
 }
 
 /// What a task runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TaskProgram {
     /// Nothing: rows are only re-keyed, no process is started (Hadoop's
     /// identity mapper and reducer).
@@ -234,6 +238,8 @@ struct Spec {
     setup: Arc<TaskSetup>,
     schema: SchemaRef,
     slots: Arc<Slots>,
+    /// The side files of a step shipped to this process (a cluster's).
+    shipment: Option<ship::Shipment>,
 }
 
 impl fmt::Debug for PipeOp {
@@ -268,6 +274,7 @@ impl PipeOp {
                 slots: Slots::new(setup.task_slots),
                 setup,
                 schema,
+                shipment: None,
             }),
         }
     }
@@ -314,12 +321,30 @@ impl PartitionOp for PipeOp {
         }
     }
 
+    fn counts(&self) -> Vec<(String, u64)> {
+        // Only a step shipped to this process has counters of its own; a
+        // local job's are the job's, read by its driver.
+        if self.spec.shipment.is_none() {
+            return Vec::new();
+        }
+        self.spec.setup.counters.as_counts(self.spec.step_index)
+    }
+
+    fn portable(&self) -> DfResult<Option<crate::codec::PortableOp>> {
+        Ok(Some(crate::codec::PortableOp::Pipe(Box::new(
+            self.to_portable()?,
+        ))))
+    }
+
     fn run(
         &self,
         input: SendableRecordBatchStream,
         partition: usize,
         context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
+        if let Some(shipment) = &self.spec.shipment {
+            shipment.ensure()?;
+        }
         let batch_rows = context.session_config().batch_size().max(1);
         let run_bytes =
             crate::ops::memory_share(&context).map_or(RUN_BYTES, |s| s.clamp(1 << 20, RUN_BYTES));

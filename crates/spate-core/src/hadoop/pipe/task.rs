@@ -13,7 +13,14 @@ use spate_io::source::SplitTag;
 use super::lines::LineParser;
 use super::{STDERR_LINE, STDERR_TAIL};
 
-pub(super) fn failure_message(task: &TaskRun, command: &str, ended: &Ended) -> String {
+/// `host`: where the task ran, when that is not the driver's machine (a
+/// cluster's executor).
+pub(super) fn failure_message(
+    task: &TaskRun,
+    command: &str,
+    ended: &Ended,
+    host: Option<&str>,
+) -> String {
     use std::os::unix::process::ExitStatusExt;
     let how = match (ended.status.code(), ended.status.signal()) {
         (Some(code), _) => format!("exited with code {code}"),
@@ -36,6 +43,23 @@ pub(super) fn failure_message(task: &TaskRun, command: &str, ended: &Ended) -> S
     }
     if let StdoutEnd::Failed(e) = &ended.stdout {
         msg.push_str(&format!("; reading its output failed: {e}"));
+    }
+    if let Some(h) = host {
+        msg.push_str(&format!(" on host {h}"));
+    }
+    // What is missing on the host, when the error says so.
+    let said = |needle: &str| ended.stderr.tail.iter().any(|l| l.contains(needle));
+    let place = host.map_or_else(|| "this machine".to_string(), |h| format!("host {h}"));
+    if said("No module named 'mrjob'") || said("cannot import mrjob") {
+        msg.push_str(&format!(
+            "; mrjob is not installed for the task's Python on {place}: every host that runs \
+             tasks needs Python 3 and mrjob (pip install mrjob)"
+        ));
+    } else if ended.status.code() == Some(127) {
+        msg.push_str(&format!(
+            "; its program was not found on {place}: every host that runs tasks needs the \
+             programs a command names (a side file given with -file runs as ./NAME)"
+        ));
     }
     if ended.stderr.tail.is_empty() {
         msg.push_str("; it wrote nothing to stderr");

@@ -1,0 +1,348 @@
+//! A pipe step as data, to run on a cluster's executors: its commands,
+//! settings and side files travel inside the plan (no shared disk is
+//! assumed), and an executor puts the files on its own disk before the
+//! step's first task starts there.
+//!
+//! Side files are kept on an executor in a cache by content
+//! (`<root>/shipped/<hash>/<name>`), so the tasks of one job (and later
+//! jobs shipping the same file) write it once. The root is the executor's
+//! work directory ([`set_local_root`]), else the system's temporary
+//! directory.
+
+use std::hash::{Hash, Hasher};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use base64::Engine;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use serde::{Deserialize, Serialize};
+
+use super::{PipeInput, PipeOp, PipeOutput, PipeRole, TaskProgram, TaskSetup};
+use crate::hadoop::Counters;
+
+/// Side files bigger than this in all are refused on a cluster: they
+/// travel inside every task's plan, base64-encoded, and an executor takes
+/// messages of up to 16 MiB (Ballista's gRPC limit).
+pub const MAX_SHIPPED_BYTES: u64 = 4 << 20;
+
+static LOCAL_ROOT: OnceLock<PathBuf> = OnceLock::new();
+
+/// Where this process keeps shipped side files and the working directories
+/// of the tasks it runs for a cluster (an executor: its work directory).
+/// Only the first call counts.
+pub fn set_local_root(dir: &Path) {
+    let _ = LOCAL_ROOT.set(dir.to_path_buf());
+}
+
+fn local_root() -> PathBuf {
+    LOCAL_ROOT
+        .get()
+        .cloned()
+        .unwrap_or_else(|| std::env::temp_dir().join("spate-tasks"))
+}
+
+/// One file of a shipped side file (a side directory ships every file
+/// under it): its path under the side file's name, whether it is
+/// executable, its bytes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShippedEntry {
+    path: String,
+    executable: bool,
+    /// Base64.
+    content: String,
+}
+
+/// A side file with the name tasks see it by.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShippedFile {
+    name: String,
+    /// Whether it is a directory (its entries are under it).
+    directory: bool,
+    entries: Vec<ShippedEntry>,
+}
+
+/// A pipe step, whole: what an executor needs to run its tasks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PortablePipe {
+    step: String,
+    step_index: usize,
+    program: TaskProgram,
+    role: PipeRole,
+    input: PipeInput,
+    output: PipeOutput,
+    reducers: usize,
+    job_id: String,
+    env: Vec<(String, String)>,
+    files: Vec<ShippedFile>,
+    map_attempts: usize,
+    reduce_attempts: usize,
+    task_slots: usize,
+}
+
+/// Reads a side file (or every file under a side directory) to ship it.
+fn read_side_file(path: &Path, name: &str, budget: &mut u64) -> DfResult<ShippedFile> {
+    let fail = |what: &Path, e: &dyn std::fmt::Display| {
+        DataFusionError::Plan(format!(
+            "side file {}: cannot ship it to the cluster's executors: {e}",
+            what.display()
+        ))
+    };
+    let mut entries = Vec::new();
+    let mut pending = vec![(path.to_path_buf(), String::new())];
+    let directory = std::fs::metadata(path)
+        .map_err(|e| fail(path, &e))?
+        .is_dir();
+    while let Some((p, rel)) = pending.pop() {
+        let meta = std::fs::metadata(&p).map_err(|e| fail(&p, &e))?;
+        if meta.is_dir() {
+            let mut children: Vec<_> = std::fs::read_dir(&p)
+                .map_err(|e| fail(&p, &e))?
+                .collect::<std::io::Result<_>>()
+                .map_err(|e| fail(&p, &e))?;
+            children.sort_by_key(|c| c.file_name());
+            for c in children {
+                let child_name = c.file_name().to_string_lossy().into_owned();
+                let child_rel = if rel.is_empty() {
+                    child_name
+                } else {
+                    format!("{rel}/{child_name}")
+                };
+                pending.push((c.path(), child_rel));
+            }
+            continue;
+        }
+        let Some(left) = budget.checked_sub(meta.len()) else {
+            return Err(DataFusionError::Plan(format!(
+                "side files of more than {} MiB cannot be shipped to a cluster's executors \
+                 (they travel inside every task's plan): put large side data on an object \
+                 store or a filesystem every executor mounts, and read it from there",
+                MAX_SHIPPED_BYTES >> 20
+            )));
+        };
+        *budget = left;
+        let bytes = std::fs::read(&p).map_err(|e| fail(&p, &e))?;
+        entries.push(ShippedEntry {
+            path: rel,
+            executable: meta.permissions().mode() & 0o111 != 0,
+            content: base64::engine::general_purpose::STANDARD.encode(bytes),
+        });
+    }
+    Ok(ShippedFile {
+        name: name.to_string(),
+        directory,
+        entries,
+    })
+}
+
+impl ShippedFile {
+    /// Where this file lives in the cache: by a hash of its name, kind and
+    /// every entry.
+    fn cached_path(&self) -> PathBuf {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.name.hash(&mut h);
+        self.directory.hash(&mut h);
+        for e in &self.entries {
+            e.path.hash(&mut h);
+            e.executable.hash(&mut h);
+            e.content.hash(&mut h);
+        }
+        local_root()
+            .join("shipped")
+            .join(format!("{:016x}", h.finish()))
+            .join(&self.name)
+    }
+
+    /// Writes the file into the cache unless it is there: into a fresh
+    /// directory first, renamed into place whole, so a task never sees a
+    /// half-written file (another task racing to write it wins or loses
+    /// the rename; both copies are equal).
+    fn materialize(&self) -> std::io::Result<PathBuf> {
+        let target = self.cached_path();
+        let Some(hash_dir) = target.parent() else {
+            return Ok(target);
+        };
+        if hash_dir.exists() {
+            return Ok(target);
+        }
+        let parent = hash_dir.parent().unwrap_or(hash_dir);
+        std::fs::create_dir_all(parent)?;
+        let staging = tempfile::Builder::new()
+            .prefix(".staging-")
+            .tempdir_in(parent)?;
+        let root = staging.path().join(&self.name);
+        if self.directory {
+            std::fs::create_dir_all(&root)?;
+        }
+        for e in &self.entries {
+            let path = if e.path.is_empty() {
+                root.clone()
+            } else {
+                root.join(&e.path)
+            };
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(&e.content)
+                .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidData, err))?;
+            let mut f = std::fs::File::create(&path)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            let mode = if e.executable { 0o755 } else { 0o644 };
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+        }
+        match std::fs::rename(staging.path(), hash_dir) {
+            Ok(()) => {
+                // The directory moved: nothing is left for the guard.
+                let _ = staging.keep();
+                Ok(target)
+            }
+            Err(_) if hash_dir.exists() => Ok(target),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The side files of a decoded step: written to local disk when its first
+/// task starts here (a scheduler decodes steps to plan them, and never
+/// writes them).
+#[derive(Debug)]
+pub(super) struct Shipment {
+    files: Vec<ShippedFile>,
+    written: OnceLock<Result<(), String>>,
+    /// This op's task directories; removed with the op.
+    work_root: PathBuf,
+}
+
+impl Shipment {
+    /// Puts the files on disk (once).
+    pub(super) fn ensure(&self) -> DfResult<()> {
+        self.written
+            .get_or_init(|| {
+                for f in &self.files {
+                    f.materialize().map_err(|e| {
+                        format!(
+                            "cannot write shipped side file {} under {}: {e}",
+                            f.name,
+                            local_root().display()
+                        )
+                    })?;
+                }
+                std::fs::create_dir_all(&self.work_root).map_err(|e| {
+                    format!(
+                        "cannot create task directory {}: {e}",
+                        self.work_root.display()
+                    )
+                })
+            })
+            .clone()
+            .map_err(DataFusionError::Execution)
+    }
+}
+
+impl Drop for Shipment {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.work_root);
+    }
+}
+
+impl PipeOp {
+    /// The step as data, side files read from disk (or, for a step that
+    /// was itself shipped here, as they came).
+    pub fn to_portable(&self) -> DfResult<PortablePipe> {
+        let spec = &self.spec;
+        let setup = &spec.setup;
+        let files = match &spec.shipment {
+            Some(s) => s.files.clone(),
+            None => {
+                let mut budget = MAX_SHIPPED_BYTES;
+                setup
+                    .files
+                    .iter()
+                    .map(|(path, name)| read_side_file(path, name, &mut budget))
+                    .collect::<DfResult<_>>()?
+            }
+        };
+        Ok(PortablePipe {
+            step: spec.step.clone(),
+            step_index: spec.step_index,
+            program: spec.program.clone(),
+            role: spec.role,
+            input: spec.input.clone(),
+            output: spec.output.clone(),
+            reducers: spec.reducers,
+            job_id: setup.job_id.clone(),
+            env: setup.env.clone(),
+            files,
+            map_attempts: setup.map_attempts,
+            reduce_attempts: setup.reduce_attempts,
+            task_slots: setup.task_slots,
+        })
+    }
+
+    /// The step again from its data, its side files to be put on this
+    /// host's disk when its first task starts. Its counters are this op's
+    /// own: an executor reports them as the step's metrics.
+    pub fn from_portable(p: PortablePipe) -> Self {
+        let work_root = local_root().join("tasks").join(format!(
+            "{}-{}-{}",
+            p.job_id,
+            p.step.replace('/', "-"),
+            unique()
+        ));
+        let files = p
+            .files
+            .iter()
+            .map(|f| (f.cached_path(), f.name.clone()))
+            .collect();
+        let setup = Arc::new(TaskSetup {
+            job_id: p.job_id,
+            env: p.env,
+            files,
+            work_root: work_root.clone(),
+            map_attempts: p.map_attempts,
+            reduce_attempts: p.reduce_attempts,
+            counters: Arc::new(Counters::default()),
+            task_slots: p.task_slots,
+        });
+        let mut op = PipeOp::new(
+            p.step,
+            p.step_index,
+            p.program,
+            p.role,
+            p.input,
+            p.output,
+            p.reducers,
+            setup,
+        );
+        if let Some(spec) = Arc::get_mut(&mut op.spec) {
+            spec.shipment = Some(Shipment {
+                files: p.files,
+                written: OnceLock::new(),
+                work_root,
+            });
+        }
+        op
+    }
+}
+
+/// A number unique in this process, for directory names.
+fn unique() -> String {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
+/// This host's name, for errors of tasks that ran here.
+pub(super) fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "?".into())
+}
