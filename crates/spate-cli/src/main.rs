@@ -280,6 +280,13 @@ fn mrjob(args: &MrjobArgs) -> Result<()> {
         cluster.as_deref(),
     )?;
     // mrjob reads standard input when given no input paths (or `-`).
+    if plan.reads_stdin && ctx.cluster().is_some() {
+        return Err(Error::Usage(
+            "on a cluster the executors read the input, and they cannot read this \
+             process's standard input: give input paths every executor can read"
+                .into(),
+        ));
+    }
     let _stdin_copy = if plan.reads_stdin {
         let mut file = tempfile::Builder::new()
             .prefix("spate-stdin-")
@@ -325,6 +332,9 @@ fn run_streaming(
         return Err(Error::Internal(format!("writing to stdout: {e}")));
     }
     let report = result?;
+    for w in &report.warnings {
+        eprintln!("spate: warning: {w}");
+    }
     eprint!("{}", report.format_counters());
     for (task, status) in &report.statuses {
         eprintln!("status of {task}: {status}");

@@ -721,3 +721,39 @@ fn a_streaming_task_failing_on_the_cluster_names_task_host_and_error() {
     assert!(err.contains("broken-on-purpose"), "{err}");
     assert!(err.contains("step-1/mapper"), "{err}");
 }
+
+/// Side files travel inside the plan: more than it may carry is refused
+/// before the job starts, saying where large side data belongs.
+#[test]
+fn side_files_too_big_to_ship_are_refused_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.txt"), "x\n").unwrap();
+    std::fs::write(dir.path().join("big.bin"), vec![b'x'; 4 << 20]).unwrap();
+    let addr = cluster().address().to_string();
+    let out = Command::new(SPATE)
+        .current_dir(dir.path())
+        .args([
+            "streaming",
+            "--cluster",
+            &addr,
+            "-input",
+            "in.txt",
+            "-output",
+            "-",
+        ])
+        // Three task steps carry it: 12 MiB in all.
+        .args(["-mapper", "cat", "-combiner", "cat", "-reducer", "cat"])
+        .args(["-file", "big.bin"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("travel with each of its 3 task steps"),
+        "{err}"
+    );
+    assert!(
+        err.contains("shared filesystem or an object store"),
+        "{err}"
+    );
+}

@@ -375,9 +375,12 @@ pub async fn job_counts(addr: &Address, job_id: &str) -> Result<Vec<(String, u64
             "reading the metrics of job {job_id} from the scheduler at {addr}: {e}"
         ))
     };
+    // A job's metrics list every operator of every stage per partition:
+    // allow as much as Ballista's own clients do.
     let mut client = SchedulerGrpcClient::connect(format!("http://{addr}"))
         .await
-        .map_err(|e| lost(&e))?;
+        .map_err(|e| lost(&e))?
+        .max_decoding_message_size(64 << 20);
     let result = client
         .get_job_metrics(GetJobMetricsParams {
             job_id: job_id.to_string(),

@@ -47,9 +47,9 @@ pub enum PortableOp {
 }
 
 impl PortableOp {
-    fn into_op(self) -> Arc<dyn PartitionOp> {
+    fn into_op(self) -> DfResult<Arc<dyn PartitionOp>> {
         match self {
-            PortableOp::Pipe(p) => Arc::new(crate::hadoop::pipe::PipeOp::from_portable(*p)),
+            PortableOp::Pipe(p) => Ok(Arc::new(crate::hadoop::pipe::PipeOp::from_portable(*p)?)),
         }
     }
 }
@@ -85,7 +85,7 @@ impl StepDecl {
     /// the scheduler) its declaration.
     fn resolve(self, registry: &Registry) -> DfResult<Arc<dyn PartitionOp>> {
         if let Some(op) = self.portable {
-            return Ok(op.into_op());
+            return op.into_op();
         }
         if let Some(op) = registry.get(&self.step) {
             return Ok(op);

@@ -246,6 +246,9 @@ pub struct JobReport {
     pub counters: BTreeMap<usize, StepCounters>,
     /// Last status message per task.
     pub statuses: BTreeMap<String, String>,
+    /// What the job succeeded without (counters a cluster's scheduler
+    /// could not give back).
+    pub warnings: Vec<String>,
 }
 
 impl JobReport {
@@ -511,6 +514,43 @@ impl StreamingJob {
         })
     }
 
+    /// On a cluster every task step (mapper, combiner, reducer) carries the
+    /// side files in the job's plan, which travels in one gRPC message:
+    /// refuses up front what would not fit.
+    fn check_shipped_size(&self, ctx: &Context, side_files: &[(PathBuf, String)]) -> Result<()> {
+        let mut bytes = 0u64;
+        let mut pending: Vec<PathBuf> = side_files.iter().map(|(p, _)| p.clone()).collect();
+        while let Some(p) = pending.pop() {
+            let meta = std::fs::metadata(&p)
+                .map_err(|e| Error::Usage(format!("side file {}: {e}", p.display())))?;
+            if meta.is_dir() {
+                let entries = std::fs::read_dir(&p)
+                    .map_err(|e| Error::Usage(format!("side file {}: {e}", p.display())))?;
+                pending.extend(entries.filter_map(|e| e.ok().map(|e| e.path())));
+            } else {
+                bytes += meta.len();
+            }
+        }
+        let mut ops = 0u64;
+        for step in &self.steps {
+            let reduces = self.reducers(step, ctx)? > 0;
+            ops += 1 + u64::from(reduces) * (1 + u64::from(step.combiner.is_some()));
+        }
+        let shipped = bytes.saturating_mul(ops);
+        if shipped > pipe::MAX_SHIPPED_BYTES {
+            return Err(Error::Usage(format!(
+                "the job's side files ({:.1} MiB) travel with each of its {ops} task steps \
+                 inside the plan sent to the cluster ({:.1} MiB in all, over the {} MiB a \
+                 plan may carry): put large side data on storage every executor reads \
+                 (a shared filesystem or an object store) and read it from there",
+                bytes as f64 / (1u64 << 20) as f64,
+                shipped as f64 / (1u64 << 20) as f64,
+                pipe::MAX_SHIPPED_BYTES >> 20
+            )));
+        }
+        Ok(())
+    }
+
     /// Builds the job's plan (registering its ops in `ctx`). `work_root` holds
     /// task directories and spools while the job runs.
     pub fn plan(
@@ -550,6 +590,9 @@ impl StreamingJob {
                 f.clone()
             };
             side_files.push((path, name));
+        }
+        if ctx.cluster().is_some() {
+            self.check_shipped_size(ctx, &side_files)?;
         }
         let first_has_mapper = self.steps.first().is_some_and(|s| s.mapper.is_some());
         let mut plan = TextScanNode::plan_with(
@@ -679,6 +722,7 @@ impl StreamingJob {
             lines: 0,
             counters: BTreeMap::new(),
             statuses: BTreeMap::new(),
+            warnings: Vec::new(),
         };
         match output {
             Output::Dir(dir) => report.output = Some(dataset.write_text(dir)?),
@@ -707,9 +751,15 @@ impl StreamingJob {
         // On a cluster the tasks counted in the executors: the scheduler
         // kept each task's successful attempt's counts.
         if let Some(addr) = ctx.cluster() {
+            // The output is committed by now: counters that cannot be read
+            // make a warning, not a failed job.
             for ballista_job in ctx.cluster_jobs().since(cluster_mark) {
-                let counts = ctx.block_on(crate::cluster::job_counts(addr, &ballista_job))?;
-                counters.add_counts(&counts);
+                match ctx.block_on(crate::cluster::job_counts(addr, &ballista_job)) {
+                    Ok(counts) => counters.add_counts(&counts),
+                    Err(e) => report
+                        .warnings
+                        .push(format!("the counters below are incomplete: {e}")),
+                }
             }
         }
         report.counters = counters.snapshot();

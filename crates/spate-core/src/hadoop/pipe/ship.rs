@@ -22,10 +22,11 @@ use serde::{Deserialize, Serialize};
 use super::{PipeInput, PipeOp, PipeOutput, PipeRole, TaskProgram, TaskSetup};
 use crate::hadoop::Counters;
 
-/// Side files bigger than this in all are refused on a cluster: they
-/// travel inside every task's plan, base64-encoded, and an executor takes
-/// messages of up to 16 MiB (Ballista's gRPC limit).
-pub const MAX_SHIPPED_BYTES: u64 = 4 << 20;
+/// The most side-file bytes a job's plan may carry on a cluster, counted
+/// once per task step that carries them: the plan travels base64-encoded
+/// (4/3 the size) in one message, and Ballista's gRPC messages are at most
+/// 16 MiB.
+pub const MAX_SHIPPED_BYTES: u64 = 10 << 20;
 
 static LOCAL_ROOT: OnceLock<PathBuf> = OnceLock::new();
 
@@ -79,6 +80,42 @@ pub struct PortablePipe {
     map_attempts: usize,
     reduce_attempts: usize,
     task_slots: usize,
+}
+
+impl PortablePipe {
+    /// Refuses a step whose names would place files outside this host's
+    /// cache or task directories: a side file's name and each path under
+    /// it are plain names, the job id is Hadoop's `job_<digits>_<digits>`.
+    fn check(&self) -> DfResult<()> {
+        let plain = |s: &str| !s.is_empty() && s != "." && s != ".." && !s.contains('/');
+        let bad = |what: String| {
+            Err(DataFusionError::Plan(format!(
+                "shipped step {}: {what}: refused (a side file is a plain name in the \
+                 task's directory)",
+                self.step
+            )))
+        };
+        if !self
+            .job_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return bad(format!("job id '{}'", self.job_id));
+        }
+        for f in &self.files {
+            if !plain(&f.name) {
+                return bad(format!("side file name '{}'", f.name));
+            }
+            for e in &f.entries {
+                // A plain file's one entry has the empty path: the file itself.
+                let whole_file = e.path.is_empty() && !f.directory;
+                if !whole_file && !e.path.split('/').all(plain) {
+                    return bad(format!("path '{}' under side file {}", e.path, f.name));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Reads a side file (or every file under a side directory) to ship it.
@@ -190,7 +227,9 @@ impl ShippedFile {
             let mut f = std::fs::File::create(&path)?;
             f.write_all(&bytes)?;
             f.sync_all()?;
-            let mode = if e.executable { 0o755 } else { 0o644 };
+            // Read-only: every task of every job shipping these bytes
+            // links this copy, so none may change it.
+            let mode = if e.executable { 0o555 } else { 0o444 };
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
         }
         match std::fs::rename(staging.path(), hash_dir) {
@@ -285,7 +324,8 @@ impl PipeOp {
     /// The step again from its data, its side files to be put on this
     /// host's disk when its first task starts. Its counters are this op's
     /// own: an executor reports them as the step's metrics.
-    pub fn from_portable(p: PortablePipe) -> Self {
+    pub fn from_portable(p: PortablePipe) -> DfResult<Self> {
+        p.check()?;
         let work_root = local_root().join("tasks").join(format!(
             "{}-{}-{}",
             p.job_id,
@@ -324,7 +364,7 @@ impl PipeOp {
                 work_root,
             });
         }
-        op
+        Ok(op)
     }
 }
 
@@ -345,4 +385,37 @@ pub(super) fn host_name() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "?".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(name: &str, path: &str, job_id: &str) -> PortablePipe {
+        serde_json::from_value(serde_json::json!({
+            "step": "step-1/mapper", "step_index": 0, "program": {"Command": "cat"},
+            "role": "Map", "input": "Lines", "output": "Lines", "reducers": 1,
+            "job_id": job_id, "env": [], "map_attempts": 1, "reduce_attempts": 1,
+            "task_slots": 1,
+            "files": [{"name": name, "directory": true,
+                       "entries": [{"path": path, "executable": false, "content": ""}]}],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn shipped_names_stay_inside_the_task_directories() {
+        assert!(step("lib", "a/b.py", "job_1_0001").check().is_ok());
+        for (name, path, job) in [
+            ("../x", "a", "job_1_0001"),
+            ("lib/x", "a", "job_1_0001"),
+            ("lib", "../../etc/x", "job_1_0001"),
+            ("lib", "/etc/x", "job_1_0001"),
+            ("lib", "a/./b", "job_1_0001"),
+            ("lib", "a", "../job"),
+        ] {
+            let err = step(name, path, job).check().unwrap_err().to_string();
+            assert!(err.contains("refused"), "{name} {path} {job}: {err}");
+        }
+    }
 }
