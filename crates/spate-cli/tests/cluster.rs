@@ -696,23 +696,17 @@ fn mrjob_jobs_give_the_local_answers_on_the_cluster() {
 #[test]
 fn a_streaming_task_failing_on_the_cluster_names_task_host_and_error() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("in.txt"), "x\n").unwrap();
-    let addr = cluster().address().to_string();
-    let out = Command::new(SPATE)
-        .current_dir(dir.path())
-        .args([
-            "streaming",
-            "--cluster",
-            &addr,
-            "-input",
-            "in.txt",
-            "-output",
-            "-",
-        ])
-        .args(["-D", "mapreduce.map.maxattempts=2", "-reducer", "NONE"])
-        .args(["-mapper", "echo broken-on-purpose >&2; exit 3"])
-        .output()
-        .unwrap();
+    let out = streaming_on_cluster(
+        dir.path(),
+        &[
+            "-D",
+            "mapreduce.map.maxattempts=2",
+            "-reducer",
+            "NONE",
+            "-mapper",
+            "echo broken-on-purpose >&2; exit 3",
+        ],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("failed 2 times"), "{err}");
@@ -727,25 +721,21 @@ fn a_streaming_task_failing_on_the_cluster_names_task_host_and_error() {
 #[test]
 fn side_files_too_big_to_ship_are_refused_up_front() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("in.txt"), "x\n").unwrap();
     std::fs::write(dir.path().join("big.bin"), vec![b'x'; 4 << 20]).unwrap();
-    let addr = cluster().address().to_string();
-    let out = Command::new(SPATE)
-        .current_dir(dir.path())
-        .args([
-            "streaming",
-            "--cluster",
-            &addr,
-            "-input",
-            "in.txt",
-            "-output",
-            "-",
-        ])
-        // Three task steps carry it: 12 MiB in all.
-        .args(["-mapper", "cat", "-combiner", "cat", "-reducer", "cat"])
-        .args(["-file", "big.bin"])
-        .output()
-        .unwrap();
+    // Three task steps carry it: 12 MiB in all.
+    let out = streaming_on_cluster(
+        dir.path(),
+        &[
+            "-mapper",
+            "cat",
+            "-combiner",
+            "cat",
+            "-reducer",
+            "cat",
+            "-file",
+            "big.bin",
+        ],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
@@ -756,4 +746,25 @@ fn side_files_too_big_to_ship_are_refused_up_front() {
         err.contains("shared filesystem or an object store"),
         "{err}"
     );
+}
+
+/// `spate streaming` on the cluster from `dir`, over a one-line `in.txt`
+/// there, printing to stdout, with `args` added.
+fn streaming_on_cluster(dir: &Path, args: &[&str]) -> std::process::Output {
+    std::fs::write(dir.join("in.txt"), "x\n").unwrap();
+    let addr = cluster().address().to_string();
+    Command::new(SPATE)
+        .current_dir(dir)
+        .args([
+            "streaming",
+            "--cluster",
+            &addr,
+            "-input",
+            "in.txt",
+            "-output",
+            "-",
+        ])
+        .args(args)
+        .output()
+        .unwrap()
 }
