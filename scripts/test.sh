@@ -38,16 +38,22 @@ export PATH
 if ! command -v s3s-fs >/dev/null; then
     cargo install --locked --quiet s3s-fs --version 0.14.1 --features binary
 fi
-# The SQL shell's test drives it through a pseudo-terminal with script(1).
-if ! command -v script >/dev/null; then
+# Debian packages: script(1), through which the SQL shell's test drives it
+# in a pseudo-terminal, and ip(8), with which the cluster's hosts test makes
+# network namespaces.
+DEB_PACKAGES=()
+command -v script >/dev/null || DEB_PACKAGES+=(bsdutils)
+command -v ip >/dev/null || DEB_PACKAGES+=(iproute2)
+if [ "${#DEB_PACKAGES[@]}" -gt 0 ]; then
     sudo_ apt-get update -qq
-    sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bsdutils >/dev/null
+    sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${DEB_PACKAGES[@]}" >/dev/null
 fi
 
 python3 -c 'import mrjob; print("mrjob", mrjob.__version__)' || fail "mrjob does not import"
 tpchgen-cli --version || fail "tpchgen-cli does not run"
 s3s-fs --version || fail "s3s-fs does not run"
 script --version || fail "script(1) does not run"
+ip -V || fail "ip(8) does not run"
 
 step "tests"
 cargo test --workspace "$@"

@@ -8,9 +8,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ballista_core::RuntimeProducer;
 use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use ballista_executor::health::{ExecutorHealth, spawn_health_server};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::SessionConfig;
 use spate_core::cluster::{Address, check_same_build};
 use spate_core::codec::{SpateLogicalCodec, SpatePhysicalCodec};
@@ -88,6 +90,19 @@ fn functions() -> Result<BallistaFunctionRegistry> {
     Ok(BallistaFunctionRegistry::from(&state))
 }
 
+/// Each job's runtime: spill files under `work_dir` (as Ballista's own) and
+/// object stores from this process's environment, shared by all jobs.
+fn runtime_producer(work_dir: &std::path::Path) -> RuntimeProducer {
+    let stores = spate_core::cluster::stores_from_env();
+    let work_dir = work_dir.to_path_buf();
+    Arc::new(move |_: &SessionConfig| {
+        RuntimeEnvBuilder::new()
+            .with_temp_file_path(work_dir.clone())
+            .with_object_store_registry(stores.clone())
+            .build_arc()
+    })
+}
+
 /// Runs an executor until it is stopped (SIGINT, SIGTERM, the scheduler
 /// stopping it, or the scheduler lost for 5 heartbeats). Steps of jobs are
 /// looked up in `registry` when their tasks arrive.
@@ -138,6 +153,10 @@ pub async fn run(opts: ExecutorOptions, registry: Arc<Registry>) -> Result<()> {
         override_function_registry: Some(Arc::new(functions()?)),
         override_logical_codec: Some(Arc::new(SpateLogicalCodec::new(registry.clone()))),
         override_physical_codec: Some(Arc::new(SpatePhysicalCodec::new(registry))),
+        // Ballista's runtime for each job (spill files under the work
+        // directory), with object stores set up from this process's
+        // environment and shared by every job.
+        override_runtime_producer: Some(runtime_producer(&shuffle_dir)),
         health: health.clone(),
         ..ExecutorProcessConfig::default()
     };

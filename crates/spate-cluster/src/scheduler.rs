@@ -60,11 +60,7 @@ impl Scheduler {
 
 /// The host name of this machine (for advertising an every-interface bind).
 pub(crate) fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
+    spate_core::cluster::host_name().unwrap_or_else(|| "localhost".into())
 }
 
 /// Ballista's scheduler configuration as spate sets it (each setting that
@@ -73,9 +69,13 @@ fn config(opts: &SchedulerOptions, port: u16, advertised: &str) -> SchedulerConf
     let registry = Arc::new(Registry::default());
     // Ballista's own session state for each job (its optimizer rules and
     // functions), with spate's planner for spate's nodes. Ballista's
-    // documentation builds one from scratch and loses those rules.
-    let session_builder: SessionBuilder = Arc::new(|config: SessionConfig| {
+    // documentation builds one from scratch and loses those rules. Object
+    // stores come from this process's environment, set up on first use and
+    // shared by every job.
+    let stores = spate_core::cluster::stores_from_env();
+    let session_builder: SessionBuilder = Arc::new(move |config: SessionConfig| {
         let state = ballista_core::utils::default_session_builder(config)?;
+        let state = spate_core::cluster::with_object_stores(state, stores.clone())?;
         Ok(spate_core::cluster::with_spate_planner(state))
     });
     SchedulerConfig {

@@ -14,7 +14,8 @@ use ballista::prelude::{SessionConfigExt, SessionContextExt};
 use ballista_core::execution_plans::DistributedQueryExec;
 use datafusion::error::Result as DfResult;
 use datafusion::execution::context::QueryPlanner;
-use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::object_store::ObjectStoreRegistry;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::ExecutionPlan;
@@ -426,6 +427,34 @@ pub fn with_spate_planner(state: SessionState) -> SessionState {
             Arc::new(spate_io::text_table::TextTableFactory),
         )
         .build()
+}
+
+/// The object stores of a scheduler or an executor: each bucket's store set
+/// up from the process's own environment the first time a job names it
+/// (see [`spate_io::store::StoresFromEnv`]).
+pub fn stores_from_env() -> Arc<dyn ObjectStoreRegistry> {
+    spate_io::store::StoresFromEnv::new()
+}
+
+/// `state` with its runtime reading object stores from `stores` (its
+/// session id kept: Ballista keys the job's session by it).
+pub fn with_object_stores(
+    state: SessionState,
+    stores: Arc<dyn ObjectStoreRegistry>,
+) -> DfResult<SessionState> {
+    let session_id = state.session_id().to_string();
+    let runtime = RuntimeEnvBuilder::from_runtime_env(state.runtime_env())
+        .with_object_store_registry(stores)
+        .build_arc()?;
+    Ok(SessionStateBuilder::new_from_existing(state)
+        .with_session_id(session_id)
+        .with_runtime_env(runtime)
+        .build())
+}
+
+/// This machine's host name.
+pub fn host_name() -> Option<String> {
+    spate_io::host_name()
 }
 
 #[cfg(test)]

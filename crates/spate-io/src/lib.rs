@@ -34,3 +34,13 @@ pub mod store;
 pub mod text_table;
 
 pub use error::{Error, Result};
+
+/// This machine's host name (`/proc/sys/kernel/hostname`), for errors
+/// raised on one of a cluster's hosts and for the address a server
+/// advertises when bound to every interface.
+pub fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+}

@@ -9,6 +9,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::error::DataFusionError;
+use datafusion::execution::object_store::ObjectStoreRegistry;
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -26,12 +28,25 @@ use object_store::{
 /// and `file://` URLs need none. The error says what is wrong with the URL
 /// or the store's configuration.
 pub fn register_for(session: &SessionContext, location: &str) -> Result<(), String> {
+    if let Some((base, store)) = store_for(location)? {
+        session.runtime_env().register_object_store(&base, store);
+    }
+    Ok(())
+}
+
+/// A store and the URL it is registered under.
+type Registered = (url::Url, Arc<dyn ObjectStore>);
+
+/// The object store behind `location` (`None` for local paths and
+/// `file://`), set up from the environment and behind [`HidingStore`], with
+/// the URL it is registered under (`scheme://bucket`).
+fn store_for(location: &str) -> Result<Option<Registered>, String> {
     let Some((scheme, rest)) = location.split_once("://") else {
-        return Ok(());
+        return Ok(None);
     };
     let scheme = scheme.to_ascii_lowercase();
     if scheme == "file" {
-        return Ok(());
+        return Ok(None);
     }
     let authority = rest.split('/').next().unwrap_or_default();
     if authority.is_empty() {
@@ -73,10 +88,96 @@ pub fn register_for(session: &SessionContext, location: &str) -> Result<(), Stri
     };
     let base = url::Url::parse(&format!("{scheme}://{authority}"))
         .map_err(|e| format!("{location}: {e}"))?;
-    session
-        .runtime_env()
-        .register_object_store(&base, HidingStore::wrap(store));
-    Ok(())
+    Ok(Some((base, HidingStore::wrap(store))))
+}
+
+/// The object stores of a process that plans or runs other processes'
+/// queries: a cluster's scheduler and executors. A store is set up the first
+/// time a URL of its bucket is used, from this process's environment (the
+/// variables [`register_for`] reads on the driver), so a scheduler and its
+/// executors need the store's credentials in their own environment, as
+/// Spark's executors and Hadoop's task nodes do. Local files are read
+/// behind [`HidingStore`] as on the driver.
+pub struct StoresFromEnv {
+    stores: std::sync::Mutex<std::collections::HashMap<String, Arc<dyn ObjectStore>>>,
+}
+
+impl StoresFromEnv {
+    /// A registry holding the local file system.
+    pub fn new() -> Arc<Self> {
+        let local: Arc<dyn ObjectStore> =
+            HidingStore::wrap(Arc::new(object_store::local::LocalFileSystem::new()));
+        let stores = std::collections::HashMap::from([("file://".to_string(), local)]);
+        Arc::new(Self {
+            stores: std::sync::Mutex::new(stores),
+        })
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Arc<dyn ObjectStore>>> {
+        // A panic while holding the lock left the map whole: keep using it.
+        self.stores
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The registry's key for `url`: its scheme and authority, without
+/// credentials (DataFusion's rule).
+fn store_key(url: &url::Url) -> String {
+    format!(
+        "{}://{}",
+        url.scheme(),
+        &url[url::Position::BeforeHost..url::Position::AfterPort]
+    )
+}
+
+impl std::fmt::Debug for StoresFromEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut keys: Vec<String> = self.lock().keys().cloned().collect();
+        keys.sort();
+        f.debug_struct("StoresFromEnv")
+            .field("stores", &keys)
+            .finish()
+    }
+}
+
+impl ObjectStoreRegistry for StoresFromEnv {
+    fn register_store(
+        &self,
+        url: &url::Url,
+        store: Arc<dyn ObjectStore>,
+    ) -> Option<Arc<dyn ObjectStore>> {
+        self.lock().insert(store_key(url), store)
+    }
+
+    fn deregister_store(&self, url: &url::Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
+        self.lock().remove(&store_key(url)).ok_or_else(|| {
+            DataFusionError::Execution(format!("no object store is registered for {url}"))
+        })
+    }
+
+    fn get_store(&self, url: &url::Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
+        let key = store_key(url);
+        let mut stores = self.lock();
+        if let Some(store) = stores.get(&key) {
+            return Ok(Arc::clone(store));
+        }
+        match store_for(&key) {
+            Ok(Some((_, store))) => {
+                stores.insert(key, Arc::clone(&store));
+                Ok(store)
+            }
+            Ok(None) => Err(DataFusionError::Execution(format!(
+                "no object store for {url}"
+            ))),
+            Err(e) => Err(DataFusionError::Execution(format!(
+                "{e} (on {}, from its own environment)",
+                crate::host_name().unwrap_or_else(|| "this host".into())
+            ))),
+        }
+    }
 }
 
 /// Registers the local file system in `runtime` behind [`HidingStore`].
@@ -245,6 +346,33 @@ mod tests {
         assert!(e.contains("names no bucket"), "{e}");
         // An S3 store needs no network to be set up.
         assert!(register_for(&ctx, "s3://bucket/dir/").is_ok());
+    }
+
+    #[test]
+    fn stores_from_env_are_set_up_once_per_bucket() {
+        let stores = StoresFromEnv::new();
+        let url = |u: &str| url::Url::parse(u).unwrap();
+        // Local files, hidden names left out, as on the driver.
+        let local = stores.get_store(&url("file:///tmp/x")).unwrap();
+        assert!(local.to_string().contains("LocalFileSystem"), "{local}");
+        let a = stores.get_store(&url("s3://bucket/a/b.parquet")).unwrap();
+        let b = stores.get_store(&url("s3://bucket/c/")).unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "one store per bucket");
+        let other = stores.get_store(&url("s3://other/")).unwrap();
+        assert!(!Arc::ptr_eq(&a, &other));
+        let e = stores
+            .get_store(&url("ftp://host/x"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no object store for ftp://"), "{e}");
+        assert!(e.contains("from its own environment"), "{e}");
+        // What a session registers itself wins.
+        let mine: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        stores.register_store(&url("s3://bucket"), Arc::clone(&mine));
+        let got = stores.get_store(&url("s3://bucket/a")).unwrap();
+        assert!(Arc::ptr_eq(&got, &mine));
+        assert!(stores.deregister_store(&url("s3://bucket")).is_ok());
+        assert!(stores.deregister_store(&url("s3://bucket")).is_err());
     }
 
     #[tokio::test]

@@ -380,11 +380,7 @@ fn unique() -> String {
 
 /// This host's name, for errors of tasks that ran here.
 pub(super) fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "?".into())
+    spate_io::host_name().unwrap_or_else(|| "?".into())
 }
 
 #[cfg(test)]
