@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ballista::prelude::{SessionConfigExt, SessionContextExt};
-use ballista_core::execution_plans::DistributedQueryExec;
 use datafusion::error::Result as DfResult;
 use datafusion::execution::context::QueryPlanner;
 use datafusion::execution::object_store::ObjectStoreRegistry;
@@ -20,7 +19,6 @@ use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use datafusion_proto::protobuf::LogicalPlanNode;
 use serde::Deserialize;
 
 use crate::codec::{SpateLogicalCodec, SpatePhysicalCodec};
@@ -291,6 +289,7 @@ pub(crate) fn remote_session(
     let planner = RecordingPlanner {
         inner: state.query_planner().clone(),
         jobs: jobs.clone(),
+        scheduler: addr.clone(),
     };
     let state = SessionStateBuilder::new_from_existing(state)
         .with_session_id(session_id)
@@ -333,20 +332,19 @@ impl ClusterJobs {
         plans
             .iter()
             .skip(plans.len() - newer)
-            .filter_map(|p| {
-                p.downcast_ref::<DistributedQueryExec<LogicalPlanNode>>()
-                    .and_then(|d| d.job_id())
-                    .map(|id| id.to_string())
-            })
+            .filter_map(crate::cluster_job::job_id_of)
             .collect()
     }
 }
 
-/// Ballista's query planner, noting every plan it makes.
+/// Ballista's query planner, noting every plan it makes, each plan wrapped
+/// so that its errors say when the scheduler was lost
+/// ([`crate::cluster_job`]).
 #[derive(Debug)]
 struct RecordingPlanner {
     inner: Arc<dyn QueryPlanner + Send + Sync>,
     jobs: Arc<ClusterJobs>,
+    scheduler: Address,
 }
 
 #[async_trait::async_trait]
@@ -361,7 +359,10 @@ impl QueryPlanner for RecordingPlanner {
             .create_physical_plan(logical_plan, session_state)
             .await?;
         self.jobs.record(plan.clone());
-        Ok(plan)
+        Ok(Arc::new(crate::cluster_job::ClusterJobExec::new(
+            plan,
+            self.scheduler.clone(),
+        )))
     }
 }
 

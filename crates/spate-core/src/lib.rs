@@ -22,6 +22,7 @@
 
 pub mod build;
 pub mod cluster;
+pub mod cluster_job;
 pub mod cluster_scans;
 pub mod cluster_writes;
 pub mod codec;

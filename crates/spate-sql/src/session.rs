@@ -282,10 +282,15 @@ impl<'a> SqlSession<'a> {
             self.ctx
                 .block_on(df.collect())
                 .map_err(|e| match spate_core::error::from_df(e) {
-                    Error::Execution(inner) => Error::Execution(DataFusionError::Context(
-                        self.reading(&plan),
-                        Box::new(inner),
-                    )),
+                    // A lost scheduler is not the tables' fault.
+                    Error::Execution(inner)
+                        if !spate_core::cluster_job::is_lost_scheduler(&inner) =>
+                    {
+                        Error::Execution(DataFusionError::Context(
+                            self.reading(&plan),
+                            Box::new(inner),
+                        ))
+                    }
                     other => other,
                 })?;
         Ok(Outcome::Rows { schema, batches })
