@@ -11,8 +11,8 @@
 //!   each cluster (Parquet from `tpchgen-cli`, `pip install tpchgen-cli`);
 //!   every cluster's answers are checked against the local ones. Each query's
 //!   stages on the cluster are counted from the scheduler's REST API.
-//! - The overhead per stage: three small queries on the 25-row `nation`
-//!   table (1 to 4 stages) on each cluster; a line fitted through (stages,
+//! - The overhead per stage: four small queries on the 25-row `nation`
+//!   table (1 to 5 stages) on each cluster; a line fitted through (stages,
 //!   time) gives the cost per stage (its slope) and per job (its intercept).
 //!
 //! Every side gets the same runs (`SPATE_BENCH_RUNS`, default 3: the best is
@@ -161,11 +161,13 @@ const TPCH_QUERIES: [usize; 4] = [1, 3, 5, 18];
 
 /// Small queries (25 and 5 rows) with more and more stages on a cluster:
 /// what they cost there is the cluster path's own.
-const SMALL: [&str; 3] = [
+const SMALL: [&str; 4] = [
     "SELECT n_name FROM nation WHERE n_nationkey = 7",
     "SELECT n_regionkey, count(*) FROM nation GROUP BY n_regionkey ORDER BY n_regionkey",
     "SELECT r_name, count(*) AS n FROM nation JOIN region ON n_regionkey = r_regionkey \
      GROUP BY r_name ORDER BY n DESC, r_name",
+    "SELECT c, count(*) FROM (SELECT n_regionkey, count(*) AS c FROM nation \
+     GROUP BY n_regionkey) GROUP BY c ORDER BY c",
 ];
 
 /// TPC-H data at `scale`, generated once (`pip install tpchgen-cli`) where
@@ -440,7 +442,7 @@ fn bench() {
         }
         println!();
     }
-    println!("small1..3: {}", SMALL.join("; "));
+    println!("small1..4: {}", SMALL.join("; "));
     for (executors, measured) in &sql_sides {
         let points: Vec<(f64, f64)> = measured[TPCH_QUERIES.len()..]
             .iter()
