@@ -17,13 +17,16 @@
 //! into the target directory.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use datafusion::prelude::SessionContext;
 use spate_core::context::Context;
 use spate_sql::{Outcome, SqlSession, split};
+use tpch_common::{Rows, same_answer};
+
+mod tpch_common;
 
 const TABLES: [&str; 8] = [
     "customer", "lineitem", "nation", "orders", "part", "partsupp", "region", "supplier",
@@ -39,23 +42,6 @@ fn queries() -> Vec<(usize, String)> {
         .collect()
 }
 
-fn data(scale: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("tpch-sf{scale}"));
-    if !dir.join("lineitem.parquet").exists() {
-        eprintln!("generating TPC-H scale factor {scale} in {}", dir.display());
-        let staging = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        let ok = Command::new("tpchgen-cli")
-            .args(["parquet", "-s", scale, "--output-dir"])
-            .arg(staging.path())
-            .status()
-            .expect("pip install tpchgen-cli")
-            .success();
-        assert!(ok);
-        std::fs::rename(staging.keep(), &dir).unwrap();
-    }
-    dir
-}
-
 fn best<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
     let mut best = Duration::MAX;
     let mut out = None;
@@ -66,9 +52,6 @@ fn best<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
     }
     (best, out.unwrap())
 }
-
-/// A query's answer: its last result's rows, values as text.
-type Rows = Vec<Vec<String>>;
 
 /// The last result of a query's statements, through spate.
 fn run_spate(session: &mut SqlSession<'_>, text: &str) -> Rows {
@@ -93,23 +76,6 @@ fn run_datafusion(rt: &tokio::runtime::Runtime, ctx: &SessionContext, text: &str
         }
     }
     rows
-}
-
-/// Whether two answers agree: the same rows in the same order, values equal
-/// as text or as numbers to 1e-6 relative (engines average decimals
-/// differently), NULL as `NULL`.
-fn same_answer(a: &Rows, b: &Rows) -> bool {
-    let same = |x: &str, y: &str| {
-        x == y
-            || match (x.parse::<f64>(), y.parse::<f64>()) {
-                (Ok(x), Ok(y)) => (x - y).abs() <= 1e-6 * x.abs().max(y.abs()).max(1.0),
-                _ => false,
-            }
-    };
-    a.len() == b.len()
-        && a.iter()
-            .zip(b)
-            .all(|(r, s)| r.len() == s.len() && r.iter().zip(s).all(|(x, y)| same(x, y)))
 }
 
 /// Best time per query (seconds) and its answer through a Python engine,
@@ -243,7 +209,7 @@ fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(3);
-    let data = data(&scale);
+    let data = tpch_common::data(Path::new(env!("CARGO_TARGET_TMPDIR")), &scale);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     println!("TPC-H scale factor {scale}, {threads} threads, best of {runs}");
 

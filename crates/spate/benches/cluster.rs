@@ -35,6 +35,10 @@ use std::time::{Duration, Instant};
 
 use spate::cluster::launch::{LocalCluster, UpOptions};
 use spate::prelude::*;
+use tpch_common::{Rows, same_answer};
+
+#[path = "../../spate-sql/benches/tpch_common/mod.rs"]
+mod tpch_common;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -170,51 +174,12 @@ const SMALL: [&str; 4] = [
      GROUP BY n_regionkey) GROUP BY c ORDER BY c",
 ];
 
-/// TPC-H data at `scale`, generated once (`pip install tpchgen-cli`) where
-/// the TPC-H benchmark of spate-sql keeps it too.
-fn tpch_data(scale: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("tpch-sf{scale}"));
-    if !dir.join("lineitem.parquet").exists() {
-        eprintln!("generating TPC-H scale factor {scale} in {}", dir.display());
-        let staging = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        let ok = Command::new("tpchgen-cli")
-            .args(["parquet", "-s", scale, "--output-dir"])
-            .arg(staging.path())
-            .status()
-            .expect("pip install tpchgen-cli")
-            .success();
-        assert!(ok, "tpchgen-cli failed");
-        std::fs::rename(staging.keep(), &dir).unwrap();
-    }
-    dir
-}
-
-/// A query's answer: its rows, values as text.
-type Rows = Vec<Vec<String>>;
-
 /// One query on one side: the best time, the answer and (on a cluster) the
 /// stages the scheduler ran.
 struct Measured {
     best: Duration,
     rows: Rows,
     stages: usize,
-}
-
-/// Whether two answers agree: the same rows in the same order, values equal
-/// as text or as numbers to 1e-9 relative (partial sums add up in another
-/// order on another split).
-fn same_answer(a: &Rows, b: &Rows) -> bool {
-    let same = |x: &str, y: &str| {
-        x == y
-            || match (x.parse::<f64>(), y.parse::<f64>()) {
-                (Ok(x), Ok(y)) => (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0),
-                _ => false,
-            }
-    };
-    a.len() == b.len()
-        && a.iter()
-            .zip(b)
-            .all(|(r, s)| r.len() == s.len() && r.iter().zip(s).all(|(x, y)| same(x, y)))
 }
 
 /// The TPC-H queries, then the small ones, through spate's SQL session on
@@ -292,7 +257,7 @@ fn bench() {
     let scale = std::env::var("SPATE_TPCH_SCALE").unwrap_or_else(|_| "1".into());
     let input = corpus(&name);
     let tiny = corpus("tiny");
-    let data = tpch_data(&scale);
+    let data = tpch_common::data(Path::new(env!("CARGO_TARGET_TMPDIR")), &scale);
     let me = std::env::current_exe().unwrap();
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("out");
