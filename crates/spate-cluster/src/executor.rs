@@ -126,6 +126,7 @@ pub async fn run(opts: ExecutorOptions, registry: Arc<Registry>) -> Result<()> {
     // Hadoop Streaming and mrjob tasks: their shipped side files and
     // working directories.
     spate_core::hadoop::pipe::set_local_root(&opts.work_dir.join(format!("tasks-{id}")));
+    tokio::spawn(sweep_shipped_files());
     let health = ExecutorHealth::new();
     let health_addr: SocketAddr = format!("{}:{}", opts.bind_host, ports.health)
         .parse()
@@ -185,4 +186,28 @@ pub async fn run(opts: ExecutorOptions, registry: Arc<Registry>) -> Result<()> {
     announce.abort();
     health_server.abort();
     outcome.map_err(|e| Error::Usage(format!("executor {id}: {e}")))
+}
+
+/// Every [`timing::ORPHAN_SWEEP_SECS`], removes the shipped side files no
+/// step on this executor used for [`timing::ORPHAN_DATA_TTL_SECS`], and task
+/// directories of killed tasks as old (the cache would otherwise grow with
+/// every job that ships new bytes).
+async fn sweep_shipped_files() {
+    let every = Duration::from_secs(timing::ORPHAN_SWEEP_SECS);
+    let unused_for = Duration::from_secs(timing::ORPHAN_DATA_TTL_SECS);
+    let mut ticks = tokio::time::interval(every);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let swept = tokio::task::spawn_blocking(move || {
+            spate_core::hadoop::pipe::sweep_local_root(unused_for)
+        })
+        .await;
+        match swept {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => log::info!("removed {n} unused shipped side files and task directories"),
+            Ok(Err(e)) => log::warn!("sweeping shipped side files: {e}"),
+            Err(e) => log::warn!("sweeping shipped side files: {e}"),
+        }
+    }
 }

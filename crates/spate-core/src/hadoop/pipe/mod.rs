@@ -34,7 +34,7 @@ mod lines;
 mod ship;
 mod task;
 
-pub use ship::{MAX_SHIPPED_BYTES, PortablePipe, set_local_root};
+pub use ship::{MAX_SHIPPED_BYTES, PortablePipe, set_local_root, sweep_local_root};
 
 use driver::{Driver, OpView};
 

@@ -7,8 +7,12 @@
 //! (`<root>/shipped/<hash>/<name>`), so the tasks of one job (and later
 //! jobs shipping the same file) write it once. The root is the executor's
 //! work directory ([`set_local_root`]), else the system's temporary
-//! directory.
+//! directory. An executor sweeps the cache now and then
+//! ([`sweep_local_root`]): entries no step on it has used for a while go,
+//! and so do task directories a killed task left; what a decoded step on
+//! this host uses stays.
 
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -29,6 +33,13 @@ use crate::hadoop::Counters;
 pub const MAX_SHIPPED_BYTES: u64 = 10 << 20;
 
 static LOCAL_ROOT: OnceLock<PathBuf> = OnceLock::new();
+
+/// The cache entries and task directories the decoded steps of this
+/// process use, with how many steps use each. Held while a step writes its
+/// files and while the sweep decides, so the sweep never removes what a
+/// step is about to use.
+static IN_USE: parking_lot::Mutex<BTreeMap<PathBuf, usize>> =
+    parking_lot::Mutex::new(BTreeMap::new());
 
 /// Where this process keeps shipped side files and the working directories
 /// of the tasks it runs for a cluster (an executor: its work directory).
@@ -253,21 +264,36 @@ pub(super) struct Shipment {
     written: OnceLock<Result<(), String>>,
     /// This op's task directories; removed with the op.
     work_root: PathBuf,
+    /// What this step marked in use (in [`IN_USE`]); given back when the
+    /// step is dropped.
+    held: parking_lot::Mutex<Vec<PathBuf>>,
 }
 
 impl Shipment {
-    /// Puts the files on disk (once).
+    /// Puts the files on disk (once), and marks them and the task
+    /// directory in use until the step is dropped.
     pub(super) fn ensure(&self) -> DfResult<()> {
         self.written
             .get_or_init(|| {
+                let mut in_use = IN_USE.lock();
+                let mut held = self.held.lock();
+                let mut hold = |path: &Path| {
+                    *in_use.entry(path.to_path_buf()).or_default() += 1;
+                    held.push(path.to_path_buf());
+                };
+                hold(&self.work_root);
                 for f in &self.files {
-                    f.materialize().map_err(|e| {
+                    let target = f.materialize().map_err(|e| {
                         format!(
                             "cannot write shipped side file {} under {}: {e}",
                             f.name,
                             local_root().display()
                         )
                     })?;
+                    if let Some(entry) = target.parent() {
+                        hold(entry);
+                        touch(entry);
+                    }
                 }
                 std::fs::create_dir_all(&self.work_root).map_err(|e| {
                     format!(
@@ -283,8 +309,55 @@ impl Shipment {
 
 impl Drop for Shipment {
     fn drop(&mut self) {
+        let mut in_use = IN_USE.lock();
+        for path in self.held.lock().drain(..) {
+            touch(&path);
+            if let Some(n) = in_use.get_mut(&path) {
+                *n -= 1;
+                if *n == 0 {
+                    in_use.remove(&path);
+                }
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.work_root);
     }
+}
+
+/// Sets a cache entry's time of last use (its modification time).
+fn touch(path: &Path) {
+    if let Ok(dir) = std::fs::File::open(path) {
+        let _ = dir.set_modified(std::time::SystemTime::now());
+    }
+}
+
+/// Removes, under this process's root ([`set_local_root`]), the shipped
+/// side files no decoded step here has used for `unused_for` and the task
+/// directories (of killed tasks) as old: how many entries went.
+pub fn sweep_local_root(unused_for: std::time::Duration) -> std::io::Result<usize> {
+    let root = local_root();
+    let in_use = IN_USE.lock();
+    let mut removed = 0;
+    for dir in [root.join("shipped"), root.join("tasks")] {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let path = entry?.path();
+            if in_use.contains_key(&path) {
+                continue;
+            }
+            let age = std::fs::symlink_metadata(&path)
+                .and_then(|m| m.modified())
+                .map(|t| t.elapsed().unwrap_or_default())?;
+            if age >= unused_for {
+                std::fs::remove_dir_all(&path)?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
 }
 
 impl PipeOp {
@@ -362,6 +435,7 @@ impl PipeOp {
                 files: p.files,
                 written: OnceLock::new(),
                 work_root,
+                held: parking_lot::Mutex::default(),
             });
         }
         Ok(op)
@@ -397,6 +471,32 @@ mod tests {
                        "entries": [{"path": path, "executable": false, "content": ""}]}],
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn the_sweep_removes_only_what_no_step_uses() {
+        let mut p = step("lib", "a.py", "job_1_0001");
+        // Bytes no other test ships: an entry of its own in the cache.
+        let unique = format!("# {}\n", unique());
+        p.files[0].entries[0].content = base64::engine::general_purpose::STANDARD.encode(&unique);
+        let entry = p.files[0].cached_path().parent().unwrap().to_path_buf();
+        let op = PipeOp::from_portable(p).unwrap();
+        let shipment = op.spec.shipment.as_ref().unwrap();
+        shipment.ensure().unwrap();
+        let work_root = shipment.work_root.clone();
+        assert!(entry.join("lib/a.py").exists());
+        // In use: kept however old.
+        sweep_local_root(std::time::Duration::ZERO).unwrap();
+        assert!(entry.join("lib/a.py").exists());
+        assert!(work_root.exists());
+        // Unused, but used just now: kept for a while.
+        drop(op);
+        sweep_local_root(std::time::Duration::from_secs(3600)).unwrap();
+        assert!(entry.exists());
+        // Unused for longer than the sweep allows: gone, read-only files too.
+        sweep_local_root(std::time::Duration::ZERO).unwrap();
+        assert!(!entry.exists());
+        assert!(!work_root.exists());
     }
 
     #[test]
