@@ -265,7 +265,12 @@ fn killed_during(stage: &str, slots: usize) {
     kill(executors[1]);
     let killed_at = Instant::now();
     let (code, out, err, took) = finish(query, killed_at);
-    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        code,
+        Some(0),
+        "{err}\n{}",
+        diagnosis(cluster.work_dir(), &addr, &job)
+    );
     // Exactly the fault-free answer: no row lost, none twice.
     assert!(
         out == want,
@@ -290,6 +295,32 @@ fn killed_during(stage: &str, slots: usize) {
             "killed during stage {stage}: stage {s} re-ran {failed:?} (job finished {took:.1?} after the kill)"
         );
     }
+}
+
+/// What the scheduler saw of a job that should have survived: its tasks'
+/// statuses by stage and the warnings and errors of the scheduler's log.
+fn diagnosis(work_dir: &Path, addr: &Address, job: &str) -> String {
+    let mut text = String::from("the scheduler's view of the job:\n");
+    for s in stages(addr, job) {
+        let tasks = s["tasks"].as_array().cloned().unwrap_or_default();
+        for t in tasks.iter().filter(|t| !succeeded(t)) {
+            text.push_str(&format!(
+                "  stage {} partition {} {}\n",
+                s["stage_id"], t["partition_id"], t["status"]
+            ));
+        }
+    }
+    let log = std::fs::read_to_string(work_dir.join("scheduler.log")).unwrap_or_default();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .collect();
+    text.push_str("the scheduler's warnings and errors (last 40):\n");
+    for l in &lines[lines.len().saturating_sub(40)..] {
+        text.push_str(l);
+        text.push('\n');
+    }
+    text
 }
 
 #[test]
