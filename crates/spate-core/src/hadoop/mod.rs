@@ -86,10 +86,11 @@ impl Counters {
         self.statuses.lock().clone()
     }
 
-    /// The counters of step `step` as named counts — the metrics a
-    /// cluster's executor reports for a step's tasks. A count is unsigned:
-    /// a negative counter goes as its magnitude under a name of its own.
-    pub fn as_counts(&self, step: usize) -> Vec<(String, u64)> {
+    /// The counters of step `step` of job `job` as named counts — the
+    /// metrics a cluster's executor reports for a step's tasks. A count is
+    /// unsigned: a negative counter goes as its magnitude under a name of
+    /// its own.
+    pub fn as_counts(&self, job: &str, step: usize) -> Vec<(String, u64)> {
         let steps = self.steps.lock();
         let Some(groups) = steps.get(&step) else {
             return Vec::new();
@@ -99,7 +100,9 @@ impl Counters {
             for (counter, value) in counters {
                 let sign = if *value < 0 { '-' } else { '+' };
                 out.push((
-                    format!("{COUNT_PREFIX}{step}{COUNT_SEP}{group}{COUNT_SEP}{counter}{COUNT_SEP}{sign}"),
+                    format!(
+                        "{COUNT_PREFIX}{job}{COUNT_SEP}{step}{COUNT_SEP}{group}{COUNT_SEP}{counter}{COUNT_SEP}{sign}"
+                    ),
                     value.unsigned_abs(),
                 ));
             }
@@ -107,17 +110,21 @@ impl Counters {
         out
     }
 
-    /// Adds counts made by [`Counters::as_counts`] (in other processes);
-    /// other metrics are not counters and are skipped.
-    pub fn add_counts(&self, counts: &[(String, u64)]) {
+    /// Adds the counts of job `job` made by [`Counters::as_counts`] (in
+    /// other processes); other metrics, and other jobs' counts (of a job
+    /// run at the same time from the same context), are skipped.
+    pub fn add_counts(&self, job: &str, counts: &[(String, u64)]) {
         for (name, value) in counts {
             let Some(rest) = name.strip_prefix(COUNT_PREFIX) else {
                 continue;
             };
             let parts: Vec<&str> = rest.split(COUNT_SEP).collect();
-            let [step, group, counter, sign] = parts[..] else {
+            let [of, step, group, counter, sign] = parts[..] else {
                 continue;
             };
+            if of != job {
+                continue;
+            }
             let Ok(step) = step.parse() else {
                 continue;
             };
@@ -128,7 +135,7 @@ impl Counters {
     }
 }
 
-/// Counter metrics: `spate.counter<US>step<US>group<US>counter<US>sign`.
+/// Counter metrics: `spate.counter<US>job<US>step<US>group<US>counter<US>sign`.
 const COUNT_PREFIX: &str = "spate.counter\u{1f}";
 const COUNT_SEP: char = '\u{1f}';
 
@@ -755,7 +762,7 @@ impl StreamingJob {
             // make a warning, not a failed job.
             for ballista_job in ctx.cluster_jobs().since(cluster_mark) {
                 match ctx.block_on(crate::cluster::job_counts(addr, &ballista_job)) {
-                    Ok(counts) => counters.add_counts(&counts),
+                    Ok(counts) => counters.add_counts(&report.job_id, &counts),
                     Err(e) => report
                         .warnings
                         .push(format!("the counters below are incomplete: {e}")),
@@ -765,5 +772,27 @@ impl StreamingJob {
         report.counters = counters.snapshot();
         report.statuses = counters.statuses();
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_come_back_to_their_own_job_only() {
+        let ran = Counters::default();
+        ran.add(1, "Group", "records", 5);
+        ran.add(1, "Group", "balance", -2);
+        let other = Counters::default();
+        other.add(1, "Group", "records", 100);
+        // What a scheduler gives back: this job's counts, another job's
+        // (run at the same time from the same context), other metrics.
+        let mut metrics = ran.as_counts("job_1_0001", 1);
+        metrics.extend(other.as_counts("job_1_0002", 1));
+        metrics.push(("output_rows".into(), 9));
+        let back = Counters::default();
+        back.add_counts("job_1_0001", &metrics);
+        assert_eq!(back.snapshot(), ran.snapshot());
     }
 }

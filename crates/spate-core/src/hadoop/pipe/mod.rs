@@ -327,7 +327,10 @@ impl PartitionOp for PipeOp {
         if self.spec.shipment.is_none() {
             return Vec::new();
         }
-        self.spec.setup.counters.as_counts(self.spec.step_index)
+        self.spec
+            .setup
+            .counters
+            .as_counts(&self.spec.setup.job_id, self.spec.step_index)
     }
 
     fn portable(&self) -> DfResult<Option<crate::codec::PortableOp>> {
