@@ -115,13 +115,28 @@ struct Names {
 
 pub(crate) struct Inner {
     pub(crate) session: SessionContext,
-    pub(crate) runtime: tokio::runtime::Runtime,
+    /// The context's thread pool; taken out only when the context is
+    /// dropped ([`Inner`]'s `Drop`).
+    pub(crate) runtime: Option<tokio::runtime::Runtime>,
     pub(crate) config: Config,
     pub(crate) progress: Arc<Progress>,
     pub(crate) registry: Arc<Registry>,
     cluster: Option<crate::cluster::Address>,
     cluster_jobs: Arc<crate::cluster::ClusterJobs>,
     names: Mutex<Names>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Dropping a runtime waits for its threads, which no thread of
+        // another runtime may do: dropped inside one (a service embedding
+        // spate), the pool shuts down in the background instead.
+        if let Some(runtime) = self.runtime.take()
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// The steps of a job by name: how the codecs find a step's closures again.
@@ -278,7 +293,7 @@ impl Context {
         Ok(Self {
             inner: Arc::new(Inner {
                 session,
-                runtime,
+                runtime: Some(runtime),
                 config,
                 progress,
                 registry,
@@ -329,9 +344,34 @@ impl Context {
         self.inner.config.memory_limit
     }
 
-    /// Runs a future on the context's thread pool, blocking until it is done.
-    pub fn block_on<F: std::future::Future>(&self, fut: F) -> F::Output {
-        self.inner.runtime.block_on(fut)
+    /// Runs a future on the context's thread pool, blocking until it is
+    /// done. Also from inside another tokio runtime (a service embedding
+    /// spate): a thread of its own then waits for the future (a thread of
+    /// a runtime may not block on another), and a multi-threaded caller's
+    /// worker hands its other tasks to its siblings while it waits.
+    pub fn block_on<F>(&self, fut: F) -> F::Output
+    where
+        F: std::future::Future + Send,
+        F::Output: Send,
+    {
+        let Some(runtime) = &self.inner.runtime else {
+            unreachable!("the runtime is taken only when the context is dropped")
+        };
+        let Ok(caller) = tokio::runtime::Handle::try_current() else {
+            return runtime.block_on(fut);
+        };
+        let wait = || {
+            std::thread::scope(|scope| {
+                scope
+                    .spawn(|| runtime.block_on(fut))
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+        };
+        match caller.runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(wait),
+            _ => wait(),
+        }
     }
 
     /// A new unique, deterministic step name: `Scope/kind`, with `#2`, `#3`

@@ -735,24 +735,23 @@ impl StreamingJob {
             Output::Dir(dir) => report.output = Some(dataset.write_text(dir)?),
             Output::Writer(out) => {
                 let physical = dataset.physical_plan()?;
-                report.lines = ctx.block_on(async {
+                // The writer stays on this thread: batches come one at a
+                // time from the context's pool.
+                let mut stream = ctx.block_on(async {
                     let task = ctx.session().task_ctx();
-                    let mut stream = datafusion::physical_plan::execute_stream(physical, task)
-                        .map_err(from_df)?;
-                    let mut lines = 0u64;
-                    while let Some(batch) = stream.next().await {
-                        let batch = batch.map_err(from_df)?;
-                        lines += batch.num_rows() as u64;
-                        let text = spate_io::sink::batch_to_text(&batch).map_err(from_df)?;
-                        if let Err(e) = out.write_all(&text) {
-                            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                                break;
-                            }
-                            return Err(Error::Storage(format!("writing output: {e}")));
-                        }
-                    }
-                    Ok::<u64, Error>(lines)
+                    datafusion::physical_plan::execute_stream(physical, task).map_err(from_df)
                 })?;
+                while let Some(batch) = ctx.block_on(stream.next()) {
+                    let batch = batch.map_err(from_df)?;
+                    report.lines += batch.num_rows() as u64;
+                    let text = spate_io::sink::batch_to_text(&batch).map_err(from_df)?;
+                    if let Err(e) = out.write_all(&text) {
+                        if e.kind() == std::io::ErrorKind::BrokenPipe {
+                            break;
+                        }
+                        return Err(Error::Storage(format!("writing output: {e}")));
+                    }
+                }
             }
         }
         // On a cluster the tasks counted in the executors: the scheduler
