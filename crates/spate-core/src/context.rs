@@ -374,6 +374,25 @@ impl Context {
         }
     }
 
+    /// Runs blocking spate work — an action, a write,
+    /// [`crate::pipeline::Pipeline::run`] — from async code: on tokio's
+    /// blocking threads, so the caller's runtime goes on serving while the
+    /// job runs on the context's pool. Call it within a tokio runtime. The
+    /// `*_async` actions are this around their blocking forms.
+    pub async fn unblock<R: Send + 'static>(
+        work: impl FnOnce() -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        match tokio::task::spawn_blocking(work).await {
+            Ok(result) => result,
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(e) => Err(Error::Internal(format!(
+                    "the job's thread was cancelled: {e}"
+                ))),
+            },
+        }
+    }
+
     /// A new unique, deterministic step name: `Scope/kind`, with `#2`, `#3`
     /// ... appended when the same name was given before.
     pub(crate) fn step_name(&self, kind: &str) -> String {

@@ -135,6 +135,12 @@ impl Pipeline {
         self.inner.errors.lock().push(e);
     }
 
+    /// [`Pipeline::run`] from async code (see [`crate::Context::unblock`]).
+    pub async fn run_async(&self) -> Result<PipelineResult> {
+        let pipeline = self.clone();
+        crate::Context::unblock(move || pipeline.run()).await
+    }
+
     /// Runs every write of the pipeline, in the order they were applied.
     pub fn run(&self) -> Result<PipelineResult> {
         if let Some(e) = self.inner.errors.lock().drain(..).next() {

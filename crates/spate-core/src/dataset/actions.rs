@@ -33,6 +33,23 @@ impl<T: Data> Dataset<T> {
         Ok(rows.into_iter().sum())
     }
 
+    /// [`Dataset::count`] from async code (see [`crate::Context::unblock`]).
+    pub async fn count_async(self) -> Result<u64> {
+        crate::Context::unblock(move || self.count()).await
+    }
+
+    /// [`Dataset::collect`] from async code (see [`crate::Context::unblock`]).
+    pub async fn collect_async(self) -> Result<Vec<T>> {
+        crate::Context::unblock(move || self.collect()).await
+    }
+
+    /// [`Dataset::write_text`] from async code (see
+    /// [`crate::Context::unblock`]).
+    pub async fn write_text_async(self, dir: impl AsRef<Path>) -> Result<WriteSummary> {
+        let dir = dir.as_ref().to_path_buf();
+        crate::Context::unblock(move || self.write_text(dir)).await
+    }
+
     /// Runs the job and returns every element.
     pub fn collect(self) -> Result<Vec<T>> {
         let batches = self.collect_batches()?;
