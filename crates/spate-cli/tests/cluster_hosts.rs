@@ -184,17 +184,38 @@ fn write_input(dir: &Path) -> BTreeMap<String, (i64, i64)> {
     expected
 }
 
+/// `spate cluster status` on the driver's host.
+fn status(hosts: &Hosts) -> Output {
+    let mut status = hosts.command("driver", SPATE);
+    status.args([
+        "cluster",
+        "status",
+        "--cluster",
+        &format!("{SCHEDULER_IP}:50050"),
+    ]);
+    run(status, Duration::from_secs(30))
+}
+
+fn wait_for_scheduler(hosts: &Hosts) {
+    let start = Instant::now();
+    loop {
+        let out = status(hosts);
+        if out.status.success() {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the scheduler does not answer: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn wait_for_executors(hosts: &Hosts) {
     let start = Instant::now();
     loop {
-        let mut status = hosts.command("driver", SPATE);
-        status.args([
-            "cluster",
-            "status",
-            "--cluster",
-            &format!("{SCHEDULER_IP}:50050"),
-        ]);
-        let out = run(status, Duration::from_secs(30));
+        let out = status(hosts);
         let text = String::from_utf8_lossy(&out.stdout);
         if out.status.success() && text.contains("2 of 2 executors alive") {
             for address in EXECUTOR_IPS {
@@ -239,6 +260,8 @@ fn a_job_on_executors_of_other_hosts_reads_and_writes_an_object_store() {
         .arg(work.path().join("sched"))
         .stdout(Stdio::null());
     hosts.spawn(with_store(scheduler));
+    // An executor checks once that a scheduler answers, and exits if not.
+    wait_for_scheduler(&hosts);
     for (i, address) in EXECUTOR_IPS.iter().enumerate() {
         let name = format!("exec{}", i + 1);
         let mut executor = hosts.command(&name, SPATE);
