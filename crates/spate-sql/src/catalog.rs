@@ -163,6 +163,9 @@ pub struct Catalog {
     path: PathBuf,
 }
 
+/// How long a change waits for another process's.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
 fn db_error(path: &Path, e: rusqlite::Error) -> Error {
     Error::Storage(format!("catalog {}: {e}", path.display()))
 }
@@ -174,24 +177,42 @@ impl Catalog {
             .map_err(|e| Error::Usage(format!("cannot create {}: {e}", home.display())))?;
         let path = home.join("catalog.db");
         let conn = Connection::open(&path).map_err(|e| db_error(&path, e))?;
-        conn.busy_timeout(Duration::from_secs(30))
+        conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| db_error(&path, e))?;
-        // WAL: readers never block the one writer; each change is atomic.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| db_error(&path, e))?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS tables (
-                 key TEXT PRIMARY KEY,
-                 definition TEXT NOT NULL,
-                 created TEXT NOT NULL DEFAULT (datetime('now'))
-             );
-             CREATE TABLE IF NOT EXISTS views (
-                 key TEXT PRIMARY KEY,
-                 statement TEXT NOT NULL,
-                 created TEXT NOT NULL DEFAULT (datetime('now'))
-             );",
-        )
-        .map_err(|e| db_error(&path, e))?;
+        let setup = || -> rusqlite::Result<()> {
+            // WAL: readers never block the one writer; each change is atomic.
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.execute_batch(
+                "CREATE TABLE IF NOT EXISTS tables (
+                     key TEXT PRIMARY KEY,
+                     definition TEXT NOT NULL,
+                     created TEXT NOT NULL DEFAULT (datetime('now'))
+                 );
+                 CREATE TABLE IF NOT EXISTS views (
+                     key TEXT PRIMARY KEY,
+                     statement TEXT NOT NULL,
+                     created TEXT NOT NULL DEFAULT (datetime('now'))
+                 );",
+            )
+        };
+        // Processes that create the catalog at once race to switch it to
+        // WAL, and SQLite answers that switch's losers "database is locked"
+        // at once, without its busy handler: try again, within the timeout.
+        let start = std::time::Instant::now();
+        let mut pause = Duration::from_millis(5);
+        loop {
+            match setup() {
+                Ok(()) => break,
+                Err(rusqlite::Error::SqliteFailure(f, _))
+                    if f.code == rusqlite::ErrorCode::DatabaseBusy
+                        && start.elapsed() < BUSY_TIMEOUT =>
+                {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+                Err(e) => return Err(db_error(&path, e)),
+            }
+        }
         Ok(Self { conn, path })
     }
 
