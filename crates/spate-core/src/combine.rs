@@ -69,3 +69,54 @@ macro_rules! mean_impl {
     )*};
 }
 mean_impl!(i32, i64, u32, u64, f32, f64);
+
+/// A [`CombineFn`] from Spark-style fold functions (`aggregate`,
+/// `aggregateByKey`): `seq` folds a value into a partial result that
+/// starts at `zero`, `comb` merges two partial results. `zero` must be an
+/// identity of both. The accumulator starts empty, so `zero` is cloned
+/// once per partial result, not per value.
+pub struct FoldFn<U, S, C, T> {
+    zero: U,
+    seq: S,
+    comb: C,
+    _t: std::marker::PhantomData<fn(T)>,
+}
+
+impl<U, S, C, T> FoldFn<U, S, C, T> {
+    /// The fold of `seq` from `zero`, merged by `comb`.
+    pub fn new(zero: U, seq: S, comb: C) -> Self {
+        Self {
+            zero,
+            seq,
+            comb,
+            _t: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T, U, S, C> CombineFn<T> for FoldFn<U, S, C, T>
+where
+    T: 'static,
+    U: Data + Clone,
+    S: Fn(U, T) -> U + Send + Sync + 'static,
+    C: Fn(U, U) -> U + Send + Sync + 'static,
+{
+    type Acc = Option<U>;
+    type Output = U;
+    fn create(&self) -> Option<U> {
+        None
+    }
+    fn add(&self, acc: &mut Option<U>, value: T) {
+        let start = acc.take().unwrap_or_else(|| self.zero.clone());
+        *acc = Some((self.seq)(start, value));
+    }
+    fn merge(&self, acc: &mut Option<U>, other: Option<U>) {
+        *acc = match (acc.take(), other) {
+            (Some(a), Some(b)) => Some((self.comb)(a, b)),
+            (a, b) => a.or(b),
+        };
+    }
+    fn extract(&self, acc: Option<U>) -> U {
+        acc.unwrap_or_else(|| self.zero.clone())
+    }
+}

@@ -65,6 +65,15 @@ pub enum InputShape {
     },
     /// Everything in one partition.
     Single,
+    /// Exactly `partitions` partitions: batches dealt out in turn, or, with
+    /// `route`, each row to the partition its route value selects (see
+    /// [`route_values`]). Order is not kept.
+    Spread {
+        /// The number of partitions.
+        partitions: usize,
+        /// A routing column; `None`: round robin.
+        route: Option<String>,
+    },
 }
 
 /// A per-partition operator: the unit spate adds to DataFusion plans.
@@ -348,6 +357,7 @@ impl ExecutionPlan for OpExec {
         match self.op.input_shape() {
             InputShape::Any => vec![Distribution::UnspecifiedDistribution],
             InputShape::Single => vec![Distribution::SinglePartition],
+            InputShape::Spread { .. } => vec![Distribution::UnspecifiedDistribution],
             InputShape::GroupedBy { keys, .. } => match self.key_exprs(&keys) {
                 Ok(exprs) => vec![Distribution::KeyPartitioned(exprs)],
                 // Unreachable for plans spate builds; planning then fails on ordering.
@@ -386,7 +396,7 @@ impl ExecutionPlan for OpExec {
                     })
                     .map(OrderingRequirements::new),
             ],
-            InputShape::Single => vec![None],
+            InputShape::Single | InputShape::Spread { .. } => vec![None],
         }
     }
     fn maintains_input_order(&self) -> Vec<bool> {
@@ -570,6 +580,12 @@ impl PhysicalOptimizerRule for FixedPartitions {
             let Some(exec) = node.downcast_ref::<OpExec>() else {
                 return Ok(Transformed::no(node));
             };
+            if let InputShape::Spread { partitions, route } = exec.op().input_shape() {
+                return Ok(match spread(exec, partitions, route.as_deref())? {
+                    Some(plan) => Transformed::yes(plan),
+                    None => Transformed::no(node),
+                });
+            }
             let InputShape::GroupedBy {
                 keys,
                 descending,
@@ -606,6 +622,36 @@ impl PhysicalOptimizerRule for FixedPartitions {
     fn schema_check(&self) -> bool {
         true
     }
+}
+
+/// Gives a spreading op its input dealt into exactly `count` partitions
+/// (replacing a repartition DataFusion put there, or one this rule put
+/// there before).
+fn spread(
+    exec: &OpExec,
+    count: usize,
+    route: Option<&str>,
+) -> DfResult<Option<Arc<dyn ExecutionPlan>>> {
+    let count = count.max(1);
+    let schema = exec.input().schema();
+    let partitioning = match route {
+        Some(column) => Partitioning::Hash(
+            vec![datafusion::physical_expr::expressions::col(
+                column, &schema,
+            )?],
+            count,
+        ),
+        None => Partitioning::RoundRobinBatch(count),
+    };
+    let mut base = exec.input().clone();
+    if let Some(shuffle) = base.downcast_ref::<RepartitionExec>() {
+        if shuffle.partitioning() == &partitioning {
+            return Ok(None);
+        }
+        base = shuffle.input().clone();
+    }
+    let input = Arc::new(RepartitionExec::try_new(base, partitioning)?);
+    Ok(Some(Arc::new(OpExec::new(exec.op().clone(), input))))
 }
 
 /// The query planner spate installs in every session.

@@ -371,17 +371,13 @@ impl<T: Data + Hash + Eq> PTransform<PCollection<T>> for CountPerElement {
 impl<T: Data> PTransform<PCollection<T>> for CountGlobally {
     type Out = PCollection<u64>;
     fn expand(self, input: PCollection<T>) -> PCollection<u64> {
-        // Counted map-side into one row, then summed with a zero so that an
-        // empty input counts 0, as in Beam.
-        let ctx = input.pipeline().context().clone();
+        // Counted per partition, then summed in one partition, which gives
+        // 0 for an empty input, as in Beam.
         let ds = input
             .ds
             .clone()
-            .map(|_| (0u8, 1u64))
-            .reduce_by_key(|a, b| a + b)
-            .union(ctx.from_vec(vec![(0u8, 0u64)]))
-            .reduce_by_key(|a, b| a + b)
-            .map(|(_, n)| n);
+            .map(|_| 1u64)
+            .combine_globally(crate::combine::Sum);
         input.with(ds)
     }
 }
@@ -410,60 +406,8 @@ impl Combine {
 impl<T: Data, C: CombineFn<T>> PTransform<PCollection<T>> for CombineGlobally<C> {
     type Out = PCollection<C::Output>;
     fn expand(self, input: PCollection<T>) -> PCollection<C::Output> {
-        // Accumulated map-side into one accumulator, which is merged with
-        // an empty one: an empty input gives the combiner's empty result,
-        // as in Beam.
-        let combine = Arc::new(self.0);
-        let ctx = input.pipeline().context().clone();
-        let ds = input
-            .ds
-            .clone()
-            .map(|t| (0u8, t))
-            .combine_per_key(Accumulate(combine.clone()))
-            .union(ctx.from_vec(vec![(0u8, combine.create())]))
-            .combine_per_key(MergeAccumulators(combine, PhantomData))
-            .map(|(_, out)| out);
+        let ds = input.ds.clone().combine_globally(self.0);
         input.with(ds)
-    }
-}
-
-/// A combiner's accumulation, stopping short of `extract`.
-struct Accumulate<C>(Arc<C>);
-
-impl<T, C: CombineFn<T>> CombineFn<T> for Accumulate<C> {
-    type Acc = C::Acc;
-    type Output = C::Acc;
-    fn create(&self) -> C::Acc {
-        self.0.create()
-    }
-    fn add(&self, acc: &mut C::Acc, value: T) {
-        self.0.add(acc, value)
-    }
-    fn merge(&self, acc: &mut C::Acc, other: C::Acc) {
-        self.0.merge(acc, other)
-    }
-    fn extract(&self, acc: C::Acc) -> C::Acc {
-        acc
-    }
-}
-
-/// A combiner over accumulators: merges them, then extracts.
-struct MergeAccumulators<C, T>(Arc<C>, PhantomData<fn(T)>);
-
-impl<T: 'static, C: CombineFn<T>> CombineFn<C::Acc> for MergeAccumulators<C, T> {
-    type Acc = C::Acc;
-    type Output = C::Output;
-    fn create(&self) -> C::Acc {
-        self.0.create()
-    }
-    fn add(&self, acc: &mut C::Acc, value: C::Acc) {
-        self.0.merge(acc, value)
-    }
-    fn merge(&self, acc: &mut C::Acc, other: C::Acc) {
-        self.0.merge(acc, other)
-    }
-    fn extract(&self, acc: C::Acc) -> C::Output {
-        self.0.extract(acc)
     }
 }
 

@@ -82,6 +82,88 @@ fn logical_and_physical_plans_round_trip() {
     assert!(err.contains("step '"), "{err}");
 }
 
+/// Encodes `ds`'s logical and physical plans, decodes them in the same
+/// process and checks that they compute what `ds` does (as a multiset).
+fn assert_round_trips<T: Data + Ord + std::fmt::Debug>(ctx: &Context, ds: Dataset<T>) {
+    let expected = sorted(ds.clone().collect().unwrap());
+    let codec = spate_core::rows::RowCodec::<T>::new().unwrap();
+    let decode = |batches: Vec<arrow::record_batch::RecordBatch>| -> Vec<T> {
+        sorted(
+            batches
+                .iter()
+                .flat_map(|b| codec.decode(b).unwrap())
+                .collect(),
+        )
+    };
+    let task = ctx.session().task_ctx();
+    let plan = ds.logical_plan().unwrap();
+    let logical = SpateLogicalCodec::new(ctx.registry().clone());
+    let bytes = logical_plan_to_bytes_with_extension_codec(&plan, &logical).unwrap();
+    let decoded = logical_plan_from_bytes_with_extension_codec(&bytes, &task, &logical).unwrap();
+    let df = datafusion::dataframe::DataFrame::new(ctx.session().state(), decoded);
+    assert_eq!(decode(ctx.block_on(df.collect()).unwrap()), expected);
+
+    let physical = ds.physical_plan().unwrap();
+    let phys_codec = SpatePhysicalCodec::new(ctx.registry().clone());
+    let bytes = physical_plan_to_bytes_with_extension_codec(physical.clone(), &phys_codec).unwrap();
+    let decoded =
+        physical_plan_from_bytes_with_extension_codec(&bytes, &task, &phys_codec).unwrap();
+    let text = |p: &Arc<dyn datafusion::physical_plan::ExecutionPlan>| {
+        datafusion::physical_plan::displayable(p.as_ref())
+            .indent(false)
+            .to_string()
+    };
+    assert_eq!(text(&decoded), text(&physical));
+    let batches = ctx
+        .block_on(datafusion::physical_plan::collect(decoded, task))
+        .unwrap();
+    assert_eq!(decode(batches), expected);
+}
+
+/// The nodes of the Spark vocabulary (positions, spreading, set
+/// operations, cross and outer joins, cogroups, global folds) round-trip.
+#[test]
+fn vocabulary_plans_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.txt");
+    let text: String = (0..500)
+        .map(|i| format!("w{} x{}\n", i % 37, i % 11))
+        .collect();
+    std::fs::write(&path, text).unwrap();
+    let ctx = Context::builder().threads(2).build().unwrap();
+    let words = || {
+        ctx.read_text(&[&path])
+            .unwrap()
+            .flat_map(into_words)
+            .map(|w| w.to_string())
+    };
+    let pairs = || words().map(|w| (w.len() as u64, w));
+    assert_round_trips(&ctx, words().sample(false, 0.5, 3).zip_with_index());
+    assert_round_trips(&ctx, words().repartition(3));
+    assert_round_trips(&ctx, pairs().partition_by(3, |k| *k as usize));
+    assert_round_trips(
+        &ctx,
+        words().subtract(words().filter(|w| w.starts_with('x'))),
+    );
+    assert_round_trips(&ctx, words().intersection(words().sample(true, 0.3, 1)));
+    let some = ctx
+        .read_text(&[&path])
+        .unwrap()
+        .filter(|l| l.starts_with("w1 "));
+    assert_round_trips(&ctx, words().distinct().cartesian(some));
+    assert_round_trips(&ctx, pairs().cogroup(pairs().map_values(|w| w.len())));
+    assert_round_trips(
+        &ctx,
+        pairs().full_outer_join(pairs().filter(|(k, _)| *k > 2)),
+    );
+    assert_round_trips(&ctx, pairs().right_join(pairs().filter(|(k, _)| *k > 2)));
+    assert_round_trips(
+        &ctx,
+        pairs().aggregate_by_key(0u64, |n, _| n + 1, |a, b| a + b),
+    );
+    assert_round_trips(&ctx, words().map(|w| w.len() as u64).combine_globally(Sum));
+}
+
 /// A file writer on a cluster writes by task attempt: the rule wraps it,
 /// the wrapper round-trips through the codec, and each execution (attempt)
 /// writes its own directory and, once its files are closed, its marker.

@@ -11,6 +11,8 @@ use datafusion::physical_plan::{ExecutionPlan, displayable};
 use spate_io::format::FileFormat;
 
 use crate::error::{Result, from_df};
+use crate::ops::indexed::{PosFn, Position};
+use crate::ops::pull::{ForEachPartitionOp, PartitionFn, PartitionRows};
 use crate::rows::{Data, RowCodec};
 
 use super::{Dataset, WriteSummary, col};
@@ -48,6 +50,66 @@ impl<T: Data> Dataset<T> {
     pub async fn write_text_async(self, dir: impl AsRef<Path>) -> Result<WriteSummary> {
         let dir = dir.as_ref().to_path_buf();
         crate::Context::unblock(move || self.write_text(dir)).await
+    }
+
+    /// The first `n` elements: partition 0's first, then partition 1's, ...
+    /// (Spark's `take`). Each partition stops reading once it has `n`, so
+    /// `read_text(..).take(10)` reads a few batches, not the whole input,
+    /// and gives the first lines of the first file.
+    pub fn take(self, n: usize) -> Result<Vec<T>> {
+        let each: PosFn<T, (u64, u64, T)> =
+            Arc::new(|pos: &mut Position, t: T, out: &mut Vec<(u64, u64, T)>| {
+                out.push((pos.partition, pos.seq, t))
+            });
+        let limit = n as u64;
+        let mut rows = self
+            .positioned("take", &format!("take {n}"), each, None, Some(limit), 0)
+            .collect()?;
+        rows.sort_unstable_by_key(|(p, s, _)| (*p, *s));
+        Ok(rows.into_iter().take(n).map(|(_, _, t)| t).collect())
+    }
+
+    /// The first element, if any (see [`take`](Self::take)).
+    pub fn first(self) -> Result<Option<T>> {
+        Ok(self.take(1)?.into_iter().next())
+    }
+
+    /// Runs `f` on every element, for its effects (Spark's `foreach`). `f`
+    /// runs on the engine's threads, in parallel; on a cluster, on the
+    /// executors.
+    pub fn foreach(self, f: impl Fn(T) + Send + Sync + 'static) -> Result<()> {
+        let f = Arc::new(f);
+        self.push_stage("foreach", move |prev, step| {
+            let f = f.clone();
+            crate::ops::chain::stateless(prev, step, move |t, _out: &mut Vec<u8>| f(t))
+        })
+        .count()
+        .map(|_| ())
+    }
+
+    /// Runs `f` once per partition with an iterator over its elements
+    /// (Spark's `foreachPartition`): one connection or file per partition
+    /// rather than per element. An input error ends the iterator early and
+    /// fails the job after `f` returns.
+    pub fn foreach_partition(
+        self,
+        f: impl Fn(&mut PartitionRows<T>) + Send + Sync + 'static,
+    ) -> Result<()> {
+        let name = self.ctx.step_name("foreach_partition");
+        let (ctx, base, chain, steps) = self.into_chain(&name);
+        let f: PartitionFn<T> = Arc::new(f);
+        let ctx2 = ctx.clone();
+        ctx.dataset::<u8>(Arc::new(move || {
+            let op = ForEachPartitionOp::new(
+                name.clone(),
+                super::describe("for each partition", &steps),
+                chain()?,
+                f.clone(),
+            )?;
+            ctx2.op_plan(Arc::new(op), base()?)
+        }))
+        .count()
+        .map(|_| ())
     }
 
     /// Runs the job and returns every element.

@@ -143,12 +143,125 @@ impl<K: Key, V: Data> Dataset<(K, V)> {
         self.join_with(other, JoinType::Left)
     }
 
+    /// Right outer join on keys: every right pair, with `None` where no
+    /// left value matches.
+    pub fn right_join<W: Data>(self, other: Dataset<(K, W)>) -> Dataset<(K, (Option<V>, W))> {
+        self.join_with(other, JoinType::Right)
+    }
+
+    #[allow(clippy::type_complexity)]
+    /// Full outer join on keys: every pair of either side, with `None` for
+    /// the side that has no match.
+    pub fn full_outer_join<W: Data>(
+        self,
+        other: Dataset<(K, W)>,
+    ) -> Dataset<(K, (Option<V>, Option<W>))> {
+        self.join_with(other, JoinType::Full)
+    }
+
+    /// Every key of either side with all its values from each (Spark's
+    /// `cogroup`, Beam's `CoGroupByKey` of two). Sort-based like
+    /// [`group_by_key`](Self::group_by_key); one key's values are held as
+    /// lists, so each key's values must fit in memory.
+    #[allow(clippy::type_complexity)]
+    pub fn cogroup<W: Data>(self, other: Dataset<(K, W)>) -> Dataset<(K, (Vec<V>, Vec<W>))> {
+        let left = self.map_values(|v| (Some(v), None::<W>));
+        let right = other.map_values(|w| (None::<V>, Some(w)));
+        left.union(right).group_by_key().map_groups(|k, values| {
+            let (mut vs, mut ws) = (Vec::new(), Vec::new());
+            for (v, w) in values {
+                vs.extend(v);
+                ws.extend(w);
+            }
+            (k.clone(), (vs, ws))
+        })
+    }
+
+    /// [`cogroup`](Self::cogroup) of three datasets.
+    #[allow(clippy::type_complexity)]
+    pub fn cogroup3<W: Data, X: Data>(
+        self,
+        second: Dataset<(K, W)>,
+        third: Dataset<(K, X)>,
+    ) -> Dataset<(K, (Vec<V>, Vec<W>, Vec<X>))> {
+        let a = self.map_values(|v| (Some(v), None::<W>, None::<X>));
+        let b = second.map_values(|w| (None::<V>, Some(w), None::<X>));
+        let c = third.map_values(|x| (None::<V>, None::<W>, Some(x)));
+        a.union(b).union(c).group_by_key().map_groups(|k, values| {
+            let (mut vs, mut ws, mut xs) = (Vec::new(), Vec::new(), Vec::new());
+            for (v, w, x) in values {
+                vs.extend(v);
+                ws.extend(w);
+                xs.extend(x);
+            }
+            (k.clone(), (vs, ws, xs))
+        })
+    }
+
+    /// Aggregates each key's values into a value of another type (Spark's
+    /// `aggregateByKey`): `seq` folds a value in (from `zero`) map-side,
+    /// `comb` merges partial results after the shuffle. `zero` must be an
+    /// identity of both.
+    pub fn aggregate_by_key<U: Data + Clone>(
+        self,
+        zero: U,
+        seq: impl Fn(U, V) -> U + Send + Sync + 'static,
+        comb: impl Fn(U, U) -> U + Send + Sync + 'static,
+    ) -> Dataset<(K, U)> {
+        self.combine_per_key(crate::combine::FoldFn::new(zero, seq, comb))
+    }
+
+    /// Folds each key's values into `zero` with `f` (Spark's `foldByKey`);
+    /// `zero` must be an identity of `f`.
+    pub fn fold_by_key(
+        self,
+        zero: V,
+        f: impl Fn(V, V) -> V + Send + Sync + 'static,
+    ) -> Dataset<(K, V)>
+    where
+        V: Clone,
+    {
+        let f = Arc::new(f);
+        let merge = f.clone();
+        self.aggregate_by_key(zero, move |a, b| f(a, b), move |a, b| merge(a, b))
+    }
+
+    /// Runs the job and returns the pairs as a map (Spark's
+    /// `collectAsMap`); of a key's several values, one is kept.
+    pub fn collect_map(self) -> crate::error::Result<std::collections::HashMap<K, V>> {
+        Ok(self.collect()?.into_iter().collect())
+    }
+
+    /// Runs the job and returns the number of pairs of each key (Spark's
+    /// `countByKey`), counted map-side.
+    pub fn count_by_key(self) -> crate::error::Result<std::collections::HashMap<K, u64>> {
+        self.keys().count_by_value().collect_map()
+    }
+
+    /// Runs the job and returns the values of `key` (Spark's `lookup`).
+    pub fn lookup(self, key: &K) -> crate::error::Result<Vec<V>>
+    where
+        K: Sync,
+    {
+        let key = key.clone();
+        self.filter(move |(k, _)| *k == key).values().collect()
+    }
+
     fn join_with<W: Data, R>(self, other: Dataset<(K, W)>, how: JoinType) -> Dataset<R> {
         let ctx = self.ctx.clone();
         let (l, r) = (self.into_plan(), other.into_plan());
         ctx.dataset(Arc::new(move || {
             let left = LogicalPlanBuilder::from(l()?).alias("l")?.build()?;
             let right = LogicalPlanBuilder::from(r()?).alias("r")?.build()?;
+            // The key of a row that has no left side is the right one's.
+            let key = match how {
+                JoinType::Right => qcol("r", "0"),
+                JoinType::Full => datafusion::functions::core::expr_fn::coalesce(vec![
+                    qcol("l", "0"),
+                    qcol("r", "0"),
+                ]),
+                _ => qcol("l", "0"),
+            };
             let pair = datafusion::functions::core::expr_fn::named_struct(vec![
                 lit("0"),
                 qcol("l", "1"),
@@ -165,7 +278,7 @@ impl<K: Key, V: Data> Dataset<(K, V)> {
                     ),
                     None,
                 )?
-                .project(vec![qcol("l", "0").alias("0"), pair.alias("1")])?
+                .project(vec![key.alias("0"), pair.alias("1")])?
                 .build()?)
         }))
     }

@@ -29,6 +29,8 @@ use crate::rows::{Data, RowCodec};
 
 mod actions;
 mod keyed;
+mod reduce;
+mod shape;
 
 pub use keyed::GroupedDataset;
 pub(crate) use keyed::reduce_routed;

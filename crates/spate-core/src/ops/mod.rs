@@ -6,12 +6,19 @@
 //! - [`partial`]: runs a chain into a bounded hash map — the map-side combiner.
 //! - [`group`]: hands each key's values, sorted and streamed, to a user function.
 //! - [`top`]: keeps the n greatest rows.
+//! - [`indexed`]: hands rows to a function with their position (take, sample,
+//!   zip_with_index).
+//! - [`spread`]: deals rows into a fixed number of partitions.
+//! - [`pull`]: hands a partition to a function as an iterator (foreach_partition).
 //! - [`pipe`]: streams rows through a child process (Hadoop Streaming tasks).
 
 pub mod chain;
 pub mod group;
+pub mod indexed;
 pub mod map;
 pub mod partial;
+pub mod pull;
+pub mod spread;
 pub mod top;
 
 use std::any::Any;

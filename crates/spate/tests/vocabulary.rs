@@ -1,0 +1,405 @@
+//! Spark's RDD vocabulary beyond the core operators — actions, shaping and
+//! keyed operations — each against a plain in-memory reference on random
+//! inputs.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
+
+use proptest::prelude::*;
+use spate::prelude::*;
+
+static CTX: LazyLock<Context> = LazyLock::new(|| {
+    Context::builder()
+        .threads(3)
+        .batch_size(64)
+        .build()
+        .unwrap()
+});
+
+fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+    v.sort();
+    v
+}
+
+fn key_strategy() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => "[a-e]{0,2}",
+        1 => "[äöü中🙂 ]{1,2}",
+        1 => Just("hot".to_string()),
+    ]
+}
+
+fn pairs() -> impl Strategy<Value = Vec<(String, i64)>> {
+    prop_oneof![
+        1 => Just(Vec::new()),
+        1 => prop::collection::vec(Just(("same".to_string(), 1i64)), 0..300),
+        6 => prop::collection::vec((key_strategy(), -1000i64..1000), 0..200),
+    ]
+}
+
+fn grouped(ps: &[(String, i64)]) -> BTreeMap<String, Vec<i64>> {
+    let mut m: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for (k, v) in ps {
+        m.entry(k.clone()).or_default().push(*v);
+    }
+    m
+}
+
+/// Every line of every `part-*` file of `dir`, by file name.
+fn parts(dir: &std::path::Path) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name.starts_with("part-") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            out.insert(name, text.lines().map(String::from).collect());
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 20, .. ProptestConfig::default() })]
+
+    #[test]
+    fn take_and_first_follow_partition_order(xs in prop::collection::vec(-50i64..50, 0..400), n in 0usize..500) {
+        // `from_vec` splits in order, so partition order is the vector's.
+        let got = CTX.from_vec(xs.clone()).take(n).unwrap();
+        prop_assert_eq!(&got[..], &xs[..n.min(xs.len())]);
+        prop_assert_eq!(CTX.from_vec(xs.clone()).first().unwrap(), xs.first().copied());
+        let doubled = CTX.from_vec(xs.clone()).flat_map(|x| vec![x, x]).take(n).unwrap();
+        let want: Vec<i64> = xs.iter().flat_map(|x| [*x, *x]).take(n).collect();
+        prop_assert_eq!(doubled, want);
+        let top = CTX.from_vec(xs.clone()).sort_by(|x| *x, false).take(n).unwrap();
+        let mut want = xs.clone();
+        want.sort_by(|a, b| b.cmp(a));
+        want.truncate(n);
+        prop_assert_eq!(top, want);
+    }
+
+    #[test]
+    fn global_reductions_match(xs in prop::collection::vec(-1000i64..1000, 0..400)) {
+        prop_assert_eq!(CTX.from_vec(xs.clone()).reduce(|a, b| a + b).unwrap(), xs.iter().copied().reduce(|a, b| a + b));
+        prop_assert_eq!(CTX.from_vec(xs.clone()).fold(0, |a, b| a.max(b)).unwrap(), xs.iter().copied().fold(0, i64::max));
+        let (sum, count) = CTX.from_vec(xs.clone())
+            .aggregate((0i64, 0u64), |(s, c), x| (s + x, c + 1), |(s1, c1), (s2, c2)| (s1 + s2, c1 + c2))
+            .unwrap();
+        prop_assert_eq!((sum, count), (xs.iter().sum::<i64>(), xs.len() as u64));
+        prop_assert_eq!(CTX.from_vec(xs.clone()).min_by(|x| *x).unwrap(), xs.iter().min().copied());
+        prop_assert_eq!(CTX.from_vec(xs.clone()).max_by(|x| *x).unwrap(), xs.iter().max().copied());
+        let lists = CTX.from_vec(xs.clone())
+            .aggregate(Vec::new(), |mut v: Vec<i64>, x| { v.push(x); v }, |mut a, b| { a.extend(b); a })
+            .unwrap();
+        prop_assert_eq!(sorted(lists), sorted(xs.clone()));
+    }
+
+    #[test]
+    fn keyed_maps_and_lookups_match(ps in pairs()) {
+        let want = grouped(&ps);
+        let counts = CTX.from_vec(ps.clone()).count_by_key().unwrap();
+        let counts: BTreeMap<String, u64> = counts.into_iter().collect();
+        let want_counts: BTreeMap<String, u64> = want.iter().map(|(k, v)| (k.clone(), v.len() as u64)).collect();
+        prop_assert_eq!(counts, want_counts);
+        let map = CTX.from_vec(ps.clone()).collect_map().unwrap();
+        prop_assert_eq!(map.keys().cloned().collect::<BTreeSet<_>>(), want.keys().cloned().collect::<BTreeSet<_>>());
+        for (k, v) in &map {
+            prop_assert!(want[k].contains(v));
+        }
+        for key in ["hot", "a", "nothing-like-it"] {
+            let got = sorted(CTX.from_vec(ps.clone()).lookup(&key.to_string()).unwrap());
+            prop_assert_eq!(got, sorted(want.get(key).cloned().unwrap_or_default()));
+        }
+        let keys = CTX.from_vec(ps.clone()).keys().collect().unwrap();
+        prop_assert_eq!(sorted(keys), sorted(ps.iter().map(|(k, _)| k.clone()).collect()));
+        let values = CTX.from_vec(ps.clone()).values().collect().unwrap();
+        prop_assert_eq!(sorted(values), sorted(ps.iter().map(|(_, v)| *v).collect()));
+    }
+
+    #[test]
+    fn sort_by_key_sorts_globally(ps in pairs(), asc in any::<bool>()) {
+        let got = CTX.from_vec(ps.clone()).sort_by_key(asc).collect().unwrap();
+        let keys: Vec<&String> = got.iter().map(|(k, _)| k).collect();
+        let mut want: Vec<&String> = ps.iter().map(|(k, _)| k).collect();
+        want.sort();
+        if !asc { want.reverse(); }
+        prop_assert_eq!(keys, want);
+        prop_assert_eq!(sorted(got), sorted(ps));
+    }
+
+    #[test]
+    fn per_key_folds_match(ps in pairs()) {
+        let want = grouped(&ps);
+        let got = CTX.from_vec(ps.clone()).fold_by_key(0, |a, b| a + b).collect().unwrap();
+        prop_assert_eq!(sorted(got), want.iter().map(|(k, v)| (k.clone(), v.iter().sum())).collect::<Vec<_>>());
+        let got = CTX.from_vec(ps.clone())
+            .aggregate_by_key((i64::MAX, 0u64), |(m, c), v| (m.min(v), c + 1), |(m1, c1), (m2, c2)| (m1.min(m2), c1 + c2))
+            .collect().unwrap();
+        let want_agg: Vec<(String, (i64, u64))> = want.iter()
+            .map(|(k, v)| (k.clone(), (*v.iter().min().unwrap(), v.len() as u64))).collect();
+        prop_assert_eq!(sorted(got), want_agg);
+    }
+
+    #[test]
+    fn cogroups_match(a in pairs(), b in pairs(), c in pairs()) {
+        let (ga, gb, gc) = (grouped(&a), grouped(&b), grouped(&c));
+        let got = CTX.from_vec(a.clone()).cogroup(CTX.from_vec(b.clone())).collect().unwrap();
+        let got: BTreeMap<String, (Vec<i64>, Vec<i64>)> =
+            got.into_iter().map(|(k, (v, w))| (k, (sorted(v), sorted(w)))).collect();
+        let keys: BTreeSet<&String> = ga.keys().chain(gb.keys()).collect();
+        let want: BTreeMap<String, (Vec<i64>, Vec<i64>)> = keys.iter().map(|k| {
+            ((*k).clone(), (sorted(ga.get(*k).cloned().unwrap_or_default()), sorted(gb.get(*k).cloned().unwrap_or_default())))
+        }).collect();
+        prop_assert_eq!(got, want);
+
+        let got = CTX.from_vec(a).cogroup3(CTX.from_vec(b), CTX.from_vec(c)).collect().unwrap();
+        let got: BTreeMap<String, (Vec<i64>, Vec<i64>, Vec<i64>)> =
+            got.into_iter().map(|(k, (v, w, x))| (k, (sorted(v), sorted(w), sorted(x)))).collect();
+        let keys: BTreeSet<&String> = ga.keys().chain(gb.keys()).chain(gc.keys()).collect();
+        let get = |g: &BTreeMap<String, Vec<i64>>, k: &String| sorted(g.get(k).cloned().unwrap_or_default());
+        let want: BTreeMap<String, (Vec<i64>, Vec<i64>, Vec<i64>)> = keys.iter()
+            .map(|k| ((*k).clone(), (get(&ga, k), get(&gb, k), get(&gc, k)))).collect();
+        prop_assert_eq!(got, want);
+    }
+
+    #[test]
+    fn outer_joins_match(l in pairs(), r in pairs()) {
+        let got = CTX.from_vec(l.clone()).right_join(CTX.from_vec(r.clone())).collect().unwrap();
+        let mut want = Vec::new();
+        for (rk, rv) in &r {
+            let matches: Vec<_> = l.iter().filter(|(lk, _)| lk == rk).collect();
+            if matches.is_empty() { want.push((rk.clone(), (None, *rv))); }
+            for (_, lv) in matches { want.push((rk.clone(), (Some(*lv), *rv))); }
+        }
+        prop_assert_eq!(sorted(got), sorted(want));
+
+        let got = CTX.from_vec(l.clone()).full_outer_join(CTX.from_vec(r.clone())).collect().unwrap();
+        let mut want = Vec::new();
+        for (lk, lv) in &l {
+            let matches: Vec<_> = r.iter().filter(|(rk, _)| rk == lk).collect();
+            if matches.is_empty() { want.push((lk.clone(), (Some(*lv), None))); }
+            for (_, rv) in matches { want.push((lk.clone(), (Some(*lv), Some(*rv)))); }
+        }
+        for (rk, rv) in &r {
+            if !l.iter().any(|(lk, _)| lk == rk) { want.push((rk.clone(), (None, Some(*rv)))); }
+        }
+        prop_assert_eq!(sorted(got), sorted(want));
+    }
+
+    #[test]
+    fn set_operations_match(a in prop::collection::vec(key_strategy(), 0..150), b in prop::collection::vec(key_strategy(), 0..150)) {
+        let got = CTX.from_vec(a.clone()).subtract(CTX.from_vec(b.clone())).collect().unwrap();
+        let want: Vec<String> = a.iter().filter(|x| !b.contains(x)).cloned().collect();
+        prop_assert_eq!(sorted(got), sorted(want));
+        let got = CTX.from_vec(a.clone()).intersection(CTX.from_vec(b.clone())).collect().unwrap();
+        let want: BTreeSet<String> = a.iter().filter(|x| b.contains(x)).cloned().collect();
+        prop_assert_eq!(sorted(got), want.into_iter().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn cartesian_matches(a in prop::collection::vec(-9i64..9, 0..40), b in prop::collection::vec((key_strategy(), any::<bool>()), 0..40)) {
+        let got = CTX.from_vec(a.clone()).cartesian(CTX.from_vec(b.clone())).collect().unwrap();
+        let mut want = Vec::new();
+        for x in &a { for y in &b { want.push((*x, y.clone())); } }
+        prop_assert_eq!(sorted(got), sorted(want));
+    }
+
+    #[test]
+    fn zip_with_index_numbers_in_order(xs in prop::collection::vec(key_strategy(), 0..400)) {
+        let got = CTX.from_vec(xs.clone()).zip_with_index().collect().unwrap();
+        let mut got = got;
+        got.sort_by_key(|(_, i)| *i);
+        let want: Vec<(String, u64)> = xs.iter().cloned().zip(0u64..).collect();
+        prop_assert_eq!(got, want);
+        // After a shuffle: every index once, every element once.
+        let shuffled = CTX.from_vec(xs.clone()).count_by_value().zip_with_index().collect().unwrap();
+        let indices: Vec<u64> = sorted(shuffled.iter().map(|(_, i)| *i).collect());
+        prop_assert_eq!(indices, (0..shuffled.len() as u64).collect::<Vec<_>>());
+        let distinct: BTreeSet<&String> = xs.iter().collect();
+        prop_assert_eq!(shuffled.len(), distinct.len());
+    }
+
+    #[test]
+    fn samples_are_subsets_fixed_by_their_seed(xs in prop::collection::vec(0u32..1000, 0..500), fraction in 0.0f64..1.0, seed in any::<u64>()) {
+        let a = CTX.from_vec(xs.clone()).sample(false, fraction, seed).collect().unwrap();
+        let b = CTX.from_vec(xs.clone()).sample(false, fraction, seed).collect().unwrap();
+        prop_assert_eq!(sorted(a.clone()), sorted(b));
+        let mut left: BTreeMap<u32, usize> = BTreeMap::new();
+        for x in &xs { *left.entry(*x).or_default() += 1; }
+        for x in &a {
+            let n = left.get_mut(x).unwrap();
+            prop_assert!(*n > 0);
+            *n -= 1;
+        }
+        let with = CTX.from_vec(xs.clone()).sample(true, fraction * 2.0, seed).collect().unwrap();
+        for x in &with { prop_assert!(xs.contains(x)); }
+    }
+}
+
+#[test]
+fn sample_sizes_follow_the_fraction() {
+    let xs: Vec<u32> = (0..40_000).collect();
+    let n = |replace, fraction, seed| {
+        CTX.from_vec(xs.clone())
+            .sample(replace, fraction, seed)
+            .count()
+            .unwrap() as f64
+    };
+    assert_eq!(n(false, 0.0, 1), 0.0);
+    assert_eq!(n(false, 1.0, 1), 40_000.0);
+    for (replace, fraction) in [(false, 0.1), (false, 0.5), (true, 0.5), (true, 2.0)] {
+        let want = 40_000.0 * fraction;
+        let got = n(replace, fraction, 7);
+        assert!(
+            (got - want).abs() < want * 0.05,
+            "{replace} {fraction}: {got} vs {want}"
+        );
+    }
+    assert_ne!(
+        sorted(
+            CTX.from_vec(xs.clone())
+                .sample(false, 0.5, 1)
+                .collect()
+                .unwrap()
+        ),
+        sorted(
+            CTX.from_vec(xs.clone())
+                .sample(false, 0.5, 2)
+                .collect()
+                .unwrap()
+        ),
+        "another seed, another sample"
+    );
+    let err = CTX
+        .from_vec(xs)
+        .sample(false, 1.5, 1)
+        .count()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("fraction must be in [0, 1]"), "{err}");
+}
+
+#[test]
+fn count_approx_distinct_is_close() {
+    let xs: Vec<u64> = (0..60_000).map(|i| i % 50_000).collect();
+    let got = CTX.from_vec(xs).count_approx_distinct().unwrap() as f64;
+    assert!((got - 50_000.0).abs() < 1_000.0, "{got}");
+    let words = vec!["a".to_string(), "b".to_string(), "a".to_string()];
+    assert_eq!(CTX.from_vec(words).count_approx_distinct().unwrap(), 2);
+    assert_eq!(
+        CTX.from_vec(Vec::<u8>::new())
+            .count_approx_distinct()
+            .unwrap(),
+        0
+    );
+}
+
+#[test]
+fn foreach_sees_every_element_once() {
+    let xs: Vec<u64> = (1..=5000).collect();
+    let sum = Arc::new(AtomicU64::new(0));
+    let s = sum.clone();
+    CTX.from_vec(xs.clone())
+        .foreach(move |x| {
+            s.fetch_add(x, Ordering::Relaxed);
+        })
+        .unwrap();
+    assert_eq!(sum.load(Ordering::Relaxed), xs.iter().sum::<u64>());
+
+    let (total, calls) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (t, c) = (total.clone(), calls.clone());
+    CTX.from_vec(xs.clone())
+        .map(|x| x * 2)
+        .foreach_partition(move |rows| {
+            c.fetch_add(1, Ordering::Relaxed);
+            t.fetch_add(rows.sum::<u64>(), Ordering::Relaxed);
+        })
+        .unwrap();
+    assert_eq!(total.load(Ordering::Relaxed), 2 * xs.iter().sum::<u64>());
+    assert_eq!(calls.load(Ordering::Relaxed), 3, "one call per partition");
+
+    // A panic in the function fails the job, naming the step.
+    let err = CTX
+        .from_vec(xs)
+        .foreach_partition(|rows| {
+            if rows.any(|x| x == 4000) {
+                panic!("bad row")
+            }
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("foreach_partition") && err.contains("bad row"),
+        "{err}"
+    );
+}
+
+#[test]
+fn take_reads_the_first_lines_of_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.txt");
+    let lines: Vec<String> = (0..200_000).map(|i| format!("line {i}")).collect();
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let got = CTX.read_text(&[&path]).unwrap().take(5).unwrap();
+    assert_eq!(got, lines[..5]);
+    assert_eq!(
+        CTX.read_text(&[&path]).unwrap().first().unwrap().as_deref(),
+        Some("line 0")
+    );
+}
+
+#[test]
+fn repartition_and_partition_by_choose_the_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let xs: Vec<u32> = (0..1000).collect();
+    let out = dir.path().join("r");
+    let summary = CTX
+        .from_vec(xs.clone())
+        .repartition(5)
+        .write_text(&out)
+        .unwrap();
+    assert_eq!(summary.files, 5);
+    let mut all: Vec<u32> = parts(&out)
+        .values()
+        .flatten()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    all.sort();
+    assert_eq!(all, xs);
+    let one = CTX
+        .from_vec(xs.clone())
+        .coalesce(1)
+        .write_text(dir.path().join("c"))
+        .unwrap();
+    assert_eq!(one.files, 1);
+
+    let ps: Vec<(u32, String)> = xs.iter().map(|x| (*x, format!("v{x}"))).collect();
+    let out = dir.path().join("p");
+    CTX.from_vec(ps)
+        .partition_by(4, |k| (*k as usize) % 7)
+        .write_text(&out)
+        .unwrap();
+    let files = parts(&out);
+    let mut seen = 0;
+    for (name, lines) in &files {
+        let part: usize = name.trim_start_matches("part-").parse().unwrap();
+        for line in lines {
+            let key: usize = line.split('\t').next().unwrap().parse().unwrap();
+            assert_eq!(key % 7 % 4, part, "{line} in {name}");
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 1000);
+}
+
+#[test]
+fn collect_map_keeps_one_value_per_key() {
+    let map: HashMap<String, u32> = CTX
+        .from_vec(vec![("a".to_string(), 1u32), ("b".to_string(), 2)])
+        .collect_map()
+        .unwrap();
+    assert_eq!(map.len(), 2);
+    assert_eq!(map["b"], 2);
+}
