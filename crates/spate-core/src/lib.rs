@@ -55,6 +55,7 @@ pub mod prelude {
     pub use crate::error::{Error, Result};
     pub use crate::frame::{IntoDataset, Sql};
     pub use crate::mapreduce::{Emitter, MRJob, MRMapStep, MRStep, MapReduce, Steps};
+    pub use crate::ops::cache::StorageLevel;
     pub use crate::pipeline::{
         Combine, Count, Create, Filter, FlatMap, GroupByKey, Map, PCollection, PTransform,
         Pipeline, ReadText, Top, WriteText,

@@ -98,6 +98,10 @@ pub trait PartitionOp: fmt::Debug + Send + Sync + 'static {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream>;
+    /// Told, before a partition runs, how many input partitions the op has
+    /// (an op that must know when all of them are done, such as a cache's
+    /// fill, records it).
+    fn input_partitions(&self, _count: usize) {}
     /// Named counts this op's tasks gathered in this process, reported as
     /// the step's metrics: a cluster's executor sends them to the scheduler,
     /// which keeps those of each task's successful attempt.
@@ -423,6 +427,8 @@ impl ExecutionPlan for OpExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
+        self.op
+            .input_partitions(self.input.output_partitioning().partition_count());
         let input = self.input.execute(partition, context.clone())?;
         let output = self.op.run(input, partition, context)?;
         // Per-step metrics: rows out and time spent producing them (which

@@ -403,3 +403,105 @@ fn collect_map_keeps_one_value_per_key() {
     assert_eq!(map.len(), 2);
     assert_eq!(map["b"], 2);
 }
+
+/// A dataset that counts how many rows its closure produced.
+fn counted(ctx: &Context, n: u64) -> (Dataset<(u64, String)>, Arc<AtomicU64>) {
+    let calls = Arc::new(AtomicU64::new(0));
+    let c = calls.clone();
+    let ds = ctx.from_vec((0..n).collect::<Vec<u64>>()).map(move |x| {
+        c.fetch_add(1, Ordering::Relaxed);
+        (x, format!("row {x} {}", "x".repeat((x % 50) as usize)))
+    });
+    (ds, calls)
+}
+
+#[test]
+fn cache_computes_once_and_unpersist_drops() {
+    let (ds, calls) = counted(&CTX, 5000);
+    let cached = ds.cache();
+    assert_eq!(cached.cached_size(), None);
+    // A job that stops early keeps nothing.
+    assert_eq!(cached.clone().take(3).unwrap().len(), 3);
+    assert_eq!(cached.cached_size(), None);
+    let before = calls.load(Ordering::Relaxed);
+    assert_eq!(cached.clone().count().unwrap(), 5000);
+    assert_eq!(calls.load(Ordering::Relaxed) - before, 5000);
+    let (memory, disk) = cached.cached_size().unwrap();
+    assert!(memory > 0 && disk == 0, "{memory} {disk}");
+    let want: u64 = (0..5000).sum();
+    let sum = cached.clone().map(|(x, _)| x).reduce(|a, b| a + b).unwrap();
+    assert_eq!(sum, Some(want));
+    let evens = cached.clone().filter(|(x, _)| x % 2 == 0).count().unwrap();
+    assert_eq!(evens, 2500);
+    assert!(cached.explain().unwrap().contains("SpateCachedExec"));
+    assert_eq!(
+        calls.load(Ordering::Relaxed) - before,
+        5000,
+        "computed once"
+    );
+    cached.unpersist();
+    assert_eq!(cached.cached_size(), None);
+    assert_eq!(cached.clone().count().unwrap(), 5000);
+    assert_eq!(
+        calls.load(Ordering::Relaxed) - before,
+        10_000,
+        "computed again"
+    );
+}
+
+#[test]
+fn cache_beyond_the_budget_spills_or_is_not_kept() {
+    use spate::ops::cache::StorageLevel;
+    let ctx = Context::builder()
+        .threads(2)
+        .batch_size(256)
+        .memory_limit(1 << 20)
+        .build()
+        .unwrap();
+    let want = {
+        let (ds, _) = counted(&ctx, 60_000);
+        sorted(ds.collect().unwrap())
+    };
+    for level in [
+        StorageLevel::MemoryAndDisk,
+        StorageLevel::DiskOnly,
+        StorageLevel::MemoryOnly,
+    ] {
+        let (ds, calls) = counted(&ctx, 60_000);
+        let cached = ds.persist(level);
+        assert_eq!(sorted(cached.clone().collect().unwrap()), want, "{level:?}");
+        assert_eq!(sorted(cached.clone().collect().unwrap()), want, "{level:?}");
+        let size = cached.cached_size();
+        match level {
+            StorageLevel::MemoryOnly => {
+                assert_eq!(size, None, "does not fit in 1 MiB: not kept");
+                assert_eq!(calls.load(Ordering::Relaxed), 120_000);
+            }
+            _ => {
+                let (memory, disk) = size.unwrap();
+                assert!(disk > 0, "{level:?}: {memory} {disk}");
+                if level == StorageLevel::DiskOnly {
+                    assert_eq!(memory, 0);
+                }
+                assert_eq!(calls.load(Ordering::Relaxed), 60_000, "{level:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_failed_job_keeps_no_cache() {
+    let ds = CTX
+        .from_vec((0..1000u64).collect::<Vec<_>>())
+        .map(|x| {
+            if x == 999 {
+                panic!("boom")
+            }
+            x
+        })
+        .cache();
+    let err = ds.clone().count().unwrap_err().to_string();
+    assert!(err.contains("boom"), "{err}");
+    assert_eq!(ds.cached_size(), None);
+    assert!(ds.count().is_err(), "computed again, failing again");
+}

@@ -28,6 +28,7 @@ use crate::ops::top::{KeyFn, TopOp};
 use crate::rows::{Data, RowCodec};
 
 mod actions;
+mod cache;
 mod keyed;
 mod reduce;
 mod shape;
@@ -82,6 +83,8 @@ impl<T> Clone for Kind<T> {
 pub struct Dataset<T> {
     ctx: Context,
     kind: Kind<T>,
+    /// The cache this dataset fills and reads, if it is persisted.
+    cache: Option<Arc<crate::ops::cache::CacheSlot>>,
 }
 
 impl<T> Clone for Dataset<T> {
@@ -89,6 +92,7 @@ impl<T> Clone for Dataset<T> {
         Self {
             ctx: self.ctx.clone(),
             kind: self.kind.clone(),
+            cache: self.cache.clone(),
         }
     }
 }
@@ -125,6 +129,7 @@ impl Context {
         Dataset {
             ctx: self.clone(),
             kind: Kind::Plan(Arc::new(move || Err(error.replay()))),
+            cache: None,
         }
     }
 
@@ -139,6 +144,7 @@ impl Context {
             kind: Kind::Plan(Arc::new(move || {
                 Ok(TextScanNode::plan(step.clone(), &files)?)
             })),
+            cache: None,
         }
     }
 
@@ -167,6 +173,7 @@ impl Context {
                 )?
                 .build()?)
             })),
+            cache: None,
         }
     }
 
@@ -181,6 +188,7 @@ impl Context {
         Dataset {
             ctx: self.clone(),
             kind: Kind::Plan(plan),
+            cache: None,
         }
     }
 
@@ -235,6 +243,7 @@ impl<T: Data> Dataset<T> {
         Dataset {
             ctx,
             kind: Kind::Chain { base, chain, steps },
+            cache: None,
         }
     }
 

@@ -1,5 +1,6 @@
 //! The operators spate adds to DataFusion plans, one per file.
 //!
+//! - [`cache`]: keeps a dataset's batches for later jobs, and serves them.
 //! - [`chain`]: fused chains of per-row user functions (map, flat_map, filter,
 //!   mapper tasks), built per partition.
 //! - [`map`]: runs a chain and encodes its rows (`MapOp`).
@@ -12,6 +13,7 @@
 //! - [`pull`]: hands a partition to a function as an iterator (foreach_partition).
 //! - [`pipe`]: streams rows through a child process (Hadoop Streaming tasks).
 
+pub mod cache;
 pub mod chain;
 pub mod group;
 pub mod indexed;
