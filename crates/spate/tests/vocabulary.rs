@@ -39,6 +39,9 @@ fn pairs() -> impl Strategy<Value = Vec<(String, i64)>> {
     ]
 }
 
+/// One key's values from each of three inputs.
+type Three = (Vec<i64>, Vec<i64>, Vec<i64>);
+
 fn grouped(ps: &[(String, i64)]) -> BTreeMap<String, Vec<i64>> {
     let mut m: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     for (k, v) in ps {
@@ -155,11 +158,11 @@ proptest! {
         prop_assert_eq!(got, want);
 
         let got = CTX.from_vec(a).cogroup3(CTX.from_vec(b), CTX.from_vec(c)).collect().unwrap();
-        let got: BTreeMap<String, (Vec<i64>, Vec<i64>, Vec<i64>)> =
+        let got: BTreeMap<String, Three> =
             got.into_iter().map(|(k, (v, w, x))| (k, (sorted(v), sorted(w), sorted(x)))).collect();
         let keys: BTreeSet<&String> = ga.keys().chain(gb.keys()).chain(gc.keys()).collect();
         let get = |g: &BTreeMap<String, Vec<i64>>, k: &String| sorted(g.get(k).cloned().unwrap_or_default());
-        let want: BTreeMap<String, (Vec<i64>, Vec<i64>, Vec<i64>)> = keys.iter()
+        let want: BTreeMap<String, Three> = keys.iter()
             .map(|k| ((*k).clone(), (get(&ga, k), get(&gb, k), get(&gc, k)))).collect();
         prop_assert_eq!(got, want);
     }
