@@ -158,6 +158,8 @@ pub async fn run(opts: ExecutorOptions, registry: Arc<Registry>) -> Result<()> {
         // directory), with object stores set up from this process's
         // environment and shared by every job.
         override_runtime_producer: Some(runtime_producer(&shuffle_dir)),
+        // Tasks' settings carry spate's (broadcast values).
+        override_config_producer: Some(Arc::new(crate::scheduler::spate_config)),
         health: health.clone(),
         ..ExecutorProcessConfig::default()
     };

@@ -63,6 +63,11 @@ pub(crate) fn host_name() -> String {
     spate_core::cluster::host_name().unwrap_or_else(|| "localhost".into())
 }
 
+/// Ballista's session configuration with spate's settings registered.
+pub(crate) fn spate_config() -> SessionConfig {
+    spate_core::shared::with_spate_options(ballista_core::utils::default_config_producer())
+}
+
 /// Ballista's scheduler configuration as spate sets it (each setting that
 /// differs from Ballista's default says why, in [`timing`]).
 fn config(opts: &SchedulerOptions, port: u16, advertised: &str) -> SchedulerConfig {
@@ -83,6 +88,8 @@ fn config(opts: &SchedulerOptions, port: u16, advertised: &str) -> SchedulerConf
         bind_port: port,
         external_host: advertised.to_string(),
         override_session_builder: Some(session_builder),
+        // Jobs' sessions accept spate's settings (broadcast values).
+        override_config_producer: Some(Arc::new(spate_config)),
         // Steps are planned from their declarations: the scheduler holds no
         // job's closures (an empty registry).
         override_logical_codec: Some(Arc::new(SpateLogicalCodec::new(registry.clone()))),

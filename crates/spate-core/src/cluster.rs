@@ -265,7 +265,7 @@ pub(crate) fn remote_session(
         .iter()
         .map(|e| e.specification.vcores as usize)
         .sum();
-    let config = SessionConfig::new_with_ballista()
+    let config = crate::shared::with_spate_options(SessionConfig::new_with_ballista())
         .with_target_partitions(slots.max(1))
         .with_batch_size(batch_size)
         .with_information_schema(true)

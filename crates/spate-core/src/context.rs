@@ -14,6 +14,7 @@ use spate_io::progress::Progress;
 
 use crate::error::{Error, Result};
 use crate::node::{FixedPartitions, PartitionOp, SpateQueryPlanner};
+use crate::rows::Data;
 
 /// Configuration of a [`Context`]. Defaults: every core, no memory limit.
 #[derive(Debug, Clone, Default)]
@@ -124,6 +125,7 @@ pub(crate) struct Inner {
     cluster: Option<crate::cluster::Address>,
     cluster_jobs: Arc<crate::cluster::ClusterJobs>,
     names: Mutex<Names>,
+    shared: crate::shared::SharedValues,
 }
 
 impl Drop for Inner {
@@ -208,7 +210,7 @@ impl Context {
     fn with_config(config: Config) -> Result<Self> {
         let threads = config.effective_threads();
         let progress = Arc::new(Progress::default());
-        let mut session_config = SessionConfig::new()
+        let mut session_config = crate::shared::with_spate_options(SessionConfig::new())
             .with_target_partitions(threads)
             .with_batch_size(config.batch_size.unwrap_or(8192))
             .with_information_schema(true)
@@ -300,6 +302,7 @@ impl Context {
                 cluster,
                 cluster_jobs,
                 names: Mutex::new(Names::default()),
+                shared: crate::shared::SharedValues::default(),
             }),
         })
     }
@@ -390,6 +393,59 @@ impl Context {
                     "the job's thread was cancelled: {e}"
                 ))),
             },
+        }
+    }
+
+    /// The accumulator named `name` (made on first use; the same name gives
+    /// the same accumulator). See [`crate::shared::Accumulator`].
+    pub fn accumulator(&self, name: &str) -> crate::shared::Accumulator {
+        self.inner.shared.accumulator(name)
+    }
+
+    /// A read-only value for closures to read (Spark's `broadcast`). On a
+    /// cluster the value travels with every job to the executors (encoded
+    /// as Arrow IPC, at most 4 MiB; larger lookups belong in a join), which
+    /// decode it once. Broadcasts are named in the order they are made, as
+    /// steps are: a job binary's driver and executors make the same ones.
+    pub fn broadcast<T: Data>(&self, value: T) -> Result<crate::shared::Broadcast<T>> {
+        let id = self.step_name("broadcast");
+        if self.cluster().is_some() {
+            let encoded = crate::shared::encode(&value)?;
+            if encoded.len() > crate::shared::MAX_BROADCAST_BYTES {
+                return Err(Error::Usage(format!(
+                    "broadcast {id}: {} bytes encoded, more than the {} a cluster job can carry \
+                     to its executors; join with the data instead",
+                    encoded.len(),
+                    crate::shared::MAX_BROADCAST_BYTES
+                )));
+            }
+            let all = self.inner.shared.add_broadcast(&id, encoded)?;
+            let state = self.inner.session.state_ref();
+            let mut state = state.write();
+            let options = state.config_mut().options_mut();
+            options
+                .set("spate.broadcasts", &all)
+                .map_err(|e| Error::Internal(format!("setting broadcast {id}: {e}")))?;
+        }
+        Ok(crate::shared::Broadcast::new(id, value))
+    }
+
+    /// Adds the accumulator amounts of the cluster jobs run since `mark`
+    /// (see [`crate::cluster::ClusterJobs::mark`]) to this context's
+    /// accumulators. Amounts that cannot be read make a warning: the
+    /// action's output is complete by then.
+    pub(crate) fn gather_accumulators(&self, mark: usize) {
+        let Some(addr) = self.cluster() else {
+            return;
+        };
+        if !self.inner.shared.has_accumulators() {
+            return;
+        }
+        for job in self.cluster_jobs().since(mark) {
+            match self.block_on(crate::cluster::job_counts(addr, &job)) {
+                Ok(counts) => self.inner.shared.add_counts(&counts),
+                Err(e) => log::warn!("accumulators: {e}"),
+            }
         }
     }
 

@@ -39,6 +39,7 @@ pub mod ops;
 pub use spate_io::output;
 pub mod pipeline;
 pub mod rows;
+pub mod shared;
 pub mod text;
 pub mod word;
 
@@ -61,5 +62,6 @@ pub mod prelude {
         Pipeline, ReadText, Top, WriteText,
     };
     pub use crate::rows::Data;
+    pub use crate::shared::{Accumulator, Broadcast};
     pub use crate::text::{Word, into_words, words};
 }

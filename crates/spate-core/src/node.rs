@@ -289,6 +289,8 @@ pub struct OpExec {
     input: Arc<dyn ExecutionPlan>,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
+    /// Accumulator amounts of this node's successful tasks, by name.
+    accumulated: Arc<parking_lot::Mutex<std::collections::BTreeMap<String, i64>>>,
 }
 
 impl OpExec {
@@ -309,6 +311,7 @@ impl OpExec {
             input,
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
+            accumulated: Default::default(),
         }
     }
 
@@ -429,13 +432,23 @@ impl ExecutionPlan for OpExec {
     ) -> DfResult<SendableRecordBatchStream> {
         self.op
             .input_partitions(self.input.output_partitioning().partition_count());
-        let input = self.input.execute(partition, context.clone())?;
-        let output = self.op.run(input, partition, context)?;
+        // The task's user code runs in its scope (accumulators, broadcast
+        // values): while the op is built and whenever its stream is polled.
+        let scope = crate::shared::TaskScope::new(&context);
+        let output = scope.enter(|| {
+            let input = self.input.execute(partition, context.clone())?;
+            self.op.run(input, partition, context)
+        })?;
         // Per-step metrics: rows out and time spent producing them (which
         // includes the time the op waits for its input).
         let metrics = BaselineMetrics::new(&self.metrics, partition);
         let schema = output.schema();
-        let counted = output.map(move |batch| {
+        let scoped = Scoped {
+            inner: output,
+            scope,
+            accumulated: self.accumulated.clone(),
+        };
+        let counted = scoped.map(move |batch| {
             let batch = batch?;
             metrics.record_output(batch.num_rows());
             Ok(batch)
@@ -445,7 +458,8 @@ impl ExecutionPlan for OpExec {
 
     fn metrics(&self) -> Option<MetricsSet> {
         let mut set = self.metrics.clone_inner();
-        for (name, value) in self.op.counts() {
+        let accumulated = crate::shared::as_counts(&self.accumulated.lock());
+        for (name, value) in self.op.counts().into_iter().chain(accumulated) {
             let count = Count::new();
             count.add(value as usize);
             let value = MetricValue::Count {
@@ -457,6 +471,29 @@ impl ExecutionPlan for OpExec {
             set.push(Arc::new(Metric::new(value, Some(0))));
         }
         Some(set)
+    }
+}
+
+/// An op's output stream polled inside its task's scope; the task's
+/// accumulator additions count when the stream ends without error.
+struct Scoped {
+    inner: SendableRecordBatchStream,
+    scope: Arc<crate::shared::TaskScope>,
+    accumulated: Arc<parking_lot::Mutex<std::collections::BTreeMap<String, i64>>>,
+}
+
+impl futures::Stream for Scoped {
+    type Item = DfResult<arrow::record_batch::RecordBatch>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let polled = this.scope.enter(|| this.inner.poll_next_unpin(cx));
+        if let std::task::Poll::Ready(None) = polled {
+            this.scope.commit(&this.accumulated);
+        }
+        polled
     }
 }
 

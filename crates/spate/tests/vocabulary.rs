@@ -508,3 +508,74 @@ fn a_failed_job_keeps_no_cache() {
     assert_eq!(ds.cached_size(), None);
     assert!(ds.count().is_err(), "computed again, failing again");
 }
+
+#[test]
+fn accumulators_count_each_successful_task_once() {
+    let ctx = Context::builder()
+        .threads(3)
+        .batch_size(16)
+        .build()
+        .unwrap();
+    let odd = ctx.accumulator("odd");
+    let (o, p) = (odd.clone(), ctx.accumulator("partitions"));
+    let evens = ctx
+        .from_vec((0..300i64).collect::<Vec<_>>())
+        .filter(move |x| {
+            if x % 2 == 1 {
+                o.add(1);
+            }
+            x % 2 == 0
+        })
+        .count()
+        .unwrap();
+    assert_eq!((evens, odd.value()), (150, 150));
+    ctx.from_vec((0..300i64).collect::<Vec<_>>())
+        .foreach_partition(move |rows| p.add(rows.count() as i64))
+        .unwrap();
+    assert_eq!(ctx.accumulator("partitions").value(), 300);
+
+    // A failed task's additions never count: each partition (100 rows)
+    // counts whole or not at all.
+    let seen = ctx.accumulator("seen");
+    let s = seen.clone();
+    let err = ctx
+        .from_vec((0..300i64).collect::<Vec<_>>())
+        .map(move |x| {
+            s.add(1);
+            if x == 250 {
+                panic!("row 250")
+            }
+            x
+        })
+        .count()
+        .unwrap_err();
+    assert!(err.to_string().contains("row 250"), "{err}");
+    assert_eq!(seen.value() % 100, 0, "{}", seen.value());
+    assert!(seen.value() <= 200);
+
+    // EXPLAIN ANALYZE shows a step's accumulator amounts.
+    let a = ctx.accumulator("shown");
+    let text = ctx
+        .from_vec(vec![1u8, 2, 3])
+        .map(move |x| {
+            a.add(2);
+            x
+        })
+        .explain_analyze()
+        .unwrap();
+    assert!(text.contains("shown"), "{text}");
+    assert_eq!(ctx.accumulator("shown").value(), 6);
+}
+
+#[test]
+fn broadcast_values_are_read_by_closures() {
+    let table: BTreeMap<u32, String> = (0..100).map(|i| (i, format!("n{i}"))).collect();
+    let names = CTX.broadcast(table.clone()).unwrap();
+    let got = CTX
+        .from_vec((0..200u32).collect::<Vec<_>>())
+        .flat_map(move |n| names.value().get(&n).cloned())
+        .collect()
+        .unwrap();
+    let want: Vec<String> = (0..100).map(|i| format!("n{i}")).collect();
+    assert_eq!(sorted(got), sorted(want));
+}

@@ -130,12 +130,16 @@ impl<T: Data> Dataset<T> {
             (self.into_plan())()?;
             return Ok(Vec::new());
         }
+        let mark = ctx.cluster_jobs().mark();
         let physical = self.physical_plan()?;
-        ctx.block_on(async {
-            let task = ctx.session().task_ctx();
-            datafusion::physical_plan::collect(physical, task).await
-        })
-        .map_err(from_df)
+        let batches = ctx
+            .block_on(async {
+                let task = ctx.session().task_ctx();
+                datafusion::physical_plan::collect(physical, task).await
+            })
+            .map_err(from_df)?;
+        ctx.gather_accumulators(mark);
+        Ok(batches)
     }
 
     /// The optimized physical plan.
@@ -175,12 +179,14 @@ impl<T: Data> Dataset<T> {
             (self.into_plan())()?;
             return Ok(String::new());
         }
+        let mark = ctx.cluster_jobs().mark();
         let physical = self.physical_plan()?;
         ctx.block_on(async {
             let task = ctx.session().task_ctx();
             datafusion::physical_plan::collect(physical.clone(), task).await
         })
         .map_err(from_df)?;
+        ctx.gather_accumulators(mark);
         Ok(format!(
             "== Physical plan with metrics ==\n{}",
             datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(
@@ -208,8 +214,11 @@ impl<T: Data> Dataset<T> {
             (self.into_plan())()?;
             return Ok(WriteSummary::not_written(dir.to_path_buf()));
         }
+        let mark = ctx.cluster_jobs().mark();
         let physical = self.physical_plan()?;
         let task = ctx.session().task_ctx();
-        Ok(ctx.block_on(spate_io::output::write_parts(physical, task, dir, format))?)
+        let written = ctx.block_on(spate_io::output::write_parts(physical, task, dir, format))?;
+        ctx.gather_accumulators(mark);
+        Ok(written)
     }
 }

@@ -125,6 +125,8 @@ impl<T: Data> PartitionOp for ForEachPartitionOp<T> {
     ) -> DfResult<SendableRecordBatchStream> {
         let chain = guarded(&self.step, || Ok((self.chain)()))?;
         let (step, f) = (self.step.clone(), self.f.clone());
+        // The function runs on another thread, in this task's scope.
+        let scope = crate::shared::TaskScope::current();
         let work = async move {
             let handle = tokio::runtime::Handle::current();
             let joined = tokio::task::spawn_blocking(move || -> DfResult<()> {
@@ -136,10 +138,16 @@ impl<T: Data> PartitionOp for ForEachPartitionOp<T> {
                     finished: false,
                     error: None,
                 };
-                guarded(&step, || {
-                    call_user(&step, || f(&mut rows));
-                    Ok::<(), StepError>(())
-                })?;
+                let mut call = || {
+                    guarded(&step, || {
+                        call_user(&step, || f(&mut rows));
+                        Ok::<(), StepError>(())
+                    })
+                };
+                match &scope {
+                    Some(scope) => scope.enter(call)?,
+                    None => call()?,
+                }
                 match rows.error {
                     Some(e) => Err(e),
                     None => Ok(()),
