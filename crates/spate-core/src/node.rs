@@ -65,14 +65,15 @@ pub enum InputShape {
     },
     /// Everything in one partition.
     Single,
-    /// Exactly `partitions` partitions: batches dealt out in turn, or, with
-    /// `route`, each row to the partition its route value selects (see
-    /// [`route_values`]). Order is not kept.
+    /// Exactly `partitions` partitions, each row in the one its `route`
+    /// value selects (see [`route_values`]), through a hash shuffle (which
+    /// Ballista makes a stage boundary; it drops other repartitions).
+    /// Order is not kept.
     Spread {
         /// The number of partitions.
         partitions: usize,
-        /// A routing column; `None`: round robin.
-        route: Option<String>,
+        /// The routing column.
+        route: String,
     },
 }
 
@@ -291,13 +292,34 @@ pub struct OpExec {
     metrics: ExecutionPlanMetricsSet,
     /// Accumulator amounts of this node's successful tasks, by name.
     accumulated: Arc<parking_lot::Mutex<std::collections::BTreeMap<String, i64>>>,
+    /// A spreading op as planned, before [`FixedPartitions`] has put its
+    /// shuffle in: it claims the width it will have.
+    claims_width: bool,
 }
 
 impl OpExec {
     /// Runs `op` over `input`.
     pub fn new(op: Arc<dyn PartitionOp>, input: Arc<dyn ExecutionPlan>) -> Self {
+        Self::with_claim(op, input, false)
+    }
+
+    /// Runs `op` over `input`, as the planner makes it: a spreading op
+    /// claims the width `FixedPartitions` will give it, so that
+    /// DataFusion's rules, which run before, plan the nodes above for that
+    /// width. Once the shuffle is in, its width is its input's (which
+    /// Ballista's per-task plans narrow).
+    fn planned(op: Arc<dyn PartitionOp>, input: Arc<dyn ExecutionPlan>) -> Self {
+        Self::with_claim(op, input, true)
+    }
+
+    fn with_claim(
+        op: Arc<dyn PartitionOp>,
+        input: Arc<dyn ExecutionPlan>,
+        claims_width: bool,
+    ) -> Self {
         let partitions = match op.input_shape() {
             InputShape::Single => 1,
+            InputShape::Spread { partitions, .. } if claims_width => partitions.max(1),
             _ => input.properties().output_partitioning().partition_count(),
         };
         let properties = Arc::new(PlanProperties::new(
@@ -312,6 +334,7 @@ impl OpExec {
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
             accumulated: Default::default(),
+            claims_width,
         }
     }
 
@@ -419,7 +442,11 @@ impl ExecutionPlan for OpExec {
         mut children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         match (children.pop(), children.is_empty()) {
-            (Some(input), true) => Ok(Arc::new(OpExec::new(self.op.clone(), input))),
+            (Some(input), true) => Ok(Arc::new(OpExec::with_claim(
+                self.op.clone(),
+                input,
+                self.claims_width,
+            ))),
             _ => Err(DataFusionError::Internal(
                 "SpateOpExec takes one child".into(),
             )),
@@ -516,7 +543,7 @@ impl ExtensionPlanner for SpateExtensionPlanner {
             let input = physical_inputs
                 .first()
                 .ok_or_else(|| DataFusionError::Internal("SpateOp needs one input".into()))?;
-            return Ok(Some(Arc::new(OpExec::new(n.op.clone(), input.clone()))));
+            return Ok(Some(Arc::new(OpExec::planned(n.op.clone(), input.clone()))));
         }
         if let Some(n) = node.as_any().downcast_ref::<TextScanNode>() {
             let partitions = session.config().target_partitions();
@@ -624,7 +651,7 @@ impl PhysicalOptimizerRule for FixedPartitions {
                 return Ok(Transformed::no(node));
             };
             if let InputShape::Spread { partitions, route } = exec.op().input_shape() {
-                return Ok(match spread(exec, partitions, route.as_deref())? {
+                return Ok(match spread(exec, partitions, &route)? {
                     Some(plan) => Transformed::yes(plan),
                     None => Transformed::no(node),
                 });
@@ -670,26 +697,20 @@ impl PhysicalOptimizerRule for FixedPartitions {
 /// Gives a spreading op its input dealt into exactly `count` partitions
 /// (replacing a repartition DataFusion put there, or one this rule put
 /// there before).
-fn spread(
-    exec: &OpExec,
-    count: usize,
-    route: Option<&str>,
-) -> DfResult<Option<Arc<dyn ExecutionPlan>>> {
+fn spread(exec: &OpExec, count: usize, route: &str) -> DfResult<Option<Arc<dyn ExecutionPlan>>> {
     let count = count.max(1);
     let schema = exec.input().schema();
-    let partitioning = match route {
-        Some(column) => Partitioning::Hash(
-            vec![datafusion::physical_expr::expressions::col(
-                column, &schema,
-            )?],
-            count,
-        ),
-        None => Partitioning::RoundRobinBatch(count),
-    };
+    let partitioning = Partitioning::Hash(
+        vec![datafusion::physical_expr::expressions::col(route, &schema)?],
+        count,
+    );
     let mut base = exec.input().clone();
     if let Some(shuffle) = base.downcast_ref::<RepartitionExec>() {
         if shuffle.partitioning() == &partitioning {
-            return Ok(None);
+            if !exec.claims_width {
+                return Ok(None);
+            }
+            return Ok(Some(Arc::new(OpExec::new(exec.op().clone(), base))));
         }
         base = shuffle.input().clone();
     }

@@ -23,7 +23,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use datafusion::common::config::ConfigExtension;
+use datafusion::common::config::{ConfigEntry, ConfigExtension, ExtensionOptions};
 use datafusion::execution::TaskContext;
 use datafusion::prelude::SessionConfig;
 use parking_lot::Mutex;
@@ -31,13 +31,50 @@ use parking_lot::Mutex;
 use crate::error::{Error, Result};
 use crate::rows::{Data, RowCodec};
 
-datafusion::common::extensions_options! {
-    /// spate's settings that travel with a job to the scheduler and its
-    /// executors.
-    pub struct SpateOptions {
-        /// The job's broadcast values: a JSON object from broadcast id to
-        /// the value as base64 Arrow IPC.
-        pub broadcasts: String, default = String::new()
+/// spate's settings that travel with a job to the scheduler and its
+/// executors (`spate.*`).
+#[derive(Debug, Clone, Default)]
+pub struct SpateOptions {
+    /// The job's broadcast values: a JSON object from broadcast id to the
+    /// value as base64 Arrow IPC.
+    pub broadcasts: String,
+}
+
+impl ExtensionOptions for SpateOptions {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+
+    fn cloned(&self) -> Box<dyn ExtensionOptions> {
+        Box::new(self.clone())
+    }
+
+    fn set(&mut self, key: &str, value: &str) -> datafusion::error::Result<()> {
+        match key {
+            "broadcasts" => {
+                self.broadcasts = value.to_string();
+                Ok(())
+            }
+            _ => Err(datafusion::error::DataFusionError::Configuration(format!(
+                "no setting spate.{key}"
+            ))),
+        }
+    }
+
+    /// Entries under their whole key (`spate.broadcasts`): Ballista sends a
+    /// job's settings by these keys and sets them again by them. (The
+    /// `extensions_options!` macro's entries lack the prefix, so they would
+    /// not come back.)
+    fn entries(&self) -> Vec<ConfigEntry> {
+        vec![ConfigEntry {
+            key: format!("{}.broadcasts", Self::PREFIX),
+            value: Some(self.broadcasts.clone()),
+            description: "broadcast values of the job (JSON: id to base64 Arrow IPC)",
+        }]
     }
 }
 

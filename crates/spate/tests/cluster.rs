@@ -152,3 +152,65 @@ fn an_executor_whose_job_arguments_are_wrong_says_so() {
         "{err}"
     );
 }
+
+/// Broadcast values, accumulators and the rest of the Spark vocabulary
+/// give on a cluster what they give locally: the broadcast value is the
+/// driver's (computed by an action, which executors never run), and each
+/// task's accumulator additions count once.
+#[test]
+fn the_spark_vocabulary_gives_on_a_cluster_what_it_gives_locally() {
+    let job = example("cluster_vocabulary");
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    for n in 0..3 {
+        let path = input.join(format!("{n}.txt"));
+        spate::jobs::corpus::write_file(&path, 40_000, n).unwrap();
+        // Blank lines for the accumulator to count.
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("\n\n   \n");
+        std::fs::write(&path, text).unwrap();
+    }
+    let (local, remote) = (dir.path().join("local"), dir.path().join("remote"));
+    let args: Vec<String> = [&input, &remote]
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    let here = ok(Command::new(&job)
+        .arg(&input)
+        .arg(&local)
+        .env_remove("SPATE_CLUSTER")
+        .output()
+        .unwrap());
+    let cluster = LocalCluster::start(&UpOptions {
+        program: job.clone(),
+        executors: 2,
+        slots: 1,
+        host: "127.0.0.1".into(),
+        port: 0,
+        work_dir: dir.path().join("cluster"),
+        tie_to_parent: true,
+        job_args: args.clone(),
+    })
+    .unwrap();
+    let there = ok(Command::new(&job)
+        .args(&args)
+        .env("SPATE_CLUSTER", cluster.address().to_string())
+        .output()
+        .unwrap());
+    let (here, there) = (
+        String::from_utf8_lossy(&here.stdout).into_owned(),
+        String::from_utf8_lossy(&there.stdout).into_owned(),
+    );
+    assert!(here.contains("common words: 10\n"), "{here}");
+    assert!(here.contains(" with text, 9 blank\n"), "{here}");
+    assert_eq!(there, here);
+    for part in ["rare", "lengths", "initials"] {
+        let (l, r) = (lines(&local.join(part)), lines(&remote.join(part)));
+        assert!(!l.is_empty(), "{part}");
+        assert_eq!(r, l, "{part}");
+    }
+    // The common words were left out on the executors too.
+    let rare = lines(&remote.join("rare"));
+    assert!(!rare.iter().any(|l| l.starts_with("the\t")), "{rare:?}");
+}

@@ -398,6 +398,36 @@ fn repartition_and_partition_by_choose_the_parts() {
 }
 
 #[test]
+fn spreading_one_partition_keeps_every_row_for_the_steps_after() {
+    // One input partition spread into four: the steps above are planned
+    // for four partitions (a shuffle), not for the one there was.
+    let one = Context::builder().threads(2).build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("small.txt");
+    std::fs::write(&path, "apple bob\nax\n").unwrap();
+    let got = one
+        .read_text(&[&path])
+        .unwrap()
+        .flat_map(|l| l.split(' ').map(String::from).collect::<Vec<_>>())
+        .map(|w| (w[..1].to_string(), w.len() as u64))
+        .partition_by(4, |k: &String| k.len())
+        .aggregate_by_key(0u64, |a, n| a + n, |a, b| a + b)
+        .collect()
+        .unwrap();
+    assert_eq!(sorted(got), vec![("a".to_string(), 7), ("b".into(), 3)]);
+    let got = one
+        .read_text(&[&path])
+        .unwrap()
+        .flat_map(|_| 0..50u32)
+        .repartition(3)
+        .map(|x| (x % 5, 1u64))
+        .reduce_by_key(|a, b| a + b)
+        .collect()
+        .unwrap();
+    assert_eq!(sorted(got), (0..5).map(|k| (k, 20)).collect::<Vec<_>>());
+}
+
+#[test]
 fn collect_map_keeps_one_value_per_key() {
     let map: HashMap<String, u32> = CTX
         .from_vec(vec![("a".to_string(), 1u32), ("b".to_string(), 2)])

@@ -13,7 +13,7 @@ use datafusion::logical_expr::{
 
 use crate::error::Error;
 use crate::ops::indexed::{IndexedOp, PosEndFn, PosFn, Position};
-use crate::ops::spread::SpreadOp;
+use crate::ops::spread::{ROUTE_COLUMN, RouteOp, SpreadOp};
 use crate::rows::{Data, RowCodec};
 
 use super::{Dataset, Key, describe, qcol};
@@ -108,14 +108,17 @@ impl<T: Data> Dataset<T> {
     }
 
     /// Spreads the elements evenly over exactly `n` partitions (Spark's
-    /// `repartition`): the next operation runs `n`-wide and a write
-    /// following it writes `n` part files.
+    /// `repartition`): each partition's rows are dealt out in turn, through
+    /// a shuffle (a stage boundary on a cluster). The next operation runs
+    /// `n`-wide and a write following it writes `n` part files.
     pub fn repartition(self, n: usize) -> Dataset<T> {
         self.spread("repartition", n, None)
     }
 
-    /// A spreading op over this dataset: `n` partitions, by `route` or
-    /// in turn, keeping the columns of `Out` (a prefix of this dataset's).
+    /// A spreading op over this dataset: `n` partitions, by the route
+    /// column `route` (this dataset's last, dropped) or, without one, in
+    /// turn; the output rows are `Out` (this dataset's columns before the
+    /// route).
     fn spread<Out>(self, kind: &str, n: usize, route: Option<&str>) -> Dataset<Out> {
         let ctx = self.ctx.clone();
         let name = ctx.step_name(kind);
@@ -123,23 +126,27 @@ impl<T: Data> Dataset<T> {
         let plan = self.into_plan();
         let ctx2 = ctx.clone();
         ctx.dataset(Arc::new(move || {
-            let input = plan()?;
-            let keep = match &route {
-                // The route is the last column.
-                Some(_) => input.schema().fields().len().saturating_sub(1),
-                None => input.schema().fields().len(),
+            let mut input = plan()?;
+            let route = match &route {
+                Some(route) => route.clone(),
+                None => {
+                    let schema = input.schema().inner().clone();
+                    let op = RouteOp::new(format!("{name}/route"), &schema, n);
+                    input = ctx2.op_plan(Arc::new(op), input)?;
+                    ROUTE_COLUMN.to_string()
+                }
             };
             let schema = input.schema().inner().clone();
-            let op = SpreadOp::new(name.clone(), &schema, n, route.clone(), keep)?;
+            let op = SpreadOp::new(name.clone(), &schema, n, route)?;
             ctx2.op_plan(Arc::new(op), input)
         }))
     }
 
-    /// At most `n` partitions (Spark's `coalesce`). spate moves whole
-    /// batches between partitions within a stage, never through a
-    /// shuffle, so this is [`repartition`](Self::repartition) without the
-    /// cost Spark's `repartition` has; `coalesce(1)` gives one ordered
-    /// partition of the input's partitions in turn.
+    /// `n` partitions (Spark's `coalesce`). spate has one way to change
+    /// the partition count — a shuffle, which in-process moves batches
+    /// between threads without copying them to disk — so this is
+    /// [`repartition`](Self::repartition); Spark's `coalesce` merges
+    /// partitions without a shuffle instead.
     pub fn coalesce(self, n: usize) -> Dataset<T> {
         self.repartition(n)
     }

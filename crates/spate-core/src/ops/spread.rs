@@ -1,48 +1,53 @@
-//! `SpreadOp`: deals its input into a fixed number of partitions
-//! (`repartition`, `coalesce`, `partition_by`). The op itself only passes
-//! batches on, keeping the first `keep` columns; the optimizer rule
-//! [`crate::node::FixedPartitions`] puts the repartition in front of it,
-//! after DataFusion's own rules, which would otherwise drop a repartition
-//! no operator asks for.
+//! Dealing rows into a fixed number of partitions (`repartition`,
+//! `coalesce`, `partition_by`, the single partition of a global combine).
+//!
+//! `SpreadOp` passes batches on, dropping the routing column; the optimizer
+//! rule [`crate::node::FixedPartitions`] puts a hash shuffle on that column
+//! in front of it, after DataFusion's own rules (which drop a repartition
+//! no operator asks for). The shuffle is a hash one even for an even
+//! spread, whose rows get their route from `RouteOp` in turn: Ballista
+//! keeps hash shuffles as stage boundaries but drops round-robin ones.
 
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
+use arrow::array::{ArrayRef, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
 use datafusion::error::Result as DfResult;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::StreamExt;
 
-use crate::node::{InputShape, PartitionOp};
+use crate::node::{InputShape, PartitionOp, route_values};
 
-/// Passes batches on into exactly `partitions` partitions.
+/// The column `RouteOp` adds.
+pub const ROUTE_COLUMN: &str = "__spate_route";
+
+/// Passes batches on into exactly `partitions` partitions, by the value of
+/// the routing column (the input's last), which it drops.
 #[derive(Debug)]
 pub struct SpreadOp {
     step: String,
     partitions: usize,
-    route: Option<String>,
-    keep: usize,
+    route: String,
     schema: SchemaRef,
 }
 
 impl SpreadOp {
-    /// Deals `input_schema`'s rows into `partitions` partitions — by the
-    /// value of `route`, else in turn — and keeps their first `keep`
-    /// columns.
+    /// Deals rows of `input_schema` into `partitions` partitions by its
+    /// last column, `route`.
     pub fn new(
         step: String,
         input_schema: &SchemaRef,
         partitions: usize,
-        route: Option<String>,
-        keep: usize,
+        route: String,
     ) -> DfResult<Self> {
-        let keep = keep.min(input_schema.fields().len());
+        let keep = input_schema.fields().len().saturating_sub(1);
         let schema = Arc::new(input_schema.project(&(0..keep).collect::<Vec<_>>())?);
         Ok(Self {
             step,
             partitions: partitions.max(1),
             route,
-            keep,
             schema,
         })
     }
@@ -54,10 +59,7 @@ impl PartitionOp for SpreadOp {
     }
 
     fn describe(&self) -> String {
-        match &self.route {
-            Some(_) => format!("partition by key into {}", self.partitions),
-            None => format!("spread into {}", self.partitions),
-        }
+        format!("spread into {} by {}", self.partitions, self.route)
     }
 
     fn schema(&self) -> SchemaRef {
@@ -77,8 +79,72 @@ impl PartitionOp for SpreadOp {
         _partition: usize,
         _context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
-        let columns: Vec<usize> = (0..self.keep).collect();
+        let columns: Vec<usize> = (0..self.schema.fields().len()).collect();
         let out = input.map(move |batch| Ok(batch?.project(&columns)?));
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema.clone(),
+            out,
+        )))
+    }
+}
+
+/// Appends [`ROUTE_COLUMN`]: rows routed to `partitions` partitions in
+/// turn, each input partition starting at its own, so the spread is even.
+#[derive(Debug)]
+pub struct RouteOp {
+    step: String,
+    partitions: usize,
+    schema: SchemaRef,
+}
+
+impl RouteOp {
+    /// Routes rows of `input_schema` to `partitions` partitions in turn.
+    pub fn new(step: String, input_schema: &SchemaRef, partitions: usize) -> Self {
+        let mut fields: Vec<Arc<Field>> = input_schema.fields().iter().cloned().collect();
+        fields.push(Arc::new(Field::new(ROUTE_COLUMN, DataType::UInt64, false)));
+        Self {
+            step,
+            partitions: partitions.max(1),
+            schema: Arc::new(Schema::new(fields)),
+        }
+    }
+}
+
+impl PartitionOp for RouteOp {
+    fn step(&self) -> &str {
+        &self.step
+    }
+
+    fn describe(&self) -> String {
+        format!("route in turn to {}", self.partitions)
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn run(
+        &self,
+        input: SendableRecordBatchStream,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        let routes = route_values(self.partitions)?;
+        let schema = self.schema.clone();
+        let mut next = partition % routes.len();
+        let out = input.map(move |batch| {
+            let batch = batch?;
+            let values: UInt64Array = (0..batch.num_rows())
+                .map(|_| {
+                    let route = routes[next];
+                    next = (next + 1) % routes.len();
+                    route
+                })
+                .collect();
+            let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+            columns.push(Arc::new(values));
+            Ok(RecordBatch::try_new(schema.clone(), columns)?)
+        });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.schema.clone(),
             out,
