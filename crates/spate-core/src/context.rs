@@ -404,7 +404,7 @@ impl Context {
 
     /// A read-only value for closures to read (Spark's `broadcast`). On a
     /// cluster the value travels with every job to the executors (encoded
-    /// as Arrow IPC, at most 4 MiB; larger lookups belong in a join), which
+    /// as CBOR, at most 4 MiB; larger lookups belong in a join), which
     /// decode it once. Broadcasts are named in the order they are made, as
     /// steps are: a job binary's driver and executors make the same ones.
     pub fn broadcast<T: Data>(&self, value: T) -> Result<crate::shared::Broadcast<T>> {

@@ -11,7 +11,7 @@
 //! those of every job an action ran.
 //!
 //! **Broadcast values travel with the job.** Locally a closure reads the
-//! value itself. On a cluster, the driver encodes each value (Arrow IPC,
+//! value itself. On a cluster, the driver encodes each value (CBOR,
 //! base64) into the job's settings (`spate.broadcasts`, a DataFusion config
 //! extension that the scheduler and the executors register); an executor
 //! decodes a value once and keeps it while the job's settings carry the
@@ -29,14 +29,14 @@ use datafusion::prelude::SessionConfig;
 use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
-use crate::rows::{Data, RowCodec};
+use crate::rows::Data;
 
 /// spate's settings that travel with a job to the scheduler and its
 /// executors (`spate.*`).
 #[derive(Debug, Clone, Default)]
 pub struct SpateOptions {
     /// The job's broadcast values: a JSON object from broadcast id to the
-    /// value as base64 Arrow IPC.
+    /// value as base64 CBOR.
     pub broadcasts: String,
 }
 
@@ -73,7 +73,7 @@ impl ExtensionOptions for SpateOptions {
         vec![ConfigEntry {
             key: format!("{}.broadcasts", Self::PREFIX),
             value: Some(self.broadcasts.clone()),
-            description: "broadcast values of the job (JSON: id to base64 Arrow IPC)",
+            description: "broadcast values of the job (JSON: id to base64 CBOR)",
         }]
     }
 }
@@ -390,20 +390,12 @@ impl<T: Data> Broadcast<T> {
     }
 }
 
-/// A value as base64 Arrow IPC (one row of `T`'s schema).
+/// A value as base64 CBOR: any serde type, maps with any keys included.
 pub(crate) fn encode<T: Data>(value: &T) -> Result<String> {
     use base64::Engine;
-    let codec = RowCodec::<T>::new()?;
-    let batch = codec.encode(std::slice::from_ref(value))?;
     let mut bytes = Vec::new();
-    {
-        let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut bytes, &batch.schema())
-            .map_err(|e| Error::Internal(format!("encoding a broadcast value: {e}")))?;
-        writer
-            .write(&batch)
-            .and_then(|_| writer.finish())
-            .map_err(|e| Error::Internal(format!("encoding a broadcast value: {e}")))?;
-    }
+    ciborium::into_writer(value, &mut bytes)
+        .map_err(|e| Error::Usage(format!("a broadcast value cannot be encoded: {e}")))?;
     Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
@@ -412,16 +404,8 @@ fn decode<T: Data>(encoded: &str) -> Result<T> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(encoded)
         .map_err(|e| Error::Internal(format!("not base64: {e}")))?;
-    let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
-        .map_err(|e| Error::Internal(format!("not Arrow IPC: {e}")))?;
-    let codec = RowCodec::<T>::new()?;
-    for batch in reader {
-        let batch = batch.map_err(|e| Error::Internal(format!("not Arrow IPC: {e}")))?;
-        if let Some(value) = codec.decode(&batch)?.into_iter().next() {
-            return Ok(value);
-        }
-    }
-    Err(Error::Internal("no value in the encoding".into()))
+    ciborium::from_reader(bytes.as_slice())
+        .map_err(|e| Error::Internal(format!("not the value's CBOR: {e}")))
 }
 
 #[cfg(test)]

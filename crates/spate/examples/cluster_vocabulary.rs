@@ -10,7 +10,7 @@
 //! SPATE_CLUSTER=127.0.0.1:PORT $JOB books/ out-cluster/
 //! ```
 
-use std::collections::BTreeSet;
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -45,19 +45,18 @@ fn main() -> ExitCode {
         // The ten most common words, computed by a job of their own and
         // broadcast to the tasks of the next ones (on a cluster's executors,
         // which compute nothing themselves, the driver's value arrives).
-        let common: BTreeSet<String> = words
+        let common: HashMap<String, u64> = words
             .clone()
             .count_by_value()
             .top_by(10, |(w, n)| (*n, std::cmp::Reverse(w.clone())))
             .collect()?
             .into_iter()
-            .map(|(w, _)| w)
             .collect();
         let common = ctx.broadcast(common)?;
         let c = common.clone();
         words
             .clone()
-            .filter(move |w| !c.value().contains(w))
+            .filter(move |w| !c.value().contains_key(w))
             .count_by_value()
             .write_text(out.join("rare"))?;
 
