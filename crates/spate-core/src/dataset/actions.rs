@@ -208,6 +208,31 @@ impl<T: Data> Dataset<T> {
         self.write(dir.as_ref(), FileFormat::Json)
     }
 
+    /// Writes text lines into `dir` up to, not including, publishing it
+    /// (see [`spate_io::output::StagedWrite`]); `None` when the context
+    /// only declares its steps.
+    pub fn stage_text(
+        self,
+        dir: impl AsRef<Path>,
+    ) -> Result<Option<spate_io::output::StagedWrite>> {
+        let ctx = self.ctx.clone();
+        if ctx.is_declaring() {
+            (self.into_plan())()?;
+            return Ok(None);
+        }
+        let mark = ctx.cluster_jobs().mark();
+        let physical = self.physical_plan()?;
+        let task = ctx.session().task_ctx();
+        let staged = ctx.block_on(spate_io::output::stage_parts(
+            physical,
+            task,
+            dir.as_ref(),
+            FileFormat::Text,
+        ))?;
+        ctx.gather_accumulators(mark);
+        Ok(Some(staged))
+    }
+
     fn write(self, dir: &Path, format: FileFormat) -> Result<WriteSummary> {
         let ctx = self.ctx.clone();
         if ctx.is_declaring() {

@@ -1,6 +1,7 @@
 //! Reuse: `cache`, `persist`, `unpersist` (see [`crate::ops::cache`]).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use datafusion::catalog::Session;
 use datafusion::datasource::{TableProvider, TableType, provider_as_source};
@@ -50,31 +51,39 @@ impl<T: Data> Dataset<T> {
             return self;
         }
         let name = ctx.step_name("cache");
-        let slot = Arc::new(CacheSlot::new(name.clone(), level));
+        let slot = Arc::new(CacheSlot::new(name, level));
         let upstream = self.into_plan();
         let (ctx2, slot2) = (ctx.clone(), slot.clone());
-        let plan = Arc::new(move || {
-            if let Some(cached) = slot2.get() {
-                let table = CachedTable {
-                    step: name.clone(),
-                    cached,
-                };
-                return Ok(LogicalPlanBuilder::scan(
-                    name.as_str(),
-                    provider_as_source(Arc::new(table)),
-                    None,
-                )?
-                .build()?);
-            }
-            let schema = RowCodec::<T>::new()?.schema().clone();
-            let op = CacheFillOp::new(slot2.clone(), schema);
-            ctx2.op_plan(Arc::new(op), upstream()?)
-        });
+        let plan = Arc::new(move || cached_plan::<T>(&ctx2, &slot2, &upstream));
         Dataset {
             ctx,
             kind: Kind::Plan(plan),
             cache: Some(slot),
         }
+    }
+
+    /// This dataset as a pipeline collection that `shared` counts the
+    /// consumers of: read by more than one, it is computed once per run
+    /// and kept (memory, then disk) for the others.
+    pub(crate) fn shared_by(self, shared: Arc<SharedUse>) -> Dataset<T> {
+        let ctx = self.ctx.clone();
+        if ctx.cluster().is_some() {
+            return self;
+        }
+        let upstream = self.into_plan();
+        let ctx2 = ctx.clone();
+        ctx.dataset(Arc::new(move || {
+            if shared.consumers.load(Ordering::Acquire) < 2 {
+                return upstream();
+            }
+            let slot = shared.slot.get_or_init(|| {
+                Arc::new(CacheSlot::new(
+                    ctx2.step_name("shared"),
+                    StorageLevel::MemoryAndDisk,
+                ))
+            });
+            cached_plan::<T>(&ctx2, slot, &upstream)
+        }))
     }
 
     /// Drops what [`persist`](Self::persist) kept; the next job computes
@@ -94,6 +103,53 @@ impl<T: Data> Dataset<T> {
     /// bytes on disk)`, or `None`.
     pub fn cached_size(&self) -> Option<(usize, u64)> {
         self.cache.as_ref().and_then(|s| s.get()).map(|c| c.sizes())
+    }
+}
+
+/// The plan of a cached dataset: a scan of the cache once a job has filled
+/// it, else the dataset's own plan under the op that fills it.
+fn cached_plan<T: Data>(
+    ctx: &crate::Context,
+    slot: &Arc<CacheSlot>,
+    upstream: &super::Lazy<datafusion::logical_expr::LogicalPlan>,
+) -> crate::error::Result<datafusion::logical_expr::LogicalPlan> {
+    let name = slot.step().to_string();
+    if let Some(cached) = slot.get() {
+        let table = CachedTable {
+            step: name.clone(),
+            cached,
+        };
+        return Ok(LogicalPlanBuilder::scan(
+            name.as_str(),
+            provider_as_source(Arc::new(table)),
+            None,
+        )?
+        .build()?);
+    }
+    let schema = RowCodec::<T>::new()?.schema().clone();
+    let op = CacheFillOp::new(slot.clone(), schema);
+    ctx.op_plan(Arc::new(op), upstream()?)
+}
+
+/// How many consumers a pipeline collection has, and the cache it is kept
+/// in when it has more than one.
+#[derive(Debug, Default)]
+pub struct SharedUse {
+    consumers: AtomicUsize,
+    slot: std::sync::OnceLock<Arc<CacheSlot>>,
+}
+
+impl SharedUse {
+    /// Counts one more consumer.
+    pub(crate) fn consumed(&self) {
+        self.consumers.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Drops what was kept (a run is over).
+    pub(crate) fn release(&self) {
+        if let Some(slot) = self.slot.get() {
+            slot.clear();
+        }
     }
 }
 

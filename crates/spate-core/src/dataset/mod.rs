@@ -33,10 +33,11 @@ mod keyed;
 mod reduce;
 mod shape;
 
+pub use cache::SharedUse;
 pub use keyed::GroupedDataset;
 pub(crate) use keyed::reduce_routed;
 
-type Lazy<X> = Arc<dyn Fn() -> Result<X> + Send + Sync>;
+pub(crate) type Lazy<X> = Arc<dyn Fn() -> Result<X> + Send + Sync>;
 
 /// Key types: hashable, comparable, clonable data.
 pub trait Key: Data + Hash + Eq + Clone {}

@@ -112,6 +112,11 @@ impl CacheSlot {
         }
     }
 
+    /// The step that fills and reads the cache.
+    pub fn step(&self) -> &str {
+        &self.step
+    }
+
     /// The level asked for.
     pub fn level(&self) -> StorageLevel {
         self.level

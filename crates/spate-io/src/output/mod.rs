@@ -36,7 +36,10 @@ use std::path::PathBuf;
 pub use crate::format::{FileFormat, compressed_suffix};
 use crate::{Error, Result};
 pub use attempts::{AttemptUrls, attempt_urls};
-pub use publish::{add_to_directory, new_directory, new_file, remove_directory, write_parts};
+pub use publish::{
+    StagedWrite, add_to_directory, new_directory, new_file, remove_directory, stage_parts,
+    write_parts,
+};
 
 /// What to write: a format, its options, and the columns whose values name
 /// `key=value/` directories.

@@ -28,6 +28,45 @@ pub async fn write_parts(
     dir: &Path,
     format: FileFormat,
 ) -> Result<WriteSummary> {
+    stage_parts(plan, task, dir, format).await?.publish()
+}
+
+/// A write done but not yet published: [`publish`](Self::publish) puts
+/// it in place, dropping it removes it. Several writes that must appear
+/// together (a pipeline's sinks) are staged first and published only when
+/// every one is.
+#[derive(Debug)]
+pub struct StagedWrite {
+    staged: StagedOutput,
+    rows: u64,
+    files: usize,
+}
+
+impl StagedWrite {
+    /// Writes the `_SUCCESS` marker and renames the directory into place.
+    pub fn publish(self) -> Result<WriteSummary> {
+        let path = self.staged.commit()?;
+        Ok(WriteSummary {
+            path,
+            rows: self.rows,
+            files: self.files,
+            objects: Vec::new(),
+        })
+    }
+
+    /// Where it will be published.
+    pub fn target(&self) -> &Path {
+        self.staged.target()
+    }
+}
+
+/// [`write_parts`] up to, not including, publishing.
+pub async fn stage_parts(
+    plan: Arc<dyn ExecutionPlan>,
+    task: Arc<TaskContext>,
+    dir: &Path,
+    format: FileFormat,
+) -> Result<StagedWrite> {
     let staged = StagedOutput::create(dir)?;
     let writer = Arc::new(
         WriteExec::new(plan, staged.staging_dir().to_path_buf(), format).map_err(Error::Engine)?,
@@ -37,12 +76,10 @@ pub async fn write_parts(
         .await
         .map_err(Error::Engine)?;
     let rows = super::written_rows(&batches);
-    let path = staged.commit()?;
-    Ok(WriteSummary {
-        path,
+    Ok(StagedWrite {
+        staged,
         rows,
         files,
-        objects: Vec::new(),
     })
 }
 

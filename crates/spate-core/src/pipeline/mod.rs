@@ -5,6 +5,12 @@
 //! give `Outer/Inner/...`). Steps applied without a name get deterministic
 //! ones. Names label EXPLAIN output and metrics and address closures in the
 //! codec. Writes are deferred until [`Pipeline::run`], as in Beam.
+//!
+//! **One run for every sink.** A collection read by more than one
+//! transform is computed once per run and kept for the others (in memory
+//! within the budget, then on disk; on a cluster, where nothing is kept,
+//! each reader computes it). `run` stages every write, and publishes them
+//! only when all have been written: if one fails, none appears.
 
 use std::hash::Hash;
 use std::marker::PhantomData;
@@ -15,16 +21,28 @@ use parking_lot::Mutex;
 
 use crate::combine::CombineFn;
 use crate::context::Context;
-use crate::dataset::{Dataset, Key, WriteSummary};
+use crate::dataset::{Dataset, Key, SharedUse, WriteSummary};
 use crate::error::{Error, Result};
 use crate::rows::Data;
 
-type Sink = Box<dyn FnOnce() -> Result<WriteSummary> + Send>;
+mod combiners;
+mod grouping;
+
+pub use combiners::{
+    Combined, CombinedPerKey, Extreme, Keys, KvSwap, ListOf, Max, Min, Sample, SampleN, ToList,
+    TopN, Values,
+};
+pub use grouping::{CoGbkResult, CoGroupByKey, Distinct, Flatten, Partition, Reshuffle};
+
+/// A write, staged (not yet published) when it runs.
+type Sink = Box<dyn FnOnce() -> Result<Option<spate_io::output::StagedWrite>> + Send>;
 
 struct PipelineInner {
     ctx: Context,
-    sinks: Mutex<Vec<(String, Sink)>>,
+    sinks: Mutex<Vec<(String, PathBuf, Sink)>>,
     errors: Mutex<Vec<Error>>,
+    /// Every collection's consumer count, to release what a run kept.
+    shared: Mutex<Vec<Arc<SharedUse>>>,
 }
 
 /// A pipeline: a graph of named transforms, run by [`run`](Self::run).
@@ -71,6 +89,8 @@ pub trait PTransform<In> {
 pub struct PCollection<T> {
     pipeline: Pipeline,
     ds: Dataset<T>,
+    /// How many transforms read it.
+    shared: Arc<SharedUse>,
 }
 
 impl<T> Clone for PCollection<T> {
@@ -78,6 +98,7 @@ impl<T> Clone for PCollection<T> {
         Self {
             pipeline: self.pipeline.clone(),
             ds: self.ds.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -105,6 +126,7 @@ impl Pipeline {
                 ctx,
                 sinks: Mutex::new(Vec::new()),
                 errors: Mutex::new(Vec::new()),
+                shared: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -123,10 +145,13 @@ impl Pipeline {
     }
 
     /// Wraps a dataset as a collection of this pipeline.
-    pub fn collection<T>(&self, ds: Dataset<T>) -> PCollection<T> {
+    pub fn collection<T: Data>(&self, ds: Dataset<T>) -> PCollection<T> {
+        let shared = Arc::new(SharedUse::default());
+        self.inner.shared.lock().push(shared.clone());
         PCollection {
             pipeline: self.clone(),
-            ds,
+            ds: ds.shared_by(shared.clone()),
+            shared,
         }
     }
 
@@ -141,17 +166,45 @@ impl Pipeline {
         crate::Context::unblock(move || pipeline.run()).await
     }
 
-    /// Runs every write of the pipeline, in the order they were applied.
+    /// Runs every write of the pipeline, in the order they were applied,
+    /// each collection computed once; publishes the writes only when all
+    /// of them are written (if one fails, none appears).
     pub fn run(&self) -> Result<PipelineResult> {
         if let Some(e) = self.inner.errors.lock().drain(..).next() {
             return Err(e);
         }
-        let sinks: Vec<(String, Sink)> = std::mem::take(&mut *self.inner.sinks.lock());
+        let sinks: Vec<(String, PathBuf, Sink)> = std::mem::take(&mut *self.inner.sinks.lock());
+        let staged = self.stage_all(sinks);
+        for shared in self.inner.shared.lock().iter() {
+            shared.release();
+        }
         let mut writes = Vec::new();
-        for (name, sink) in sinks {
-            writes.push((name, sink()?));
+        for (name, dir, staged) in staged? {
+            let summary = match staged {
+                Some(staged) => staged.publish()?,
+                None => WriteSummary::not_written(dir),
+            };
+            writes.push((name, summary));
         }
         Ok(PipelineResult { writes })
+    }
+
+    /// Runs each sink up to publishing; the first failure drops (removes)
+    /// the ones staged before it.
+    #[allow(clippy::type_complexity)]
+    fn stage_all(
+        &self,
+        sinks: Vec<(String, PathBuf, Sink)>,
+    ) -> Result<Vec<(String, PathBuf, Option<spate_io::output::StagedWrite>)>> {
+        let mut staged = Vec::new();
+        for (name, dir, sink) in sinks {
+            let write = sink().map_err(|e| match e {
+                Error::Step { .. } | Error::Input(_) | Error::Usage(_) => e,
+                other => Error::Plan(format!("write {name} to {}: {other}", dir.display())),
+            })?;
+            staged.push((name, dir, write));
+        }
+        Ok(staged)
     }
 }
 
@@ -178,11 +231,16 @@ impl<T: Data> PCollection<T> {
     }
 
     /// A new collection of the same pipeline.
-    pub fn with<U>(&self, ds: Dataset<U>) -> PCollection<U> {
-        PCollection {
-            pipeline: self.pipeline.clone(),
-            ds,
-        }
+    pub fn with<U: Data>(&self, ds: Dataset<U>) -> PCollection<U> {
+        self.pipeline.collection(ds)
+    }
+
+    /// This collection's dataset, counted as read by one more transform
+    /// (what every transform reads its input with: a collection read by
+    /// several is computed once per run).
+    pub fn consume(&self) -> Dataset<T> {
+        self.shared.consumed();
+        self.ds.clone()
     }
 
     /// EXPLAIN output for the collection's plan.
@@ -255,14 +313,14 @@ impl<T: Data> PTransform<PCollection<T>> for WriteText {
     type Out = PDone;
     fn expand(self, input: PCollection<T>) -> PDone {
         let name = input.pipeline.context().step_name("write_text");
-        let ds = input.ds;
+        let ds = input.consume();
         let dir = self.dir;
-        input
-            .pipeline
-            .inner
-            .sinks
-            .lock()
-            .push((name, Box::new(move || ds.write_text(&dir))));
+        let target = dir.clone();
+        input.pipeline.inner.sinks.lock().push((
+            name,
+            target,
+            Box::new(move || ds.stage_text(&dir)),
+        ));
         PDone
     }
 }
@@ -285,7 +343,7 @@ impl<T: Data, U: Data, F: Fn(T) -> U + Send + Sync + 'static> PTransform<PCollec
 {
     type Out = PCollection<U>;
     fn expand(self, input: PCollection<T>) -> PCollection<U> {
-        let ds = input.ds.clone().map(self.f);
+        let ds = input.consume().map(self.f);
         input.with(ds)
     }
 }
@@ -312,7 +370,7 @@ where
 {
     type Out = PCollection<I::Item>;
     fn expand(self, input: PCollection<T>) -> PCollection<I::Item> {
-        let ds = input.ds.clone().flat_map(self.f);
+        let ds = input.consume().flat_map(self.f);
         input.with(ds)
     }
 }
@@ -332,7 +390,7 @@ impl<F> Filter<F> {
 impl<T: Data, F: Fn(&T) -> bool + Send + Sync + 'static> PTransform<PCollection<T>> for Filter<F> {
     type Out = PCollection<T>;
     fn expand(self, input: PCollection<T>) -> PCollection<T> {
-        let ds = input.ds.clone().filter(self.f);
+        let ds = input.consume().filter(self.f);
         input.with(ds)
     }
 }
@@ -363,7 +421,7 @@ impl Count {
 impl<T: Data + Hash + Eq> PTransform<PCollection<T>> for CountPerElement {
     type Out = PCollection<(T, u64)>;
     fn expand(self, input: PCollection<T>) -> PCollection<(T, u64)> {
-        let ds = input.ds.clone().count_per_element();
+        let ds = input.consume().count_per_element();
         input.with(ds)
     }
 }
@@ -374,8 +432,7 @@ impl<T: Data> PTransform<PCollection<T>> for CountGlobally {
         // Counted per partition, then summed in one partition, which gives
         // 0 for an empty input, as in Beam.
         let ds = input
-            .ds
-            .clone()
+            .consume()
             .map(|_| 1u64)
             .combine_globally(crate::combine::Sum);
         input.with(ds)
@@ -406,7 +463,7 @@ impl Combine {
 impl<T: Data, C: CombineFn<T>> PTransform<PCollection<T>> for CombineGlobally<C> {
     type Out = PCollection<C::Output>;
     fn expand(self, input: PCollection<T>) -> PCollection<C::Output> {
-        let ds = input.ds.clone().combine_globally(self.0);
+        let ds = input.consume().combine_globally(self.0);
         input.with(ds)
     }
 }
@@ -414,7 +471,7 @@ impl<T: Data, C: CombineFn<T>> PTransform<PCollection<T>> for CombineGlobally<C>
 impl<K: Key, V: Data, C: CombineFn<V>> PTransform<PCollection<(K, V)>> for CombinePerKey<C> {
     type Out = PCollection<(K, C::Output)>;
     fn expand(self, input: PCollection<(K, V)>) -> PCollection<(K, C::Output)> {
-        let ds = input.ds.clone().combine_per_key(self.0);
+        let ds = input.consume().combine_per_key(self.0);
         input.with(ds)
     }
 }
@@ -426,7 +483,7 @@ pub struct GroupByKey;
 impl<K: Key, V: Data> PTransform<PCollection<(K, V)>> for GroupByKey {
     type Out = PCollection<(K, Vec<V>)>;
     fn expand(self, input: PCollection<(K, V)>) -> PCollection<(K, Vec<V>)> {
-        let ds = input.ds.clone().group_by_key().collect_lists();
+        let ds = input.consume().group_by_key().collect_lists();
         input.with(ds)
     }
 }
@@ -467,7 +524,7 @@ impl<T: Data, K: Ord + Send + 'static, F: Fn(&T) -> K + Send + Sync + 'static>
 {
     type Out = PCollection<T>;
     fn expand(self, input: PCollection<T>) -> PCollection<T> {
-        let ds = input.ds.clone().top_by(self.n, self.key);
+        let ds = input.consume().top_by(self.n, self.key);
         input.with(ds)
     }
 }

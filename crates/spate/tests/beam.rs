@@ -1,0 +1,214 @@
+//! Beam's vocabulary on the Pipeline face — combiners, grouping, layout,
+//! one run for every sink, all-or-nothing publishing — against plain
+//! in-memory references.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use proptest::prelude::*;
+use spate::pipeline::{
+    CoGroupByKey, Distinct, Flatten, Keys, KvSwap, Max, Min, Partition, Reshuffle, Sample, ToList,
+    Values,
+};
+use spate::prelude::*;
+
+fn pipeline() -> Pipeline {
+    Pipeline::with_context(
+        Context::builder()
+            .threads(3)
+            .batch_size(32)
+            .build()
+            .unwrap(),
+    )
+}
+
+fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+    v.sort();
+    v
+}
+
+fn collect<T: Data>(pc: &PCollection<T>) -> Vec<T> {
+    pc.dataset().clone().collect().unwrap()
+}
+
+fn pairs() -> impl Strategy<Value = Vec<(String, i64)>> {
+    prop::collection::vec(("[a-d]{1}", -100i64..100), 0..150)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, .. ProptestConfig::default() })]
+
+    #[test]
+    fn global_combiners_match(xs in prop::collection::vec(-1000i64..1000, 0..200)) {
+        let p = pipeline();
+        let input = p.apply("In", Create(xs.clone()));
+        let sum = input.clone().apply("Sum", Sum::globally());
+        let min = input.clone().apply("Min", Min::globally());
+        let max = input.clone().apply("Max", Max::globally());
+        let mean = input.clone().apply("Mean", Mean::globally());
+        let largest = input.clone().apply("Largest", Top::largest(3));
+        let smallest = input.clone().apply("Smallest", Top::smallest(3));
+        let list = input.clone().apply("List", ToList);
+        let sample = input.clone().apply("Sample", Sample::fixed_size_globally(5));
+        let count = input.apply("Count", Count::globally());
+        prop_assert_eq!(collect(&sum), vec![xs.iter().sum::<i64>()]);
+        prop_assert_eq!(collect(&min), vec![xs.iter().min().copied()]);
+        prop_assert_eq!(collect(&max), vec![xs.iter().max().copied()]);
+        let m = collect(&mean)[0];
+        if xs.is_empty() { prop_assert!(m.is_nan()); }
+        else { prop_assert!((m - xs.iter().sum::<i64>() as f64 / xs.len() as f64).abs() < 1e-9); }
+        let mut want = xs.clone();
+        want.sort_by(|a, b| b.cmp(a));
+        prop_assert_eq!(collect(&largest), vec![want.iter().take(3).copied().collect::<Vec<_>>()]);
+        want.reverse();
+        prop_assert_eq!(collect(&smallest), vec![want.iter().take(3).copied().collect::<Vec<_>>()]);
+        prop_assert_eq!(sorted(collect(&list).remove(0)), sorted(xs.clone()));
+        let s = collect(&sample).remove(0);
+        prop_assert_eq!(s.len(), xs.len().min(5));
+        let mut left: BTreeMap<i64, usize> = BTreeMap::new();
+        for x in &xs { *left.entry(*x).or_default() += 1; }
+        for x in &s { let n = left.get_mut(x).unwrap(); prop_assert!(*n > 0); *n -= 1; }
+        prop_assert_eq!(collect(&count), vec![xs.len() as u64]);
+    }
+
+    #[test]
+    fn per_key_combiners_match(ps in pairs()) {
+        let p = pipeline();
+        let input = p.apply("In", Create(ps.clone()));
+        let mut groups: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+        for (k, v) in &ps { groups.entry(k.clone()).or_default().push(*v); }
+        let sums = collect(&input.clone().apply("Sum", Sum::per_key()));
+        prop_assert_eq!(sorted(sums), groups.iter().map(|(k, v)| (k.clone(), v.iter().sum::<i64>())).collect::<Vec<_>>());
+        let mins = collect(&input.clone().apply("Min", Min::per_key()));
+        prop_assert_eq!(sorted(mins), groups.iter().map(|(k, v)| (k.clone(), v.iter().min().copied())).collect::<Vec<_>>());
+        let tops = collect(&input.clone().apply("Top", Top::largest_per_key(2)));
+        let want: Vec<(String, Vec<i64>)> = groups.iter().map(|(k, v)| {
+            let mut v = v.clone(); v.sort_by(|a, b| b.cmp(a)); v.truncate(2); (k.clone(), v)
+        }).collect();
+        prop_assert_eq!(sorted(tops), want);
+        let samples = collect(&input.clone().apply("Sample", Sample::fixed_size_per_key(2)));
+        for (k, s) in &samples { prop_assert_eq!(s.len(), groups[k].len().min(2)); }
+        let keys = collect(&input.clone().apply("Keys", Keys));
+        prop_assert_eq!(sorted(keys), sorted(ps.iter().map(|(k, _)| k.clone()).collect()));
+        let values = collect(&input.clone().apply("Values", Values));
+        prop_assert_eq!(sorted(values), sorted(ps.iter().map(|(_, v)| *v).collect()));
+        let swapped = collect(&input.apply("Swap", KvSwap));
+        prop_assert_eq!(sorted(swapped), sorted(ps.iter().map(|(k, v)| (*v, k.clone())).collect()));
+    }
+
+    #[test]
+    fn grouping_transforms_match(a in pairs(), b in pairs()) {
+        let p = pipeline();
+        let (pa, pb) = (p.apply("A", Create(a.clone())), p.apply("B", Create(b.clone())));
+        let joined = collect(&p.apply("Join", CoGroupByKey::new().and("a", pa.clone()).and("b", pb.clone())));
+        let mut want: BTreeMap<String, BTreeMap<String, Vec<i64>>> = BTreeMap::new();
+        for (tag, input) in [("a", &a), ("b", &b)] {
+            for (k, _) in a.iter().chain(b.iter()) {
+                want.entry(k.clone()).or_default().entry(tag.to_string()).or_default();
+            }
+            for (k, v) in input { want.get_mut(k).unwrap().get_mut(tag).unwrap().push(*v); }
+        }
+        let got: BTreeMap<String, BTreeMap<String, Vec<i64>>> = joined.into_iter()
+            .map(|(k, g)| (k, g.tags.iter().map(|t| (t.clone(), sorted(g.get(t).unwrap().to_vec()))).collect())).collect();
+        let want: BTreeMap<String, BTreeMap<String, Vec<i64>>> = want.into_iter()
+            .map(|(k, g)| (k, g.into_iter().map(|(t, v)| (t, sorted(v))).collect())).collect();
+        prop_assert_eq!(got, want);
+
+        let flat = collect(&p.apply("Flat", Flatten::of(vec![pa.clone(), pb.clone()])));
+        prop_assert_eq!(sorted(flat), sorted(a.iter().chain(b.iter()).cloned().collect()));
+        let parts = pa.clone().apply("Split", Partition::of(3, |(_, v): &(String, i64), n| v.unsigned_abs() as usize % n));
+        prop_assert_eq!(parts.len(), 3);
+        for (i, part) in parts.iter().enumerate() {
+            let want: Vec<_> = a.iter().filter(|(_, v)| v.unsigned_abs() as usize % 3 == i).cloned().collect();
+            prop_assert_eq!(sorted(collect(part)), sorted(want));
+        }
+        let distinct = collect(&pa.clone().apply("Distinct", Distinct));
+        prop_assert_eq!(sorted(distinct), a.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect::<Vec<_>>());
+        let reshuffled = collect(&pb.apply("Reshuffle", Reshuffle));
+        prop_assert_eq!(sorted(reshuffled), sorted(b.clone()));
+    }
+}
+
+fn lines(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        if entry.file_name().to_string_lossy().starts_with("part-") {
+            out.extend(
+                std::fs::read_to_string(entry.path())
+                    .unwrap()
+                    .lines()
+                    .map(String::from),
+            );
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn every_sink_reads_one_run_of_the_shared_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline();
+    let calls = Arc::new(AtomicU64::new(0));
+    let c = calls.clone();
+    let words = p
+        .apply("Words", Create((0..3000u64).collect::<Vec<_>>()))
+        .apply(
+            "Name",
+            Map::new(move |x: u64| {
+                c.fetch_add(1, Ordering::Relaxed);
+                format!("w{}", x % 7)
+            }),
+        );
+    let counts = words.clone().apply("Count", Count::per_element());
+    counts
+        .clone()
+        .apply("WriteCounts", WriteText::to(dir.path().join("counts")));
+    words
+        .clone()
+        .apply("Distinct", Distinct)
+        .apply("WriteWords", WriteText::to(dir.path().join("words")));
+    let total = words.apply("Total", Count::globally());
+    total.apply("WriteTotal", WriteText::to(dir.path().join("total")));
+    let result = p.run().unwrap();
+    assert_eq!(result.writes.len(), 3);
+    assert_eq!(
+        calls.load(Ordering::Relaxed),
+        3000,
+        "the shared step ran once"
+    );
+    assert_eq!(lines(&dir.path().join("total")), vec!["3000"]);
+    assert_eq!(lines(&dir.path().join("words")).len(), 7);
+    assert_eq!(lines(&dir.path().join("counts")).len(), 7);
+}
+
+#[test]
+fn a_failed_sink_publishes_no_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline();
+    let xs = p.apply("In", Create((0..100i64).collect::<Vec<_>>()));
+    xs.clone()
+        .apply("WriteGood", WriteText::to(dir.path().join("good")));
+    xs.apply(
+        "Bad",
+        Map::new(|x: i64| {
+            if x == 77 {
+                panic!("no 77s")
+            }
+            x
+        }),
+    )
+    .apply("WriteBad", WriteText::to(dir.path().join("bad")));
+    let err = p.run().unwrap_err().to_string();
+    assert!(err.contains("no 77s") && err.contains("Bad/map"), "{err}");
+    assert!(
+        !dir.path().join("good").exists(),
+        "published a sink of a failed run"
+    );
+    assert!(!dir.path().join("bad").exists());
+    // Nothing is left behind under a hidden name either.
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
