@@ -409,25 +409,33 @@ impl Context {
     /// steps are: a job binary's driver and executors make the same ones.
     pub fn broadcast<T: Data>(&self, value: T) -> Result<crate::shared::Broadcast<T>> {
         let id = self.step_name("broadcast");
-        if self.cluster().is_some() {
-            let encoded = crate::shared::encode(&value)?;
-            if encoded.len() > crate::shared::MAX_BROADCAST_BYTES {
-                return Err(Error::Usage(format!(
-                    "broadcast {id}: {} bytes encoded, more than the {} a cluster job can carry \
-                     to its executors; join with the data instead",
-                    encoded.len(),
-                    crate::shared::MAX_BROADCAST_BYTES
-                )));
-            }
-            let all = self.inner.shared.add_broadcast(&id, encoded)?;
-            let state = self.inner.session.state_ref();
-            let mut state = state.write();
-            let options = state.config_mut().options_mut();
-            options
-                .set("spate.broadcasts", &all)
-                .map_err(|e| Error::Internal(format!("setting broadcast {id}: {e}")))?;
-        }
+        self.ship_broadcast(&id, &value)?;
         Ok(crate::shared::Broadcast::new(id, value))
+    }
+
+    /// On a cluster, puts `value` into the settings every later job
+    /// carries to its executors, as broadcast `id`.
+    pub(crate) fn ship_broadcast<T: Data>(&self, id: &str, value: &T) -> Result<()> {
+        if self.cluster().is_none() {
+            return Ok(());
+        }
+        let encoded = crate::shared::encode(value)?;
+        if encoded.len() > crate::shared::MAX_BROADCAST_BYTES {
+            return Err(Error::Usage(format!(
+                "broadcast {id}: {} bytes encoded, more than the {} a cluster job can carry \
+                 to its executors; join with the data instead",
+                encoded.len(),
+                crate::shared::MAX_BROADCAST_BYTES
+            )));
+        }
+        let all = self.inner.shared.add_broadcast(id, encoded)?;
+        let state = self.inner.session.state_ref();
+        let mut state = state.write();
+        state
+            .config_mut()
+            .options_mut()
+            .set("spate.broadcasts", &all)
+            .map_err(|e| Error::Internal(format!("setting broadcast {id}: {e}")))
     }
 
     /// Adds the accumulator amounts of the cluster jobs run since `mark`

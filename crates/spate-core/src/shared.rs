@@ -305,7 +305,8 @@ pub(crate) fn as_counts(amounts: &BTreeMap<String, i64>) -> Vec<(String, u64)> {
 
 struct BroadcastInner<T> {
     id: String,
-    local: Arc<T>,
+    /// The value given (a side input's: once computed).
+    local: Mutex<Option<Arc<T>>>,
     /// The value shipped with the current job: (hash of its encoding, value).
     shipped: Mutex<Option<(u64, Arc<T>)>>,
 }
@@ -346,20 +347,34 @@ impl<T> std::fmt::Debug for Broadcast<T> {
 
 impl<T: Data> Broadcast<T> {
     pub(crate) fn new(id: String, value: T) -> Self {
+        let b = Self::unset(id);
+        b.set(value);
+        b
+    }
+
+    /// A broadcast whose value is set later (a side input's).
+    pub(crate) fn unset(id: String) -> Self {
         Self {
             inner: Arc::new(BroadcastInner {
                 id,
-                local: Arc::new(value),
+                local: Mutex::new(None),
                 shipped: Mutex::new(None),
             }),
         }
+    }
+
+    pub(crate) fn set(&self, value: T) {
+        *self.inner.local.lock() = Some(Arc::new(value));
     }
 
     /// The value: in a cluster's task, the driver's (decoded once per
     /// executor and job); elsewhere, the one given.
     pub fn value(&self) -> Arc<T> {
         let Some(encoded) = TaskScope::current().and_then(|s| s.broadcast(&self.inner.id)) else {
-            return self.inner.local.clone();
+            match self.inner.local.lock().clone() {
+                Some(value) => return value,
+                None => fail_read(&self.inner.id),
+            }
         };
         let mut hasher = rustc_hash::FxHasher::default();
         encoded.hash(&mut hasher);
@@ -388,6 +403,13 @@ impl<T: Data> Broadcast<T> {
     pub fn id(&self) -> &str {
         &self.inner.id
     }
+}
+
+#[expect(clippy::panic, reason = "a user closure's read; the step fails")]
+fn fail_read(id: &str) -> ! {
+    panic!(
+        "side input {id} read by a step that did not declare it (with_side), so it was never computed"
+    )
 }
 
 /// A value as base64 CBOR: any serde type, maps with any keys included.

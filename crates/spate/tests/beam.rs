@@ -212,3 +212,195 @@ fn a_failed_sink_publishes_no_sink() {
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// A `DoFn` that records its life cycle.
+#[derive(Clone)]
+struct Lifecycle {
+    events: Arc<std::sync::Mutex<Vec<&'static str>>>,
+    evens: spate::pipeline::TupleTag<i64>,
+    fail_on: Option<i64>,
+    seen: u64,
+}
+
+impl spate::pipeline::DoFn for Lifecycle {
+    type In = i64;
+    type Out = String;
+    fn setup(&mut self) {
+        self.events.lock().unwrap().push("setup");
+    }
+    fn start_bundle(&mut self) {
+        self.seen = 0;
+        self.events.lock().unwrap().push("start");
+    }
+    fn process(&mut self, x: i64, out: &mut spate::pipeline::DoOut<'_, String>) {
+        if Some(x) == self.fail_on {
+            panic!("cannot take {x}");
+        }
+        self.seen += 1;
+        if x % 2 == 0 {
+            out.emit_to(&self.evens, x);
+        } else {
+            out.emit(format!("odd {x}"));
+        }
+    }
+    fn finish_bundle(&mut self, out: &mut spate::pipeline::DoOut<'_, String>) {
+        out.emit(format!("bundle of {}", self.seen));
+        self.events.lock().unwrap().push("finish");
+    }
+    fn teardown(&mut self) {
+        self.events.lock().unwrap().push("teardown");
+    }
+}
+
+fn count(events: &std::sync::Mutex<Vec<&'static str>>, what: &str) -> usize {
+    events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| **e == what)
+        .count()
+}
+
+#[test]
+fn pardo_runs_the_dofn_life_cycle_with_tagged_outputs() {
+    use spate::pipeline::{ParDo, TupleTag};
+    let dir = tempfile::tempdir().unwrap();
+    let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let evens = TupleTag::<i64>::new("evens");
+    let dofn = Lifecycle {
+        events: events.clone(),
+        evens: evens.clone(),
+        fail_on: None,
+        seen: 0,
+    };
+    let p = pipeline();
+    let outputs = p
+        .apply("In", Create((0..300i64).collect::<Vec<_>>()))
+        .apply("Split", ParDo::of(dofn.clone()).with_outputs(&["evens"]));
+    outputs
+        .main()
+        .apply("WriteOdd", WriteText::to(dir.path().join("odd")));
+    outputs
+        .get(&evens)
+        .apply("WriteEven", WriteText::to(dir.path().join("even")));
+    p.run().unwrap();
+    let odd = lines(&dir.path().join("odd"));
+    let bundles: Vec<&String> = odd.iter().filter(|l| l.starts_with("bundle")).collect();
+    assert_eq!(bundles.len(), 3, "one bundle per partition: {bundles:?}");
+    assert_eq!(odd.len(), 150 + 3);
+    let even: Vec<i64> = lines(&dir.path().join("even"))
+        .iter()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(sorted(even), (0..300).step_by(2).collect::<Vec<_>>());
+    // The ParDo ran once for both outputs: three bundles, instances set up
+    // at most once per concurrent bundle, every one torn down.
+    assert_eq!(count(&events, "start"), 3);
+    assert_eq!(count(&events, "finish"), 3);
+    let setups = count(&events, "setup");
+    assert!((1..=3).contains(&setups), "{setups}");
+    assert_eq!(count(&events, "teardown"), setups);
+
+    // A failing bundle's instance is torn down too.
+    let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let failing = Lifecycle {
+        events: events.clone(),
+        fail_on: Some(150),
+        ..dofn
+    };
+    let p = pipeline();
+    p.apply("In", Create((0..300i64).collect::<Vec<_>>()))
+        .apply("Split", ParDo::of(failing.clone()).with_outputs(&["evens"]))
+        .main()
+        .apply("Write", WriteText::to(dir.path().join("never")));
+    let err = p.run().unwrap_err().to_string();
+    assert!(
+        err.contains("cannot take 150") && err.contains("Split/pardo"),
+        "{err}"
+    );
+    assert_eq!(count(&events, "teardown"), count(&events, "setup"));
+    assert!(!dir.path().join("never").exists());
+
+    // Emitting to a tag that was not declared fails the step, naming it.
+    let p = pipeline();
+    p.apply("In", Create(vec![2i64]))
+        .apply(
+            "Split",
+            ParDo::of(Lifecycle {
+                fail_on: None,
+                ..failing
+            }),
+        )
+        .apply("Write", WriteText::to(dir.path().join("never")));
+    let err = p.run().unwrap_err().to_string();
+    assert!(
+        err.contains("output 'evens'") && err.contains("did not declare"),
+        "{err}"
+    );
+}
+
+#[test]
+fn side_inputs_are_seen_whole_by_every_element() {
+    use spate::pipeline::{AsDict, AsList, AsSingleton, ParDo};
+    let p = pipeline();
+    let xs = p.apply("Xs", Create((1..=100i64).collect::<Vec<_>>()));
+    let total = xs.clone().apply("Total", Sum::globally());
+    let total = AsSingleton::of(&total);
+    let names = p.apply(
+        "Names",
+        Create(vec![(1i64, "one".to_string()), (2, "two".into())]),
+    );
+    let names = AsDict::of(&names);
+    let small = AsList::of(&p.apply("Small", Create(vec![1i64, 2, 3])));
+    let (t, n, s) = (total.clone(), names.clone(), small.clone());
+    let shares = xs.clone().apply(
+        "Share",
+        Map::new(move |x: i64| {
+            let name = n.get().get(&x).cloned().unwrap_or_default();
+            (x * 10_000 / *t.get(), name, s.get().contains(&x))
+        })
+        .with_side(&total)
+        .with_side(&names)
+        .with_side(&small),
+    );
+    let got = sorted(collect(&shares));
+    assert_eq!(got.len(), 100);
+    assert_eq!(got[0], (1 * 10_000 / 5050, "one".to_string(), true));
+    assert_eq!(got[3], (4 * 10_000 / 5050, String::new(), false));
+
+    // A singleton view of several elements fails the step that reads it.
+    let many = AsSingleton::of(&xs);
+    let m = many.clone();
+    let bad = xs.apply("Bad", Map::new(move |x: i64| x + *m.get()).with_side(&many));
+    let err = bad.dataset().clone().count().unwrap_err().to_string();
+    assert!(
+        err.contains("AsSingleton") && err.contains("100 elements"),
+        "{err}"
+    );
+
+    // Reading a side input the step did not declare fails it, naming it.
+    let p = pipeline();
+    let one = AsSingleton::of(&p.apply("One", Create(vec![1u8])));
+    let o = one.clone();
+    let undeclared = p
+        .apply("In", Create(vec![1u8, 2]))
+        .apply("Read", ParDo::of(ReadSide(o)));
+    let err = undeclared
+        .dataset()
+        .clone()
+        .count()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("did not declare it"), "{err}");
+}
+
+#[derive(Clone)]
+struct ReadSide(spate::pipeline::SideInput<u8>);
+
+impl spate::pipeline::DoFn for ReadSide {
+    type In = u8;
+    type Out = u8;
+    fn process(&mut self, x: u8, out: &mut spate::pipeline::DoOut<'_, u8>) {
+        out.emit(x + *self.0.get())
+    }
+}

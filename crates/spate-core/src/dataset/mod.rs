@@ -267,6 +267,17 @@ impl<T: Data> Dataset<T> {
         }
     }
 
+    /// This dataset, whose plan runs `hook` first each time it is built
+    /// (a step that needs side inputs computed before it runs).
+    pub(crate) fn after(self, hook: Arc<dyn Fn() -> Result<()> + Send + Sync>) -> Dataset<T> {
+        let ctx = self.ctx.clone();
+        let plan = self.into_plan();
+        ctx.dataset(Arc::new(move || {
+            hook()?;
+            plan()
+        }))
+    }
+
     /// Applies `f` to every element.
     pub fn map<U: Data>(self, f: impl Fn(T) -> U + Send + Sync + 'static) -> Dataset<U> {
         let f = Arc::new(f);

@@ -27,12 +27,16 @@ use crate::rows::Data;
 
 mod combiners;
 mod grouping;
+mod pardo;
+mod side;
 
 pub use combiners::{
     Combined, CombinedPerKey, Extreme, Keys, KvSwap, ListOf, Max, Min, Sample, SampleN, ToList,
     TopN, Values,
 };
 pub use grouping::{CoGbkResult, CoGroupByKey, Distinct, Flatten, Partition, Reshuffle};
+pub use pardo::{DoFn, DoOut, DoOutputs, ParDo, ParDoWithOutputs, TupleTag};
+pub use side::{AsDict, AsIter, AsList, AsMultiMap, AsSingleton, Materialize, SideInput};
 
 /// A write, staged (not yet published) when it runs.
 type Sink = Box<dyn FnOnce() -> Result<Option<spate_io::output::StagedWrite>> + Send>;
@@ -43,6 +47,8 @@ struct PipelineInner {
     errors: Mutex<Vec<Error>>,
     /// Every collection's consumer count, to release what a run kept.
     shared: Mutex<Vec<Arc<SharedUse>>>,
+    /// The `DoFn` instances of every `ParDo`, torn down when a run ends.
+    pools: Mutex<Vec<Arc<dyn pardo::Teardown>>>,
 }
 
 /// A pipeline: a graph of named transforms, run by [`run`](Self::run).
@@ -127,6 +133,7 @@ impl Pipeline {
                 sinks: Mutex::new(Vec::new()),
                 errors: Mutex::new(Vec::new()),
                 shared: Mutex::new(Vec::new()),
+                pools: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -155,6 +162,11 @@ impl Pipeline {
         }
     }
 
+    /// Keeps a `ParDo`'s instances, to tear them down when a run ends.
+    pub(crate) fn keep_for_teardown(&self, pool: Arc<dyn pardo::Teardown>) {
+        self.inner.pools.lock().push(pool);
+    }
+
     /// Records an error found while building (reported by `run`).
     pub(crate) fn fail(&self, e: Error) {
         self.inner.errors.lock().push(e);
@@ -177,6 +189,9 @@ impl Pipeline {
         let staged = self.stage_all(sinks);
         for shared in self.inner.shared.lock().iter() {
             shared.release();
+        }
+        for pool in self.inner.pools.lock().iter() {
+            pool.teardown_all();
         }
         let mut writes = Vec::new();
         for (name, dir, staged) in staged? {
@@ -325,16 +340,30 @@ impl<T: Data> PTransform<PCollection<T>> for WriteText {
     }
 }
 
+/// Side inputs a step declared.
+type Sides = Vec<Arc<dyn Materialize>>;
+
 /// Applies a function to each element (Beam's `Map`).
 pub struct Map<F, U> {
     f: F,
+    sides: Sides,
     _u: PhantomData<fn() -> U>,
 }
 
 impl<F, U> Map<F, U> {
     /// Maps with `f`.
     pub fn new(f: F) -> Self {
-        Self { f, _u: PhantomData }
+        Self {
+            f,
+            sides: Vec::new(),
+            _u: PhantomData,
+        }
+    }
+
+    /// Declares a side input `f` reads (computed before the step runs).
+    pub fn with_side<S: Data>(mut self, side: &SideInput<S>) -> Self {
+        self.sides.push(Arc::new(side.clone()));
+        self
     }
 }
 
@@ -343,7 +372,7 @@ impl<T: Data, U: Data, F: Fn(T) -> U + Send + Sync + 'static> PTransform<PCollec
 {
     type Out = PCollection<U>;
     fn expand(self, input: PCollection<T>) -> PCollection<U> {
-        let ds = input.consume().map(self.f);
+        let ds = side::after_sides(input.consume(), self.sides).map(self.f);
         input.with(ds)
     }
 }
@@ -351,13 +380,24 @@ impl<T: Data, U: Data, F: Fn(T) -> U + Send + Sync + 'static> PTransform<PCollec
 /// Applies a function returning many elements to each element (Beam's `FlatMap`).
 pub struct FlatMap<F, I> {
     f: F,
+    sides: Sides,
     _i: PhantomData<fn() -> I>,
 }
 
 impl<F, I> FlatMap<F, I> {
     /// Flat-maps with `f`.
     pub fn new(f: F) -> Self {
-        Self { f, _i: PhantomData }
+        Self {
+            f,
+            sides: Vec::new(),
+            _i: PhantomData,
+        }
+    }
+
+    /// Declares a side input `f` reads (computed before the step runs).
+    pub fn with_side<S: Data>(mut self, side: &SideInput<S>) -> Self {
+        self.sides.push(Arc::new(side.clone()));
+        self
     }
 }
 
@@ -370,7 +410,7 @@ where
 {
     type Out = PCollection<I::Item>;
     fn expand(self, input: PCollection<T>) -> PCollection<I::Item> {
-        let ds = input.consume().flat_map(self.f);
+        let ds = side::after_sides(input.consume(), self.sides).flat_map(self.f);
         input.with(ds)
     }
 }
@@ -378,19 +418,29 @@ where
 /// Keeps the elements a predicate accepts (Beam's `Filter`).
 pub struct Filter<F> {
     f: F,
+    sides: Sides,
 }
 
 impl<F> Filter<F> {
     /// Filters with `f`.
     pub fn new(f: F) -> Self {
-        Self { f }
+        Self {
+            f,
+            sides: Vec::new(),
+        }
+    }
+
+    /// Declares a side input `f` reads (computed before the step runs).
+    pub fn with_side<S: Data>(mut self, side: &SideInput<S>) -> Self {
+        self.sides.push(Arc::new(side.clone()));
+        self
     }
 }
 
 impl<T: Data, F: Fn(&T) -> bool + Send + Sync + 'static> PTransform<PCollection<T>> for Filter<F> {
     type Out = PCollection<T>;
     fn expand(self, input: PCollection<T>) -> PCollection<T> {
-        let ds = input.consume().filter(self.f);
+        let ds = side::after_sides(input.consume(), self.sides).filter(self.f);
         input.with(ds)
     }
 }
