@@ -365,7 +365,7 @@ fn side_inputs_are_seen_whole_by_every_element() {
     );
     let got = sorted(collect(&shares));
     assert_eq!(got.len(), 100);
-    assert_eq!(got[0], (1 * 10_000 / 5050, "one".to_string(), true));
+    assert_eq!(got[0], (10_000 / 5050, "one".to_string(), true));
     assert_eq!(got[3], (4 * 10_000 / 5050, String::new(), false));
 
     // A singleton view of several elements fails the step that reads it.
