@@ -126,6 +126,7 @@ pub(crate) struct Inner {
     cluster_jobs: Arc<crate::cluster::ClusterJobs>,
     names: Mutex<Names>,
     shared: crate::shared::SharedValues,
+    metrics: Arc<crate::metrics::MetricsStore>,
 }
 
 impl Drop for Inner {
@@ -210,11 +211,13 @@ impl Context {
     fn with_config(config: Config) -> Result<Self> {
         let threads = config.effective_threads();
         let progress = Arc::new(Progress::default());
+        let metrics = Arc::new(crate::metrics::MetricsStore::default());
         let mut session_config = crate::shared::with_spate_options(SessionConfig::new())
             .with_target_partitions(threads)
             .with_batch_size(config.batch_size.unwrap_or(8192))
             .with_information_schema(true)
-            .with_extension(progress.clone());
+            .with_extension(progress.clone())
+            .with_extension(metrics.clone());
         // Keep repartitioning to where the plan needs it (shuffles); spate's
         // sources already read with one partition per thread.
         session_config
@@ -303,6 +306,7 @@ impl Context {
                 cluster_jobs,
                 names: Mutex::new(Names::default()),
                 shared: crate::shared::SharedValues::default(),
+                metrics,
             }),
         })
     }
@@ -446,15 +450,29 @@ impl Context {
         let Some(addr) = self.cluster() else {
             return;
         };
-        if !self.inner.shared.has_accumulators() {
+        if !self.inner.shared.has_accumulators() && !crate::shared::metrics_made() {
             return;
         }
         for job in self.cluster_jobs().since(mark) {
             match self.block_on(crate::cluster::job_counts(addr, &job)) {
-                Ok(counts) => self.inner.shared.add_counts(&counts),
-                Err(e) => log::warn!("accumulators: {e}"),
+                Ok(counts) => {
+                    self.inner.shared.add_counts(&counts);
+                    self.inner.metrics.add_counts(&counts);
+                }
+                Err(e) => log::warn!("accumulators and metrics: {e}"),
             }
         }
+    }
+
+    /// The metric values the steps of this context's jobs committed (see
+    /// [`crate::metrics`]); a pipeline run takes those of its own steps.
+    pub fn metrics(&self) -> crate::metrics::MetricResults {
+        crate::metrics::MetricResults::new(self.inner.metrics.snapshot())
+    }
+
+    /// Takes the metric values committed since the last take.
+    pub(crate) fn take_metrics(&self) -> crate::metrics::MetricResults {
+        crate::metrics::MetricResults::new(self.inner.metrics.take())
     }
 
     /// A new unique, deterministic step name: `Scope/kind`, with `#2`, `#3`

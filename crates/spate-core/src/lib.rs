@@ -33,6 +33,7 @@ pub mod error;
 pub mod frame;
 pub mod hadoop;
 pub mod mapreduce;
+pub mod metrics;
 pub mod node;
 pub mod ops;
 /// Output: every write, published whole (spate-io's one output module).

@@ -292,6 +292,8 @@ pub struct OpExec {
     metrics: ExecutionPlanMetricsSet,
     /// Accumulator amounts of this node's successful tasks, by name.
     accumulated: Arc<parking_lot::Mutex<std::collections::BTreeMap<String, i64>>>,
+    /// Metric values of this node's successful tasks, as named counts.
+    metric_counts: Arc<parking_lot::Mutex<Vec<(String, u64)>>>,
     /// A spreading op as planned, before [`FixedPartitions`] has put its
     /// shuffle in: it claims the width it will have.
     claims_width: bool,
@@ -334,6 +336,7 @@ impl OpExec {
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
             accumulated: Default::default(),
+            metric_counts: Default::default(),
             claims_width,
         }
     }
@@ -461,7 +464,7 @@ impl ExecutionPlan for OpExec {
             .input_partitions(self.input.output_partitioning().partition_count());
         // The task's user code runs in its scope (accumulators, broadcast
         // values): while the op is built and whenever its stream is polled.
-        let scope = crate::shared::TaskScope::new(&context);
+        let scope = crate::shared::TaskScope::new(&context, self.op.step());
         let output = scope.enter(|| {
             let input = self.input.execute(partition, context.clone())?;
             self.op.run(input, partition, context)
@@ -474,6 +477,7 @@ impl ExecutionPlan for OpExec {
             inner: output,
             scope,
             accumulated: self.accumulated.clone(),
+            metric_counts: self.metric_counts.clone(),
         };
         let counted = scoped.map(move |batch| {
             let batch = batch?;
@@ -486,7 +490,14 @@ impl ExecutionPlan for OpExec {
     fn metrics(&self) -> Option<MetricsSet> {
         let mut set = self.metrics.clone_inner();
         let accumulated = crate::shared::as_counts(&self.accumulated.lock());
-        for (name, value) in self.op.counts().into_iter().chain(accumulated) {
+        let metric_counts = self.metric_counts.lock().clone();
+        for (name, value) in self
+            .op
+            .counts()
+            .into_iter()
+            .chain(accumulated)
+            .chain(metric_counts)
+        {
             let count = Count::new();
             count.add(value as usize);
             let value = MetricValue::Count {
@@ -507,6 +518,7 @@ struct Scoped {
     inner: SendableRecordBatchStream,
     scope: Arc<crate::shared::TaskScope>,
     accumulated: Arc<parking_lot::Mutex<std::collections::BTreeMap<String, i64>>>,
+    metric_counts: Arc<parking_lot::Mutex<Vec<(String, u64)>>>,
 }
 
 impl futures::Stream for Scoped {
@@ -518,7 +530,7 @@ impl futures::Stream for Scoped {
         let this = &mut *self;
         let polled = this.scope.enter(|| this.inner.poll_next_unpin(cx));
         if let std::task::Poll::Ready(None) = polled {
-            this.scope.commit(&this.accumulated);
+            this.scope.commit(&this.accumulated, &this.metric_counts);
         }
         polled
     }

@@ -29,6 +29,7 @@ use datafusion::prelude::SessionConfig;
 use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
+use crate::metrics::{MetricKey, MetricValue, MetricsStore, merge_into};
 use crate::rows::Data;
 
 /// spate's settings that travel with a job to the scheduler and its
@@ -209,21 +210,68 @@ impl SharedValues {
     }
 }
 
-/// The additions and broadcast values of one running task.
+/// The additions, metric updates and broadcast values of one running task.
 pub(crate) struct TaskScope {
     adds: Mutex<Vec<(Arc<AccInner>, i64)>>,
+    metrics: Mutex<BTreeMap<MetricKey, MetricValue>>,
     broadcasts: Option<Arc<str>>,
     parsed: std::sync::OnceLock<BTreeMap<String, String>>,
+    /// The op's step: metric updates outside a fused closure's own step.
+    step: Arc<str>,
+    /// Where committed metric values go in this process (the driver's
+    /// context; none on an executor, whose values travel as op metrics).
+    store: Option<Arc<MetricsStore>>,
 }
 
 thread_local! {
     static SCOPE: RefCell<Option<Arc<TaskScope>>> = const { RefCell::new(None) };
+    /// The step whose user code runs on this thread now.
+    static STEP: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
+}
+
+/// Notes that user code of `step` runs next on this thread (cheap when it
+/// already does: a pointer comparison).
+#[inline]
+pub(crate) fn in_step(step: &Arc<str>) {
+    STEP.with(|s| {
+        let mut s = s.borrow_mut();
+        if !matches!(&*s, Some(current) if Arc::ptr_eq(current, step)) {
+            *s = Some(step.clone());
+        }
+    })
+}
+
+/// Whether any metric was made in this process (a cluster driver then
+/// asks the scheduler for each job's metric values).
+static METRICS_MADE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub(crate) fn metrics_made() -> bool {
+    METRICS_MADE.load(Ordering::Relaxed)
+}
+
+/// Records a metric update in the running task, under the step running.
+pub(crate) fn record_metric(namespace: &str, name: &str, value: MetricValue) {
+    METRICS_MADE.store(true, Ordering::Relaxed);
+    let Some(scope) = TaskScope::current() else {
+        log::warn!("metric {namespace}/{name} updated outside any step: not recorded");
+        return;
+    };
+    let step = STEP
+        .with(|s| s.borrow().clone())
+        .unwrap_or_else(|| scope.step.clone());
+    let key = MetricKey {
+        step: step.to_string(),
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+    };
+    merge_into(&mut scope.metrics.lock(), key, value);
 }
 
 impl TaskScope {
     /// A scope for a task run with `context` (whose settings may carry
     /// broadcast values).
-    pub(crate) fn new(context: &TaskContext) -> Arc<Self> {
+    pub(crate) fn new(context: &TaskContext, step: &str) -> Arc<Self> {
+        let store = context.session_config().get_extension::<MetricsStore>();
         let broadcasts = context
             .session_config()
             .options()
@@ -233,8 +281,11 @@ impl TaskScope {
             .map(|o| Arc::from(o.broadcasts.as_str()));
         Arc::new(Self {
             adds: Mutex::new(Vec::new()),
+            metrics: Mutex::new(BTreeMap::new()),
             broadcasts,
             parsed: std::sync::OnceLock::new(),
+            step: Arc::from(step),
+            store,
         })
     }
 
@@ -248,15 +299,37 @@ impl TaskScope {
 
     /// Counts the task's additions (it succeeded): into the accumulators
     /// of this process and into `metrics`, by name.
-    pub(crate) fn commit(&self, metrics: &Mutex<BTreeMap<String, i64>>) {
+    pub(crate) fn commit(
+        &self,
+        accumulated: &Mutex<BTreeMap<String, i64>>,
+        metric_counts: &Mutex<Vec<(String, u64)>>,
+    ) {
         let adds = std::mem::take(&mut *self.adds.lock());
-        if adds.is_empty() {
-            return;
+        if !adds.is_empty() {
+            let mut accumulated = accumulated.lock();
+            for (acc, amount) in adds {
+                acc.total.fetch_add(amount, Ordering::Relaxed);
+                *accumulated.entry(acc.name.clone()).or_default() += amount;
+            }
         }
-        let mut metrics = metrics.lock();
-        for (acc, amount) in adds {
-            acc.total.fetch_add(amount, Ordering::Relaxed);
-            *metrics.entry(acc.name.clone()).or_default() += amount;
+        let metrics = std::mem::take(&mut *self.metrics.lock());
+        if !metrics.is_empty() {
+            if let Some(store) = &self.store {
+                store.commit(&metrics);
+            }
+            let nonce = {
+                let mut h = rustc_hash::FxHasher::default();
+                (self as *const Self as usize).hash(&mut h);
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0)
+                    .hash(&mut h);
+                h.finish()
+            };
+            metric_counts
+                .lock()
+                .extend(crate::metrics::to_counts(&metrics, nonce));
         }
     }
 
@@ -272,14 +345,16 @@ impl TaskScope {
     /// Runs `f` with this scope as the current task's.
     pub(crate) fn enter<R>(self: &Arc<Self>, f: impl FnOnce() -> R) -> R {
         let previous = SCOPE.with(|s| s.borrow_mut().replace(self.clone()));
-        struct Restore(Option<Arc<TaskScope>>);
+        let previous_step = STEP.with(|s| s.borrow_mut().replace(self.step.clone()));
+        struct Restore(Option<Arc<TaskScope>>, Option<Arc<str>>);
         impl Drop for Restore {
             fn drop(&mut self) {
-                let previous = self.0.take();
+                let (previous, step) = (self.0.take(), self.1.take());
                 SCOPE.with(|s| *s.borrow_mut() = previous);
+                STEP.with(|s| *s.borrow_mut() = step);
             }
         }
-        let _restore = Restore(previous);
+        let _restore = Restore(previous, previous_step);
         f()
     }
 

@@ -1,5 +1,5 @@
 //! The Spark vocabulary on a cluster: a broadcast value computed by an
-//! earlier action, an accumulator, folds, `partition_by`, `cogroup`,
+//! earlier action, an accumulator, a metric, folds, `partition_by`, `cogroup`,
 //! `combine_globally`, `take` — a job binary whose driver and executors
 //! are the same program, so it writes on a cluster what it writes locally.
 //!
@@ -15,6 +15,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use spate::combine::Sum;
+use spate::metrics::{Metrics, MetricsFilter};
 use spate::prelude::*;
 
 fn main() -> ExitCode {
@@ -62,7 +63,12 @@ fn main() -> ExitCode {
 
         // Words per length, folded per key; letters per initial through a
         // partitioner, joined with the words per initial.
-        let by_len = words.clone().map(|w| (w.chars().count() as u64, 1u64));
+        let lengths = Metrics::distribution("words", "length");
+        let by_len = words.clone().map(move |w| {
+            let n = w.chars().count() as u64;
+            lengths.update(n as i64);
+            (n, 1u64)
+        });
         by_len
             .fold_by_key(0, |a, b| a + b)
             .write_text(out.join("lengths"))?;
@@ -93,6 +99,16 @@ fn main() -> ExitCode {
                 "lines: {lines_with_text} with text, {} blank",
                 blank.value()
             );
+            let found = ctx
+                .metrics()
+                .query(&MetricsFilter::new().with_name("length"));
+            for d in found.distributions {
+                let v = d.committed;
+                println!(
+                    "metric {}: {} words, {} letters, {} to {}",
+                    d.key.step, v.count, v.sum, v.min, v.max
+                );
+            }
         }
         Ok(())
     })

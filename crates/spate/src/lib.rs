@@ -31,7 +31,8 @@ pub mod testing;
 pub use spate_cluster as cluster;
 pub use spate_core::{
     Config, Context, Data, Dataset, Error, GroupedDataset, Result, WriteSummary, codec, combine,
-    context, dataset, error, frame, hadoop, mapreduce, node, ops, output, pipeline, rows, text,
+    context, dataset, error, frame, hadoop, mapreduce, metrics, node, ops, output, pipeline, rows,
+    shared, text,
 };
 pub use spate_io as io;
 pub use spate_sql as sql;

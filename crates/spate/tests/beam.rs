@@ -404,3 +404,80 @@ impl spate::pipeline::DoFn for ReadSide {
         out.emit(x + *self.0.get())
     }
 }
+
+#[test]
+fn metrics_are_committed_per_step_and_queried_from_the_result() {
+    use spate::metrics::{Metrics, MetricsFilter};
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline();
+    let (odd, sizes, last) = (
+        Metrics::counter("numbers", "odd"),
+        Metrics::distribution("numbers", "size"),
+        Metrics::gauge("numbers", "last"),
+    );
+    let evens = Metrics::counter("numbers", "even");
+    p.apply("In", Create((1..=100i64).collect::<Vec<_>>()))
+        .apply(
+            "Odd",
+            Filter::new(move |x: &i64| {
+                if x % 2 == 1 {
+                    odd.inc();
+                }
+                true
+            }),
+        )
+        .apply(
+            "Size",
+            Map::new(move |x: i64| {
+                sizes.update(x);
+                last.set(7);
+                x
+            }),
+        )
+        .apply(
+            "Even",
+            Filter::new(move |x: &i64| {
+                if x % 2 == 0 {
+                    evens.inc_by(2);
+                }
+                true
+            }),
+        )
+        .apply("Write", WriteText::to(dir.path().join("out")));
+    let result = p.run().unwrap();
+    assert_eq!(
+        result.wait_until_finish(),
+        spate::pipeline::PipelineState::Done
+    );
+    let all = result
+        .metrics()
+        .query(&MetricsFilter::new().with_namespace("numbers"));
+    assert_eq!(all.counters.len(), 2);
+    let odd = &result
+        .metrics()
+        .query(&MetricsFilter::new().with_step("Odd"))
+        .counters;
+    assert_eq!((odd[0].key.name.as_str(), odd[0].committed), ("odd", 50));
+    let even = &result
+        .metrics()
+        .query(&MetricsFilter::new().with_name("even"))
+        .counters;
+    assert_eq!(even[0].committed, 100);
+    assert_eq!(
+        even[0].key.step, "Even/filter",
+        "the step of the closure, in a fused chain"
+    );
+    let d = &all.distributions[0];
+    assert_eq!(d.key.step, "Size/map");
+    assert_eq!(
+        (
+            d.committed.count,
+            d.committed.sum,
+            d.committed.min,
+            d.committed.max
+        ),
+        (100, 5050, 1, 100)
+    );
+    assert_eq!(all.gauges[0].committed.value, 7);
+    assert!(all.gauges[0].committed.timestamp_ms > 0);
+}

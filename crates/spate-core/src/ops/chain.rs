@@ -95,7 +95,7 @@ fn flush<U>(run: &mut Vec<U>, emit: Emit<'_, U>) {
 /// Runs `each` over a run of input rows, handing its outputs on whenever
 /// `RUN` of them have gathered.
 fn feed<S, T, U>(
-    step: &str,
+    step: &StepName,
     state: &mut S,
     each: &RunFn<S, T, U>,
     rows: &mut Vec<T>,
@@ -103,6 +103,9 @@ fn feed<S, T, U>(
     emit: Emit<'_, U>,
 ) {
     for t in rows.drain(..) {
+        // Metrics updated by `each` belong to this step, also when the
+        // stage after it (which `flush` runs) is another.
+        crate::shared::in_step(step);
         call_user(step, || each(state, t, run));
         if run.len() >= RUN {
             flush(run, emit);
@@ -136,6 +139,7 @@ impl<S: Send, T: 'static, U: Send + 'static> Chain<U> for Stage<S, T, U> {
         } = self;
         inner.finish(&mut |rows| feed(step, state, each, rows, run, emit))?;
         if let Some(end) = end {
+            crate::shared::in_step(step);
             call_user(step, || end(state, &mut |u| run.push(u)));
         }
         flush(run, emit);
@@ -157,6 +161,7 @@ where
     U: Send + 'static,
 {
     Arc::new(move || {
+        crate::shared::in_step(&step);
         let state = call_user(&step, || init());
         Box::new(Stage {
             inner: prev(),

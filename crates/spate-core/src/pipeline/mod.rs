@@ -63,11 +63,42 @@ impl std::fmt::Debug for Pipeline {
     }
 }
 
-/// What [`Pipeline::run`] reports: one entry per write, in the order applied.
+/// What [`Pipeline::run`] reports: its writes, its state and its metrics
+/// (Beam's `PipelineResult`).
 #[derive(Debug, Clone)]
 pub struct PipelineResult {
-    /// `(step name, summary)` of every write.
+    /// `(step name, summary)` of every write, in the order applied.
     pub writes: Vec<(String, WriteSummary)>,
+    metrics: crate::metrics::MetricResults,
+}
+
+/// The state of a pipeline run (Beam's `PipelineState`). `run` returns
+/// when the run has ended: a result is always `Done` (a failed run is an
+/// error instead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PipelineState {
+    /// Every write published.
+    Done,
+}
+
+impl PipelineResult {
+    /// The run's state.
+    pub fn state(&self) -> PipelineState {
+        PipelineState::Done
+    }
+
+    /// Waits for the run to end (it has: `run` returns when it ends) and
+    /// returns its state.
+    pub fn wait_until_finish(&self) -> PipelineState {
+        self.state()
+    }
+
+    /// The metric values committed by the run's steps (Beam's
+    /// `metrics().query(filter)`).
+    pub fn metrics(&self) -> &crate::metrics::MetricResults {
+        &self.metrics
+    }
 }
 
 /// The input of root transforms (reads, `Create`).
@@ -186,6 +217,8 @@ impl Pipeline {
             return Err(e);
         }
         let sinks: Vec<(String, PathBuf, Sink)> = std::mem::take(&mut *self.inner.sinks.lock());
+        // Metrics committed before the run are not the run's.
+        let _ = self.context().take_metrics();
         let staged = self.stage_all(sinks);
         for shared in self.inner.shared.lock().iter() {
             shared.release();
@@ -201,7 +234,10 @@ impl Pipeline {
             };
             writes.push((name, summary));
         }
-        Ok(PipelineResult { writes })
+        Ok(PipelineResult {
+            writes,
+            metrics: self.context().take_metrics(),
+        })
     }
 
     /// Runs each sink up to publishing; the first failure drops (removes)
