@@ -481,3 +481,21 @@ fn metrics_are_committed_per_step_and_queried_from_the_result() {
     assert_eq!(all.gauges[0].committed.value, 7);
     assert!(all.gauges[0].committed.timestamp_ms > 0);
 }
+
+#[test]
+fn a_collection_read_once_stays_fused_with_its_reader() {
+    let p = pipeline();
+    let words = p
+        .apply("In", Create(vec!["a b".to_string(), "b".into()]))
+        .apply("Split", FlatMap::new(into_words));
+    let counts = words.apply("Count", Count::per_element());
+    let plan = counts.explain().unwrap();
+    assert!(
+        plan.contains("partial count over [Split/flat_map]"),
+        "the closure runs inside the combiner: {plan}"
+    );
+    assert!(
+        !plan.contains("SpateCachedExec") && !plan.contains("cache ("),
+        "{plan}"
+    );
+}

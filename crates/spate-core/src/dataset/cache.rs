@@ -43,6 +43,11 @@ impl<T: Data> Dataset<T> {
     /// is logged); results are the same.
     pub fn persist(self, level: StorageLevel) -> Dataset<T> {
         let ctx = self.ctx.clone();
+        // A job binary's executors only declare its steps: they name them
+        // as its driver on the cluster does, which keeps nothing.
+        if ctx.is_declaring() {
+            return self;
+        }
         if ctx.cluster().is_some() {
             log::warn!(
                 "persist/cache: not kept on a cluster (Ballista executors have no block store); \
@@ -65,25 +70,61 @@ impl<T: Data> Dataset<T> {
     /// This dataset as a pipeline collection that `shared` counts the
     /// consumers of: read by more than one, it is computed once per run
     /// and kept (memory, then disk) for the others.
+    ///
+    /// Pending closures stay pending: a collection read once keeps fusing
+    /// with its reader (the decision is made when the plan is built, once
+    /// every reader is known). A cluster's driver never caches, and neither
+    /// do the contexts that only declare a job's steps for its executors,
+    /// so that both build the same steps under the same names.
     pub(crate) fn shared_by(self, shared: Arc<SharedUse>) -> Dataset<T> {
         let ctx = self.ctx.clone();
-        if ctx.cluster().is_some() {
+        if ctx.cluster().is_some() || ctx.is_declaring() {
             return self;
         }
-        let upstream = self.into_plan();
-        let ctx2 = ctx.clone();
-        ctx.dataset(Arc::new(move || {
-            if shared.consumers.load(Ordering::Acquire) < 2 {
-                return upstream();
+        let cached = {
+            let (ctx, shared) = (ctx.clone(), shared.clone());
+            let materialized = self.clone().into_plan();
+            Arc::new(move || {
+                let slot = shared.slot.get_or_init(|| {
+                    Arc::new(CacheSlot::new(
+                        ctx.step_name("shared"),
+                        StorageLevel::MemoryAndDisk,
+                    ))
+                });
+                cached_plan::<T>(&ctx, slot, &materialized)
+            })
+        };
+        let is_shared = move || shared.consumers.load(Ordering::Acquire) > 1;
+        let kind = match self.kind {
+            Kind::Plan(plan) => Kind::Plan(Arc::new(
+                move || {
+                    if is_shared() { cached() } else { plan() }
+                },
+            )),
+            Kind::Chain { base, chain, steps } => {
+                let is_shared2 = is_shared.clone();
+                let step: Arc<str> = Arc::from(steps.last().map_or("shared", String::as_str));
+                Kind::Chain {
+                    base: Arc::new(move || if is_shared() { cached() } else { base() }),
+                    chain: Arc::new(move || {
+                        if is_shared2() {
+                            Ok(crate::ops::chain::decode_chain(
+                                RowCodec::<T>::new()?,
+                                step.clone(),
+                            ))
+                        } else {
+                            chain()
+                        }
+                    }),
+                    steps,
+                }
             }
-            let slot = shared.slot.get_or_init(|| {
-                Arc::new(CacheSlot::new(
-                    ctx2.step_name("shared"),
-                    StorageLevel::MemoryAndDisk,
-                ))
-            });
-            cached_plan::<T>(&ctx2, slot, &upstream)
-        }))
+        };
+        Dataset {
+            ctx,
+            kind,
+            cache: None,
+        }
     }
 
     /// Drops what [`persist`](Self::persist) kept; the next job computes
