@@ -225,6 +225,7 @@ pub struct Metrics;
 impl Metrics {
     /// A counter named `name` in `namespace`.
     pub fn counter(namespace: &str, name: &str) -> Counter {
+        crate::shared::note_metric_made();
         Counter {
             namespace: Arc::from(namespace),
             name: Arc::from(name),
@@ -233,6 +234,7 @@ impl Metrics {
 
     /// A distribution named `name` in `namespace`.
     pub fn distribution(namespace: &str, name: &str) -> Distribution {
+        crate::shared::note_metric_made();
         Distribution {
             namespace: Arc::from(namespace),
             name: Arc::from(name),
@@ -241,6 +243,7 @@ impl Metrics {
 
     /// A gauge named `name` in `namespace`.
     pub fn gauge(namespace: &str, name: &str) -> Gauge {
+        crate::shared::note_metric_made();
         Gauge {
             namespace: Arc::from(namespace),
             name: Arc::from(name),

@@ -249,9 +249,14 @@ pub(crate) fn metrics_made() -> bool {
     METRICS_MADE.load(Ordering::Relaxed)
 }
 
+/// Notes that a metric handle was made (on a cluster's driver, whose
+/// tasks run elsewhere, this is how it knows to gather metric values).
+pub(crate) fn note_metric_made() {
+    METRICS_MADE.store(true, Ordering::Relaxed);
+}
+
 /// Records a metric update in the running task, under the step running.
 pub(crate) fn record_metric(namespace: &str, name: &str, value: MetricValue) {
-    METRICS_MADE.store(true, Ordering::Relaxed);
     let Some(scope) = TaskScope::current() else {
         log::warn!("metric {namespace}/{name} updated outside any step: not recorded");
         return;
@@ -344,23 +349,32 @@ impl TaskScope {
 
     /// Runs `f` with this scope as the current task's.
     pub(crate) fn enter<R>(self: &Arc<Self>, f: impl FnOnce() -> R) -> R {
+        let _guard = self.guard();
+        f()
+    }
+
+    /// Makes this scope the current task's until the guard is dropped
+    /// (for a thread that runs a task's user code, such as a reducer's).
+    pub(crate) fn guard(self: &Arc<Self>) -> ScopeGuard {
         let previous = SCOPE.with(|s| s.borrow_mut().replace(self.clone()));
         let previous_step = STEP.with(|s| s.borrow_mut().replace(self.step.clone()));
-        struct Restore(Option<Arc<TaskScope>>, Option<Arc<str>>);
-        impl Drop for Restore {
-            fn drop(&mut self) {
-                let (previous, step) = (self.0.take(), self.1.take());
-                SCOPE.with(|s| *s.borrow_mut() = previous);
-                STEP.with(|s| *s.borrow_mut() = step);
-            }
-        }
-        let _restore = Restore(previous, previous_step);
-        f()
+        ScopeGuard(previous, previous_step)
     }
 
     /// The scope of the task running on this thread, if any.
     pub(crate) fn current() -> Option<Arc<TaskScope>> {
         SCOPE.with(|s| s.borrow().clone())
+    }
+}
+
+/// Restores the thread's previous task scope when dropped.
+pub(crate) struct ScopeGuard(Option<Arc<TaskScope>>, Option<Arc<str>>);
+
+impl Drop for ScopeGuard {
+    fn drop(&mut self) {
+        let (previous, step) = (self.0.take(), self.1.take());
+        SCOPE.with(|s| *s.borrow_mut() = previous);
+        STEP.with(|s| *s.borrow_mut() = step);
     }
 }
 
@@ -378,12 +392,18 @@ pub(crate) fn as_counts(amounts: &BTreeMap<String, i64>) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// A shipped value: the settings it came in, its encoding's hash, the value.
+type Shipped<T> = (Arc<str>, u64, Arc<T>);
+
 struct BroadcastInner<T> {
     id: String,
     /// The value given (a side input's: once computed).
     local: Mutex<Option<Arc<T>>>,
     /// The value shipped with the current job: (hash of its encoding, value).
-    shipped: Mutex<Option<(u64, Arc<T>)>>,
+    /// The value shipped with the job last read: the task settings it came
+    /// in (compared by pointer: a task reads it with one comparison after
+    /// the first read), the hash of its encoding, the value.
+    shipped: Mutex<Option<Shipped<T>>>,
 }
 
 /// A read-only value every task can read (Spark's broadcast variable):
@@ -445,7 +465,16 @@ impl<T: Data> Broadcast<T> {
     /// The value: in a cluster's task, the driver's (decoded once per
     /// executor and job); elsewhere, the one given.
     pub fn value(&self) -> Arc<T> {
-        let Some(encoded) = TaskScope::current().and_then(|s| s.broadcast(&self.inner.id)) else {
+        let scope = TaskScope::current();
+        let settings = scope.as_ref().and_then(|s| s.broadcasts.clone());
+        if let Some(settings) = &settings
+            && let Some((seen, _, value)) = &*self.inner.shipped.lock()
+            && Arc::ptr_eq(seen, settings)
+        {
+            return value.clone();
+        }
+        let encoded = scope.and_then(|s| s.broadcast(&self.inner.id));
+        let (Some(settings), Some(encoded)) = (settings, encoded) else {
             match self.inner.local.lock().clone() {
                 Some(value) => return value,
                 None => fail_read(&self.inner.id),
@@ -455,15 +484,16 @@ impl<T: Data> Broadcast<T> {
         encoded.hash(&mut hasher);
         let hash = hasher.finish();
         let mut shipped = self.inner.shipped.lock();
-        if let Some((h, value)) = &*shipped
+        if let Some((seen, h, value)) = &mut *shipped
             && *h == hash
         {
+            *seen = settings;
             return value.clone();
         }
         match decode::<T>(&encoded) {
             Ok(value) => {
                 let value = Arc::new(value);
-                *shipped = Some((hash, value.clone()));
+                *shipped = Some((settings, hash, value.clone()));
                 value
             }
             // The driver encoded it with the same type (a job only runs on

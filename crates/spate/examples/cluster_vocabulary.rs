@@ -16,6 +16,7 @@ use std::process::ExitCode;
 
 use spate::combine::Sum;
 use spate::metrics::{Metrics, MetricsFilter};
+use spate::pipeline::{AsSingleton, Max, Reshuffle};
 use spate::prelude::*;
 
 fn main() -> ExitCode {
@@ -90,7 +91,45 @@ fn main() -> ExitCode {
             .map(|w| w.len() as u64)
             .combine_globally(Sum)
             .collect()?;
-        let first = words.sort_by(|w| w.clone(), true).take(3)?;
+        let first = words.clone().sort_by(|w| w.clone(), true).take(3)?;
+
+        // The Dataset jobs' metrics (a pipeline run takes the context's
+        // metrics for its result).
+        let found = ctx
+            .metrics()
+            .query(&MetricsFilter::new().with_name("length"));
+        let metric_lines: Vec<String> = found
+            .distributions
+            .iter()
+            .map(|d| {
+                let v = d.committed;
+                format!(
+                    "metric {}: {} words, {} letters, {} to {}",
+                    d.key.step, v.count, v.sum, v.min, v.max
+                )
+            })
+            .collect();
+
+        // The Beam face on the same context: a side input (computed by a
+        // job of its own before the step that reads it) and a reshuffle.
+        let p = Pipeline::with_context(ctx.clone());
+        let beam_words = p.collection(words);
+        let longest = beam_words
+            .clone()
+            .apply("Lengths", Map::new(|w: String| w.chars().count() as u64))
+            .apply("Longest", Max::globally());
+        let longest = AsSingleton::of(&longest);
+        let l = longest.clone();
+        beam_words
+            .apply("Spread", Reshuffle)
+            .apply(
+                "Longest words",
+                Filter::new(move |w: &String| Some(w.chars().count() as u64) == *l.get())
+                    .with_side(&longest),
+            )
+            .apply("Count", Count::per_element())
+            .apply("Write", WriteText::to(out.join("longest")));
+        p.run()?;
         if !ctx.is_declaring() {
             println!("common words: {}", common.value().len());
             println!("letters: {}", total.first().copied().unwrap_or(0));
@@ -99,15 +138,8 @@ fn main() -> ExitCode {
                 "lines: {lines_with_text} with text, {} blank",
                 blank.value()
             );
-            let found = ctx
-                .metrics()
-                .query(&MetricsFilter::new().with_name("length"));
-            for d in found.distributions {
-                let v = d.committed;
-                println!(
-                    "metric {}: {} words, {} letters, {} to {}",
-                    d.key.step, v.count, v.sum, v.min, v.max
-                );
+            for line in &metric_lines {
+                println!("{line}");
             }
         }
         Ok(())

@@ -499,3 +499,15 @@ fn a_collection_read_once_stays_fused_with_its_reader() {
         "{plan}"
     );
 }
+
+#[test]
+fn writes_that_collide_are_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline();
+    let xs = p.apply("In", Create(vec![1u8]));
+    xs.clone().apply("A", WriteText::to(dir.path().join("out")));
+    xs.apply("B", WriteText::to(dir.path().join("out/inner")));
+    let err = p.run().unwrap_err().to_string();
+    assert!(err.contains("one is inside the other"), "{err}");
+    assert!(!dir.path().join("out").exists());
+}

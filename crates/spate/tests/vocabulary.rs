@@ -609,3 +609,44 @@ fn broadcast_values_are_read_by_closures() {
     let want: Vec<String> = (0..100).map(|i| format!("n{i}")).collect();
     assert_eq!(sorted(got), sorted(want));
 }
+
+#[test]
+fn reducers_run_in_their_task_scope() {
+    let ctx = Context::builder().threads(3).build().unwrap();
+    let groups = ctx.accumulator("groups");
+    let g = groups.clone();
+    let n = ctx
+        .from_vec((0..500u32).map(|i| (i % 17, i)).collect::<Vec<_>>())
+        .group_by_key()
+        .map_groups(move |k, vs| {
+            g.add(1);
+            (*k, vs.count())
+        })
+        .count()
+        .unwrap();
+    assert_eq!((n, groups.value()), (17, 17));
+}
+
+#[test]
+fn a_cache_that_spills_keeps_the_order_of_its_rows() {
+    let ctx = Context::builder()
+        .threads(2)
+        .batch_size(128)
+        .memory_limit(1 << 20)
+        .build()
+        .unwrap();
+    let xs: Vec<(u64, String)> = (0..40_000u64)
+        .map(|i| ((i * 7919) % 40_000, "y".repeat((i % 40) as usize)))
+        .collect();
+    let cached = ctx.from_vec(xs).sort_by(|(k, _)| *k, true).cache();
+    assert_eq!(cached.clone().count().unwrap(), 40_000);
+    let (_, disk) = cached.cached_size().unwrap();
+    assert!(disk > 0, "the test needs a spill");
+    let keys: Vec<u64> = cached
+        .collect()
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(keys, (0..40_000).collect::<Vec<_>>());
+}

@@ -130,8 +130,11 @@ impl<T: Data> Dataset<T> {
             (self.into_plan())()?;
             return Ok(Vec::new());
         }
+        // Marked once the logical plan is built: building it may run side
+        // jobs, which gather their own counts.
+        let logical = (self.into_plan())()?;
         let mark = ctx.cluster_jobs().mark();
-        let physical = self.physical_plan()?;
+        let physical = physical_of(&ctx, logical)?;
         let batches = ctx
             .block_on(async {
                 let task = ctx.session().task_ctx();
@@ -146,12 +149,7 @@ impl<T: Data> Dataset<T> {
     pub fn physical_plan(self) -> Result<Arc<dyn ExecutionPlan>> {
         let ctx = self.ctx.clone();
         let plan = (self.into_plan())()?;
-        ctx.block_on(async {
-            let state = ctx.session().state();
-            let optimized = state.optimize(&plan)?;
-            state.create_physical_plan(&optimized).await
-        })
-        .map_err(from_df)
+        physical_of(&ctx, plan)
     }
 
     /// The plan as text: the logical plan DataFusion optimized and the physical
@@ -179,8 +177,11 @@ impl<T: Data> Dataset<T> {
             (self.into_plan())()?;
             return Ok(String::new());
         }
+        // Marked once the logical plan is built: building it may run side
+        // jobs, which gather their own counts.
+        let logical = (self.into_plan())()?;
         let mark = ctx.cluster_jobs().mark();
-        let physical = self.physical_plan()?;
+        let physical = physical_of(&ctx, logical)?;
         ctx.block_on(async {
             let task = ctx.session().task_ctx();
             datafusion::physical_plan::collect(physical.clone(), task).await
@@ -220,8 +221,11 @@ impl<T: Data> Dataset<T> {
             (self.into_plan())()?;
             return Ok(None);
         }
+        // Marked once the logical plan is built: building it may run side
+        // jobs, which gather their own counts.
+        let logical = (self.into_plan())()?;
         let mark = ctx.cluster_jobs().mark();
-        let physical = self.physical_plan()?;
+        let physical = physical_of(&ctx, logical)?;
         let task = ctx.session().task_ctx();
         let staged = ctx.block_on(spate_io::output::stage_parts(
             physical,
@@ -239,11 +243,27 @@ impl<T: Data> Dataset<T> {
             (self.into_plan())()?;
             return Ok(WriteSummary::not_written(dir.to_path_buf()));
         }
+        // Marked once the logical plan is built: building it may run side
+        // jobs, which gather their own counts.
+        let logical = (self.into_plan())()?;
         let mark = ctx.cluster_jobs().mark();
-        let physical = self.physical_plan()?;
+        let physical = physical_of(&ctx, logical)?;
         let task = ctx.session().task_ctx();
         let written = ctx.block_on(spate_io::output::write_parts(physical, task, dir, format))?;
         ctx.gather_accumulators(mark);
         Ok(written)
     }
+}
+
+/// `plan` optimized and planned physically in `ctx`'s session.
+fn physical_of(
+    ctx: &crate::Context,
+    plan: datafusion::logical_expr::LogicalPlan,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    ctx.block_on(async {
+        let state = ctx.session().state();
+        let optimized = state.optimize(&plan)?;
+        state.create_physical_plan(&optimized).await
+    })
+    .map_err(from_df)
 }

@@ -108,8 +108,8 @@ impl<T: Data> Dataset<T> {
     }
 
     /// Spreads the elements evenly over exactly `n` partitions (Spark's
-    /// `repartition`): each partition's rows are dealt out in turn, through
-    /// a shuffle (a stage boundary on a cluster). The next operation runs
+    /// `repartition`), by a hash of each row's position, through a shuffle
+    /// (a stage boundary on a cluster). The next operation runs
     /// `n`-wide and a write following it writes `n` part files.
     pub fn repartition(self, n: usize) -> Dataset<T> {
         self.spread("repartition", n, None)
@@ -131,7 +131,7 @@ impl<T: Data> Dataset<T> {
                 Some(route) => route.clone(),
                 None => {
                     let schema = input.schema().inner().clone();
-                    let op = RouteOp::new(format!("{name}/route"), &schema, n);
+                    let op = RouteOp::new(format!("{name}/route"), &schema);
                     input = ctx2.op_plan(Arc::new(op), input)?;
                     ROUTE_COLUMN.to_string()
                 }

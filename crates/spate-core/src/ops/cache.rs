@@ -206,6 +206,10 @@ struct Filling {
     context: Arc<TaskContext>,
     /// The cache gave up (`MemoryOnly` out of budget): only pass on.
     off: bool,
+    /// Most bytes this partition's copy may hold in memory: caches take at
+    /// most half the budget, so the operators of the jobs that fill and read
+    /// them keep the other half.
+    cap: usize,
 }
 
 fn io_err(step: &str, e: impl fmt::Display) -> DataFusionError {
@@ -220,7 +224,13 @@ impl Filling {
             return Ok(true);
         }
         let size = batch.get_array_memory_size();
-        if level != StorageLevel::DiskOnly && self.reservation.try_grow(size).is_ok() {
+        // Once a partition spills, the rest of it follows into the file, so
+        // its batches are served back in their order (memory, then file).
+        if level != StorageLevel::DiskOnly
+            && self.spill.is_none()
+            && self.reservation.size() + size <= self.cap
+            && self.reservation.try_grow(size).is_ok()
+        {
             self.batches.push(batch.clone());
             return Ok(true);
         }
@@ -286,12 +296,19 @@ impl PartitionOp for CacheFillOp {
     ) -> DfResult<SendableRecordBatchStream> {
         let reservation = MemoryConsumer::new(format!("{}[{partition}]", self.step))
             .register(context.memory_pool());
+        let cap = match context.memory_pool().memory_limit() {
+            datafusion::execution::memory_pool::MemoryLimit::Finite(limit) => {
+                limit / (2 * context.session_config().target_partitions().max(1))
+            }
+            _ => usize::MAX,
+        };
         let filling = Filling {
             batches: Vec::new(),
             reservation,
             spill: None,
             context,
             off: false,
+            cap,
         };
         let (fill, fill2) = (self.fill.clone(), self.fill.clone());
         let (step, step2) = (self.step.clone(), self.step.clone());

@@ -252,7 +252,11 @@ impl<K: Data + PartialEq, V: Data, O: Data> PartitionOp for GroupOp<K, V, O> {
         let in_codec = self.in_codec.clone();
         let out_codec = self.out_codec.clone();
         let factory = self.factory.clone();
+        // The reducer runs on its own thread, in this task's scope
+        // (accumulators, metrics, broadcast values).
+        let scope = crate::shared::TaskScope::current();
         builder.spawn_blocking(move || {
+            let _scope = scope.as_ref().map(|s| s.guard());
             let send = |b: RecordBatch| tx.blocking_send(Ok(b)).is_ok();
             let mut rows = Rows {
                 input,

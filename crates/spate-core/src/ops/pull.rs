@@ -138,16 +138,11 @@ impl<T: Data> PartitionOp for ForEachPartitionOp<T> {
                     finished: false,
                     error: None,
                 };
-                let mut call = || {
-                    guarded(&step, || {
-                        call_user(&step, || f(&mut rows));
-                        Ok::<(), StepError>(())
-                    })
-                };
-                match &scope {
-                    Some(scope) => scope.enter(call)?,
-                    None => call()?,
-                }
+                let _scope = scope.as_ref().map(|s| s.guard());
+                guarded(&step, || {
+                    call_user(&step, || f(&mut rows));
+                    Ok::<(), StepError>(())
+                })?;
                 match rows.error {
                     Some(e) => Err(e),
                     None => Ok(()),

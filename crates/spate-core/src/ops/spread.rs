@@ -5,8 +5,9 @@
 //! rule [`crate::node::FixedPartitions`] puts a hash shuffle on that column
 //! in front of it, after DataFusion's own rules (which drop a repartition
 //! no operator asks for). The shuffle is a hash one even for an even
-//! spread, whose rows get their route from `RouteOp` in turn: Ballista
-//! keeps hash shuffles as stage boundaries but drops round-robin ones.
+//! spread, whose rows get their route from `RouteOp` (their position):
+//! Ballista keeps hash shuffles as stage boundaries but drops round-robin
+//! ones.
 
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::StreamExt;
 
-use crate::node::{InputShape, PartitionOp, route_values};
+use crate::node::{InputShape, PartitionOp};
 
 /// The column `RouteOp` adds.
 pub const ROUTE_COLUMN: &str = "__spate_route";
@@ -88,23 +89,24 @@ impl PartitionOp for SpreadOp {
     }
 }
 
-/// Appends [`ROUTE_COLUMN`]: rows routed to `partitions` partitions in
-/// turn, each input partition starting at its own, so the spread is even.
+/// Appends [`ROUTE_COLUMN`]: each row's position (its partition in the
+/// high bits, its place in the partition in the low ones), whose hash
+/// spreads rows evenly over any number of partitions. It does not depend
+/// on that number, so a job's driver and executors build the same op
+/// whatever their thread counts.
 #[derive(Debug)]
 pub struct RouteOp {
     step: String,
-    partitions: usize,
     schema: SchemaRef,
 }
 
 impl RouteOp {
-    /// Routes rows of `input_schema` to `partitions` partitions in turn.
-    pub fn new(step: String, input_schema: &SchemaRef, partitions: usize) -> Self {
+    /// Routes rows of `input_schema` by position.
+    pub fn new(step: String, input_schema: &SchemaRef) -> Self {
         let mut fields: Vec<Arc<Field>> = input_schema.fields().iter().cloned().collect();
         fields.push(Arc::new(Field::new(ROUTE_COLUMN, DataType::UInt64, false)));
         Self {
             step,
-            partitions: partitions.max(1),
             schema: Arc::new(Schema::new(fields)),
         }
     }
@@ -116,7 +118,7 @@ impl PartitionOp for RouteOp {
     }
 
     fn describe(&self) -> String {
-        format!("route in turn to {}", self.partitions)
+        "route by position".into()
     }
 
     fn schema(&self) -> SchemaRef {
@@ -129,18 +131,13 @@ impl PartitionOp for RouteOp {
         partition: usize,
         _context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
-        let routes = route_values(self.partitions)?;
         let schema = self.schema.clone();
-        let mut next = partition % routes.len();
+        let mut next = (partition as u64) << 40;
         let out = input.map(move |batch| {
             let batch = batch?;
-            let values: UInt64Array = (0..batch.num_rows())
-                .map(|_| {
-                    let route = routes[next];
-                    next = (next + 1) % routes.len();
-                    route
-                })
-                .collect();
+            let start = next;
+            next = next.wrapping_add(batch.num_rows() as u64);
+            let values: UInt64Array = (0..batch.num_rows() as u64).map(|i| start + i).collect();
             let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
             columns.push(Arc::new(values));
             Ok(RecordBatch::try_new(schema.clone(), columns)?)

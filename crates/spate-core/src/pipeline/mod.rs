@@ -217,6 +217,20 @@ impl Pipeline {
             return Err(e);
         }
         let sinks: Vec<(String, PathBuf, Sink)> = std::mem::take(&mut *self.inner.sinks.lock());
+        // Writes are published one after another: targets that collide
+        // would fail the second after the first is in place.
+        for (i, (name, dir, _)) in sinks.iter().enumerate() {
+            for (other, odir, _) in &sinks[..i] {
+                let (a, b) = (absolute(dir), absolute(odir));
+                if a.starts_with(&b) || b.starts_with(&a) {
+                    return Err(Error::Usage(format!(
+                        "writes {other} and {name} go to {} and {}: one is inside the other",
+                        odir.display(),
+                        dir.display()
+                    )));
+                }
+            }
+        }
         // Metrics committed before the run are not the run's.
         let _ = self.context().take_metrics();
         let staged = self.stage_all(sinks);
@@ -257,6 +271,11 @@ impl Pipeline {
         }
         Ok(staged)
     }
+}
+
+/// `dir` made absolute (as far as it can be) for comparing write targets.
+fn absolute(dir: &Path) -> PathBuf {
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
 }
 
 impl<T: Data> PCollection<T> {

@@ -8,7 +8,10 @@
 //! worker thread. `teardown` is always called: on an instance whose bundle
 //! failed (which is then discarded), and on every pooled instance when the
 //! pipeline's run ends, whether it succeeded or not (or, for collections
-//! used outside a run, when the pipeline is dropped).
+//! used outside a run, when the pipeline is dropped). On a cluster's
+//! executors, which keep a job's steps as long as they run, pooled
+//! instances are torn down when the executor's registry is dropped, not
+//! at the end of each run.
 //!
 //! **Tagged outputs.** `ParDo::of(f).with_outputs(&[tag.id()])` gives a
 //! [`DoOutputs`]: the main output and one collection per [`TupleTag`],
@@ -265,10 +268,14 @@ fn run_dofn<D: DoFn, R: Data>(
     let pool2 = pool.clone();
     let tags2 = tags.clone();
     let finish: crate::ops::chain::EndFn<Bundle<D>, R> = Arc::new(move |bundle, emit| {
-        if let Some(mut d) = bundle.dofn.take() {
+        // The instance stays in the bundle until `finish_bundle` returns:
+        // if it panics, the bundle's drop tears it down.
+        if let Some(d) = bundle.dofn.as_mut() {
             for r in call(&tags, wrap, tagged, |out| d.finish_bundle(out)) {
                 emit(r)
             }
+        }
+        if let Some(d) = bundle.dofn.take() {
             bundle.pool.give_back(d);
         }
     });

@@ -29,6 +29,9 @@ type Compute<S> = Box<dyn Fn() -> Result<S> + Send + Sync>;
 struct SideInner<S> {
     value: Broadcast<S>,
     compute: Compute<S>,
+    /// Builds the side collection's plan only (what executors need: its
+    /// steps, registered under their names).
+    declare: Box<dyn Fn() -> Result<()> + Send + Sync>,
     ctx: crate::Context,
     done: parking_lot::Mutex<bool>,
 }
@@ -61,10 +64,12 @@ impl<S: Data> SideInput<S> {
         let ctx = pc.pipeline().context().clone();
         let id = ctx.step_name("side_input");
         let ds: Dataset<T> = pc.consume();
+        let plan_only = ds.clone();
         Self {
             inner: Arc::new(SideInner {
                 value: Broadcast::unset(id),
                 compute: Box::new(move || view(ds.clone().collect()?)),
+                declare: Box::new(move || plan_only.logical_plan().map(|_| ())),
                 ctx,
                 done: parking_lot::Mutex::new(false),
             }),
@@ -81,9 +86,9 @@ impl<S: Data> Materialize for SideInput<S> {
     fn materialize(&self) -> Result<()> {
         let inner = &self.inner;
         // Executors that only declare steps read the driver's value from
-        // the task's settings.
+        // the task's settings; they need the side job's steps, not its value.
         if inner.ctx.is_declaring() {
-            return Ok(());
+            return (inner.declare)();
         }
         let mut done = inner.done.lock();
         if *done {
