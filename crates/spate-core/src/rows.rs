@@ -268,3 +268,11 @@ mod tests {
         roundtrip::<String>(vec![]);
     }
 }
+
+/// A value as the one field of a struct: `Option<Held<V>>` tells "no
+/// value" (a null struct) from a value that is itself `None` (a struct
+/// whose field is null), which `Option<Option<V>>` in Arrow columns cannot.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Held<V> {
+    pub(crate) v: V,
+}

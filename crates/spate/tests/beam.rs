@@ -511,3 +511,26 @@ fn writes_that_collide_are_refused_before_anything_runs() {
     assert!(err.contains("one is inside the other"), "{err}");
     assert!(!dir.path().join("out").exists());
 }
+
+#[derive(Clone)]
+struct Maybe;
+
+impl spate::pipeline::DoFn for Maybe {
+    type In = i64;
+    type Out = Option<i64>;
+    fn process(&mut self, x: i64, out: &mut spate::pipeline::DoOut<'_, Option<i64>>) {
+        out.emit((x % 2 == 0).then_some(x));
+    }
+}
+
+#[test]
+fn main_outputs_that_are_none_are_kept() {
+    use spate::pipeline::ParDo;
+    let p = pipeline();
+    let outs = p
+        .apply("In", Create((0..10i64).collect::<Vec<_>>()))
+        .apply("Maybe", ParDo::of(Maybe).with_outputs(&["unused"]));
+    let main = collect(&outs.main());
+    assert_eq!(main.len(), 10);
+    assert_eq!(main.iter().filter(|v| v.is_none()).count(), 5);
+}

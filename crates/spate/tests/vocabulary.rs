@@ -650,3 +650,30 @@ fn a_cache_that_spills_keeps_the_order_of_its_rows() {
         .collect();
     assert_eq!(keys, (0..40_000).collect::<Vec<_>>());
 }
+
+#[test]
+fn values_that_are_none_are_kept_by_cogroups() {
+    let a = vec![("k".to_string(), None), ("k".to_string(), Some(1i64))];
+    let b = vec![("k".to_string(), None::<i64>), ("j".to_string(), None)];
+    let got = CTX
+        .from_vec(a.clone())
+        .cogroup(CTX.from_vec(b.clone()))
+        .collect()
+        .unwrap();
+    let got: BTreeMap<String, (Vec<Option<i64>>, Vec<Option<i64>>)> = got
+        .into_iter()
+        .map(|(k, (v, w))| (k, (sorted(v), sorted(w))))
+        .collect();
+    assert_eq!(got["k"], (vec![None, Some(1)], vec![None]));
+    assert_eq!(got["j"], (vec![], vec![None]));
+    let three = CTX
+        .from_vec(a)
+        .cogroup3(CTX.from_vec(b.clone()), CTX.from_vec(b))
+        .collect()
+        .unwrap();
+    assert_eq!(three.len(), 2);
+    for (k, (v, w, x)) in three {
+        assert_eq!(v.len(), if k == "k" { 2 } else { 0 });
+        assert_eq!((w.len(), x.len()), (1, 1));
+    }
+}

@@ -10,7 +10,7 @@ use crate::combine::CombineFn;
 use crate::ops::chain::stateless;
 use crate::ops::group::{GroupFactory, GroupFn, GroupOp};
 use crate::ops::partial::PartialAggOp;
-use crate::rows::{Data, RowCodec};
+use crate::rows::{Data, Held, RowCodec};
 
 use super::{Dataset, Key, describe, qcol};
 
@@ -165,13 +165,14 @@ impl<K: Key, V: Data> Dataset<(K, V)> {
     /// lists, so each key's values must fit in memory.
     #[allow(clippy::type_complexity)]
     pub fn cogroup<W: Data>(self, other: Dataset<(K, W)>) -> Dataset<(K, (Vec<V>, Vec<W>))> {
-        let left = self.map_values(|v| (Some(v), None::<W>));
-        let right = other.map_values(|w| (None::<V>, Some(w)));
+        // Values wrapped in `Held`, so a value that is itself `None` is kept.
+        let left = self.map_values(|v| (Some(Held { v }), None::<Held<W>>));
+        let right = other.map_values(|w| (None::<Held<V>>, Some(Held { v: w })));
         left.union(right).group_by_key().map_groups(|k, values| {
             let (mut vs, mut ws) = (Vec::new(), Vec::new());
             for (v, w) in values {
-                vs.extend(v);
-                ws.extend(w);
+                vs.extend(v.map(|h| h.v));
+                ws.extend(w.map(|h| h.v));
             }
             (k.clone(), (vs, ws))
         })
@@ -184,15 +185,15 @@ impl<K: Key, V: Data> Dataset<(K, V)> {
         second: Dataset<(K, W)>,
         third: Dataset<(K, X)>,
     ) -> Dataset<(K, (Vec<V>, Vec<W>, Vec<X>))> {
-        let a = self.map_values(|v| (Some(v), None::<W>, None::<X>));
-        let b = second.map_values(|w| (None::<V>, Some(w), None::<X>));
-        let c = third.map_values(|x| (None::<V>, None::<W>, Some(x)));
+        let a = self.map_values(|v| (Some(Held { v }), None::<Held<W>>, None::<Held<X>>));
+        let b = second.map_values(|w| (None::<Held<V>>, Some(Held { v: w }), None::<Held<X>>));
+        let c = third.map_values(|x| (None::<Held<V>>, None::<Held<W>>, Some(Held { v: x })));
         a.union(b).union(c).group_by_key().map_groups(|k, values| {
             let (mut vs, mut ws, mut xs) = (Vec::new(), Vec::new(), Vec::new());
             for (v, w, x) in values {
-                vs.extend(v);
-                ws.extend(w);
-                xs.extend(x);
+                vs.extend(v.map(|h| h.v));
+                ws.extend(w.map(|h| h.v));
+                xs.extend(x.map(|h| h.v));
             }
             (k.clone(), (vs, ws, xs))
         })

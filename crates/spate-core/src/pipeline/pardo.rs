@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::rows::Data;
+use crate::rows::{Data, Held};
 
 use super::{Materialize, PCollection, PTransform, Pipeline};
 
@@ -103,7 +103,7 @@ impl<T: Data> TupleTag<T> {
 
 /// One output row of a multi-output `ParDo`: the tag's index (0: main),
 /// the main value, or another output's value as CBOR.
-type Tagged<O> = (u32, Option<O>, Option<Vec<u8>>);
+type Tagged<O> = (u32, Option<Held<O>>, Option<Vec<u8>>);
 
 /// The declared tags and where a tagged output's encoded value goes.
 type TaggedSink<'a> = (&'a [String], &'a mut dyn FnMut(u32, Vec<u8>));
@@ -352,7 +352,7 @@ impl<D: DoFn> PTransform<PCollection<D::In>> for ParDoWithOutputs<D> {
     type Out = DoOutputs<D::Out>;
     fn expand(self, input: PCollection<D::In>) -> DoOutputs<D::Out> {
         fn main<O>(o: O) -> Tagged<O> {
-            (0, Some(o), None)
+            (0, Some(Held { v: o }), None)
         }
         fn other<O>(i: u32, bytes: Vec<u8>) -> Option<Tagged<O>> {
             Some((i, None, Some(bytes)))
@@ -379,7 +379,7 @@ impl<O: Data> DoOutputs<O> {
         let ds = self
             .all
             .consume()
-            .flat_map(|(i, v, _): Tagged<O>| if i == 0 { v } else { None });
+            .flat_map(|(i, v, _): Tagged<O>| if i == 0 { v.map(|h| h.v) } else { None });
         self.all.with(ds)
     }
 
