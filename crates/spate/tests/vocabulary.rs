@@ -660,7 +660,8 @@ fn values_that_are_none_are_kept_by_cogroups() {
         .cogroup(CTX.from_vec(b.clone()))
         .collect()
         .unwrap();
-    let got: BTreeMap<String, (Vec<Option<i64>>, Vec<Option<i64>>)> = got
+    type Both = (Vec<Option<i64>>, Vec<Option<i64>>);
+    let got: BTreeMap<String, Both> = got
         .into_iter()
         .map(|(k, (v, w))| (k, (sorted(v), sorted(w))))
         .collect();
