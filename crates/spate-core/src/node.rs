@@ -42,7 +42,9 @@ use datafusion::physical_plan::{
 };
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
 use futures::StreamExt;
-use spate_io::source::{InputFile, LineOptions, TextSourceExec, line_schema_with, plan_splits};
+use spate_io::source::{
+    InputFile, LineOptions, TextSourceExec, line_schema_with, plan_splits, plan_whole_files,
+};
 
 /// What a [`PartitionOp`] needs of its input's layout.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -560,7 +562,11 @@ impl ExtensionPlanner for SpateExtensionPlanner {
         if let Some(n) = node.as_any().downcast_ref::<TextScanNode>() {
             let partitions = session.config().target_partitions();
             let files = n.input_files();
-            let splits = plan_splits(&files, partitions)?;
+            let splits = if n.options.whole_files {
+                plan_whole_files(&files, partitions)?
+            } else {
+                plan_splits(&files, partitions)?
+            };
             return Ok(Some(Arc::new(TextSourceExec::with_options(
                 splits, n.options,
             ))));

@@ -162,6 +162,7 @@ fn vocabulary_plans_round_trip() {
         pairs().aggregate_by_key(0u64, |n, _| n + 1, |a, b| a + b),
     );
     assert_round_trips(&ctx, words().map(|w| w.len() as u64).combine_globally(Sum));
+    assert_round_trips(&ctx, ctx.whole_text_files(&[&path]).unwrap());
 }
 
 /// A file writer on a cluster writes by task attempt: the rule wraps it,

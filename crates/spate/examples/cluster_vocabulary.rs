@@ -92,6 +92,15 @@ fn main() -> ExitCode {
             .combine_globally(Sum)
             .collect()?;
         let first = words.clone().sort_by(|w| w.clone(), true).take(3)?;
+        // Each file whole: its lines and characters.
+        ctx.whole_text_files(&[input])?
+            .map(|(path, text)| {
+                (
+                    path,
+                    (text.lines().count() as u64, text.chars().count() as u64),
+                )
+            })
+            .write_text(out.join("files"))?;
 
         // The Dataset jobs' metrics (a pipeline run takes the context's
         // metrics for its result).

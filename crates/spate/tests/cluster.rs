@@ -206,7 +206,7 @@ fn the_spark_vocabulary_gives_on_a_cluster_what_it_gives_locally() {
     assert!(here.contains(" with text, 9 blank\n"), "{here}");
     assert!(here.contains("metric map#"), "{here}");
     assert_eq!(there, here);
-    for part in ["rare", "lengths", "initials", "longest"] {
+    for part in ["rare", "lengths", "initials", "longest", "files"] {
         let (l, r) = (lines(&local.join(part)), lines(&remote.join(part)));
         assert!(!l.is_empty(), "{part}");
         assert_eq!(r, l, "{part}");

@@ -678,3 +678,50 @@ fn values_that_are_none_are_kept_by_cogroups() {
         assert_eq!((w.len(), x.len()), (1, 1));
     }
 }
+
+#[test]
+fn whole_text_files_give_each_file_whole() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut want = BTreeMap::new();
+    for i in 0..7 {
+        let path = dir.path().join(format!("f{i}.txt"));
+        let text = format!("line one of {i}\r\nline two\n{}", "x".repeat(i * 1000));
+        std::fs::write(&path, &text).unwrap();
+        want.insert(path.to_string_lossy().into_owned(), text);
+    }
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    want.insert(empty.to_string_lossy().into_owned(), String::new());
+    let gz = dir.path().join("z.txt.gz");
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).unwrap(),
+        flate2::Compression::default(),
+    );
+    enc.write_all(b"compressed\ncontent\n").unwrap();
+    enc.finish().unwrap();
+    want.insert(
+        gz.to_string_lossy().into_owned(),
+        "compressed\ncontent\n".into(),
+    );
+    let got: BTreeMap<String, String> = CTX
+        .whole_text_files(&[dir.path()])
+        .unwrap()
+        .collect()
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(got, want);
+
+    std::fs::write(dir.path().join("bad.txt"), b"ok\n\xff\xfe").unwrap();
+    let err = CTX
+        .whole_text_files(&[dir.path().join("bad.txt")])
+        .unwrap()
+        .count()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("bad.txt") && err.contains("byte offset 3"),
+        "{err}"
+    );
+}

@@ -123,6 +123,40 @@ impl Context {
         Ok(self.read_text_files(files))
     }
 
+    /// Reads each file whole as `(path, content)` (Spark's
+    /// `wholeTextFiles`): files, directories, globs; `.gz` and `.zst`
+    /// decompressed. Files are not split, so each must fit in memory;
+    /// content that is not UTF-8 fails naming the file and offset.
+    ///
+    /// ```
+    /// use spate_core::prelude::*;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// std::fs::write(dir.path().join("a.txt"), "one\r\ntwo").unwrap();
+    /// let ctx = Context::new()?;
+    /// let files = ctx.whole_text_files(&[dir.path()])?.collect()?;
+    /// assert_eq!(files.len(), 1);
+    /// assert!(files[0].0.ends_with("a.txt"));
+    /// assert_eq!(files[0].1, "one\r\ntwo");
+    /// # Ok::<(), spate_core::Error>(())
+    /// ```
+    pub fn whole_text_files<P: AsRef<Path>>(
+        &self,
+        paths: &[P],
+    ) -> Result<Dataset<(String, String)>> {
+        let files = expand_inputs(paths)?;
+        let step = self.step_name("whole_text_files");
+        let total: u64 = files.iter().map(|f| f.len).sum();
+        self.progress().add_total(total);
+        let files = Arc::new(files);
+        let options = spate_io::source::LineOptions {
+            whole_files: true,
+            ..Default::default()
+        };
+        Ok(self.dataset(Arc::new(move || {
+            Ok(TextScanNode::plan_with(step.clone(), &files, options)?)
+        })))
+    }
+
     /// A dataset whose every use fails with `error` (a source that could
     /// not be opened while the plan was being built).
     pub fn failed<T>(&self, error: &crate::error::Error) -> Dataset<T> {

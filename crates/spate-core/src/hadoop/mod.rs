@@ -608,6 +608,7 @@ impl StreamingJob {
             LineOptions {
                 raw: true,
                 tag_splits: first_has_mapper,
+                whole_files: false,
             },
         )?;
         for (i, step) in self.steps.iter().enumerate() {

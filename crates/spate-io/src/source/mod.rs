@@ -35,7 +35,7 @@ pub use crate::format::Compression;
 pub use files::{InputFile, expand_inputs};
 pub use groups::{SplitGroups, TextFileSource, as_file_scan, from_split_groups, text_file_scan};
 pub use read::MAX_LINE_BYTES;
-pub use split::{FileRange, plan_splits};
+pub use split::{FileRange, plan_splits, plan_whole_files};
 
 use read::{BatchSink, FlushError, read_range};
 
@@ -56,6 +56,10 @@ pub struct LineOptions {
     /// ranges), so a downstream op can start one task per split, as Hadoop
     /// starts one map task per input split. See [`SplitTag`].
     pub tag_splits: bool,
+    /// One row per file, `(path, content)` in columns `0` and `1`, instead
+    /// of one per line (Spark's `wholeTextFiles`); files are not split.
+    #[serde(default)]
+    pub whole_files: bool,
 }
 
 /// Which part of which file a line was read from: the value of the
@@ -129,6 +133,12 @@ pub fn line_schema_with(options: LineOptions) -> SchemaRef {
     } else {
         DataType::Utf8
     };
+    if options.whole_files {
+        return Arc::new(Schema::new(vec![
+            Field::new("0", DataType::Utf8, false),
+            Field::new("1", line_type, false),
+        ]));
+    }
     let mut fields = vec![Field::new(LINE_COLUMN, line_type, false)];
     if options.tag_splits {
         fields.push(Field::new(
@@ -155,6 +165,12 @@ pub(crate) fn read_splits(
     let schema = line_schema_with(options);
     let mut builder = RecordBatchReceiverStreamBuilder::new(schema, 4);
     let tx = builder.tx();
+    if options.whole_files {
+        builder.spawn_blocking(move || {
+            read::read_whole_files(&ranges, options, batch_rows, &tx, progress.as_deref())
+        });
+        return builder.build();
+    }
     builder.spawn_blocking(move || {
         let mut sink = BatchSink::new(batch_rows, &tx, progress.as_deref(), output_rows, bytes);
         sink.options = options;

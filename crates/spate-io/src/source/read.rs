@@ -262,6 +262,82 @@ fn read_range_inner(range: &FileRange, sink: &mut BatchSink<'_>) -> Result<(), F
     }
 }
 
+/// Reads each range's file whole (decompressed) as one `(path, content)`
+/// row; content that is not UTF-8 fails naming the file and offset.
+pub(super) fn read_whole_files(
+    ranges: &[(FileRange, usize)],
+    options: super::LineOptions,
+    batch_rows: usize,
+    tx: &tokio::sync::mpsc::Sender<DfResult<arrow::record_batch::RecordBatch>>,
+    progress: Option<&crate::progress::Progress>,
+) -> DfResult<()> {
+    use arrow::array::{ArrayRef, BinaryBuilder, StringBuilder};
+    let schema = super::line_schema_with(options);
+    let mut paths = StringBuilder::new();
+    let mut texts = StringBuilder::new();
+    let mut raws = BinaryBuilder::new();
+    let mut rows = 0usize;
+    let flush = |paths: &mut StringBuilder,
+                 texts: &mut StringBuilder,
+                 raws: &mut BinaryBuilder,
+                 rows: &mut usize|
+     -> DfResult<bool> {
+        if *rows == 0 {
+            return Ok(true);
+        }
+        let content: ArrayRef = if options.raw {
+            Arc::new(raws.finish())
+        } else {
+            Arc::new(texts.finish())
+        };
+        let batch = arrow::record_batch::RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(paths.finish()), content],
+        )?;
+        *rows = 0;
+        Ok(tx.blocking_send(Ok(batch)).is_ok())
+    };
+    for (range, _) in ranges {
+        let mut reader = open_range(range)?;
+        let mut bytes = Vec::new();
+        reader
+            .read_to_end(&mut bytes)
+            .map_err(|e| DataFusionError::from(Error::io("reading", &range.path, e)))?;
+        if let Some(p) = progress {
+            let len = std::fs::metadata(&range.path).map(|m| m.len()).unwrap_or(0);
+            p.add_read(len, 1);
+        }
+        let path = range.path.to_string_lossy();
+        paths.append_value(path.as_ref());
+        if options.raw {
+            raws.append_value(&bytes);
+        } else {
+            match std::str::from_utf8(&bytes) {
+                Ok(text) => texts.append_value(text),
+                Err(e) => {
+                    let offset = e.valid_up_to() as u64;
+                    let line_start = bytes[..e.valid_up_to()]
+                        .iter()
+                        .rposition(|b| *b == b'\n')
+                        .map_or(0, |i| i as u64 + 1);
+                    return Err(Error::InvalidUtf8 {
+                        path: range.path.clone(),
+                        offset,
+                        line_start,
+                    }
+                    .into());
+                }
+            }
+        }
+        rows += 1;
+        if rows >= batch_rows && !flush(&mut paths, &mut texts, &mut raws, &mut rows)? {
+            return Ok(());
+        }
+    }
+    flush(&mut paths, &mut texts, &mut raws, &mut rows)?;
+    Ok(())
+}
+
 fn emit_line(
     line: &[u8],
     offset: u64,

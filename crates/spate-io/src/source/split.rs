@@ -105,6 +105,56 @@ pub fn plan_splits(files: &[InputFile], partitions: usize) -> Result<Vec<Vec<Fil
     Ok(out)
 }
 
+/// Partitions for reading `files` whole, one row each (see
+/// [`LineOptions::whole_files`](super::LineOptions)): no file is split;
+/// files go to the least loaded partition, biggest first.
+pub fn plan_whole_files(files: &[InputFile], partitions: usize) -> Result<Vec<Vec<FileRange>>> {
+    let partitions = partitions.max(1);
+    let mut order: Vec<usize> = (0..files.len()).collect();
+    order.sort_by(|&a, &b| files[b].len.cmp(&files[a].len).then(a.cmp(&b)));
+    let mut load = vec![0u64; partitions];
+    let mut assigned: Vec<Vec<usize>> = vec![Vec::new(); partitions];
+    for i in order {
+        let f = &files[i];
+        Compression::from_path(&f.path).map_err(|suffix| Error::UnsupportedCompression {
+            path: f.path.clone(),
+            suffix,
+        })?;
+        let (p, _) = load
+            .iter()
+            .enumerate()
+            .min_by_key(|(p, l)| (**l, *p))
+            .unwrap_or((0, &0));
+        load[p] += f.len.max(1);
+        assigned[p].push(i);
+    }
+    let mut out: Vec<Vec<FileRange>> = Vec::new();
+    for mut a in assigned.into_iter().filter(|a| !a.is_empty()) {
+        a.sort_unstable();
+        let mut ranges = Vec::new();
+        for i in a {
+            let f = &files[i];
+            let compression = Compression::from_path(&f.path).map_err(|suffix| {
+                Error::UnsupportedCompression {
+                    path: f.path.clone(),
+                    suffix,
+                }
+            })?;
+            ranges.push(FileRange {
+                path: f.path.clone(),
+                start: 0,
+                end: u64::MAX,
+                compression,
+            });
+        }
+        out.push(ranges);
+    }
+    if out.is_empty() {
+        out.push(Vec::new());
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
