@@ -179,7 +179,8 @@ impl<T: Data> PTransform<PCollection<T>> for Distinct {
     }
 }
 
-/// Spreads the elements evenly over the workers (Beam's `Reshuffle`):
+/// Spreads the elements evenly over the workers — the threads locally, the
+/// task slots on a cluster (Beam's `Reshuffle`):
 /// breaks fusion after a step that made few, large partitions.
 #[derive(Debug, Clone, Copy)]
 pub struct Reshuffle;
@@ -187,7 +188,14 @@ pub struct Reshuffle;
 impl<T: Data> PTransform<PCollection<T>> for Reshuffle {
     type Out = PCollection<T>;
     fn expand(self, input: PCollection<T>) -> PCollection<T> {
-        let n = input.pipeline().context().threads();
+        // The session's parallelism: the threads locally, the task slots on a
+        // cluster.
+        let n = input
+            .pipeline()
+            .context()
+            .session()
+            .copied_config()
+            .target_partitions();
         let ds = input.consume().repartition(n);
         input.with(ds)
     }
