@@ -60,6 +60,55 @@ fn ok(out: Output) -> Output {
     out
 }
 
+/// A job binary run on `input` twice: locally into `dir/local`, then as
+/// the driver of a cluster of 2 executors (which run the same binary with
+/// the same arguments) into `dir/remote`.
+struct HereAndThere {
+    local: PathBuf,
+    remote: PathBuf,
+    here: Output,
+    there: Output,
+    cluster: LocalCluster,
+}
+
+fn run_here_and_there(job: &Path, input: &Path, dir: &Path) -> HereAndThere {
+    let (local, remote) = (dir.join("local"), dir.join("remote"));
+    let args: Vec<String> = [input, &remote]
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    let here = ok(Command::new(job)
+        .arg(input)
+        .arg(&local)
+        .env_remove("SPATE_CLUSTER")
+        .output()
+        .unwrap());
+    // Its executors build the job's steps from the same arguments.
+    let cluster = LocalCluster::start(&UpOptions {
+        program: job.to_path_buf(),
+        executors: 2,
+        slots: 1,
+        host: "127.0.0.1".into(),
+        port: 0,
+        work_dir: dir.join("cluster"),
+        tie_to_parent: true,
+        job_args: args.clone(),
+    })
+    .unwrap();
+    let there = ok(Command::new(job)
+        .args(&args)
+        .env("SPATE_CLUSTER", cluster.address().to_string())
+        .output()
+        .unwrap());
+    HereAndThere {
+        local,
+        remote,
+        here,
+        there,
+        cluster,
+    }
+}
+
 #[test]
 fn a_job_binary_with_closures_writes_on_a_cluster_what_it_writes_locally() {
     let job = example("cluster_wordcount");
@@ -69,35 +118,13 @@ fn a_job_binary_with_closures_writes_on_a_cluster_what_it_writes_locally() {
     for n in 0..4 {
         spate::jobs::corpus::write_file(&input.join(format!("{n}.txt")), 50_000, n).unwrap();
     }
-    let (local, remote) = (dir.path().join("local"), dir.path().join("remote"));
-    let args: Vec<String> = [&input, &remote]
-        .iter()
-        .map(|p| p.to_string_lossy().into_owned())
-        .collect();
-    ok(Command::new(&job)
-        .arg(&input)
-        .arg(&local)
-        .env_remove("SPATE_CLUSTER")
-        .output()
-        .unwrap());
-
-    // Its executors build the job's steps from the same arguments.
-    let cluster = LocalCluster::start(&UpOptions {
-        program: job.clone(),
-        executors: 2,
-        slots: 1,
-        host: "127.0.0.1".into(),
-        port: 0,
-        work_dir: dir.path().join("cluster"),
-        tie_to_parent: true,
-        job_args: args.clone(),
-    })
-    .unwrap();
-    let out = ok(Command::new(&job)
-        .args(&args)
-        .env("SPATE_CLUSTER", cluster.address().to_string())
-        .output()
-        .unwrap());
+    let HereAndThere {
+        local,
+        remote,
+        there: out,
+        cluster,
+        ..
+    } = run_here_and_there(&job, &input, dir.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("wrote "), "{stderr}");
     assert_eq!(lines(&remote), lines(&local));
@@ -171,33 +198,13 @@ fn the_spark_vocabulary_gives_on_a_cluster_what_it_gives_locally() {
         text.push_str("\n\n   \n");
         std::fs::write(&path, text).unwrap();
     }
-    let (local, remote) = (dir.path().join("local"), dir.path().join("remote"));
-    let args: Vec<String> = [&input, &remote]
-        .iter()
-        .map(|p| p.to_string_lossy().into_owned())
-        .collect();
-    let here = ok(Command::new(&job)
-        .arg(&input)
-        .arg(&local)
-        .env_remove("SPATE_CLUSTER")
-        .output()
-        .unwrap());
-    let cluster = LocalCluster::start(&UpOptions {
-        program: job.clone(),
-        executors: 2,
-        slots: 1,
-        host: "127.0.0.1".into(),
-        port: 0,
-        work_dir: dir.path().join("cluster"),
-        tie_to_parent: true,
-        job_args: args.clone(),
-    })
-    .unwrap();
-    let there = ok(Command::new(&job)
-        .args(&args)
-        .env("SPATE_CLUSTER", cluster.address().to_string())
-        .output()
-        .unwrap());
+    let HereAndThere {
+        local,
+        remote,
+        here,
+        there,
+        cluster: _cluster,
+    } = run_here_and_there(&job, &input, dir.path());
     let (here, there) = (
         String::from_utf8_lossy(&here.stdout).into_owned(),
         String::from_utf8_lossy(&there.stdout).into_owned(),

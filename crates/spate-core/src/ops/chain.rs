@@ -102,13 +102,15 @@ fn feed<S, T, U>(
     run: &mut Vec<U>,
     emit: Emit<'_, U>,
 ) {
+    // Metrics updated by `each` belong to this step: noted once per run of
+    // rows, and again after handing a run on (the stages after this one,
+    // which `flush` runs, note their own).
+    crate::shared::in_step(step);
     for t in rows.drain(..) {
-        // Metrics updated by `each` belong to this step, also when the
-        // stage after it (which `flush` runs) is another.
-        crate::shared::in_step(step);
         call_user(step, || each(state, t, run));
         if run.len() >= RUN {
             flush(run, emit);
+            crate::shared::in_step(step);
         }
     }
 }

@@ -32,22 +32,19 @@ const SYLLABLES: &[&str] = &[
     "wick", "ford",
 ];
 
-/// A small, fast, deterministic PRNG (splitmix64).
+/// A small, fast, deterministic PRNG: spate's SplitMix64 (the one
+/// `Dataset::sample` seeds), so a seed gives the same text in every release.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub struct Rng(spate_core::ops::indexed::SplitMix64);
 
 impl Rng {
     /// A generator from a seed.
     pub fn new(seed: u64) -> Self {
-        Rng(seed)
+        Rng(spate_core::ops::indexed::SplitMix64::new(seed))
     }
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     /// A number in `0..n`.
     pub fn below(&mut self, n: u64) -> u64 {
