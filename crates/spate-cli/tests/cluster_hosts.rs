@@ -184,6 +184,26 @@ fn write_input(dir: &Path) -> BTreeMap<String, (i64, i64)> {
     expected
 }
 
+/// About 3 MiB of text in `dir`: lines of 0 to 9 words, split by the
+/// reader into several ranges.
+fn write_text(dir: &Path) {
+    const WORDS: [&str; 6] = ["ash", "birch", "cedar", "elm", "fir", "oak"];
+    let mut x: u64 = 0x853c_49e6_748f_ea9b;
+    let mut text = String::new();
+    while text.len() < 3 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let words: Vec<&str> = (0..x % 10)
+            .map(|i| WORDS[((x >> (i * 3 + 8)) % 6) as usize])
+            .collect();
+        text.push_str(&words.join(" "));
+        text.push('\n');
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("trees.txt"), text).unwrap();
+}
+
 /// `spate cluster status` on the driver's host.
 fn status(hosts: &Hosts) -> Output {
     let mut status = hosts.command("driver", SPATE);
@@ -320,6 +340,32 @@ fn a_job_on_executors_of_other_hosts_reads_and_writes_an_object_store() {
             .iter()
             .all(|n| n == "_SUCCESS" || n.ends_with(".parquet")),
         "only the committed files: {names:?}"
+    );
+
+    // A text job: the executors read the object in ranged parts (one per
+    // split, a task on each host), as a job on local files answers.
+    write_text(&bucket.join("text"));
+    let mut wordcount = hosts.command("driver", SPATE);
+    wordcount
+        .env("SPATE_HOME", &home)
+        .args(["run", "wordcount", "--cluster"])
+        .arg(format!("{SCHEDULER_IP}:50050"))
+        .args(["--input", "s3://data/text/", "--output", "-"]);
+    let out = run(with_store(wordcount), Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut local = Command::new(SPATE);
+    local
+        .args(["run", "wordcount", "--output", "-", "--input"])
+        .arg(bucket.join("text"));
+    let want = run(local, Duration::from_secs(60));
+    assert!(want.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&want.stdout)
     );
 
     // Both executors ran tasks (each logs the tasks it finished).

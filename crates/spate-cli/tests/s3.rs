@@ -48,22 +48,32 @@ impl S3 {
     }
 
     /// Puts a file into `bucket` (the server serves its root directory).
-    fn put(&self, bucket: &str, key: &str, body: &str) {
+    fn put(&self, bucket: &str, key: &str, body: impl AsRef<[u8]>) {
         let path = self.root.path().join(bucket).join(key);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, body).unwrap();
     }
 
-    fn sql(&self, home: &std::path::Path) -> Command {
+    /// `spate` with the store's endpoint and credentials in its environment.
+    fn spate(&self, home: &std::path::Path) -> Command {
         let mut cmd = Command::cargo_bin("spate").unwrap();
         cmd.env("SPATE_HOME", home)
             .env("AWS_ACCESS_KEY_ID", KEY)
             .env("AWS_SECRET_ACCESS_KEY", SECRET)
             .env("AWS_REGION", "us-east-1")
-            .env("AWS_ENDPOINT", format!("http://127.0.0.1:{}", self.port))
-            .env("AWS_ALLOW_HTTP", "true")
-            .arg("sql");
+            .env("AWS_ENDPOINT", self.endpoint())
+            .env("AWS_ALLOW_HTTP", "true");
         cmd
+    }
+
+    fn sql(&self, home: &std::path::Path) -> Command {
+        let mut cmd = self.spate(home);
+        cmd.arg("sql");
+        cmd
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
     }
 }
 
@@ -239,4 +249,251 @@ fn copy_create_table_as_and_insert_write_to_s3() {
             .all(|o| !o.starts_with("bad") && !o.contains("staging")),
         "{all:?}"
     );
+}
+
+/// Lines of words from a fixed seed: lines of 0 to 11 words, so that the
+/// split points of a big file fall inside lines of every length.
+fn words_text(lines: usize, seed: u64) -> String {
+    const WORDS: [&str; 7] = ["river", "stone", "a", "lantern", "of", "quietly", "Ümlaut"];
+    let mut x = seed;
+    let mut text = String::new();
+    for _ in 0..lines {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let n = (x % 12) as usize;
+        let line: Vec<&str> = (0..n)
+            .map(|i| WORDS[((x >> (i * 3 + 8)) % 7) as usize])
+            .collect();
+        text.push_str(&line.join(" "));
+        text.push('\n');
+    }
+    text
+}
+
+fn gzip(text: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(text.as_bytes()).unwrap();
+    e.finish().unwrap()
+}
+
+/// Text jobs take object-store URLs as inputs: a big object is read in
+/// ranged parts (one per split, lines crossing the split ends read once),
+/// compressed objects whole, hidden objects left out of listings, globs
+/// matched on keys; every face answers as it does on the same files on
+/// local disk.
+#[test]
+fn text_jobs_read_objects_split_like_local_files() {
+    let s3 = S3::start();
+    let big = words_text(400_000, 0x9e37_79b9_7f4a_7c15);
+    assert!(big.len() > 4 << 20, "several splits: {}", big.len());
+    s3.put("data", "texts/a/big.txt", &big);
+    s3.put(
+        "data",
+        "texts/b/small.txt.gz",
+        gzip("river Ümlaut\nlast line"),
+    );
+    s3.put("data", "texts/b/empty.txt", "");
+    s3.put("data", "texts/_SUCCESS", "not words\n");
+    s3.put("data", "texts/b/.hidden.txt", "not words either\n");
+    let home = tempfile::tempdir().unwrap();
+    let local = s3.root.path().join("data/texts");
+    let run = |input: &str, face: &str| {
+        let out = s3
+            .spate(home.path())
+            .args(["run", "wordcount", "--threads", "4", "--face", face])
+            .args(["--input", input, "--output", "-"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{input} ({face}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let want = run(local.to_str().unwrap(), "dataset");
+    assert!(
+        want.contains("river\t") && !want.contains("not\t"),
+        "{want}"
+    );
+    for face in ["dataset", "pipeline", "mapreduce"] {
+        assert_eq!(run("s3://data/texts/", face), want, "{face}");
+    }
+    // Without the trailing slash, a prefix is a directory too; a glob
+    // matches keys, and the "directories" it matches are read whole.
+    assert_eq!(run("s3://data/texts", "dataset"), want);
+    assert_eq!(run("s3://data/texts/*", "dataset"), want);
+    assert_eq!(
+        run("s3://data/tex*/a/big.txt", "dataset"),
+        run(local.join("a/big.txt").to_str().unwrap(), "dataset")
+    );
+
+    // Hadoop Streaming: one map task per split, each told its object's URL
+    // and its range; the tasks' line counts add up to the file's.
+    let out = s3
+        .spate(home.path())
+        .args(["streaming", "--threads", "4", "-input", "s3://data/texts/a/"])
+        .args(["-output", "-", "-numReduceTasks", "1", "-reducer", "cat"])
+        .args([
+            "-mapper",
+            "sh -c 'printf \"%s\\t%s\\t%s\\n\" \"$map_input_file\" \"$map_input_start\" \"$(wc -l)\"'",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tasks = String::from_utf8(out.stdout).unwrap();
+    let mut lines = 0;
+    let mut starts = Vec::new();
+    for task in tasks.lines() {
+        let fields: Vec<&str> = task.split('\t').collect();
+        assert_eq!(fields[0], "s3://data/texts/a/big.txt", "{tasks}");
+        starts.push(fields[1].parse::<u64>().unwrap());
+        lines += fields[2].trim().parse::<usize>().unwrap();
+    }
+    assert!(starts.len() >= 3, "the object is split: {tasks}");
+    assert_eq!(lines, 400_000, "{tasks}");
+
+    // A TEXT table on the store, from SQL: the same lines.
+    s3.sql(home.path())
+        .args([
+            "--format",
+            "csv",
+            "-c",
+            "CREATE EXTERNAL TABLE texts STORED AS TEXT LOCATION 's3://data/texts/'",
+            "-c",
+            "SELECT count(*) AS n, max(length(value)) AS longest FROM texts",
+        ])
+        .assert()
+        .success()
+        .stdout(format!(
+            "n,longest\n{},{}\n",
+            400_000 + 2,
+            big.lines().map(|l| l.chars().count()).max().unwrap()
+        ));
+
+    // Nothing there, or no bucket: errors naming the URL.
+    s3.spate(home.path())
+        .args([
+            "run",
+            "wordcount",
+            "--input",
+            "s3://data/nothing/",
+            "-o",
+            "-",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "input path does not exist: s3://data/nothing/",
+        ));
+    s3.spate(home.path())
+        .args([
+            "run",
+            "wordcount",
+            "--input",
+            "s3://data/texts/z*",
+            "-o",
+            "-",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("s3://data/texts/z*"));
+    s3.spate(home.path())
+        .args(["run", "wordcount", "--input", "s3://nobucket/x", "-o", "-"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("s3://nobucket/x"));
+}
+
+/// The Dataset API on an object store registered by the program itself
+/// (no environment): `read_text`, `whole_text_files` and the typed readers.
+#[test]
+fn datasets_read_text_whole_files_and_typed_rows_from_a_registered_store() {
+    use object_store::aws::AmazonS3Builder;
+    use spate_core::prelude::*;
+    use std::sync::Arc;
+
+    let s3 = S3::start();
+    s3.put("logs", "day=1/a.txt", "one two\nthree\n");
+    s3.put("logs", "day=2/b.txt.gz", gzip("four five six"));
+    s3.put(
+        "logs",
+        "rows/r.json",
+        "{\"name\":\"a\",\"n\":1}\n{\"name\":\"b\",\"n\":2}\n",
+    );
+    let ctx = Context::builder().threads(2).build().unwrap();
+    let store = AmazonS3Builder::new()
+        .with_bucket_name("logs")
+        .with_endpoint(s3.endpoint())
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_access_key_id(KEY)
+        .with_secret_access_key(SECRET)
+        .build()
+        .unwrap();
+    ctx.session()
+        .register_object_store(&url::Url::parse("s3://logs").unwrap(), Arc::new(store));
+
+    let mut lines = ctx
+        .read_text(&["s3://logs/day=*/"])
+        .unwrap()
+        .collect()
+        .unwrap();
+    lines.sort();
+    assert_eq!(lines, ["four five six", "one two", "three"]);
+
+    let mut files = ctx
+        .whole_text_files(&["s3://logs/day=1", "s3://logs/day=2/b.txt.gz"])
+        .unwrap()
+        .collect()
+        .unwrap();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            (
+                "s3://logs/day=1/a.txt".to_string(),
+                "one two\nthree\n".to_string()
+            ),
+            (
+                "s3://logs/day=2/b.txt.gz".to_string(),
+                "four five six".to_string()
+            ),
+        ]
+    );
+
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct Row {
+        name: String,
+        n: i64,
+    }
+    let rows = ctx
+        .read_json::<Row>("s3://logs/rows/")
+        .unwrap()
+        .collect()
+        .unwrap();
+    assert_eq!(
+        rows,
+        [
+            Row {
+                name: "a".into(),
+                n: 1
+            },
+            Row {
+                name: "b".into(),
+                n: 2
+            }
+        ]
+    );
+    let err = ctx
+        .read_text(&["s3://logs/day=3/"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("s3://logs/day=3/"), "{err}");
 }

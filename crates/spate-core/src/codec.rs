@@ -204,8 +204,11 @@ fn decode<'a, T: Deserialize<'a>>(buf: &'a [u8]) -> DfResult<Option<T>> {
 }
 
 /// A path as every process of a cluster can use it: relative paths are
-/// the driver's, from its working directory.
+/// the driver's, from its working directory; an object-store URL is kept.
 fn absolute(path: &std::path::Path) -> std::path::PathBuf {
+    if spate_io::source::is_url(&path.to_string_lossy()) {
+        return path.to_path_buf();
+    }
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
@@ -318,7 +321,7 @@ impl LogicalExtensionCodec for SpateLogicalCodec {
     ) -> DfResult<Arc<dyn TableProvider>> {
         match decode::<TableNode>(buf)? {
             Some(TableNode::Text { location, column }) => {
-                Ok(Arc::new(TextTable::new(&location, &column)?))
+                Ok(Arc::new(TextTable::new(&location, &column)))
             }
             None => self
                 .ballista
@@ -412,7 +415,9 @@ impl PhysicalExtensionCodec for SpatePhysicalCodec {
                 Arc::new(TextSourceExec::with_options(splits, options))
             }
             PhysicalNode::Write { dir, format } => Arc::new(WriteExec::new(first()?, dir, format)?),
-            PhysicalNode::TextScan { groups, options } => from_split_groups(groups, options),
+            PhysicalNode::TextScan { groups, options } => {
+                from_split_groups(groups, options, Some(ctx.runtime_env()))
+            }
             PhysicalNode::CompressedScan { compression } => {
                 CompressedScanExec::restore(first()?, &compression)?
             }

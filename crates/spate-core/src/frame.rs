@@ -161,10 +161,23 @@ fn compression_of(path: &str, extension: &str) -> (FileCompressionType, String) 
 }
 
 impl Context {
-    /// Reads Parquet files (a file, a directory of them, or a URL of a
-    /// registered object store) as rows of `T`: columns matched to `T`'s
+    /// Sets up the object store a URL to read needs (see
+    /// [`Context::read_text`]): the one registered for its bucket, or one
+    /// from the environment.
+    fn store_to_read(&self, location: &str) -> Result<()> {
+        if spate_io::source::is_url(location) {
+            spate_io::store::resolve(&self.session().runtime_env(), location)
+                .map_err(Error::Usage)?;
+        }
+        Ok(())
+    }
+
+    /// Reads Parquet files (a file, a directory of them, or an object-store
+    /// URL such as `s3://bucket/table/`, its store set up as for
+    /// [`Context::read_text`]) as rows of `T`: columns matched to `T`'s
     /// fields by name and cast to their types.
     pub fn read_parquet<T: Data>(&self, path: impl AsRef<str>) -> Result<Dataset<T>> {
+        self.store_to_read(path.as_ref())?;
         let df = self
             .block_on(
                 self.session()
@@ -176,8 +189,10 @@ impl Context {
 
     /// Reads CSV files with a header line as rows of `T` (columns by
     /// name); a file named `*.csv.gz` (`.zst`, `.bz2`, `.xz`) is
-    /// decompressed.
+    /// decompressed. Object-store URLs are read as by
+    /// [`Context::read_parquet`].
     pub fn read_csv<T: Data>(&self, path: impl AsRef<str>) -> Result<Dataset<T>> {
+        self.store_to_read(path.as_ref())?;
         let (compression, extension) = compression_of(path.as_ref(), ".csv");
         let options = datafusion::prelude::CsvReadOptions::new()
             .has_header(true)
@@ -190,8 +205,10 @@ impl Context {
     }
 
     /// Reads JSON-lines files (`.json`, or `.json.gz` and the like) as rows
-    /// of `T` (fields by name).
+    /// of `T` (fields by name); object-store URLs as by
+    /// [`Context::read_parquet`].
     pub fn read_json<T: Data>(&self, path: impl AsRef<str>) -> Result<Dataset<T>> {
+        self.store_to_read(path.as_ref())?;
         let (compression, extension) = compression_of(path.as_ref(), ".json");
         let options = datafusion::datasource::file_format::options::JsonReadOptions::default()
             .file_compression_type(compression)
@@ -202,8 +219,10 @@ impl Context {
         df.into_dataset(self)
     }
 
-    /// Reads Arrow IPC files (`.arrow`) as rows of `T` (fields by name).
+    /// Reads Arrow IPC files (`.arrow`) as rows of `T` (fields by name);
+    /// object-store URLs as by [`Context::read_parquet`].
     pub fn read_arrow<T: Data>(&self, path: impl AsRef<str>) -> Result<Dataset<T>> {
+        self.store_to_read(path.as_ref())?;
         let options = datafusion::datasource::file_format::options::ArrowReadOptions::default();
         let df = self
             .block_on(self.session().read_arrow(path.as_ref(), options))

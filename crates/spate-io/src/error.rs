@@ -70,6 +70,10 @@ pub enum Error {
     /// character in the path, a bucket root, an unknown option).
     #[error("{0}")]
     BadOutput(String),
+    /// An input location that cannot be read: an object-store URL that
+    /// names no bucket, or whose store is not set up.
+    #[error("{0}")]
+    BadInput(String),
     /// A store failed under a correct request (an object store, a full or
     /// failing disk): the job failed.
     #[error("{0}")]
@@ -112,6 +116,7 @@ impl Error {
                 | Error::LineTooLong { .. }
                 | Error::UnsupportedCompression { .. }
                 | Error::BadOutput(_)
+                | Error::BadInput(_)
         ) || matches!(self, Error::Io { op, source, .. }
                 if USER_OPS.contains(op) && !storage_failure(source))
     }

@@ -34,6 +34,40 @@ pub fn register_for(session: &SessionContext, location: &str) -> Result<(), Stri
     Ok(())
 }
 
+/// The object store behind `location` (a URL: `s3://bucket/key`) in
+/// `runtime`: the store registered for its bucket, or else one set up from
+/// the environment (as [`register_for`] does) and registered. The error
+/// says what is wrong with the URL or the store's configuration.
+pub fn resolve(
+    runtime: &datafusion::execution::runtime_env::RuntimeEnv,
+    location: &str,
+) -> Result<Arc<dyn ObjectStore>, String> {
+    let base = store_base(location)?;
+    if let Ok(store) = runtime.object_store_registry.get_store(&base) {
+        return Ok(store);
+    }
+    match store_for(location)? {
+        Some((base, store)) => {
+            runtime.register_object_store(&base, Arc::clone(&store));
+            Ok(store)
+        }
+        None => Err(format!("{location}: not an object-store URL")),
+    }
+}
+
+/// The URL a location's store is registered under: `scheme://authority`.
+fn store_base(location: &str) -> Result<url::Url, String> {
+    let (scheme, rest) = location
+        .split_once("://")
+        .ok_or_else(|| format!("{location}: not a URL"))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() {
+        return Err(format!("{location}: the URL names no bucket or host"));
+    }
+    url::Url::parse(&format!("{}://{authority}", scheme.to_ascii_lowercase()))
+        .map_err(|e| format!("{location}: {e}"))
+}
+
 /// A store and the URL it is registered under.
 type Registered = (url::Url, Arc<dyn ObjectStore>);
 
@@ -86,9 +120,7 @@ fn store_for(location: &str) -> Result<Option<Registered>, String> {
             ));
         }
     };
-    let base = url::Url::parse(&format!("{scheme}://{authority}"))
-        .map_err(|e| format!("{location}: {e}"))?;
-    Ok(Some((base, HidingStore::wrap(store))))
+    Ok(Some((store_base(location)?, HidingStore::wrap(store))))
 }
 
 /// The object stores of a process that plans or runs other processes'

@@ -15,7 +15,9 @@ use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 
 use datafusion::physical_expr::expressions::Column;
 
-use crate::source::{LINE_COLUMN, TextSourceExec, expand_inputs, line_schema, plan_splits};
+use datafusion::execution::runtime_env::RuntimeEnv;
+
+use crate::source::{LINE_COLUMN, TextSourceExec, line_schema, list_inputs, plan_splits};
 
 /// Lines of the files at a location (a file, a directory or a glob), as
 /// one column (`value` unless the table declares another name).
@@ -30,22 +32,26 @@ fn external(e: crate::Error) -> DataFusionError {
 }
 
 impl TextTable {
-    /// A table over `location` whose column of lines is named `column`;
-    /// fails when the location matches no file, or is not on local disk.
-    pub fn new(location: &str, column: &str) -> Result<Self> {
-        if location.contains("://") && !location.starts_with("file://") {
-            return Err(DataFusionError::Plan(format!(
-                "{location}: TEXT tables read local files only; for files on an object \
-                 store, copy them to local disk, or store them as CSV with one column"
-            )));
-        }
+    /// A table over `location` (local files, or an object-store URL; see
+    /// [`list_inputs`]) whose column of lines is named `column`. The files
+    /// are listed at each scan; [`TextTable::open`] also checks now that
+    /// there are some.
+    pub fn new(location: &str, column: &str) -> Self {
         let location = location.strip_prefix("file://").unwrap_or(location);
-        expand_inputs(&[location]).map_err(external)?;
         let field = line_schema().field(0).clone().with_name(column);
-        Ok(Self {
+        Self {
             location: location.to_string(),
             schema: Arc::new(arrow::datatypes::Schema::new(vec![field])),
-        })
+        }
+    }
+
+    /// [`TextTable::new`], failing when the location matches no file.
+    pub async fn open(location: &str, column: &str, runtime: &RuntimeEnv) -> Result<Self> {
+        let table = Self::new(location, column);
+        list_inputs(&[table.location.as_str()], runtime)
+            .await
+            .map_err(external)?;
+        Ok(table)
     }
 
     /// Where the table's files are (a file, a directory or a glob).
@@ -77,7 +83,9 @@ impl TableProvider for TextTable {
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         // Files are listed at each scan: lines appended since are read.
-        let files = expand_inputs(&[self.location.as_str()]).map_err(external)?;
+        let files = list_inputs(&[self.location.as_str()], &state.runtime_env())
+            .await
+            .map_err(external)?;
         let partitions = state.config().target_partitions().max(1);
         let source: Arc<dyn ExecutionPlan> = Arc::new(TextSourceExec::new(
             plan_splits(&files, partitions).map_err(external)?,
@@ -109,7 +117,7 @@ pub struct TextTableFactory;
 impl TableProviderFactory for TextTableFactory {
     async fn create(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         cmd: &CreateExternalTable,
     ) -> Result<Arc<dyn TableProvider>> {
         let fields = cmd.schema.fields();
@@ -134,6 +142,8 @@ impl TableProviderFactory for TextTableFactory {
             ));
         };
         let column = fields.first().map_or(LINE_COLUMN, |f| f.name().as_str());
-        Ok(Arc::new(TextTable::new(location, column)?))
+        Ok(Arc::new(
+            TextTable::open(location, column, &state.runtime_env()).await?,
+        ))
     }
 }

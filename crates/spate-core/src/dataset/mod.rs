@@ -16,7 +16,7 @@ use datafusion::catalog::MemTable;
 use datafusion::common::Column;
 use datafusion::datasource::provider_as_source;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, SortExpr, cast};
-use spate_io::source::{InputFile, expand_inputs};
+use spate_io::source::InputFile;
 
 use crate::context::Context;
 use crate::error::Result;
@@ -118,14 +118,21 @@ impl Context {
     /// Reads text files (files, directories, globs; `.gz` and `.zst` by
     /// extension) as lines. Large files are split on line boundaries so every
     /// core reads. Missing inputs fail here, before anything runs.
+    ///
+    /// An input may be an object-store URL — `s3://bucket/logs/`,
+    /// `gs://bucket/2024-*/part-*.gz`, `az://...`, `https://host/file` —
+    /// read with ranged requests, split like a local file. Its store is the
+    /// one registered for the bucket in [`Context::session`]'s runtime, or
+    /// one set up from the usual environment variables (`AWS_ENDPOINT`,
+    /// `AWS_ACCESS_KEY_ID`, ...; see [`spate_io::store`]).
     pub fn read_text<P: AsRef<Path>>(&self, paths: &[P]) -> Result<Dataset<String>> {
-        let files = expand_inputs(paths)?;
+        let files = self.list_inputs(paths)?;
         Ok(self.read_text_files(files))
     }
 
     /// Reads each file whole as `(path, content)` (Spark's
-    /// `wholeTextFiles`): files, directories, globs; `.gz` and `.zst`
-    /// decompressed. Files are not split, so each must fit in memory;
+    /// `wholeTextFiles`): files, directories, globs, object-store URLs as
+    /// [`Context::read_text`] takes them; `.gz` and `.zst` decompressed. Files are not split, so each must fit in memory;
     /// content that is not UTF-8 fails naming the file and offset.
     ///
     /// ```
@@ -143,7 +150,7 @@ impl Context {
         &self,
         paths: &[P],
     ) -> Result<Dataset<(String, String)>> {
-        let files = expand_inputs(paths)?;
+        let files = self.list_inputs(paths)?;
         let step = self.step_name("whole_text_files");
         let total: u64 = files.iter().map(|f| f.len).sum();
         self.progress().add_total(total);
@@ -166,6 +173,14 @@ impl Context {
             kind: Kind::Plan(Arc::new(move || Err(error.replay()))),
             cache: None,
         }
+    }
+
+    /// Expands input paths, globs and object-store URLs into files (see
+    /// [`Context::read_text`]); an input that matches nothing is an error.
+    pub fn list_inputs<P: AsRef<Path>>(&self, paths: &[P]) -> Result<Vec<InputFile>> {
+        let runtime = self.session().runtime_env();
+        let paths: Vec<&Path> = paths.iter().map(AsRef::as_ref).collect();
+        Ok(self.block_on(spate_io::source::list_inputs(&paths, &runtime))?)
     }
 
     /// Reads already-expanded text files.

@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use datafusion::logical_expr::LogicalPlan;
 use futures::StreamExt;
 use parking_lot::Mutex;
-use spate_io::source::{LineOptions, expand_inputs};
+use spate_io::source::LineOptions;
 
 use crate::context::Context;
 use crate::dataset::WriteSummary;
@@ -572,7 +572,7 @@ impl StreamingJob {
                 "a streaming job needs at least one step".into(),
             ));
         }
-        let files = expand_inputs(&self.inputs)?;
+        let files = ctx.list_inputs(&self.inputs)?;
         let total: u64 = files.iter().map(|f| f.len).sum();
         ctx.progress().add_total(total);
         let mut side_files = Vec::new();

@@ -133,55 +133,91 @@ fn hidden_by_wildcard(pattern: &str, matched: &Path) -> bool {
     })
 }
 
-/// Expands input paths (files, directories, glob patterns) into files, in a
-/// deterministic order. Any path that matches nothing is an error: a job never
-/// silently reads less than it was given. Hidden files and directories are
-/// left out of directory listings and glob matches unless named.
+/// Expands local input paths (files, directories, glob patterns) into
+/// files, in a deterministic order. Any path that matches nothing is an
+/// error: a job never silently reads less than it was given. Hidden files
+/// and directories are left out of directory listings and glob matches
+/// unless named. Object-store URLs need [`list_inputs`].
 pub fn expand_inputs<P: AsRef<Path>>(inputs: &[P]) -> Result<Vec<InputFile>> {
     let mut out = Vec::new();
-    let mut ancestors = Vec::new();
+    for input in inputs {
+        let input = input.as_ref();
+        if super::is_url(&input.to_string_lossy()) {
+            return Err(Error::BadInput(format!(
+                "{}: only local files are read here, not object-store URLs",
+                input.display()
+            )));
+        }
+        expand_local(input, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Expands input paths and object-store URLs (`s3://bucket/dir/`,
+/// `gs://bucket/logs/*.gz`; see [`is_url`](super::is_url)) into files, in
+/// the order given, each expanded as [`expand_inputs`] does. A URL's store
+/// is the one registered in `runtime` for its bucket, or else one set up
+/// from the environment (see [`crate::store`]) and registered there.
+pub async fn list_inputs<P: AsRef<Path>>(
+    inputs: &[P],
+    runtime: &datafusion::execution::runtime_env::RuntimeEnv,
+) -> Result<Vec<InputFile>> {
+    let mut out = Vec::new();
     for input in inputs {
         let input = input.as_ref();
         let text = input.to_string_lossy();
-        if input.exists() {
-            if input.is_dir() {
-                push_dir(input, &mut ancestors, &mut out)?;
-            } else {
-                push_file(input.to_path_buf(), &mut out)?;
-            }
-        } else if has_glob_chars(&text) {
-            let paths = glob::glob(&text).map_err(|e| Error::BadPattern {
-                pattern: text.to_string(),
-                message: e.to_string(),
-            })?;
-            let mut matched: Vec<PathBuf> = Vec::new();
-            for p in paths {
-                let p = p.map_err(|e| Error::io("listing", e.path().to_path_buf(), e.into()))?;
-                if !hidden_by_wildcard(&text, &p) {
-                    check_no_loop(&p)?;
-                    matched.push(p);
-                }
-            }
-            matched.sort();
-            if matched.is_empty() {
-                return Err(Error::InputNotFound {
-                    path: input.to_path_buf(),
-                });
-            }
-            for p in matched {
-                if p.is_dir() {
-                    push_dir(&p, &mut ancestors, &mut out)?;
-                } else {
-                    push_file(p, &mut out)?;
-                }
-            }
+        if super::is_url(&text) {
+            out.extend(super::objects::list_url(&text, runtime).await?);
+        } else if let Some(local) = text.strip_prefix("file://") {
+            expand_local(Path::new(local), &mut out)?;
         } else {
+            expand_local(input, &mut out)?;
+        }
+    }
+    Ok(out)
+}
+
+fn expand_local(input: &Path, out: &mut Vec<InputFile>) -> Result<()> {
+    let mut ancestors = Vec::new();
+    let text = input.to_string_lossy();
+    if input.exists() {
+        if input.is_dir() {
+            push_dir(input, &mut ancestors, out)?;
+        } else {
+            push_file(input.to_path_buf(), out)?;
+        }
+    } else if has_glob_chars(&text) {
+        let paths = glob::glob(&text).map_err(|e| Error::BadPattern {
+            pattern: text.to_string(),
+            message: e.to_string(),
+        })?;
+        let mut matched: Vec<PathBuf> = Vec::new();
+        for p in paths {
+            let p = p.map_err(|e| Error::io("listing", e.path().to_path_buf(), e.into()))?;
+            if !hidden_by_wildcard(&text, &p) {
+                check_no_loop(&p)?;
+                matched.push(p);
+            }
+        }
+        matched.sort();
+        if matched.is_empty() {
             return Err(Error::InputNotFound {
                 path: input.to_path_buf(),
             });
         }
+        for p in matched {
+            if p.is_dir() {
+                push_dir(&p, &mut ancestors, out)?;
+            } else {
+                push_file(p, out)?;
+            }
+        }
+    } else {
+        return Err(Error::InputNotFound {
+            path: input.to_path_buf(),
+        });
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchema;
 use datafusion::error::Result as DfResult;
 use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
@@ -40,12 +41,26 @@ struct SplitIndex(usize);
 
 /// Text lines as a DataFusion [`FileSource`]: each file of a group is one
 /// split (a byte range of a file, see [`FileRange`]).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TextFileSource {
     table_schema: TableSchema,
     options: LineOptions,
     batch_size: usize,
     metrics: ExecutionPlanMetricsSet,
+    /// The runtime whose object stores serve URLs: the executor's, given
+    /// when the scan is decoded there (a file opener is given only the
+    /// store of the scan's one `ObjectStoreUrl`, and splits may name
+    /// several stores).
+    runtime: Option<Arc<RuntimeEnv>>,
+}
+
+impl std::fmt::Debug for TextFileSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextFileSource")
+            .field("options", &self.options)
+            .field("batch_size", &self.batch_size)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TextFileSource {
@@ -71,31 +86,41 @@ pub fn as_file_scan(exec: &TextSourceExec) -> Arc<dyn ExecutionPlan> {
                 .collect::<Vec<_>>()
         })
         .collect();
-    from_groups(groups, exec.options())
+    from_groups(groups, exec.options(), None)
 }
 
-/// A file scan over `groups` of (split, number) pairs.
-pub fn from_split_groups(groups: SplitGroups, options: LineOptions) -> Arc<dyn ExecutionPlan> {
+/// A file scan over `groups` of (split, number) pairs, reading object
+/// stores through `runtime`'s (see [`list_inputs`](super::list_inputs)).
+pub fn from_split_groups(
+    groups: SplitGroups,
+    options: LineOptions,
+    runtime: Option<Arc<RuntimeEnv>>,
+) -> Arc<dyn ExecutionPlan> {
     let groups = groups
         .into_iter()
         .map(|g| g.into_iter().map(|(r, i)| split_file(r, i)).collect())
         .collect();
-    from_groups(groups, options)
+    from_groups(groups, options, runtime)
 }
 
 fn split_file(range: FileRange, index: usize) -> PartitionedFile {
-    let size = std::fs::metadata(&range.path).map(|m| m.len()).unwrap_or(0);
+    let size = range.size;
     PartitionedFile::new(range.path.to_string_lossy().into_owned(), size)
         .with_extension(range)
         .with_extension(SplitIndex(index))
 }
 
-fn from_groups(groups: Vec<Vec<PartitionedFile>>, options: LineOptions) -> Arc<dyn ExecutionPlan> {
+fn from_groups(
+    groups: Vec<Vec<PartitionedFile>>,
+    options: LineOptions,
+    runtime: Option<Arc<RuntimeEnv>>,
+) -> Arc<dyn ExecutionPlan> {
     let source = TextFileSource {
         table_schema: TableSchema::from(line_schema_with(options)),
         options,
         batch_size: 8192,
         metrics: ExecutionPlanMetricsSet::new(),
+        runtime,
     };
     let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
         .with_file_groups(groups.into_iter().map(FileGroup::from).collect())
@@ -137,6 +162,7 @@ impl FileSource for TextFileSource {
             batch_size: self.batch_size,
             metrics: self.metrics.clone(),
             partition,
+            runtime: self.runtime.clone(),
         }))
     }
 
@@ -178,6 +204,7 @@ struct SplitOpener {
     batch_size: usize,
     metrics: ExecutionPlanMetricsSet,
     partition: usize,
+    runtime: Option<Arc<RuntimeEnv>>,
 }
 
 impl FileOpener for SplitOpener {
@@ -188,7 +215,7 @@ impl FileOpener for SplitOpener {
                 file.object_meta.location
             ))
         })?;
-        let reading = (self.batch_size, None);
+        let reading = (self.batch_size, None, self.runtime.clone());
         let stream = read_splits(
             vec![split],
             self.options,

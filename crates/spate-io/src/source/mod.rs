@@ -14,6 +14,7 @@ use arrow::array::StringArray;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
@@ -28,12 +29,14 @@ use crate::progress::Progress;
 
 mod files;
 mod groups;
+mod objects;
 mod read;
 mod split;
 
 pub use crate::format::Compression;
-pub use files::{InputFile, expand_inputs};
+pub use files::{InputFile, expand_inputs, list_inputs};
 pub use groups::{SplitGroups, TextFileSource, as_file_scan, from_split_groups, text_file_scan};
+pub use objects::is_url;
 pub use read::MAX_LINE_BYTES;
 pub use split::{FileRange, plan_splits, plan_whole_files};
 
@@ -80,9 +83,7 @@ impl SplitTag {
     /// The tag of `range`.
     pub fn of(index: usize, range: &FileRange) -> Self {
         let length = if range.end == u64::MAX {
-            std::fs::metadata(&range.path)
-                .map(|m| m.len().saturating_sub(range.start))
-                .unwrap_or(0)
+            range.size.saturating_sub(range.start)
         } else {
             range.end - range.start
         };
@@ -150,12 +151,17 @@ pub fn line_schema_with(options: LineOptions) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+/// How a partition of a text scan reads: rows per batch, the progress to
+/// report to, and the runtime whose object stores serve URLs (`None`: set
+/// up from the environment).
+pub(crate) type Reading = (usize, Option<Arc<Progress>>, Option<Arc<RuntimeEnv>>);
+
 /// Reads `ranges` (each with its number among all splits of its source) in
 /// a blocking thread, as batches of lines: one partition of a text scan.
 pub(crate) fn read_splits(
     ranges: Vec<(FileRange, usize)>,
     options: LineOptions,
-    (batch_rows, progress): (usize, Option<Arc<Progress>>),
+    (batch_rows, progress, runtime): Reading,
     metrics: &ExecutionPlanMetricsSet,
     partition: usize,
 ) -> SendableRecordBatchStream {
@@ -167,7 +173,14 @@ pub(crate) fn read_splits(
     let tx = builder.tx();
     if options.whole_files {
         builder.spawn_blocking(move || {
-            read::read_whole_files(&ranges, options, batch_rows, &tx, progress.as_deref())
+            let runtime = runtime.as_deref();
+            read::read_whole_files(
+                &ranges,
+                (options, batch_rows),
+                &tx,
+                progress.as_deref(),
+                runtime,
+            )
         });
         return builder.build();
     }
@@ -180,7 +193,7 @@ pub(crate) fn read_splits(
                 let tag = SplitTag::of(*index, range).encode();
                 sink.tag = Some(Arc::new(StringArray::from(vec![tag])));
             }
-            read_range(range, &mut sink)?;
+            read_range(range, &mut sink, runtime.as_deref())?;
         }
         match sink.flush() {
             Ok(()) | Err(FlushError::Closed(_)) => Ok(()),
@@ -309,7 +322,11 @@ impl ExecutionPlan for TextSourceExec {
             .map(|(i, range)| (range, first_index + i))
             .collect();
         let config = context.session_config();
-        let reading = (config.batch_size(), config.get_extension::<Progress>());
+        let reading = (
+            config.batch_size(),
+            config.get_extension::<Progress>(),
+            Some(context.runtime_env()),
+        );
         Ok(read_splits(
             indexed,
             self.options,

@@ -10,6 +10,7 @@ use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{Int32Type, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::physical_plan::metrics::Count;
 
 use super::{Compression, FileRange, LineOptions, line_schema};
@@ -147,44 +148,67 @@ pub(super) enum FlushError {
     Df(DataFusionError),
 }
 
-fn open_range(range: &FileRange) -> Result<Box<dyn Read + Send>> {
-    let file = File::open(&range.path).map_err(|e| Error::io("opening", &range.path, e))?;
+/// Opens a range's file at byte `from`, decompressed if it is compressed
+/// (a compressed file is read whole, from 0). A file on an object store is
+/// read through `runtime`'s store for it, its first request ending where
+/// the range does.
+fn open_at(
+    range: &FileRange,
+    from: u64,
+    runtime: Option<&RuntimeEnv>,
+) -> Result<Box<dyn Read + Send>> {
+    let path = &range.path;
+    let raw: Box<dyn Read + Send> = if super::is_url(&path.to_string_lossy()) {
+        let bound =
+            (range.compression == Compression::None && range.end != u64::MAX).then_some(range.end);
+        Box::new(super::objects::ObjectRead::open(
+            path, from, bound, runtime,
+        )?)
+    } else {
+        let mut file = File::open(path).map_err(|e| Error::io("opening", path, e))?;
+        if from > 0 {
+            file.seek(SeekFrom::Start(from))
+                .map_err(|e| Error::io("seeking in", path, e))?;
+        }
+        Box::new(file)
+    };
     Ok(match range.compression {
-        Compression::None => Box::new(file),
+        Compression::None => raw,
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
-            READ_BYTES, file,
+            READ_BYTES, raw,
         ))),
         Compression::Zstd => Box::new(
-            zstd::stream::read::Decoder::new(file)
-                .map_err(|e| Error::io("opening", &range.path, e))?,
+            zstd::stream::read::Decoder::new(raw).map_err(|e| Error::io("opening", path, e))?,
         ),
     })
 }
 
 /// Reads the lines a range owns into the sink.
-pub(super) fn read_range(range: &FileRange, sink: &mut BatchSink<'_>) -> DfResult<()> {
+pub(super) fn read_range(
+    range: &FileRange,
+    sink: &mut BatchSink<'_>,
+    runtime: Option<&RuntimeEnv>,
+) -> DfResult<()> {
     sink.path.clone_from(&range.path);
-    let result = read_range_inner(range, sink).and_then(|()| sink.flush());
+    let result = read_range_inner(range, sink, runtime).and_then(|()| sink.flush());
     match result {
         Ok(()) | Err(FlushError::Closed(_)) => Ok(()),
         Err(FlushError::Df(e)) => Err(e),
     }
 }
 
-fn read_range_inner(range: &FileRange, sink: &mut BatchSink<'_>) -> Result<(), FlushError> {
+fn read_range_inner(
+    range: &FileRange,
+    sink: &mut BatchSink<'_>,
+    runtime: Option<&RuntimeEnv>,
+) -> Result<(), FlushError> {
     let io = |e: Error| FlushError::Df(e.into());
-    // `pos` is the file offset of buf[0].
-    let (mut reader, mut pos, mut skip_first): (Box<dyn Read + Send>, u64, bool) =
-        if range.start > 0 {
-            // Land one byte early: if it is a newline, the line at `start` is ours.
-            let mut file =
-                File::open(&range.path).map_err(|e| io(Error::io("opening", &range.path, e)))?;
-            file.seek(SeekFrom::Start(range.start - 1))
-                .map_err(|e| io(Error::io("seeking in", &range.path, e)))?;
-            (Box::new(file), range.start - 1, true)
-        } else {
-            (open_range(range).map_err(io)?, 0, false)
-        };
+    // A range that does not start the file lands one byte early: if that
+    // byte is a newline, the line at `start` is ours. `pos` is the file
+    // offset of buf[0].
+    let mut pos = range.start.saturating_sub(1);
+    let mut skip_first = range.start > 0;
+    let mut reader = open_at(range, pos, runtime).map_err(io)?;
     let mut buf: Vec<u8> = Vec::with_capacity(READ_BYTES * 2);
     let mut eof = false;
     loop {
@@ -266,10 +290,10 @@ fn read_range_inner(range: &FileRange, sink: &mut BatchSink<'_>) -> Result<(), F
 /// row; content that is not UTF-8 fails naming the file and offset.
 pub(super) fn read_whole_files(
     ranges: &[(FileRange, usize)],
-    options: super::LineOptions,
-    batch_rows: usize,
+    (options, batch_rows): (LineOptions, usize),
     tx: &tokio::sync::mpsc::Sender<DfResult<arrow::record_batch::RecordBatch>>,
     progress: Option<&crate::progress::Progress>,
+    runtime: Option<&RuntimeEnv>,
 ) -> DfResult<()> {
     use arrow::array::{ArrayRef, BinaryBuilder, StringBuilder};
     let schema = super::line_schema_with(options);
@@ -298,14 +322,13 @@ pub(super) fn read_whole_files(
         Ok(tx.blocking_send(Ok(batch)).is_ok())
     };
     for (range, _) in ranges {
-        let mut reader = open_range(range)?;
+        let mut reader = open_at(range, 0, runtime)?;
         let mut bytes = Vec::new();
         reader
             .read_to_end(&mut bytes)
             .map_err(|e| DataFusionError::from(Error::io("reading", &range.path, e)))?;
         if let Some(p) = progress {
-            let len = std::fs::metadata(&range.path).map(|m| m.len()).unwrap_or(0);
-            p.add_read(len, 1);
+            p.add_read(range.size, 1);
         }
         let path = range.path.to_string_lossy();
         paths.append_value(path.as_ref());
@@ -399,7 +422,7 @@ mod tests {
             for r in split {
                 let (tx, mut rx) = tokio::sync::mpsc::channel(1 << 16);
                 let mut sink = BatchSink::new(7, &tx, None, Count::new(), Count::new());
-                read_range(&r, &mut sink).unwrap();
+                read_range(&r, &mut sink, None).unwrap();
                 assert!(sink.flush().is_ok());
                 drop(tx);
                 while let Ok(b) = rx.try_recv() {
@@ -451,7 +474,7 @@ mod tests {
         let r = &plan_splits(&files, 1).unwrap()[0][0];
         let (tx, _rx) = tokio::sync::mpsc::channel(16);
         let mut sink = BatchSink::new(7, &tx, None, Count::new(), Count::new());
-        let err = read_range(r, &mut sink).unwrap_err().to_string();
+        let err = read_range(r, &mut sink, None).unwrap_err().to_string();
         assert!(err.contains("bad.txt"), "{err}");
         assert!(err.contains("byte offset 8"), "{err}");
     }

@@ -21,6 +21,9 @@ pub struct FileRange {
     pub end: u64,
     /// How the file is compressed.
     pub compression: Compression,
+    /// The file's size in bytes when the read was planned.
+    #[serde(default)]
+    pub size: u64,
 }
 
 /// Plans how to read `files` with `partitions` readers: uncompressed files are
@@ -54,6 +57,7 @@ pub fn plan_splits(files: &[InputFile], partitions: usize) -> Result<Vec<Vec<Fil
                     start: 0,
                     end: u64::MAX,
                     compression,
+                    size: f.len,
                 },
             ));
             continue;
@@ -71,6 +75,7 @@ pub fn plan_splits(files: &[InputFile], partitions: usize) -> Result<Vec<Vec<Fil
                     start,
                     end: end_mark,
                     compression,
+                    size: f.len,
                 },
             ));
             start = end;
@@ -145,6 +150,7 @@ pub fn plan_whole_files(files: &[InputFile], partitions: usize) -> Result<Vec<Ve
                 start: 0,
                 end: u64::MAX,
                 compression,
+                size: f.len,
             });
         }
         out.push(ranges);
