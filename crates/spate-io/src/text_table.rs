@@ -83,7 +83,7 @@ impl TableProvider for TextTable {
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         // Files are listed at each scan: lines appended since are read.
-        let files = list_inputs(&[self.location.as_str()], &state.runtime_env())
+        let files = list_inputs(&[self.location.as_str()], state.runtime_env())
             .await
             .map_err(external)?;
         let partitions = state.config().target_partitions().max(1);
@@ -143,7 +143,7 @@ impl TableProviderFactory for TextTableFactory {
         };
         let column = fields.first().map_or(LINE_COLUMN, |f| f.name().as_str());
         Ok(Arc::new(
-            TextTable::open(location, column, &state.runtime_env()).await?,
+            TextTable::open(location, column, state.runtime_env()).await?,
         ))
     }
 }
