@@ -47,6 +47,12 @@ enum Command {
     /// A cluster of processes on Apache DataFusion Ballista: its scheduler and
     /// executor roles, a cluster on this host (`up`), and its status.
     Cluster(cluster::ClusterArgs),
+    /// The job service: runs submitted jobs and keeps their status and
+    /// output (REST API under /api/v1; `spate jobs` is its client).
+    Server(spate_service::cli::ServerArgs),
+    /// Jobs of the job service, as `gcloud dataproc jobs`: submit, list,
+    /// describe, wait, kill, delete, logs.
+    Jobs(spate_service::cli::JobsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -160,7 +166,23 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
-    cluster::exit_code("spate", run(Cli::parse()))
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Jobs(args) => {
+            let code = spate_service::cli::jobs(args, &spate::sql::catalog::home());
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
+        Command::Server(args) => {
+            match spate_service::cli::server(&args, spate::sql::catalog::home()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("spate: error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        command => cluster::exit_code("spate", run(Cli { command })),
+    }
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -194,6 +216,9 @@ fn run(cli: Cli) -> Result<()> {
         }),
         // Executors of `spate` hold the steps of its built-in jobs.
         Command::Cluster(args) => cluster::run(args, cluster::Steps::Declared(&jobs::declare_all)),
+        Command::Server(_) | Command::Jobs(_) => {
+            Err(Error::Usage("the job service's verbs run from main".into()))
+        }
     }
 }
 

@@ -1,0 +1,541 @@
+//! The job service: a real `spate server` process on a loopback port,
+//! driven through `spate jobs` (the CLI) and through the API's client.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use spate_service::client::Client;
+use spate_service::model::{Job, Kind, SubmitRequest};
+
+const SPATE: &str = env!("CARGO_BIN_EXE_spate");
+
+/// A `spate server` on a free loopback port, with its own home.
+struct Server {
+    child: Child,
+    home: tempfile::TempDir,
+    url: String,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Self {
+        let home = tempfile::tempdir().unwrap();
+        Self::start_in(home, extra)
+    }
+
+    fn start_in(home: tempfile::TempDir, extra: &[&str]) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let address = home.path().join("server/address");
+        let _ = std::fs::remove_file(&address);
+        let child = Command::new(SPATE)
+            .args(["server", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--home")
+            .arg(home.path())
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let start = Instant::now();
+        while std::fs::read_to_string(&address).ok().as_deref() != Some(url.as_str()) {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, home, url }
+    }
+
+    /// `spate jobs ARGS` against this server (found through its home).
+    fn jobs(&self, args: &[&str]) -> Output {
+        Command::new(SPATE)
+            .env("SPATE_HOME", self.home.path())
+            .env_remove("SPATE_SERVER")
+            .env_remove("SPATE_TOKEN")
+            .arg("jobs")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn client(&self) -> Client {
+        Client::new(Some(&self.url), self.home.path())
+    }
+
+    fn value(&self, id: &str, field: &str) -> String {
+        let out = self.jobs(&["describe", id, "--format", &format!("value({field})")]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).trim().to_string()
+    }
+
+    /// Polls until the job's state is `state`.
+    fn wait_for(&self, id: &str, state: &str) {
+        let start = Instant::now();
+        loop {
+            let now = self.value(id, "status.state");
+            if now == state {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "job {id} is {now}, not {state}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One server for the tests that need nothing of their own.
+fn shared() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| Server::start(&["--max-jobs", "2"]))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Whether a process whose command line holds `marker` runs.
+fn runs(marker: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline"))
+            .map(|c| text(&c).replace('\0', " ").contains(marker))
+            .unwrap_or(false)
+    })
+}
+
+fn input(dir: &Path) -> PathBuf {
+    let path = dir.join("words.txt");
+    std::fs::write(&path, "b a c\na b\nb\n").unwrap();
+    path
+}
+
+#[test]
+fn a_submitted_job_streams_its_output_and_keeps_its_history() {
+    let server = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let words = input(dir.path());
+    // Without --async, submit streams the job's output and exits with it.
+    let out = server.jobs(&[
+        "submit",
+        "builtin",
+        "--id",
+        "wc-first",
+        "--labels",
+        "env=test,team=data",
+        "--",
+        "wordcount",
+        "--input",
+        words.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "a\t2\nb\t3\nc\t1\n");
+    assert!(
+        text(&out.stderr).contains("Job [wc-first] finished: DONE"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(server.value("wc-first", "status.state"), "DONE");
+    assert_eq!(server.value("wc-first", "done"), "true");
+    assert_eq!(server.value("wc-first", "exitCode"), "0");
+    let job: Job = serde_json::from_slice(
+        &server
+            .jobs(&["describe", "wc-first", "--format", "json"])
+            .stdout,
+    )
+    .unwrap();
+    let history: Vec<&str> = job.status_history.iter().map(|s| s.state.name()).collect();
+    assert_eq!(history, ["PENDING", "SETUP_DONE", "RUNNING"]);
+    assert_eq!(job.labels["team"], "data");
+    // The output is kept: read again, whole.
+    let logs = server.jobs(&["logs", "wc-first"]);
+    assert_eq!(text(&logs.stdout), "a\t2\nb\t3\nc\t1\n");
+    // Listed, and found by label.
+    let listed = server.jobs(&[
+        "list",
+        "--filter",
+        "labels.env = test AND status.state = NON_ACTIVE",
+        "--format",
+        "value(reference.jobId,status.state)",
+    ]);
+    assert!(
+        text(&listed.stdout).contains("wc-first\tDONE\n"),
+        "{}",
+        text(&listed.stdout)
+    );
+    let table = text(&server.jobs(&["list"]).stdout);
+    assert!(table.starts_with("JOB_ID"), "{table}");
+
+    // An SQL job, its id made by the server.
+    let out = server.jobs(&[
+        "submit",
+        "sql",
+        "--",
+        "--format",
+        "csv",
+        "-c",
+        "SELECT 40 + 2 AS answer",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "answer\n42\n");
+
+    // A failing job: exit 1, the failure's cause in its status.
+    let out = server.jobs(&[
+        "submit",
+        "builtin",
+        "--id",
+        "wc-missing",
+        "--",
+        "wordcount",
+        "--input",
+        "/no/such/input",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(server.value("wc-missing", "status.state"), "ERROR");
+    let details = server.value("wc-missing", "status.details");
+    assert!(
+        details.contains("exit code 2") && details.contains("/no/such/input"),
+        "{details}"
+    );
+    // The same id again is refused; an ended job is deleted.
+    let again = server.jobs(&[
+        "submit",
+        "sql",
+        "--id",
+        "wc-missing",
+        "--async",
+        "--",
+        "-c",
+        "SELECT 1",
+    ]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        text(&again.stderr).contains("exists already"),
+        "{}",
+        text(&again.stderr)
+    );
+    assert!(server.jobs(&["delete", "wc-missing"]).status.success());
+    let gone = server.jobs(&["describe", "wc-missing"]);
+    assert_eq!(gone.status.code(), Some(2));
+    assert!(text(&gone.stderr).contains("no job wc-missing"));
+}
+
+#[test]
+fn a_cancelled_job_stops_with_every_process_of_its_group() {
+    let server = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let words = input(dir.path());
+    let marker = "sleep 6123";
+    let out = server.jobs(&[
+        "submit",
+        "streaming",
+        "--id",
+        "sleeper",
+        "--async",
+        "--",
+        "-input",
+        words.to_str().unwrap(),
+        "-output",
+        "-",
+        "-mapper",
+        marker,
+        "-reducer",
+        "cat",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    server.wait_for("sleeper", "RUNNING");
+    let start = Instant::now();
+    while !runs(marker) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the mapper never ran"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Deleting a running job is refused.
+    let refused = server.jobs(&["delete", "sleeper"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused.stderr).contains("is RUNNING"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let killed = server.jobs(&["kill", "sleeper", "--format", "value(status.state)"]);
+    assert!(killed.status.success(), "{}", text(&killed.stderr));
+    assert_eq!(text(&killed.stdout), "CANCEL_PENDING\n");
+    let waited = server.jobs(&["wait", "sleeper"]);
+    assert_eq!(waited.status.code(), Some(3), "{}", text(&waited.stderr));
+    assert_eq!(server.value("sleeper", "status.state"), "CANCELLED");
+    assert!(!runs(marker), "the mapper outlived its cancelled job");
+    // Cancelling an ended job is refused.
+    assert_eq!(server.jobs(&["kill", "sleeper"]).status.code(), Some(2));
+
+    // A timeout stops a job with ERROR.
+    let out = server.jobs(&[
+        "submit",
+        "streaming",
+        "--id",
+        "slow",
+        "--timeout",
+        "1s",
+        "--",
+        "-input",
+        words.to_str().unwrap(),
+        "-output",
+        "-",
+        "-mapper",
+        "sleep 6124",
+        "-reducer",
+        "cat",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        server.value("slow", "status.details").contains("timed out"),
+        "{}",
+        server.value("slow", "status.details")
+    );
+    assert!(!runs("sleep 6124"));
+}
+
+#[test]
+fn concurrent_submissions_are_all_kept_once_and_queue_for_slots() {
+    let server = shared();
+    let client = server.client();
+    let submit = |i: usize, request_id: bool| {
+        let mut job = Job::with_program(Kind::Sql, vec!["-c".into(), format!("SELECT {i} AS n")]);
+        job.labels.insert("batch".into(), "fifty".into());
+        let request = SubmitRequest {
+            job,
+            request_id: if request_id {
+                format!("req-{i}")
+            } else {
+                String::new()
+            },
+        };
+        let client = &client;
+        async move { client.submit(&request).await.unwrap() }
+    };
+    let rt = runtime();
+    let first: Vec<Job> = rt.block_on(futures::future::join_all(
+        (0..50).map(|i| submit(i, i % 2 == 0)),
+    ));
+    // The even ones again, with their request ids: the same jobs.
+    let again: Vec<Job> = rt.block_on(futures::future::join_all(
+        (0..50).step_by(2).map(|i| submit(i, true)),
+    ));
+    for (a, b) in first.iter().step_by(2).zip(&again) {
+        assert_eq!(a.job_uuid, b.job_uuid);
+    }
+    let mut uuids: Vec<&str> = first.iter().map(|j| j.job_uuid.as_str()).collect();
+    uuids.sort_unstable();
+    uuids.dedup();
+    assert_eq!(uuids.len(), 50);
+    // Every one runs to DONE; with two slots, some waited QUEUED.
+    for job in &first {
+        let state = rt
+            .block_on(client.follow(&job.job_uuid, 0, |_| {}))
+            .unwrap();
+        assert_eq!(state, "DONE");
+    }
+    let listed = rt
+        .block_on(client.list("labels.batch = fifty", 7, ""))
+        .unwrap();
+    assert_eq!(listed.jobs.len(), 7);
+    assert!(!listed.next_page_token.is_empty());
+    let mut all = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = rt
+            .block_on(client.list("labels.batch = fifty", 7, &token))
+            .unwrap();
+        all.extend(page.jobs);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(all.len(), 50, "every job listed once");
+    let queued = all.iter().any(|j| {
+        j.status_history
+            .iter()
+            .any(|s| s.substate == Some(spate_service::model::Substate::Queued))
+    });
+    assert!(queued, "50 jobs on 2 slots: some waited");
+}
+
+#[test]
+fn bad_requests_get_one_error_shape() {
+    let server = shared();
+    let rt = runtime();
+    let call = |method: &str, path: &str, token: Option<&str>, body: &str| {
+        let url = format!("{}{path}", server.url);
+        let client = reqwest::Client::new();
+        let mut request = client
+            .request(method.parse().unwrap(), url)
+            .body(body.to_string());
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        rt.block_on(async {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let body: serde_json::Value =
+                serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+            (status, body)
+        })
+    };
+    let token = std::fs::read_to_string(server.home.path().join("server/token")).unwrap();
+    let token = Some(token.as_str());
+    let (status, body) = call("GET", "/api/v1/jobs", None, "");
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["code"], 401);
+    assert_eq!(call("GET", "/api/v1/jobs", Some("wrong"), "").0, 401);
+    let (status, body) = call("POST", "/api/v1/jobs", token, "{\"job\": {}}");
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["field"], "job");
+    let (status, body) = call(
+        "POST",
+        "/api/v1/jobs",
+        token,
+        "{\"job\": {\"sqlJob\": {\"args\": []}, \"reference\": {\"jobId\": \"a/b\"}}}",
+    );
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["field"], "job.reference.jobId");
+    let (status, body) = call("GET", "/api/v1/jobs?filter=color%3Dblue", token, "");
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["field"], "filter");
+    assert_eq!(call("GET", "/api/v1/jobs/nope", token, "").0, 404);
+    assert_eq!(
+        call("GET", "/api/v1/jobs/..%2F..%2Fserver.db", token, "").0,
+        404
+    );
+    assert_eq!(call("POST", "/api/v1/jobs/nope:restart", token, "").0, 404);
+    assert_eq!(call("GET", "/api/v2/whatever", token, "").0, 404);
+    assert_eq!(call("GET", "/api/v1/jobs?pageSize=0", token, "").0, 400);
+
+    // The CLI without the token file: refused, exit 2.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = Command::new(SPATE)
+        .env("SPATE_HOME", elsewhere.path())
+        .args(["jobs", "list", "--server", &server.url])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("Bearer"),
+        "{}",
+        text(&out.stderr)
+    );
+    // No server there: a clear error, exit 1.
+    let out = Command::new(SPATE)
+        .env("SPATE_HOME", elsewhere.path())
+        .args(["jobs", "list", "--server", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("cannot reach the spate server"));
+    // --no-auth only on loopback.
+    let out = Command::new(SPATE)
+        .args(["server", "--no-auth", "--listen", "0.0.0.0:0", "--home"])
+        .arg(elsewhere.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--no-auth is refused"));
+}
+
+#[test]
+fn a_restarted_server_keeps_every_job_and_fails_the_ones_it_lost() {
+    let mut server = Server::start(&[]);
+    let token_mode = std::fs::metadata(server.home.path().join("server/token"))
+        .unwrap()
+        .permissions();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(token_mode.mode() & 0o777, 0o600);
+    let done = server.jobs(&[
+        "submit",
+        "sql",
+        "--id",
+        "kept",
+        "--",
+        "--format",
+        "csv",
+        "-c",
+        "SELECT 7 AS n",
+    ]);
+    assert!(done.status.success(), "{}", text(&done.stderr));
+    // A job that prints, then works on (until it is stopped).
+    let marker = "generate_series(1, 9999999999)";
+    let slow = format!("SELECT count(*) AS n FROM {marker} AS t(v)");
+    let out = server.jobs(&[
+        "submit",
+        "sql",
+        "--id",
+        "lost",
+        "--async",
+        "--",
+        "--format",
+        "csv",
+        "-c",
+        "SELECT 'started' AS s",
+        "-c",
+        &slow,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let start = Instant::now();
+    while !text(&server.jobs(&["logs", "lost"]).stdout).contains("started") {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the job never printed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(runs(marker));
+    // The server dies without a word; its job's processes live on.
+    server.kill();
+    assert!(runs(marker));
+    let home = std::mem::replace(&mut server.home, tempfile::tempdir().unwrap());
+    let server = Server::start_in(home, &[]);
+    assert_eq!(server.value("kept", "status.state"), "DONE");
+    assert_eq!(text(&server.jobs(&["logs", "kept"]).stdout), "n\n7\n");
+    assert_eq!(server.value("lost", "status.state"), "ERROR");
+    assert!(
+        server
+            .value("lost", "status.details")
+            .contains("server restarted"),
+    );
+    assert!(!runs(marker), "the lost job's processes were stopped");
+    assert!(
+        text(&server.jobs(&["logs", "lost"]).stdout).contains("started"),
+        "its output so far is kept"
+    );
+}

@@ -1,0 +1,325 @@
+//! The REST API under `/api/v1`, Dataproc's resources and verbs:
+//!
+//! | route | does |
+//! |---|---|
+//! | `POST /api/v1/jobs` | submits a job (`{"job": {...}, "requestId": "..."}`) |
+//! | `GET /api/v1/jobs?filter=&pageSize=&pageToken=` | lists jobs, newest first |
+//! | `GET /api/v1/jobs/{id}` | a job (by its id or uuid) |
+//! | `POST /api/v1/jobs/{id}:cancel` | cancels it |
+//! | `DELETE /api/v1/jobs/{id}` | deletes an ended job |
+//! | `GET /api/v1/jobs/{id}/logs?offset=&limit=` | its output, a page of bytes |
+//! | `GET /api/v1/jobs/{id}/logs?follow=true` | its output as server-sent events, live |
+//!
+//! Every route needs `Authorization: Bearer TOKEN` unless the server runs
+//! with `--no-auth`; every error is `{"error": {...}}` (see [`ApiError`]).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures::Stream;
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use crate::error::ApiError;
+use crate::model::{Job, JobList, SubmitRequest, parse_filter, valid_job_id};
+use crate::runner::Jobs;
+
+/// Largest request body: a job's arguments, not its data.
+const MAX_BODY: usize = 1 << 20;
+
+/// Largest page of log bytes.
+const MAX_LOG_PAGE: u64 = 16 << 20;
+
+#[derive(Clone)]
+struct App {
+    jobs: Arc<Jobs>,
+    token: Option<Arc<str>>,
+}
+
+/// The API's routes over `jobs`; `token`: the bearer token every request
+/// must carry (`None`: no authentication).
+pub fn router(jobs: Arc<Jobs>, token: Option<String>) -> Router {
+    let app = App {
+        jobs,
+        token: token.map(Arc::from),
+    };
+    Router::new()
+        .route("/api/v1/jobs", get(list).post(submit))
+        .route(
+            "/api/v1/jobs/{id}",
+            get(describe).post(job_verb).delete(delete),
+        )
+        .route("/api/v1/jobs/{id}/logs", get(logs))
+        .fallback(|| async { ApiError::not_found("no such resource") })
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            authenticate,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(app)
+}
+
+async fn authenticate(State(app): State<App>, request: Request, next: Next) -> Response {
+    if let Some(token) = &app.token {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let Some(given) = given else {
+            return ApiError::unauthenticated(
+                "this server needs Authorization: Bearer TOKEN (the token is in \
+                 $SPATE_HOME/server/token on the server's host)",
+            )
+            .into_response();
+        };
+        if !same(given.trim().as_bytes(), token.as_bytes()) {
+            return ApiError::unauthenticated("the bearer token is not this server's")
+                .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// Compares in time independent of where the texts differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The job a path names, by id or uuid.
+fn find(app: &App, id: &str) -> Result<Job, ApiError> {
+    let known = valid_job_id(id);
+    let job = if known { app.jobs.store.get(id)? } else { None };
+    job.ok_or_else(|| ApiError::not_found(format!("no job {id}")))
+}
+
+async fn submit(State(app): State<App>, body: Bytes) -> Result<axum::Json<Job>, ApiError> {
+    let request: SubmitRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::invalid(
+            "job",
+            format!("the request is not a job submission ({{\"job\": {{...}}}}): {e}"),
+        )
+    })?;
+    let job = app.jobs.submit(request.job, &request.request_id)?;
+    Ok(axum::Json(job))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListQuery {
+    #[serde(default)]
+    filter: String,
+    page_size: Option<usize>,
+    #[serde(default)]
+    page_token: String,
+}
+
+async fn list(
+    State(app): State<App>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::Json<JobList>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    let conditions = parse_filter(&query.filter)?;
+    let page_size = match query.page_size {
+        None => 100,
+        Some(n) if (1..=1000).contains(&n) => n,
+        Some(n) => {
+            return Err(ApiError::invalid(
+                "pageSize",
+                format!("{n}: a page holds 1 to 1000 jobs"),
+            ));
+        }
+    };
+    let token = match query.page_token.as_str() {
+        "" => None,
+        t => Some(
+            t.parse::<i64>()
+                .map_err(|_| ApiError::invalid("pageToken", "not a token this server gave"))?,
+        ),
+    };
+    let (jobs, next) = app.jobs.store.list(&conditions, page_size, token)?;
+    Ok(axum::Json(JobList {
+        jobs,
+        next_page_token: next.map(|n| n.to_string()).unwrap_or_default(),
+    }))
+}
+
+async fn describe(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Job>, ApiError> {
+    Ok(axum::Json(find(&app, &id)?))
+}
+
+/// `POST /jobs/{id}:VERB` (Google's custom methods).
+async fn job_verb(
+    State(app): State<App>,
+    Path(id_verb): Path<String>,
+) -> Result<axum::Json<Job>, ApiError> {
+    match id_verb.rsplit_once(':') {
+        Some((id, "cancel")) => {
+            let job = find(&app, id)?;
+            Ok(axum::Json(app.jobs.cancel(&job.job_uuid)?))
+        }
+        _ => Err(ApiError::not_found(format!(
+            "no such resource: jobs/{id_verb} (jobs/ID:cancel cancels a job)"
+        ))),
+    }
+}
+
+async fn delete(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let job = find(&app, &id)?;
+    app.jobs.delete(&job.job_uuid)?;
+    Ok(axum::Json(serde_json::json!({})))
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    #[serde(default)]
+    offset: u64,
+    limit: Option<u64>,
+    #[serde(default)]
+    follow: bool,
+}
+
+async fn logs(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    query: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    let job = find(&app, &id)?;
+    let path = app.jobs.log_path(&job.job_uuid);
+    if query.follow {
+        // A reconnecting client resumes after the last event it had.
+        let resume = headers
+            .get("last-event-id")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let offset = resume.unwrap_or(query.offset);
+        let stream = follow(app, job.job_uuid.clone(), path, offset);
+        return Ok(Sse::new(stream)
+            .keep_alive(KeepAlive::default())
+            .into_response());
+    }
+    let limit = query.limit.unwrap_or(1 << 20).clamp(1, MAX_LOG_PAGE);
+    let bytes = read_at(&path, query.offset, limit).await?;
+    let next = query.offset + bytes.len() as u64;
+    let mut response =
+        ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], bytes).into_response();
+    let headers = response.headers_mut();
+    headers.insert("x-spate-next-offset", HeaderValue::from(next));
+    headers.insert(
+        "x-spate-job-done",
+        HeaderValue::from_static(if job.done { "true" } else { "false" }),
+    );
+    Ok(response)
+}
+
+/// Up to `limit` bytes of the file from `offset` (none if it is shorter
+/// or does not exist yet).
+async fn read_at(path: &std::path::Path, offset: u64, limit: u64) -> Result<Vec<u8>, ApiError> {
+    let mut file = match tokio::fs::File::open(path).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(ApiError::internal(format!("reading the job's log: {e}"))),
+    };
+    let io = |e: std::io::Error| ApiError::internal(format!("reading the job's log: {e}"));
+    file.seek(std::io::SeekFrom::Start(offset))
+        .await
+        .map_err(io)?;
+    let mut bytes = Vec::new();
+    file.take(limit).read_to_end(&mut bytes).await.map_err(io)?;
+    Ok(bytes)
+}
+
+/// Where a follower of a log is.
+struct Following {
+    app: App,
+    uuid: String,
+    path: std::path::PathBuf,
+    offset: u64,
+    mark: Option<tokio::sync::watch::Receiver<crate::runner::LogMark>>,
+    finished: bool,
+}
+
+/// A job's log from `offset` as server-sent events: `log` events of whole
+/// lines (each with its end offset as id, to resume from), as they are
+/// written, then one `end` event with the job's final state.
+fn follow(
+    app: App,
+    uuid: String,
+    path: std::path::PathBuf,
+    offset: u64,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let mark = app.jobs.live(&uuid).map(|live| live.log_mark());
+    let start = Following {
+        app,
+        uuid,
+        path,
+        offset,
+        mark,
+        finished: false,
+    };
+    futures::stream::unfold(start, |mut f| async move {
+        loop {
+            if f.finished {
+                return None;
+            }
+            let ended = f.mark.as_ref().is_none_or(|m| m.borrow().ended);
+            let chunk = read_at(&f.path, f.offset, 64 << 10)
+                .await
+                .unwrap_or_default();
+            // Whole lines while the job writes; everything once it has ended.
+            let take = if ended || chunk.len() == 64 << 10 {
+                // A line longer than a chunk goes in pieces.
+                chunk
+                    .iter()
+                    .rposition(|b| *b == b'\n')
+                    .filter(|_| !ended)
+                    .map_or(chunk.len(), |i| i + 1)
+            } else {
+                chunk.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1)
+            };
+            if take > 0 {
+                f.offset += take as u64;
+                let text = String::from_utf8_lossy(&chunk[..take]).replace("\r\n", "\n");
+                let event = Event::default()
+                    .event("log")
+                    .id(f.offset.to_string())
+                    .data(text);
+                return Some((Ok(event), f));
+            }
+            if ended {
+                f.finished = true;
+                let state = f
+                    .app
+                    .jobs
+                    .store
+                    .get(&f.uuid)
+                    .ok()
+                    .flatten()
+                    .map_or("DELETED", |j| j.state().name());
+                return Some((Ok(Event::default().event("end").data(state)), f));
+            }
+            if let Some(mark) = f.mark.as_mut() {
+                // A closed channel: the job has ended.
+                if mark.changed().await.is_err() {
+                    f.mark = None;
+                }
+            }
+        }
+    })
+}

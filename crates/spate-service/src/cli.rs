@@ -1,0 +1,541 @@
+//! `spate server` and `spate jobs ...`, in `gcloud dataproc`'s style.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use serde_json::Value;
+
+use crate::client::{Client, ClientError};
+use crate::model::{Job, Kind, Scheduling, SubmitRequest};
+use crate::server::{DEFAULT_LISTEN, ServerConfig};
+
+/// `spate server`.
+#[derive(Args, Debug)]
+pub struct ServerArgs {
+    /// Address to listen on (loopback by default; a token guards every route).
+    #[arg(long, default_value = DEFAULT_LISTEN, value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Where jobs, logs and the token are kept (default: $SPATE_HOME, else ~/.spate).
+    #[arg(long, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// Serve without a bearer token (refused unless --listen is a loopback address).
+    #[arg(long)]
+    pub no_auth: bool,
+    /// Jobs run at once; later ones wait, RUNNING with substate QUEUED (default: the number of cores).
+    #[arg(long, value_name = "N")]
+    pub max_jobs: Option<usize>,
+}
+
+/// `spate jobs`.
+#[derive(Args, Debug)]
+pub struct JobsArgs {
+    #[command(subcommand)]
+    command: JobsCommand,
+    /// The server's URL (default: $SPATE_SERVER, else the server of $SPATE_HOME on this host).
+    #[arg(long, global = true, value_name = "URL")]
+    server: Option<String>,
+    /// Output: table, json, yaml or value(FIELD,...) (default: table for
+    /// lists, yaml for a job).
+    #[arg(long, global = true, value_name = "FORMAT")]
+    format: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum JobsCommand {
+    /// Submit a job: `spate jobs submit KIND [OPTIONS] -- ARGS...`, where
+    /// KIND is sql, builtin, streaming or mrjob and ARGS what `spate sql`,
+    /// `spate run`, `spate streaming` or `spate mrjob` takes.
+    Submit(SubmitArgs),
+    /// List jobs, newest first.
+    List(ListArgs),
+    /// Show a job.
+    Describe(IdArg),
+    /// Stream a job's output until it ends; exit 0 if DONE, 1 if ERROR, 3 if CANCELLED.
+    Wait(IdArg),
+    /// Cancel a job.
+    #[command(alias = "cancel")]
+    Kill(IdArg),
+    /// Delete an ended job: its record, output and work directory.
+    Delete(IdArg),
+    /// Print a job's output (driver output: its standard output and error).
+    Logs(LogsArgs),
+}
+
+#[derive(Args, Debug)]
+struct SubmitArgs {
+    /// sql, builtin, streaming or mrjob.
+    kind: String,
+    /// The job's id (default: one the server makes).
+    #[arg(long)]
+    id: Option<String>,
+    /// Labels: KEY=VALUE,... (lowercase).
+    #[arg(long, value_name = "KEY=VALUE,...")]
+    labels: Option<String>,
+    /// Makes the submission idempotent: submitting again with the same id
+    /// gives the same job.
+    #[arg(long, value_name = "ID")]
+    request_id: Option<String>,
+    /// Restarts allowed after failures within an hour (at most 10).
+    #[arg(long, default_value_t = 0)]
+    max_failures_per_hour: u32,
+    /// Restarts allowed after failures in all (at most 240).
+    #[arg(long, default_value_t = 0)]
+    max_failures_total: u32,
+    /// Stop the job with ERROR past this long: 90s, 10m, 2h.
+    #[arg(long, value_name = "DURATION")]
+    timeout: Option<String>,
+    /// Return once the job is submitted instead of streaming its output.
+    #[arg(long = "async")]
+    no_wait: bool,
+    /// The arguments of the job's `spate` verb.
+    #[arg(last = true, num_args = 0.., allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+struct ListArgs {
+    /// Dataproc's filter: `status.state = ACTIVE AND labels.env = staging`.
+    #[arg(long, default_value = "")]
+    filter: String,
+    /// Jobs per request.
+    #[arg(long, default_value_t = 100)]
+    page_size: usize,
+    /// At most this many jobs in all.
+    #[arg(long)]
+    limit: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+struct IdArg {
+    /// The job's id (or uuid).
+    id: String,
+}
+
+#[derive(Args, Debug)]
+struct LogsArgs {
+    /// The job's id (or uuid).
+    id: String,
+    /// Keep printing as the job writes, until it ends.
+    #[arg(long, short)]
+    follow: bool,
+}
+
+/// Runs `spate server`.
+pub fn server(args: &ServerArgs, default_home: PathBuf) -> Result<(), String> {
+    let program = std::env::current_exe()
+        .map_err(|e| format!("cannot find the spate program to run jobs with: {e}"))?;
+    let config = ServerConfig {
+        home: args.home.clone().unwrap_or(default_home),
+        listen: args.listen,
+        no_auth: args.no_auth,
+        max_jobs: args.max_jobs.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+        }),
+        program,
+    };
+    tokio::runtime::Runtime::new()
+        .map_err(|e| format!("cannot start the server's runtime: {e}"))?
+        .block_on(crate::server::serve(config))
+}
+
+/// Runs `spate jobs ...`; returns the process's exit code.
+pub fn jobs(args: JobsArgs, home: &Path) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("spate: error: {e}");
+            return 1;
+        }
+    };
+    let client = Client::new(args.server.as_deref(), home);
+    match runtime.block_on(run_jobs(&client, args)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("spate: error: {e}");
+            match e {
+                ClientError::Api(a) if a.code < 500 => 2,
+                _ => 1,
+            }
+        }
+    }
+}
+
+async fn run_jobs(client: &Client, args: JobsArgs) -> Result<i32, ClientError> {
+    let format = args.format.as_deref();
+    match args.command {
+        JobsCommand::Submit(s) => submit(client, s, format).await,
+        JobsCommand::List(l) => {
+            let mut jobs = Vec::new();
+            let mut token = String::new();
+            loop {
+                let page = client.list(&l.filter, l.page_size, &token).await?;
+                jobs.extend(page.jobs);
+                if l.limit.is_some_and(|n| jobs.len() >= n) {
+                    jobs.truncate(l.limit.unwrap_or(usize::MAX));
+                    break;
+                }
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                token = page.next_page_token;
+            }
+            print_jobs(&jobs, format.unwrap_or("table"))?;
+            Ok(0)
+        }
+        JobsCommand::Describe(i) => {
+            let job = client.get(&i.id).await?;
+            print_job(&job, format.unwrap_or("yaml"))?;
+            Ok(0)
+        }
+        JobsCommand::Wait(i) => wait(client, &i.id).await,
+        JobsCommand::Kill(i) => {
+            let job = client.cancel(&i.id).await?;
+            eprintln!("Job [{}] is being cancelled.", job.reference.job_id);
+            print_job(&job, format.unwrap_or("yaml"))?;
+            Ok(0)
+        }
+        JobsCommand::Delete(i) => {
+            client.delete(&i.id).await?;
+            eprintln!("Deleted job [{}].", i.id);
+            Ok(0)
+        }
+        JobsCommand::Logs(l) => {
+            if l.follow {
+                client.follow(&l.id, 0, print_raw).await?;
+            } else {
+                let mut offset = 0;
+                loop {
+                    let (bytes, _) = client.log_page(&l.id, offset, 4 << 20).await?;
+                    if bytes.is_empty() {
+                        break;
+                    }
+                    offset += bytes.len() as u64;
+                    let _ = std::io::stdout().write_all(&bytes);
+                }
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn print_raw(text: &str) {
+    let mut out = std::io::stdout();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+async fn submit(client: &Client, s: SubmitArgs, format: Option<&str>) -> Result<i32, ClientError> {
+    let usage = |m: String| ClientError::Api(crate::error::ApiError::invalid("args", m));
+    let kind = Kind::parse(&s.kind).ok_or_else(|| {
+        usage(format!(
+            "{:?} is not a kind of job: sql, builtin, streaming or mrjob",
+            s.kind
+        ))
+    })?;
+    let mut job = Job::with_program(kind, absolute_paths(&s.args));
+    job.reference.job_id = s.id.unwrap_or_default();
+    if let Some(labels) = &s.labels {
+        job.labels = parse_labels(labels).map_err(usage)?;
+    }
+    job.scheduling = Scheduling {
+        max_failures_per_hour: s.max_failures_per_hour,
+        max_failures_total: s.max_failures_total,
+    };
+    if let Some(t) = &s.timeout {
+        job.timeout = Some(format!("{}s", parse_duration(t).map_err(usage)?));
+    }
+    let request = SubmitRequest {
+        job,
+        request_id: s.request_id.unwrap_or_default(),
+    };
+    let job = client.submit(&request).await?;
+    eprintln!(
+        "Job [{}] submitted ({} {}).",
+        job.reference.job_id,
+        job.program().map_or("?", |(k, _)| k.word()),
+        job.job_uuid
+    );
+    if s.no_wait {
+        print_job(&job, format.unwrap_or("yaml"))?;
+        return Ok(0);
+    }
+    eprintln!("Waiting for job output...");
+    wait(client, &job.job_uuid).await
+}
+
+/// Streams the job's output; the exit code of its end (gcloud's: 0 DONE,
+/// 1 ERROR, 3 CANCELLED).
+async fn wait(client: &Client, id: &str) -> Result<i32, ClientError> {
+    let state = client.follow(id, 0, print_raw).await?;
+    let job = client.get(id).await?;
+    let details = job
+        .status
+        .as_ref()
+        .map(|s| s.details.clone())
+        .unwrap_or_default();
+    let code = match state.as_str() {
+        "DONE" => 0,
+        "CANCELLED" => 3,
+        _ => 1,
+    };
+    if details.is_empty() {
+        eprintln!("Job [{}] finished: {state}.", job.reference.job_id);
+    } else {
+        eprintln!(
+            "Job [{}] finished: {state}: {details}",
+            job.reference.job_id
+        );
+    }
+    Ok(code)
+}
+
+/// Arguments naming files here are made absolute (a job runs in its own
+/// directory on the server's host); so are the paths after an output
+/// flag (`-o`, `--output`, `-output`), which do not exist yet.
+fn absolute_paths(args: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut after_output_flag = false;
+    for arg in args {
+        let path = Path::new(arg);
+        let relative_path = !arg.starts_with('-') && !arg.contains("://") && path.is_relative();
+        let absolute = relative_path && (after_output_flag || path.exists());
+        match std::path::absolute(path) {
+            Ok(p) if absolute => out.push(p.to_string_lossy().into_owned()),
+            _ => out.push(arg.clone()),
+        }
+        after_output_flag = matches!(arg.as_str(), "-o" | "--output" | "-output");
+    }
+    out
+}
+
+fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, String> {
+    text.split(',')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| format!("{pair:?}: a label is KEY=VALUE"))
+        })
+        .collect()
+}
+
+/// `90s`, `10m`, `2h`, `1d` (or plain seconds) as seconds.
+fn parse_duration(text: &str) -> Result<u64, String> {
+    let bad = || format!("{text:?} is not a duration such as 90s, 10m, 2h or 1d");
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    match n * scale {
+        0 => Err(bad()),
+        s => Ok(s),
+    }
+}
+
+fn print_job(job: &Job, format: &str) -> Result<(), ClientError> {
+    let value = serde_json::to_value(job)
+        .map_err(|e| ClientError::Transport(format!("encoding the job: {e}")))?;
+    let text = match format {
+        "json" => serde_json::to_string_pretty(&value).unwrap_or_default() + "\n",
+        "yaml" => yaml(&value, 0),
+        "table" => table(std::slice::from_ref(job)),
+        f => values_of(&[value], f)?,
+    };
+    print_raw(&text);
+    Ok(())
+}
+
+fn print_jobs(jobs: &[Job], format: &str) -> Result<(), ClientError> {
+    let values: Vec<Value> = jobs
+        .iter()
+        .map(|j| serde_json::to_value(j).unwrap_or(Value::Null))
+        .collect();
+    let text = match format {
+        "json" => serde_json::to_string_pretty(&values).unwrap_or_default() + "\n",
+        "yaml" => values
+            .iter()
+            .map(|v| format!("---\n{}", yaml(v, 0)))
+            .collect(),
+        "table" => table(jobs),
+        f => values_of(&values, f)?,
+    };
+    print_raw(&text);
+    Ok(())
+}
+
+/// gcloud's job listing columns.
+fn table(jobs: &[Job]) -> String {
+    let rows: Vec<[String; 4]> = jobs
+        .iter()
+        .map(|j| {
+            [
+                j.reference.job_id.clone(),
+                j.program().map_or("?", |(k, _)| k.word()).to_string(),
+                j.state().name().to_string(),
+                j.status
+                    .as_ref()
+                    .map(|s| s.state_start_time.clone())
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let header = ["JOB_ID", "TYPE", "STATUS", "SINCE"].map(String::from);
+    let mut widths = header.clone().map(|h| h.len());
+    for row in &rows {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:w$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `value(status.state,reference.jobId)`: the fields, tab-separated, one
+/// line per item.
+fn values_of(items: &[Value], format: &str) -> Result<String, ClientError> {
+    let fields = format
+        .strip_prefix("value(")
+        .and_then(|f| f.strip_suffix(')'))
+        .ok_or_else(|| {
+            ClientError::Api(crate::error::ApiError::invalid(
+                "format",
+                format!("{format:?}: formats are table, json, yaml and value(FIELD,...)"),
+            ))
+        })?;
+    let mut out = String::new();
+    for item in items {
+        let cells: Vec<String> = fields
+            .split(',')
+            .map(|f| {
+                let mut v = item;
+                for part in f.trim().split('.') {
+                    v = v.get(part).unwrap_or(&Value::Null);
+                }
+                match v {
+                    Value::Null => String::new(),
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                }
+            })
+            .collect();
+        out.push_str(&cells.join("\t"));
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// A JSON value as YAML (block style; strings JSON-quoted when plain
+/// style would change them).
+fn yaml(value: &Value, indent: usize) -> String {
+    let pad = " ".repeat(indent);
+    let mut out = String::new();
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                match v {
+                    Value::Object(m) if !m.is_empty() => {
+                        out.push_str(&format!("{pad}{k}:\n{}", yaml(v, indent + 2)));
+                    }
+                    Value::Array(a) if !a.is_empty() => {
+                        out.push_str(&format!("{pad}{k}:\n{}", yaml(v, indent)));
+                    }
+                    _ => out.push_str(&format!("{pad}{k}: {}\n", scalar(v))),
+                }
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                match item {
+                    Value::Object(m) if !m.is_empty() => {
+                        let inner = yaml(item, indent + 2);
+                        out.push_str(&format!("{pad}- {}", &inner[indent + 2..]));
+                    }
+                    _ => out.push_str(&format!("{pad}- {}\n", scalar(item))),
+                }
+            }
+        }
+        v => out.push_str(&format!("{pad}{}\n", scalar(v))),
+    }
+    out
+}
+
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) => {
+            let plain = !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./@".contains(c))
+                && !matches!(s.as_str(), "true" | "false" | "null" | "yes" | "no")
+                && s.parse::<f64>().is_err();
+            if plain {
+                s.clone()
+            } else {
+                Value::String(s.clone()).to_string()
+            }
+        }
+        Value::Object(_) => "{}".into(),
+        Value::Array(_) => "[]".into(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_labels_and_yaml() {
+        assert_eq!(parse_duration("90s"), Ok(90));
+        assert_eq!(parse_duration("10m"), Ok(600));
+        assert_eq!(parse_duration("2h"), Ok(7200));
+        assert_eq!(parse_duration("45"), Ok(45));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("1w").is_err());
+        assert_eq!(
+            parse_labels("env=staging,team=data").unwrap(),
+            BTreeMap::from([
+                ("env".to_string(), "staging".to_string()),
+                ("team".to_string(), "data".to_string())
+            ])
+        );
+        assert!(parse_labels("env").is_err());
+        let v = serde_json::json!({
+            "done": true,
+            "labels": {},
+            "reference": {"jobId": "wc-1"},
+            "statusHistory": [{"details": "a: b", "state": "PENDING"}],
+        });
+        assert_eq!(
+            yaml(&v, 0),
+            "done: true\nlabels: {}\nreference:\n  jobId: wc-1\nstatusHistory:\n\
+             - details: \"a: b\"\n  state: PENDING\n"
+        );
+        assert_eq!(
+            values_of(&[v], "value(reference.jobId,done)").unwrap(),
+            "wc-1\ttrue\n"
+        );
+    }
+}

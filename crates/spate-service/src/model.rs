@@ -1,0 +1,562 @@
+//! The job model, after Dataproc's `google.cloud.dataproc.v1.Job`: its
+//! JSON (camelCase, as Google's APIs write it), its states, and the checks
+//! a submitted job passes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+/// A job's state (Dataproc's `JobStatus.State`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum State {
+    /// Recorded; nothing done yet.
+    Pending,
+    /// Its work directory is ready.
+    SetupDone,
+    /// Waiting for a slot (substate `QUEUED`) or running.
+    Running,
+    /// A cancel was asked for; the job's processes are being stopped.
+    CancelPending,
+    /// Ended with success.
+    Done,
+    /// Failed, timed out, or lost when the server restarted.
+    Error,
+    /// Cancelled.
+    Cancelled,
+}
+
+impl State {
+    /// The name in the API.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Pending => "PENDING",
+            State::SetupDone => "SETUP_DONE",
+            State::Running => "RUNNING",
+            State::CancelPending => "CANCEL_PENDING",
+            State::Done => "DONE",
+            State::Error => "ERROR",
+            State::Cancelled => "CANCELLED",
+        }
+    }
+
+    /// Parses [`State::name`].
+    pub fn parse(s: &str) -> Option<Self> {
+        ALL_STATES.iter().copied().find(|st| st.name() == s)
+    }
+
+    /// Whether the job has ended (`done` in the API).
+    pub fn is_done(self) -> bool {
+        matches!(self, State::Done | State::Error | State::Cancelled)
+    }
+}
+
+/// Every state, in life order.
+pub const ALL_STATES: [State; 7] = [
+    State::Pending,
+    State::SetupDone,
+    State::Running,
+    State::CancelPending,
+    State::Done,
+    State::Error,
+    State::Cancelled,
+];
+
+/// Dataproc's `JobStatus.Substate`: what a running job is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Substate {
+    /// Waiting for a slot (the details say why).
+    Queued,
+    /// Its process runs.
+    Submitted,
+}
+
+/// A state with when it began and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    /// The state.
+    pub state: State,
+    /// Why (a failure's cause, a queue's reason); may be empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub details: String,
+    /// When the state began (RFC 3339, UTC).
+    pub state_start_time: String,
+    /// What a running job is doing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub substate: Option<Substate>,
+}
+
+/// The kinds of job, each run by the `spate` verb of the same work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// `spate sql ARGS`: statements (`-c`), files (`-f`).
+    Sql,
+    /// `spate run ARGS`: a built-in job (`wordcount`, `most-used-word`).
+    Builtin,
+    /// `spate streaming ARGS`: Hadoop Streaming.
+    Streaming,
+    /// `spate mrjob ARGS`: an mrjob script.
+    Mrjob,
+}
+
+impl Kind {
+    /// Every kind.
+    pub const ALL: [Kind; 4] = [Kind::Sql, Kind::Builtin, Kind::Streaming, Kind::Mrjob];
+
+    /// The job's field naming its kind (`sqlJob`, ...), as Dataproc's
+    /// `sparkSqlJob`, `hadoopJob`.
+    pub fn field(self) -> &'static str {
+        match self {
+            Kind::Sql => "sqlJob",
+            Kind::Builtin => "builtinJob",
+            Kind::Streaming => "streamingJob",
+            Kind::Mrjob => "mrjobJob",
+        }
+    }
+
+    /// The word for it on the command line and in listings.
+    pub fn word(self) -> &'static str {
+        match self {
+            Kind::Sql => "sql",
+            Kind::Builtin => "builtin",
+            Kind::Streaming => "streaming",
+            Kind::Mrjob => "mrjob",
+        }
+    }
+
+    /// The `spate` verb that runs it.
+    pub fn verb(self) -> &'static str {
+        match self {
+            Kind::Sql => "sql",
+            Kind::Builtin => "run",
+            Kind::Streaming => "streaming",
+            Kind::Mrjob => "mrjob",
+        }
+    }
+
+    /// Parses [`Kind::word`].
+    pub fn parse(word: &str) -> Option<Self> {
+        Kind::ALL.into_iter().find(|k| k.word() == word)
+    }
+}
+
+/// What a job of one kind runs: the arguments its verb takes.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Program {
+    /// The verb's arguments, as on the command line.
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+/// The job's reference: its client-given id.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Reference {
+    /// Unique among the server's jobs; the server makes one when absent.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub job_id: String,
+}
+
+/// Restarts of a failed job (Dataproc's `JobScheduling`): 0 is none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Scheduling {
+    /// Restarts allowed within any hour (at most 10).
+    #[serde(default)]
+    pub max_failures_per_hour: u32,
+    /// Restarts allowed in all (at most 240).
+    #[serde(default)]
+    pub max_failures_total: u32,
+}
+
+/// A job: what the client sends (`reference`, one program, `labels`,
+/// `scheduling`, `timeout`) and what the server adds (`jobUuid`,
+/// `status`, `statusHistory`, `done`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Job {
+    /// The client's id for it.
+    #[serde(default)]
+    pub reference: Reference,
+    /// `spate sql` arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql_job: Option<Program>,
+    /// `spate run` arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builtin_job: Option<Program>,
+    /// `spate streaming` arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streaming_job: Option<Program>,
+    /// `spate mrjob` arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mrjob_job: Option<Program>,
+    /// Labels: lowercase keys, for filters.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Restarts after failures.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub scheduling: Scheduling,
+    /// How long the job may run (`"600s"`, as Google's JSON writes
+    /// durations); it is cancelled with ERROR past it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// The server's id for it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub job_uuid: String,
+    /// Its state now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    /// Its earlier states, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub status_history: Vec<Status>,
+    /// Whether it has ended.
+    #[serde(default)]
+    pub done: bool,
+    /// Where its driver output (standard output and error) is read.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub driver_output_resource_uri: String,
+    /// Its process's exit code, once it has ended by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// How many times it failed and was restarted.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failures: u32,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
+/// `POST /api/v1/jobs`: Dataproc's `SubmitJobRequest`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SubmitRequest {
+    /// The job.
+    pub job: Job,
+    /// Makes the submission idempotent: the same id gives the same job.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub request_id: String,
+}
+
+/// `GET /api/v1/jobs`: a page of jobs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobList {
+    /// The jobs, newest first.
+    #[serde(default)]
+    pub jobs: Vec<Job>,
+    /// Pass as `pageToken` for the next page; absent on the last.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub next_page_token: String,
+}
+
+impl Job {
+    /// The job's kind and program; exactly one must be given.
+    pub fn program(&self) -> Result<(Kind, &Program), ApiError> {
+        let given: Vec<(Kind, &Program)> = [
+            (Kind::Sql, &self.sql_job),
+            (Kind::Builtin, &self.builtin_job),
+            (Kind::Streaming, &self.streaming_job),
+            (Kind::Mrjob, &self.mrjob_job),
+        ]
+        .into_iter()
+        .filter_map(|(k, p)| p.as_ref().map(|p| (k, p)))
+        .collect();
+        match given.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(ApiError::invalid(
+                "job",
+                "a job needs one of sqlJob, builtinJob, streamingJob, mrjobJob",
+            )),
+            _ => Err(ApiError::invalid(
+                "job",
+                "a job has exactly one of sqlJob, builtinJob, streamingJob, mrjobJob",
+            )),
+        }
+    }
+
+    /// A job's program of `kind`.
+    pub fn with_program(kind: Kind, args: Vec<String>) -> Self {
+        let program = Some(Program { args });
+        let mut job = Job::default();
+        match kind {
+            Kind::Sql => job.sql_job = program,
+            Kind::Builtin => job.builtin_job = program,
+            Kind::Streaming => job.streaming_job = program,
+            Kind::Mrjob => job.mrjob_job = program,
+        }
+        job
+    }
+
+    /// The job's state now (PENDING before the server has one).
+    pub fn state(&self) -> State {
+        self.status.as_ref().map_or(State::Pending, |s| s.state)
+    }
+
+    /// The timeout in seconds, if any.
+    pub fn timeout_seconds(&self) -> Result<Option<f64>, ApiError> {
+        let Some(text) = &self.timeout else {
+            return Ok(None);
+        };
+        let seconds = text
+            .strip_suffix('s')
+            .and_then(|n| n.parse::<f64>().ok())
+            .filter(|n| n.is_finite() && *n > 0.0)
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "job.timeout",
+                    format!("{text:?} is not a duration in seconds such as \"600s\""),
+                )
+            })?;
+        Ok(Some(seconds))
+    }
+
+    /// Checks what a client may set and clears what only the server sets.
+    pub fn checked_submission(mut self) -> Result<Self, ApiError> {
+        self.program()?;
+        let id = &self.reference.job_id;
+        if !id.is_empty() && !valid_job_id(id) {
+            return Err(ApiError::invalid(
+                "job.reference.jobId",
+                format!("{id:?}: a job id has 1 to 100 letters, digits, underscores or hyphens"),
+            ));
+        }
+        if self.labels.len() > 32 {
+            return Err(ApiError::invalid(
+                "job.labels",
+                "a job has at most 32 labels",
+            ));
+        }
+        for (key, value) in &self.labels {
+            if !valid_label(key, true) {
+                return Err(ApiError::invalid(
+                    format!("job.labels.{key}"),
+                    format!(
+                        "{key:?}: a label key starts with a lowercase letter and has at most \
+                         63 lowercase letters, digits, underscores or hyphens"
+                    ),
+                ));
+            }
+            if !valid_label(value, false) {
+                return Err(ApiError::invalid(
+                    format!("job.labels.{key}"),
+                    format!(
+                        "{value:?}: a label value has at most 63 lowercase letters, digits, \
+                         underscores or hyphens"
+                    ),
+                ));
+            }
+        }
+        let s = self.scheduling;
+        if s.max_failures_per_hour > 10 {
+            return Err(ApiError::invalid(
+                "job.scheduling.maxFailuresPerHour",
+                "at most 10",
+            ));
+        }
+        if s.max_failures_total > 240 {
+            return Err(ApiError::invalid(
+                "job.scheduling.maxFailuresTotal",
+                "at most 240",
+            ));
+        }
+        self.timeout_seconds()?;
+        self.job_uuid.clear();
+        self.status = None;
+        self.status_history.clear();
+        self.done = false;
+        self.driver_output_resource_uri.clear();
+        self.exit_code = None;
+        self.failures = 0;
+        Ok(self)
+    }
+}
+
+/// Dataproc's rule for job ids.
+pub fn valid_job_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 100
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// Google's rule for label keys and values.
+fn valid_label(s: &str, key: bool) -> bool {
+    let ok_chars = s
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    let first_ok = !key || s.starts_with(|c: char| c.is_ascii_lowercase());
+    s.len() <= 63 && ok_chars && first_ok
+}
+
+/// A condition of a job listing's filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    /// `status.state = ACTIVE` (not done) or `NON_ACTIVE` (done), or one
+    /// state.
+    State(StateFilter),
+    /// `labels.KEY = VALUE`.
+    Label(String, String),
+    /// `labels.KEY:*`: the label is set.
+    HasLabel(String),
+}
+
+/// Which states a filter keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateFilter {
+    /// Not done.
+    Active,
+    /// Done.
+    NonActive,
+    /// This state.
+    Is(State),
+}
+
+/// Parses a listing's filter, Dataproc's syntax: conditions joined by
+/// `AND`, each `status.state = ACTIVE|NON_ACTIVE|<STATE>`,
+/// `labels.KEY = VALUE` or `labels.KEY:*`.
+pub fn parse_filter(filter: &str) -> Result<Vec<Condition>, ApiError> {
+    let bad = |m: String| ApiError::invalid("filter", m);
+    let mut out = Vec::new();
+    if filter.trim().is_empty() {
+        return Ok(out);
+    }
+    for clause in split_and(filter) {
+        let clause = clause.trim();
+        if let Some(key) = clause
+            .strip_suffix(":*")
+            .and_then(|f| f.trim().strip_prefix("labels."))
+        {
+            out.push(Condition::HasLabel(key.trim().to_string()));
+            continue;
+        }
+        let Some((field, value)) = clause.split_once('=') else {
+            return Err(bad(format!(
+                "{clause:?}: a condition is FIELD = VALUE or labels.KEY:*"
+            )));
+        };
+        let field = field.trim();
+        let value = value.trim().trim_matches('"');
+        if field == "status.state" {
+            let upper = value.to_ascii_uppercase();
+            let state = match upper.as_str() {
+                "ACTIVE" => StateFilter::Active,
+                "NON_ACTIVE" => StateFilter::NonActive,
+                other => StateFilter::Is(State::parse(other).ok_or_else(|| {
+                    bad(format!(
+                        "{value:?} is not ACTIVE, NON_ACTIVE or a job state ({})",
+                        ALL_STATES.map(State::name).join(", ")
+                    ))
+                })?),
+            };
+            out.push(Condition::State(state));
+        } else if let Some(key) = field.strip_prefix("labels.") {
+            out.push(Condition::Label(key.to_string(), value.to_string()));
+        } else {
+            return Err(bad(format!(
+                "{field:?}: filters are on status.state and labels.KEY"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// Splits on the word `AND` (any case), outside quotes.
+fn split_and(filter: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    let words: Vec<&str> = filter.split(' ').collect();
+    for word in words {
+        quoted ^= word.matches('"').count() % 2 == 1;
+        if !quoted && word.eq_ignore_ascii_case("and") {
+            parts.push(std::mem::take(&mut current));
+        } else {
+            if !current.is_empty() {
+                current.push(' ');
+            }
+            current.push_str(word);
+        }
+    }
+    parts.push(current);
+    parts
+}
+
+/// Whether `job` meets every condition.
+pub fn matches(job: &Job, conditions: &[Condition]) -> bool {
+    conditions.iter().all(|c| match c {
+        Condition::State(StateFilter::Active) => !job.state().is_done(),
+        Condition::State(StateFilter::NonActive) => job.state().is_done(),
+        Condition::State(StateFilter::Is(s)) => job.state() == *s,
+        Condition::Label(k, v) => job.labels.get(k) == Some(v),
+        Condition::HasLabel(k) => job.labels.contains_key(k),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_parse_as_dataproc_writes_them() {
+        let f = parse_filter("status.state = ACTIVE AND labels.env = staging").unwrap();
+        assert_eq!(
+            f,
+            [
+                Condition::State(StateFilter::Active),
+                Condition::Label("env".into(), "staging".into())
+            ]
+        );
+        assert_eq!(
+            parse_filter("labels.team:* and status.state = done").unwrap(),
+            [
+                Condition::HasLabel("team".into()),
+                Condition::State(StateFilter::Is(State::Done))
+            ]
+        );
+        let e = parse_filter("status.state = SLEEPING").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("filter"));
+        assert!(parse_filter("placement = x").is_err());
+        assert!(parse_filter("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn submissions_are_checked_field_by_field() {
+        let job = Job::with_program(Kind::Sql, vec!["-c".into(), "SELECT 1".into()]);
+        assert!(job.clone().checked_submission().is_ok());
+        let mut two = job.clone();
+        two.builtin_job = Some(Program::default());
+        assert_eq!(
+            two.checked_submission().unwrap_err().field.as_deref(),
+            Some("job")
+        );
+        let mut id = job.clone();
+        id.reference.job_id = "../etc".into();
+        assert_eq!(
+            id.checked_submission().unwrap_err().field.as_deref(),
+            Some("job.reference.jobId")
+        );
+        let mut label = job.clone();
+        label.labels.insert("Env".into(), "x".into());
+        assert_eq!(
+            label.checked_submission().unwrap_err().field.as_deref(),
+            Some("job.labels.Env")
+        );
+        let mut timeout = job;
+        timeout.timeout = Some("10m".into());
+        assert_eq!(
+            timeout.checked_submission().unwrap_err().field.as_deref(),
+            Some("job.timeout")
+        );
+    }
+}

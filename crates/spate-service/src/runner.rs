@@ -1,0 +1,658 @@
+//! Running jobs: each as a child process (`spate VERB ARGS...`) in its own
+//! process group and work directory, its standard output and error appended
+//! to the job's log as they come and pushed to whoever follows it; state
+//! changes recorded as they happen.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{Notify, Semaphore, watch};
+
+use crate::error::ApiError;
+use crate::model::{Job, State, Status, Substate};
+use crate::store::{ProcessId, Store};
+
+/// How long a cancelled job's processes get to stop after SIGTERM before
+/// SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// A timer that is not running: a year away.
+const NEVER: Duration = Duration::from_secs(365 * 86_400);
+
+/// The server's jobs: the store, and the jobs running now.
+pub struct Jobs {
+    pub(crate) store: Store,
+    /// `$SPATE_HOME/server`.
+    dir: PathBuf,
+    /// `$SPATE_HOME`, which jobs run in (their catalog, their cluster).
+    home: PathBuf,
+    /// The `spate` program jobs run.
+    program: PathBuf,
+    slots: Arc<Semaphore>,
+    max_jobs: usize,
+    live: Mutex<HashMap<String, Arc<Live>>>,
+    /// Serializes read-modify-write of job records.
+    changes: Mutex<()>,
+    /// The server is stopping: jobs stopped now end in ERROR.
+    stopping: AtomicBool,
+}
+
+/// A job the server is running (or about to): how to stop it, and how far
+/// its log has been written.
+pub(crate) struct Live {
+    cancel: Notify,
+    cancelled: AtomicBool,
+    log: watch::Sender<LogMark>,
+}
+
+/// How far a running job's log is written, and whether the job has ended
+/// (nothing more will be written).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct LogMark {
+    pub(crate) length: u64,
+    pub(crate) ended: bool,
+}
+
+impl Live {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            cancel: Notify::new(),
+            cancelled: AtomicBool::new(false),
+            log: watch::channel(LogMark::default()).0,
+        })
+    }
+
+    /// A receiver of the log's progress.
+    pub(crate) fn log_mark(&self) -> watch::Receiver<LogMark> {
+        self.log.subscribe()
+    }
+
+    async fn cancelled(&self) {
+        loop {
+            let notified = self.cancel.notified();
+            if self.cancelled.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Now, as RFC 3339 in UTC with milliseconds.
+pub fn now() -> String {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    rfc3339(since.as_secs() as i64, since.subsec_millis())
+}
+
+/// `secs` since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+fn rfc3339(secs: i64, millis: u32) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+impl Jobs {
+    /// The jobs kept under `home/server`, run with `program`, at most
+    /// `max_jobs` at once.
+    pub fn open(home: &Path, program: PathBuf, max_jobs: usize) -> Result<Arc<Self>, String> {
+        let dir = home.join("server");
+        std::fs::create_dir_all(dir.join("jobs"))
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let store = Store::open(&dir.join("server.db"))?;
+        let max_jobs = max_jobs.max(1);
+        Ok(Arc::new(Self {
+            store,
+            dir,
+            home: home.to_path_buf(),
+            program,
+            slots: Arc::new(Semaphore::new(max_jobs)),
+            max_jobs,
+            live: Mutex::new(HashMap::new()),
+            changes: Mutex::new(()),
+            stopping: AtomicBool::new(false),
+        }))
+    }
+
+    /// `$SPATE_HOME/server`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The directory of the job with this uuid (server-made: never a
+    /// client's text).
+    pub(crate) fn job_dir(&self, uuid: &str) -> PathBuf {
+        self.dir.join("jobs").join(uuid)
+    }
+
+    /// The job's log file.
+    pub(crate) fn log_path(&self, uuid: &str) -> PathBuf {
+        self.job_dir(uuid).join("driver.log")
+    }
+
+    /// The running job with this uuid, if it runs.
+    pub(crate) fn live(&self, uuid: &str) -> Option<Arc<Live>> {
+        self.live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(uuid)
+            .cloned()
+    }
+
+    /// Applies `f` to the stored job `uuid` and saves it, with no other
+    /// change in between; returns the saved job.
+    pub(crate) fn change(
+        &self,
+        uuid: &str,
+        f: impl FnOnce(&mut Job) -> Result<(), ApiError>,
+    ) -> Result<Job, ApiError> {
+        let _one_at_a_time = self.changes.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut job = self
+            .store
+            .get(uuid)?
+            .ok_or_else(|| ApiError::not_found(format!("no job {uuid}")))?;
+        f(&mut job)?;
+        self.store.update(&job)?;
+        Ok(job)
+    }
+
+    /// Moves the job to `state` (the old status into its history).
+    fn set_state(
+        &self,
+        uuid: &str,
+        state: State,
+        substate: Option<Substate>,
+        details: impl Into<String>,
+    ) -> Result<Job, ApiError> {
+        let details = details.into();
+        self.change(uuid, |job| {
+            set_status(job, state, substate, details);
+            Ok(())
+        })
+    }
+
+    /// Records a new job and starts running it.
+    pub fn submit(self: &Arc<Self>, job: Job, request_id: &str) -> Result<Job, ApiError> {
+        let mut job = job.checked_submission()?;
+        job.job_uuid = uuid::Uuid::new_v4().to_string();
+        if job.reference.job_id.is_empty() {
+            job.reference.job_id = format!("job-{}", &job.job_uuid[..8]);
+        }
+        job.driver_output_resource_uri = format!("/api/v1/jobs/{}/logs", job.reference.job_id);
+        set_status(&mut job, State::Pending, None, String::new());
+        job.status_history.clear();
+        let _one_at_a_time = self.changes.lock().unwrap_or_else(PoisonError::into_inner);
+        match self.store.insert(&job, request_id)? {
+            crate::store::Inserted::Existing(earlier) => Ok(earlier),
+            crate::store::Inserted::New(job) => {
+                let live = Live::new();
+                self.live
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(job.job_uuid.clone(), Arc::clone(&live));
+                let jobs = Arc::clone(self);
+                let uuid = job.job_uuid.clone();
+                tokio::spawn(async move {
+                    let outcome = jobs.run(&uuid, &live).await;
+                    if let Err(e) = outcome {
+                        log::error!("job {uuid}: {}", e.message);
+                        let _ = jobs.set_state(
+                            &uuid,
+                            State::Error,
+                            None,
+                            format!("the server failed running it: {}", e.message),
+                        );
+                    }
+                    jobs.live
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(&uuid);
+                    live.log.send_modify(|m| m.ended = true);
+                });
+                Ok(job)
+            }
+        }
+    }
+
+    /// Asks a job to stop: CANCEL_PENDING, then CANCELLED once its
+    /// processes are gone. Cancelling an ended job is refused.
+    pub fn cancel(&self, uuid: &str) -> Result<Job, ApiError> {
+        let job = self.change(uuid, |job| {
+            let state = job.state();
+            if state.is_done() {
+                return Err(ApiError::conflict(format!(
+                    "job {} has ended ({}): there is nothing to cancel",
+                    job.reference.job_id,
+                    state.name()
+                )));
+            }
+            if state != State::CancelPending {
+                set_status(job, State::CancelPending, None, "cancel requested".into());
+            }
+            Ok(())
+        })?;
+        if let Some(live) = self.live(uuid) {
+            live.cancelled.store(true, Ordering::SeqCst);
+            live.cancel.notify_waiters();
+        }
+        Ok(job)
+    }
+
+    /// Deletes an ended job: its record, log and work directory.
+    pub fn delete(&self, uuid: &str) -> Result<(), ApiError> {
+        let _one_at_a_time = self.changes.lock().unwrap_or_else(PoisonError::into_inner);
+        let job = self
+            .store
+            .get(uuid)?
+            .ok_or_else(|| ApiError::not_found(format!("no job {uuid}")))?;
+        if !job.state().is_done() {
+            return Err(ApiError::conflict(format!(
+                "job {} is {}: cancel it, and delete it once it has ended",
+                job.reference.job_id,
+                job.state().name()
+            )));
+        }
+        self.store.delete(uuid)?;
+        let dir = self.job_dir(uuid);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(ApiError::internal(format!(
+                "job {} is deleted, but its files at {} are not: {e}",
+                job.reference.job_id,
+                dir.display()
+            ))),
+        }
+    }
+
+    /// Marks the jobs a stopped server left unfinished as failed, stopping
+    /// their processes if they still run.
+    pub fn recover(&self) -> Result<usize, ApiError> {
+        let unfinished = self.store.unfinished()?;
+        for (job, process) in &unfinished {
+            if let Some(p) = process.filter(|p| still_runs(*p)) {
+                signal_group(p.pid, "KILL");
+            }
+            let was = job.state().name();
+            self.set_state(
+                &job.job_uuid,
+                State::Error,
+                None,
+                format!(
+                    "the server restarted while the job was {was}; its output until then is in \
+                     its log"
+                ),
+            )?;
+            self.store.set_process(&job.job_uuid, None)?;
+        }
+        Ok(unfinished.len())
+    }
+
+    /// Stops every running job (the server is stopping): each ends in
+    /// ERROR, its output until then kept.
+    pub async fn stop_all(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let live: Vec<(String, Arc<Live>)> = self
+            .live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(k, v)| (k.clone(), Arc::clone(v)))
+            .collect();
+        for (uuid, live) in &live {
+            let _ = self.set_state(uuid, State::CancelPending, None, "the server is stopping");
+            live.cancelled.store(true, Ordering::SeqCst);
+            live.cancel.notify_waiters();
+        }
+        let deadline = tokio::time::Instant::now() + STOP_GRACE + Duration::from_secs(5);
+        for (_, live) in live {
+            let mut rx = live.log_mark();
+            let _ = tokio::time::timeout_at(deadline, rx.wait_for(|m| m.ended)).await;
+        }
+    }
+
+    /// Runs a recorded job to its end.
+    async fn run(&self, uuid: &str, live: &Live) -> Result<(), ApiError> {
+        let dir = self.job_dir(uuid);
+        let work = dir.join("work");
+        std::fs::create_dir_all(&work)
+            .map_err(|e| ApiError::internal(format!("cannot create {}: {e}", work.display())))?;
+        let mut log = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(uuid))
+            .await
+            .map_err(|e| ApiError::internal(format!("cannot open the job's log: {e}")))?;
+        if live.cancelled.load(Ordering::SeqCst) {
+            self.set_state(uuid, State::Cancelled, None, "cancelled before it started")?;
+            return Ok(());
+        }
+        let job = self.set_state(uuid, State::SetupDone, None, "")?;
+        let (kind, program) = job.program()?;
+        let args = program.args.clone();
+        let timeout = job.timeout_seconds()?.map(Duration::from_secs_f64);
+        let scheduling = job.scheduling;
+
+        // A slot: at most max_jobs processes at once.
+        let slot = match Arc::clone(&self.slots).try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                self.set_state(
+                    uuid,
+                    State::Running,
+                    Some(Substate::Queued),
+                    format!(
+                        "waiting for a free slot: {} jobs run at once (spate server --max-jobs)",
+                        self.max_jobs
+                    ),
+                )?;
+                tokio::select! {
+                    slot = Arc::clone(&self.slots).acquire_owned() => slot.map_err(|_| {
+                        ApiError::internal("the server is stopping")
+                    })?,
+                    () = live.cancelled() => {
+                        self.set_state(uuid, State::Cancelled, None, "cancelled while queued")?;
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        let started = Instant::now();
+        let mut failure_times: Vec<Instant> = Vec::new();
+        loop {
+            let details = match failure_times.len() {
+                0 => String::new(),
+                n => format!("restarted after failure {n}"),
+            };
+            self.set_state(uuid, State::Running, Some(Substate::Submitted), details)?;
+            let left = timeout.map(|t| t.saturating_sub(started.elapsed()));
+            let ended = self
+                .run_process(uuid, kind.verb(), &args, &work, &mut log, live, left)
+                .await?;
+            self.store.set_process(uuid, None)?;
+            match ended {
+                Ended::Exited(0) => {
+                    self.change(uuid, |job| {
+                        job.exit_code = Some(0);
+                        set_status(job, State::Done, None, String::new());
+                        Ok(())
+                    })?;
+                    break;
+                }
+                Ended::Cancelled if self.stopping.load(Ordering::SeqCst) => {
+                    self.set_state(
+                        uuid,
+                        State::Error,
+                        None,
+                        "the server stopped while the job ran; its output until then is in its log",
+                    )?;
+                    break;
+                }
+                Ended::Cancelled => {
+                    self.set_state(uuid, State::Cancelled, None, "cancelled")?;
+                    break;
+                }
+                Ended::TimedOut(after) => {
+                    self.set_state(
+                        uuid,
+                        State::Error,
+                        None,
+                        format!(
+                            "timed out: still running after {:.0}s (the job's timeout); stopped",
+                            after.as_secs_f64()
+                        ),
+                    )?;
+                    break;
+                }
+                Ended::Exited(code) | Ended::Signal(code) => {
+                    let how = match ended {
+                        Ended::Signal(_) => format!("killed by signal {code}"),
+                        _ => format!("exit code {code}"),
+                    };
+                    let last = last_line(&self.log_path(uuid));
+                    let now = Instant::now();
+                    failure_times.push(now);
+                    let in_hour = failure_times
+                        .iter()
+                        .filter(|t| now.duration_since(**t) < Duration::from_secs(3600))
+                        .count();
+                    let restarts = failure_times.len() as u32;
+                    let may_restart = restarts <= scheduling.max_failures_total
+                        && in_hour as u32 <= scheduling.max_failures_per_hour;
+                    self.change(uuid, |job| {
+                        job.failures = restarts;
+                        if let Ended::Exited(code) = ended {
+                            job.exit_code = Some(code);
+                        }
+                        if !may_restart {
+                            set_status(job, State::Error, None, format!("{how}: {last}"));
+                        }
+                        Ok(())
+                    })?;
+                    if !may_restart {
+                        break;
+                    }
+                }
+            }
+        }
+        drop(slot);
+        let _ = log.flush().await;
+        Ok(())
+    }
+
+    /// Runs the job's process once: until it exits, is cancelled, or its
+    /// time is up.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_process(
+        &self,
+        uuid: &str,
+        verb: &str,
+        args: &[String],
+        work: &Path,
+        log: &mut tokio::fs::File,
+        live: &Live,
+        left: Option<Duration>,
+    ) -> Result<Ended, ApiError> {
+        let mut cmd = tokio::process::Command::new(&self.program);
+        cmd.arg(verb)
+            .args(args)
+            .current_dir(work)
+            .env("SPATE_HOME", &self.home)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|e| {
+            ApiError::internal(format!("cannot start {}: {e}", self.program.display()))
+        })?;
+        let pid = child.id().unwrap_or(0);
+        self.store.set_process(
+            uuid,
+            Some(ProcessId {
+                pid,
+                start: start_time(pid).unwrap_or(0),
+            }),
+        )?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(pump(out, tx.clone()));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(pump(err, tx.clone()));
+        }
+        drop(tx);
+        let deadline = async {
+            match left {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(deadline);
+        let mut outcome: Option<Ended> = None;
+        let mut stopping = false;
+        let grace = tokio::time::sleep(NEVER);
+        tokio::pin!(grace);
+        let mut exit = None;
+        let mut output_open = true;
+        while exit.is_none() || output_open {
+            tokio::select! {
+                chunk = rx.recv(), if output_open => match chunk {
+                    Some(bytes) => {
+                        log.write_all(&bytes).await.map_err(|e| {
+                            ApiError::internal(format!("cannot write the job's log: {e}"))
+                        })?;
+                        live.log.send_modify(|m| m.length += bytes.len() as u64);
+                    }
+                    None => output_open = false,
+                },
+                status = child.wait(), if exit.is_none() => {
+                    exit = Some(status.map_err(|e| {
+                        ApiError::internal(format!("waiting for the job's process: {e}"))
+                    })?);
+                    // Whatever it left behind in its group goes with it.
+                    signal_group(pid, "KILL");
+                }
+                () = live.cancelled(), if !stopping && exit.is_none() => {
+                    stopping = true;
+                    outcome = Some(Ended::Cancelled);
+                    signal_group(pid, "TERM");
+                    grace.as_mut().reset(tokio::time::Instant::now() + STOP_GRACE);
+                }
+                () = &mut deadline, if !stopping && exit.is_none() => {
+                    stopping = true;
+                    outcome = Some(Ended::TimedOut(left.unwrap_or_default()));
+                    signal_group(pid, "TERM");
+                    grace.as_mut().reset(tokio::time::Instant::now() + STOP_GRACE);
+                }
+                () = &mut grace, if stopping && exit.is_none() => {
+                    // Past the grace: the group goes, whatever it does.
+                    signal_group(pid, "KILL");
+                    grace.as_mut().reset(tokio::time::Instant::now() + NEVER);
+                }
+            }
+        }
+        if let Some(o) = outcome {
+            return Ok(o);
+        }
+        let status = exit.ok_or_else(|| ApiError::internal("the job's process was lost"))?;
+        use std::os::unix::process::ExitStatusExt;
+        Ok(match (status.code(), status.signal()) {
+            (Some(code), _) => Ended::Exited(code),
+            (None, Some(signal)) => Ended::Signal(signal),
+            (None, None) => Ended::Exited(-1),
+        })
+    }
+}
+
+/// How a job's process ended.
+#[derive(Debug, Clone, Copy)]
+enum Ended {
+    Exited(i32),
+    Signal(i32),
+    Cancelled,
+    TimedOut(Duration),
+}
+
+/// Copies a pipe into the log channel, 64 KiB at most at a time.
+async fn pump(mut from: impl AsyncRead + Unpin, to: tokio::sync::mpsc::Sender<Vec<u8>>) {
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if to.send(buf[..n].to_vec()).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn set_status(job: &mut Job, state: State, substate: Option<Substate>, details: String) {
+    if let Some(old) = job.status.take() {
+        job.status_history.push(old);
+    }
+    job.status = Some(Status {
+        state,
+        details,
+        state_start_time: now(),
+        substate,
+    });
+    job.done = state.is_done();
+}
+
+/// The last non-empty line of a log (for a failure's details), at most
+/// 300 characters of it.
+fn last_line(path: &Path) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return "no output".into();
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = file.seek(SeekFrom::Start(len.saturating_sub(4096)));
+    let mut tail = Vec::new();
+    let _ = file.read_to_end(&mut tail);
+    let text = String::from_utf8_lossy(&tail);
+    match text.lines().rev().find(|l| !l.trim().is_empty()) {
+        Some(line) => line.chars().take(300).collect(),
+        None => "no output".into(),
+    }
+}
+
+/// The start time of process `pid` (field 22 of `/proc/PID/stat`).
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    after_name.split(' ').nth(19)?.parse().ok()
+}
+
+/// Whether the process a job record names still runs (and is that one).
+fn still_runs(p: ProcessId) -> bool {
+    p.pid != 0 && start_time(p.pid) == Some(p.start)
+}
+
+/// Sends `signal` to the process group led by `pid`.
+fn signal_group(pid: u32, signal: &str) {
+    if pid == 0 {
+        return;
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-s", signal, "--", &format!("-{pid}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_utc() {
+        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(951_782_400, 5), "2000-02-29T00:00:00.005Z");
+        assert_eq!(rfc3339(1_796_400_000, 999), "2026-12-04T16:00:00.999Z");
+    }
+}
