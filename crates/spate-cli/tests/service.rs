@@ -539,3 +539,65 @@ fn a_restarted_server_keeps_every_job_and_fails_the_ones_it_lost() {
         "its output so far is kept"
     );
 }
+
+#[test]
+fn failed_jobs_restart_as_their_scheduling_allows() {
+    let server = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let words = input(dir.path());
+    // Fails every time: run once and restarted twice, then ERROR.
+    let out = server.jobs(&[
+        "submit",
+        "builtin",
+        "--id",
+        "always-fails",
+        "--max-failures-total",
+        "2",
+        "--max-failures-per-hour",
+        "5",
+        "--",
+        "wordcount",
+        "--input",
+        "/no/such/input",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(server.value("always-fails", "failures"), "3");
+    let log = text(&server.jobs(&["logs", "always-fails"]).stdout);
+    assert_eq!(log.matches("/no/such/input").count(), 3, "{log}");
+    let described = text(&server.jobs(&["describe", "always-fails"]).stdout);
+    assert!(described.contains("restarted after failure 2"), "{described}");
+
+    // Fails once (its first map task), then runs to DONE.
+    let flag = dir.path().join("failed-once");
+    let mapper = format!(
+        "sh -c 'if [ -e {0} ]; then cat; else touch {0}; exit 1; fi'",
+        flag.display()
+    );
+    let out = server.jobs(&[
+        "submit",
+        "streaming",
+        "--id",
+        "fails-once",
+        "--max-failures-total",
+        "1",
+        "--max-failures-per-hour",
+        "1",
+        "--",
+        "-D",
+        "mapreduce.map.maxattempts=1",
+        "-input",
+        words.to_str().unwrap(),
+        "-output",
+        "-",
+        "-mapper",
+        &mapper,
+        "-reducer",
+        "cat",
+        "-numReduceTasks",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(server.value("fails-once", "status.state"), "DONE");
+    assert_eq!(server.value("fails-once", "failures"), "1");
+    assert!(text(&out.stdout).contains("a b"), "{}", text(&out.stdout));
+}
