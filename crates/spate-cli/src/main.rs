@@ -224,6 +224,10 @@ fn run(cli: Cli) -> Result<()> {
 
 fn config(threads: Option<usize>, memory_limit: Option<&str>) -> Result<Config> {
     let mut config = Context::builder();
+    // Set by the job service for the jobs it runs: where the job's graph goes.
+    if let Some(path) = std::env::var_os("SPATE_JOB_GRAPH").filter(|p| !p.is_empty()) {
+        config.record_graph(path);
+    }
     if let Some(t) = threads {
         config.threads(t);
     }

@@ -176,6 +176,31 @@ fn a_submitted_job_streams_its_output_and_keeps_its_history() {
     let history: Vec<&str> = job.status_history.iter().map(|s| s.state.name()).collect();
     assert_eq!(history, ["PENDING", "SETUP_DONE", "RUNNING"]);
     assert_eq!(job.labels["team"], "data");
+    // Its graph: the steps it ran, with their metrics.
+    let graph: serde_json::Value = serde_json::from_slice(
+        &server
+            .jobs(&["graph", "wc-first", "--format", "json"])
+            .stdout,
+    )
+    .unwrap();
+    let nodes = graph["plans"][0]["nodes"].as_array().unwrap();
+    let node = |step: &str| {
+        nodes
+            .iter()
+            .find(|n| n["step"].as_str().unwrap().ends_with(step))
+            .unwrap_or_else(|| panic!("no step {step}: {graph}"))
+    };
+    assert_eq!(node("TextSourceExec")["metrics"]["output_rows"], 3);
+    let counted = node("count_by_value");
+    assert!(
+        counted["inputs"].as_array().unwrap().len() == 1,
+        "{counted}"
+    );
+    let table = text(&server.jobs(&["graph", "wc-first"]).stdout);
+    assert!(
+        table.contains("count_by_value") && table.contains("<- slowest"),
+        "{table}"
+    );
     // The output is kept: read again, whole.
     let logs = server.jobs(&["logs", "wc-first"]);
     assert_eq!(text(&logs.stdout), "a\t2\nb\t3\nc\t1\n");
@@ -565,7 +590,10 @@ fn failed_jobs_restart_as_their_scheduling_allows() {
     let log = text(&server.jobs(&["logs", "always-fails"]).stdout);
     assert_eq!(log.matches("/no/such/input").count(), 3, "{log}");
     let described = text(&server.jobs(&["describe", "always-fails"]).stdout);
-    assert!(described.contains("restarted after failure 2"), "{described}");
+    assert!(
+        described.contains("restarted after failure 2"),
+        "{described}"
+    );
 
     // Fails once (its first map task), then runs to DONE.
     let flag = dir.path().join("failed-once");

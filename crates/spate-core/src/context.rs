@@ -24,6 +24,7 @@ pub struct Config {
     batch_size: Option<usize>,
     cluster: Option<String>,
     declare_only: bool,
+    graph: Option<std::path::PathBuf>,
 }
 
 impl Config {
@@ -62,6 +63,14 @@ impl Config {
     /// (see `spate::cluster::main`).
     pub fn declare_only(&mut self) -> &mut Self {
         self.declare_only = true;
+        self
+    }
+
+    /// Records the physical plans the context runs and writes them, with
+    /// their metrics, to `path` as JSON when the context goes (see
+    /// [`crate::graph`]): the job service's job graph.
+    pub fn record_graph(&mut self, path: impl Into<std::path::PathBuf>) -> &mut Self {
+        self.graph = Some(path.into());
         self
     }
 
@@ -127,10 +136,16 @@ pub(crate) struct Inner {
     names: Mutex<Names>,
     shared: crate::shared::SharedValues,
     metrics: Arc<crate::metrics::MetricsStore>,
+    plan_log: Option<Arc<crate::graph::PlanLog>>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        if let Some(log) = &self.plan_log
+            && let Err(e) = log.write()
+        {
+            log::warn!("cannot write the job's graph: {e}");
+        }
         // Dropping a runtime waits for its threads, which no thread of
         // another runtime may do: dropped inside one (a service embedding
         // spate), the pool shuts down in the background instead.
@@ -218,6 +233,13 @@ impl Context {
             .with_information_schema(true)
             .with_extension(progress.clone())
             .with_extension(metrics.clone());
+        let plan_log = config
+            .graph
+            .clone()
+            .map(|out| Arc::new(crate::graph::PlanLog::writing_to(out)));
+        if let Some(log) = &plan_log {
+            session_config = session_config.with_extension(Arc::clone(log));
+        }
         // Keep repartitioning to where the plan needs it (shuffles); spate's
         // sources already read with one partition per thread.
         session_config
@@ -307,6 +329,7 @@ impl Context {
                 names: Mutex::new(Names::default()),
                 shared: crate::shared::SharedValues::default(),
                 metrics,
+                plan_log,
             }),
         })
     }

@@ -31,6 +31,7 @@ pub mod context;
 pub mod dataset;
 pub mod error;
 pub mod frame;
+pub mod graph;
 pub mod hadoop;
 pub mod mapreduce;
 pub mod metrics;

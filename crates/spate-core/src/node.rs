@@ -467,12 +467,17 @@ impl ExecutionPlan for OpExec {
         // The task's user code runs in its scope (accumulators, broadcast
         // values): while the op is built and whenever its stream is polled.
         let scope = crate::shared::TaskScope::new(&context, self.op.step());
+        let input_ns = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let output = scope.enter(|| {
             let input = self.input.execute(partition, context.clone())?;
+            let input: SendableRecordBatchStream = Box::pin(TimedInput {
+                inner: input,
+                ns: Arc::clone(&input_ns),
+            });
             self.op.run(input, partition, context)
         })?;
-        // Per-step metrics: rows out and time spent producing them (which
-        // includes the time the op waits for its input).
+        // Per-step metrics: rows out, and the time spent producing them
+        // less the time spent polling the input (the steps below).
         let metrics = BaselineMetrics::new(&self.metrics, partition);
         let schema = output.schema();
         let scoped = Scoped {
@@ -480,6 +485,8 @@ impl ExecutionPlan for OpExec {
             scope,
             accumulated: self.accumulated.clone(),
             metric_counts: self.metric_counts.clone(),
+            elapsed: metrics.elapsed_compute().clone(),
+            input_ns,
         };
         let counted = scoped.map(move |batch| {
             let batch = batch?;
@@ -521,6 +528,38 @@ struct Scoped {
     scope: Arc<crate::shared::TaskScope>,
     accumulated: Arc<parking_lot::Mutex<std::collections::BTreeMap<String, i64>>>,
     metric_counts: Arc<parking_lot::Mutex<Vec<(String, u64)>>>,
+    /// The step's own compute time.
+    elapsed: datafusion::physical_plan::metrics::Time,
+    /// Nanoseconds spent polling the step's input ([`TimedInput`]).
+    input_ns: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// A step's input, timing its polls: the step's own time is its polls'
+/// time less its input's.
+struct TimedInput {
+    inner: SendableRecordBatchStream,
+    ns: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl futures::Stream for TimedInput {
+    type Item = DfResult<arrow::record_batch::RecordBatch>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let start = std::time::Instant::now();
+        let polled = self.inner.poll_next_unpin(cx);
+        let spent = start.elapsed().as_nanos() as u64;
+        self.ns
+            .fetch_add(spent, std::sync::atomic::Ordering::Relaxed);
+        polled
+    }
+}
+
+impl datafusion::physical_plan::RecordBatchStream for TimedInput {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
 }
 
 impl futures::Stream for Scoped {
@@ -530,7 +569,16 @@ impl futures::Stream for Scoped {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
         let this = &mut *self;
+        let before = this.input_ns.load(std::sync::atomic::Ordering::Relaxed);
+        let start = std::time::Instant::now();
         let polled = this.scope.enter(|| this.inner.poll_next_unpin(cx));
+        let spent = start.elapsed().as_nanos() as u64;
+        let below = this
+            .input_ns
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .saturating_sub(before);
+        this.elapsed
+            .add_duration(std::time::Duration::from_nanos(spent.saturating_sub(below)));
         if let std::task::Poll::Ready(None) = polled {
             this.scope.commit(&this.accumulated, &this.metric_counts);
         }
@@ -749,6 +797,10 @@ impl QueryPlanner for SpateQueryPlanner {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let planner =
             DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(SpateExtensionPlanner)]);
-        planner.create_physical_plan(logical_plan, session).await
+        let plan = planner.create_physical_plan(logical_plan, session).await?;
+        if let Some(log) = session.config().get_extension::<crate::graph::PlanLog>() {
+            log.record(Arc::clone(&plan));
+        }
+        Ok(plan)
     }
 }

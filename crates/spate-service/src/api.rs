@@ -9,6 +9,7 @@
 //! | `DELETE /api/v1/jobs/{id}` | deletes an ended job |
 //! | `GET /api/v1/jobs/{id}/logs?offset=&limit=` | its output, a page of bytes |
 //! | `GET /api/v1/jobs/{id}/logs?follow=true` | its output as server-sent events, live |
+//! | `GET /api/v1/jobs/{id}/graph` | the plans it ran: steps, edges, metrics |
 //!
 //! Every route needs `Authorization: Bearer TOKEN` unless the server runs
 //! with `--no-auth`; every error is `{"error": {...}}` (see [`ApiError`]).
@@ -58,6 +59,7 @@ pub fn router(jobs: Arc<Jobs>, token: Option<String>) -> Router {
             get(describe).post(job_verb).delete(delete),
         )
         .route("/api/v1/jobs/{id}/logs", get(logs))
+        .route("/api/v1/jobs/{id}/graph", get(graph))
         .fallback(|| async { ApiError::not_found("no such resource") })
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
@@ -182,6 +184,20 @@ async fn delete(
     let job = find(&app, &id)?;
     app.jobs.delete(&job.job_uuid)?;
     Ok(axum::Json(serde_json::json!({})))
+}
+
+/// The job's graph as its process wrote it when it ended: `{"plans":
+/// [{"nodes": [...]}]}`, each node with its step, inputs and metrics (rows,
+/// compute time, spills, rows per partition and their skew). A job still
+/// running, or one that ran no plan, has `{"plans": []}`.
+async fn graph(State(app): State<App>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let job = find(&app, &id)?;
+    let body = match tokio::fs::read(app.jobs.graph_path(&job.job_uuid)).await {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => b"{\"plans\":[]}".to_vec(),
+        Err(e) => return Err(ApiError::internal(format!("reading the job's graph: {e}"))),
+    };
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 #[derive(Deserialize)]

@@ -62,6 +62,9 @@ enum JobsCommand {
     Delete(IdArg),
     /// Print a job's output (driver output: its standard output and error).
     Logs(LogsArgs),
+    /// Show the steps a job ran, with rows, compute time, spills and skew;
+    /// the slowest step of each plan is marked.
+    Graph(IdArg),
 }
 
 #[derive(Args, Debug)]
@@ -203,6 +206,18 @@ async fn run_jobs(client: &Client, args: JobsArgs) -> Result<i32, ClientError> {
         JobsCommand::Delete(i) => {
             client.delete(&i.id).await?;
             eprintln!("Deleted job [{}].", i.id);
+            Ok(0)
+        }
+        JobsCommand::Graph(i) => {
+            let graph = client.graph(&i.id).await?;
+            match format {
+                None | Some("table") => print_raw(&graph_table(&graph)),
+                Some("json") => {
+                    print_raw(&(serde_json::to_string_pretty(&graph).unwrap_or_default() + "\n"))
+                }
+                Some("yaml") => print_raw(&yaml(&graph, 0)),
+                Some(f) => print_raw(&values_of(&[graph], f)?),
+            }
             Ok(0)
         }
         JobsCommand::Logs(l) => {
@@ -415,6 +430,79 @@ fn table(jobs: &[Job]) -> String {
 
 /// `value(status.state,reference.jobId)`: the fields, tab-separated, one
 /// line per item.
+/// A job graph's steps, one plan after another: indented by depth, with
+/// their metrics; `<- slowest` marks each plan's most expensive step and
+/// `<- skewed` a step whose largest partition has over twice the median's
+/// rows.
+fn graph_table(graph: &Value) -> String {
+    let mut out = String::new();
+    let plans = graph["plans"].as_array().cloned().unwrap_or_default();
+    if plans.is_empty() {
+        return "no plan recorded (the job is running, or ran none)\n".into();
+    }
+    for (i, plan) in plans.iter().enumerate() {
+        let nodes = plan["nodes"].as_array().cloned().unwrap_or_default();
+        let time = |n: &Value| n["metrics"]["elapsed_compute_ns"].as_u64().unwrap_or(0);
+        let slowest = nodes
+            .iter()
+            .max_by_key(|n| time(n))
+            .map(|n| n["id"].clone());
+        let mut depth = vec![0usize; nodes.len()];
+        for n in &nodes {
+            let id = n["id"].as_u64().unwrap_or(0) as usize;
+            let below = depth.get(id).copied().unwrap_or(0) + 1;
+            for input in n["inputs"].as_array().into_iter().flatten() {
+                if let Some(d) = depth.get_mut(input.as_u64().unwrap_or(0) as usize) {
+                    *d = below;
+                }
+            }
+        }
+        let width = nodes
+            .iter()
+            .map(|n| {
+                let id = n["id"].as_u64().unwrap_or(0) as usize;
+                2 * depth.get(id).copied().unwrap_or(0) + n["step"].as_str().map_or(1, str::len)
+            })
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        out.push_str(&format!(
+            "plan {}\n{:<width$} {:>12} {:>10} {:>7} {:>6}\n",
+            i + 1,
+            "STEP",
+            "ROWS",
+            "TIME",
+            "SPILLS",
+            "SKEW"
+        ));
+        for n in &nodes {
+            let id = n["id"].as_u64().unwrap_or(0) as usize;
+            let m = &n["metrics"];
+            let skew = m["skew"].as_f64();
+            let name = format!(
+                "{}{}",
+                "  ".repeat(depth.get(id).copied().unwrap_or(0)),
+                n["step"].as_str().unwrap_or("?")
+            );
+            let mut marks = String::new();
+            if Some(&n["id"]) == slowest.as_ref() && time(n) > 0 {
+                marks.push_str("  <- slowest");
+            }
+            if skew.is_some_and(|s| s > 2.0) {
+                marks.push_str("  <- skewed");
+            }
+            out.push_str(&format!(
+                "{name:<width$} {:>12} {:>9.3}s {:>7} {:>6}{marks}\n",
+                m["output_rows"].as_u64().unwrap_or(0),
+                time(n) as f64 / 1e9,
+                m["spill_count"].as_u64().unwrap_or(0),
+                skew.map_or("-".to_string(), |s| format!("{s:.1}")),
+            ));
+        }
+    }
+    out
+}
+
 fn values_of(items: &[Value], format: &str) -> Result<String, ClientError> {
     let fields = format
         .strip_prefix("value(")

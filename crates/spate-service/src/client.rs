@@ -152,6 +152,15 @@ impl Client {
         .map(|_| ())
     }
 
+    /// A job's graph (see `GET /api/v1/jobs/{id}/graph`).
+    pub async fn graph(&self, id: &str) -> Result<serde_json::Value, ClientError> {
+        self.json(self.request(
+            reqwest::Method::GET,
+            &format!("/api/v1/jobs/{}/graph", enc(id)),
+        ))
+        .await
+    }
+
     /// A page of a job's log from `offset`: its bytes, the next offset,
     /// and whether the job had ended.
     pub async fn log_page(

@@ -151,6 +151,12 @@ impl Jobs {
         self.job_dir(uuid).join("driver.log")
     }
 
+    /// The job's graph: the plans it ran with their metrics, written by
+    /// the job's process when it ends (see `spate_core::graph`).
+    pub(crate) fn graph_path(&self, uuid: &str) -> PathBuf {
+        self.job_dir(uuid).join("graph.json")
+    }
+
     /// The running job with this uuid, if it runs.
     pub(crate) fn live(&self, uuid: &str) -> Option<Arc<Live>> {
         self.live
@@ -479,6 +485,7 @@ impl Jobs {
             .args(args)
             .current_dir(work)
             .env("SPATE_HOME", &self.home)
+            .env("SPATE_JOB_GRAPH", self.graph_path(uuid))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

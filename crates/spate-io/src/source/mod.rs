@@ -184,8 +184,10 @@ pub(crate) fn read_splits(
         });
         return builder.build();
     }
+    let elapsed = MetricBuilder::new(metrics).elapsed_compute(partition);
     builder.spawn_blocking(move || {
         let mut sink = BatchSink::new(batch_rows, &tx, progress.as_deref(), output_rows, bytes);
+        sink.elapsed = Some(elapsed);
         sink.options = options;
         sink.schema = line_schema_with(options);
         for (range, index) in &ranges {

@@ -39,6 +39,9 @@ pub(super) struct BatchSink<'a> {
     progress: Option<&'a Progress>,
     output_rows: Count,
     bytes: Count,
+    /// Time spent reading and cutting lines (not waiting for the consumer).
+    pub(super) elapsed: Option<datafusion::physical_plan::metrics::Time>,
+    since: std::time::Instant,
     path: PathBuf,
     offsets: Vec<i32>,
     line_starts: Vec<u64>,
@@ -67,6 +70,8 @@ impl<'a> BatchSink<'a> {
             progress,
             output_rows,
             bytes,
+            elapsed: None,
+            since: std::time::Instant::now(),
             path: PathBuf::new(),
             offsets: vec![0],
             line_starts: Vec::new(),
@@ -137,9 +142,12 @@ impl<'a> BatchSink<'a> {
             p.add_read(self.pending_bytes, rows as u64);
         }
         self.pending_bytes = 0;
-        self.tx
-            .blocking_send(Ok(batch))
-            .map_err(|_| FlushError::Closed(Closed))
+        if let Some(elapsed) = &self.elapsed {
+            elapsed.add_duration(self.since.elapsed());
+        }
+        let sent = self.tx.blocking_send(Ok(batch));
+        self.since = std::time::Instant::now();
+        sent.map_err(|_| FlushError::Closed(Closed))
     }
 }
 
