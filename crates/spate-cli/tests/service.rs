@@ -44,7 +44,12 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let url = format!("http://127.0.0.1:{port}");
+        let scheme = if extra.contains(&"--tls-cert") {
+            "https"
+        } else {
+            "http"
+        };
+        let url = format!("{scheme}://127.0.0.1:{port}");
         let start = Instant::now();
         while std::fs::read_to_string(&address).ok().as_deref() != Some(url.as_str()) {
             assert!(
@@ -438,8 +443,8 @@ fn bad_requests_get_one_error_shape() {
             (status, body)
         })
     };
-    let token = std::fs::read_to_string(server.home.path().join("server/token")).unwrap();
-    let token = Some(token.as_str());
+    let secret = std::fs::read_to_string(server.home.path().join("server/token")).unwrap();
+    let token = Some(secret.as_str());
     let (status, body) = call("GET", "/api/v1/jobs", None, "");
     assert_eq!(status, 401);
     assert_eq!(body["error"]["code"], 401);
@@ -466,6 +471,42 @@ fn bad_requests_get_one_error_shape() {
     assert_eq!(call("POST", "/api/v1/jobs/nope:restart", token, "").0, 404);
     assert_eq!(call("GET", "/api/v2/whatever", token, "").0, 404);
     assert_eq!(call("GET", "/api/v1/jobs?pageSize=0", token, "").0, 400);
+
+    // The OpenAPI document, from the code; Prometheus metrics.
+    let (status, doc) = call("GET", "/api/v1/openapi.json", token, "");
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    for path in [
+        "/api/v1/jobs",
+        "/api/v1/jobs/{id}",
+        "/api/v1/jobs/{id}:cancel",
+        "/api/v1/jobs/{id}/logs",
+        "/api/v1/jobs/{id}/graph",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} in {doc}");
+    }
+    assert!(doc["components"]["schemas"]["Job"]["properties"]["statusHistory"].is_object());
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    assert_eq!(call("GET", "/metrics", None, "").0, 401);
+    let metrics = rt.block_on(async {
+        reqwest::Client::new()
+            .get(format!("{}/metrics", server.url))
+            .bearer_auth(&secret)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    assert!(metrics.contains("# TYPE spate_jobs gauge"), "{metrics}");
+    assert!(
+        metrics.contains("spate_http_requests_total{method=\"GET\",code=\"401\"}"),
+        "{metrics}"
+    );
 
     // The CLI without the token file: refused, exit 2.
     let elsewhere = tempfile::tempdir().unwrap();
@@ -628,4 +669,136 @@ fn failed_jobs_restart_as_their_scheduling_allows() {
     assert_eq!(server.value("fails-once", "status.state"), "DONE");
     assert_eq!(server.value("fails-once", "failures"), "1");
     assert!(text(&out.stdout).contains("a b"), "{}", text(&out.stdout));
+}
+
+#[test]
+fn https_serves_with_the_given_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    // A certificate authority, and the server's certificate for the
+    // loopback address signed by it (openssl(1), which scripts/test.sh
+    // installs).
+    let ca = dir.path().join("ca.pem");
+    let ca_key = dir.path().join("ca.key");
+    let request = dir.path().join("server.csr");
+    let extensions = dir.path().join("server.ext");
+    std::fs::write(
+        &extensions,
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    let openssl = |args: &[&std::ffi::OsStr]| {
+        let made = Command::new("openssl")
+            .args(args)
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl makes the test certificates");
+        assert!(made.success(), "openssl {args:?}");
+    };
+    let os = |s: &str| std::ffi::OsString::from(s);
+    openssl(&[
+        &os("req"),
+        &os("-x509"),
+        &os("-newkey"),
+        &os("rsa:2048"),
+        &os("-nodes"),
+        &os("-days"),
+        &os("1"),
+        &os("-subj"),
+        &os("/CN=spate test CA"),
+        &os("-keyout"),
+        ca_key.as_os_str(),
+        &os("-out"),
+        ca.as_os_str(),
+    ]);
+    openssl(&[
+        &os("req"),
+        &os("-newkey"),
+        &os("rsa:2048"),
+        &os("-nodes"),
+        &os("-subj"),
+        &os("/CN=127.0.0.1"),
+        &os("-keyout"),
+        key.as_os_str(),
+        &os("-out"),
+        request.as_os_str(),
+    ]);
+    openssl(&[
+        &os("x509"),
+        &os("-req"),
+        &os("-days"),
+        &os("1"),
+        &os("-in"),
+        request.as_os_str(),
+        &os("-CA"),
+        ca.as_os_str(),
+        &os("-CAkey"),
+        ca_key.as_os_str(),
+        &os("-CAcreateserial"),
+        &os("-extfile"),
+        extensions.as_os_str(),
+        &os("-out"),
+        cert.as_os_str(),
+    ]);
+    let server = Server::start(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(server.url.starts_with("https://"));
+    // Trusting the CA: a job runs over HTTPS, output streamed.
+    let out = server.jobs(&[
+        "--ca-cert",
+        ca.to_str().unwrap(),
+        "submit",
+        "sql",
+        "--",
+        "--format",
+        "csv",
+        "-c",
+        "SELECT 'secret' AS word",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "word\nsecret\n");
+    // Not trusting it: refused, nothing sent in the clear.
+    let out = server.jobs(&["list"]);
+    assert!(
+        text(&out.stderr).contains("certificate"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = server.jobs(&["list"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("cannot reach the spate server"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A certificate and key that do not go together: the server says so.
+    let other = dir.path().join("other.pem");
+    openssl(&[
+        &os("genpkey"),
+        &os("-algorithm"),
+        &os("RSA"),
+        &os("-out"),
+        other.as_os_str(),
+    ]);
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(SPATE)
+        .args(["server", "--listen", "127.0.0.1:0", "--tls-cert"])
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&other)
+        .arg("--home")
+        .arg(home.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("do not go together"),
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -10,6 +10,8 @@
 //! | `GET /api/v1/jobs/{id}/logs?offset=&limit=` | its output, a page of bytes |
 //! | `GET /api/v1/jobs/{id}/logs?follow=true` | its output as server-sent events, live |
 //! | `GET /api/v1/jobs/{id}/graph` | the plans it ran: steps, edges, metrics |
+//! | `GET /api/v1/openapi.json` | this API as an OpenAPI 3 document, generated from the code |
+//! | `GET /metrics` | the server's metrics for Prometheus |
 //!
 //! Every route needs `Authorization: Bearer TOKEN` unless the server runs
 //! with `--no-auth`; every error is `{"error": {...}}` (see [`ApiError`]).
@@ -29,7 +31,7 @@ use futures::Stream;
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::model::{Job, JobList, SubmitRequest, parse_filter, valid_job_id};
 use crate::runner::Jobs;
 
@@ -60,12 +62,15 @@ pub fn router(jobs: Arc<Jobs>, token: Option<String>) -> Router {
         )
         .route("/api/v1/jobs/{id}/logs", get(logs))
         .route("/api/v1/jobs/{id}/graph", get(graph))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/metrics", get(prometheus))
         .fallback(|| async { ApiError::not_found("no such resource") })
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             authenticate,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), count))
         .with_state(app)
 }
 
@@ -91,6 +96,29 @@ async fn authenticate(State(app): State<App>, request: Request, next: Next) -> R
     next.run(request).await
 }
 
+/// Counts every request (refused ones too) by method and status.
+async fn count(State(app): State<App>, request: Request, next: Next) -> Response {
+    let method = request.method().as_str().to_string();
+    let start = std::time::Instant::now();
+    let response = next.run(request).await;
+    app.jobs.metrics.request(
+        &method,
+        response.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+/// `GET /metrics`: the server's metrics for Prometheus.
+async fn prometheus(State(app): State<App>) -> Result<Response, ApiError> {
+    let jobs = app.jobs.store.state_counts()?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.jobs.metrics.render(&jobs),
+    )
+        .into_response())
+}
+
 /// Compares in time independent of where the texts differ.
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -103,6 +131,17 @@ fn find(app: &App, id: &str) -> Result<Job, ApiError> {
     job.ok_or_else(|| ApiError::not_found(format!("no job {id}")))
 }
 
+/// Submits a job; with a `requestId` already used, returns that job.
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs",
+    request_body = SubmitRequest,
+    responses(
+        (status = 200, description = "The job, recorded (PENDING)", body = Job),
+        (status = 400, description = "A field is wrong (named in `field`)", body = ErrorBody),
+        (status = 409, description = "The job id is taken", body = ErrorBody),
+    )
+)]
 async fn submit(State(app): State<App>, body: Bytes) -> Result<axum::Json<Job>, ApiError> {
     let request: SubmitRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::invalid(
@@ -124,6 +163,20 @@ struct ListQuery {
     page_token: String,
 }
 
+/// Lists jobs, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs",
+    params(
+        ("filter" = Option<String>, Query, description = "`status.state = ACTIVE|NON_ACTIVE|STATE`, `labels.KEY = VALUE`, `labels.KEY:*`, joined by AND"),
+        ("pageSize" = Option<usize>, Query, description = "1 to 1000 (default 100)"),
+        ("pageToken" = Option<String>, Query, description = "The previous page's nextPageToken"),
+    ),
+    responses(
+        (status = 200, description = "A page of jobs", body = JobList),
+        (status = 400, description = "A bad filter or page", body = ErrorBody),
+    )
+)]
 async fn list(
     State(app): State<App>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
@@ -154,12 +207,36 @@ async fn list(
     }))
 }
 
+/// A job, by its id or uuid.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{id}",
+    params(("id" = String, Path, description = "The job's id or uuid")),
+    responses(
+        (status = 200, description = "The job", body = Job),
+        (status = 404, description = "No such job", body = ErrorBody),
+    )
+)]
 async fn describe(
     State(app): State<App>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Job>, ApiError> {
     Ok(axum::Json(find(&app, &id)?))
 }
+
+/// Cancels a job: CANCEL_PENDING now, CANCELLED once its processes are gone.
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs/{id}:cancel",
+    params(("id" = String, Path, description = "The job's id or uuid")),
+    responses(
+        (status = 200, description = "The job, CANCEL_PENDING", body = Job),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job has ended", body = ErrorBody),
+    )
+)]
+#[allow(dead_code)]
+fn cancel_doc() {}
 
 /// `POST /jobs/{id}:VERB` (Google's custom methods).
 async fn job_verb(
@@ -177,6 +254,17 @@ async fn job_verb(
     }
 }
 
+/// Deletes an ended job: its record, log, graph and work directory.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/jobs/{id}",
+    params(("id" = String, Path, description = "The job's id or uuid")),
+    responses(
+        (status = 200, description = "Deleted"),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job has not ended", body = ErrorBody),
+    )
+)]
 async fn delete(
     State(app): State<App>,
     Path(id): Path<String>,
@@ -190,6 +278,15 @@ async fn delete(
 /// [{"nodes": [...]}]}`, each node with its step, inputs and metrics (rows,
 /// compute time, spills, rows per partition and their skew). A job still
 /// running, or one that ran no plan, has `{"plans": []}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{id}/graph",
+    params(("id" = String, Path, description = "The job's id or uuid")),
+    responses(
+        (status = 200, description = "The plans the job ran, with their steps' metrics", body = Object),
+        (status = 404, description = "No such job", body = ErrorBody),
+    )
+)]
 async fn graph(State(app): State<App>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let job = find(&app, &id)?;
     let body = match tokio::fs::read(app.jobs.graph_path(&job.job_uuid)).await {
@@ -209,6 +306,22 @@ struct LogQuery {
     follow: bool,
 }
 
+/// The job's output: a page of bytes (`x-spate-next-offset` says where the
+/// next begins), or with `follow=true` server-sent events until it ends.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{id}/logs",
+    params(
+        ("id" = String, Path, description = "The job's id or uuid"),
+        ("offset" = Option<u64>, Query, description = "First byte (default 0)"),
+        ("limit" = Option<u64>, Query, description = "Bytes at most (default 1 MiB, at most 16 MiB)"),
+        ("follow" = Option<bool>, Query, description = "Stream as server-sent events: `log` events (id: the offset after them), then `end` with the final state"),
+    ),
+    responses(
+        (status = 200, description = "Output bytes, or an event stream", body = String, content_type = "text/plain"),
+        (status = 404, description = "No such job", body = ErrorBody),
+    )
+)]
 async fn logs(
     State(app): State<App>,
     Path(id): Path<String>,
@@ -338,4 +451,58 @@ fn follow(
             }
         }
     })
+}
+
+/// The API's OpenAPI document, made from the handlers' and the model's
+/// annotations.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "spate job service",
+        description = "Jobs after Dataproc's: submit, list, cancel, delete, logs and graphs."
+    ),
+    paths(submit, list, describe, cancel_doc, delete, logs, graph),
+    components(schemas(
+        Job,
+        JobList,
+        SubmitRequest,
+        ErrorBody,
+        crate::model::Status,
+        crate::model::State,
+        crate::model::Substate,
+        crate::model::Program,
+        crate::model::Reference,
+        crate::model::Scheduling
+    )),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+pub struct ApiDoc;
+
+/// Every route needs the server's bearer token.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+    }
+}
+
+/// The OpenAPI document.
+pub fn openapi_json() -> String {
+    use utoipa::OpenApi;
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], openapi_json()).into_response()
 }

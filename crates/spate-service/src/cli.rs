@@ -27,6 +27,12 @@ pub struct ServerArgs {
     /// Jobs run at once; later ones wait, RUNNING with substate QUEUED (default: the number of cores).
     #[arg(long, value_name = "N")]
     pub max_jobs: Option<usize>,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `spate jobs`.
@@ -41,6 +47,10 @@ pub struct JobsArgs {
     /// lists, yaml for a job).
     #[arg(long, global = true, value_name = "FORMAT")]
     format: Option<String>,
+    /// Trust this certificate (PEM) for an HTTPS server, as its own CA
+    /// (default: $SPATE_CA_CERT, else the system's roots).
+    #[arg(long, global = true, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -138,6 +148,7 @@ pub fn server(args: &ServerArgs, default_home: PathBuf) -> Result<(), String> {
             std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
         }),
         program,
+        tls: args.tls_cert.clone().zip(args.tls_key.clone()),
     };
     tokio::runtime::Runtime::new()
         .map_err(|e| format!("cannot start the server's runtime: {e}"))?
@@ -156,7 +167,17 @@ pub fn jobs(args: JobsArgs, home: &Path) -> i32 {
             return 1;
         }
     };
-    let client = Client::new(args.server.as_deref(), home);
+    let ca = args
+        .ca_cert
+        .clone()
+        .or_else(|| std::env::var_os("SPATE_CA_CERT").map(PathBuf::from));
+    let client = match Client::new(args.server.as_deref(), home).trusting(ca.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("spate: error: {e}");
+            return 2;
+        }
+    };
     match runtime.block_on(run_jobs(&client, args)) {
         Ok(code) => code,
         Err(e) => {

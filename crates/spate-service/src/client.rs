@@ -53,6 +53,22 @@ impl Client {
         }
     }
 
+    /// The client trusting `ca` (a PEM certificate) for HTTPS, besides
+    /// the system's roots.
+    pub fn trusting(mut self, ca: Option<&Path>) -> Result<Self, ClientError> {
+        let Some(ca) = ca else {
+            return Ok(self);
+        };
+        let bad = |e: String| ClientError::Transport(format!("{}: {e}", ca.display()));
+        let pem = std::fs::read(ca).map_err(|e| bad(e.to_string()))?;
+        let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| bad(e.to_string()))?;
+        self.http = reqwest::Client::builder()
+            .add_root_certificate(cert)
+            .build()
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(self)
+    }
+
     /// The server's URL.
     pub fn base(&self) -> &str {
         &self.base
@@ -67,9 +83,22 @@ impl Client {
     }
 
     fn unreachable(&self, e: reqwest::Error) -> ClientError {
+        // reqwest's own message names only the request: the cause (refused,
+        // a certificate not trusted) is down its chain.
+        let mut cause = String::new();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            cause = s.to_string();
+            source = s.source();
+        }
+        let cause = if cause.is_empty() {
+            e.to_string()
+        } else {
+            cause
+        };
         ClientError::Transport(format!(
-            "cannot reach the spate server at {}: {e} (start one with `spate server`, or name \
-             it with --server or $SPATE_SERVER)",
+            "cannot reach the spate server at {}: {cause} (start one with `spate server`, or \
+             name it with --server or $SPATE_SERVER)",
             self.base
         ))
     }

@@ -18,13 +18,16 @@ pub struct ApiError {
     pub field: Option<String>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Body {
-    error: Shape,
+/// Every error's body.
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    error: ErrorShape,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Shape {
+/// An error: its HTTP code, Google's status name, what is wrong, and the
+/// request's field at fault when one is.
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErrorShape {
     code: u16,
     status: String,
     message: String,
@@ -83,8 +86,8 @@ impl ApiError {
 
     /// The error's JSON body.
     pub fn to_json(&self) -> String {
-        let body = Body {
-            error: Shape {
+        let body = ErrorBody {
+            error: ErrorShape {
                 code: self.code,
                 status: self.status_name().to_string(),
                 message: self.message.clone(),
@@ -96,7 +99,7 @@ impl ApiError {
 
     /// Reads an error body (`None` if `text` is not one).
     pub fn from_json(text: &str) -> Option<Self> {
-        let body: Body = serde_json::from_str(text).ok()?;
+        let body: ErrorBody = serde_json::from_str(text).ok()?;
         Some(Self {
             code: body.error.code,
             message: body.error.message,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ApiError;
 
 /// A job's state (Dataproc's `JobStatus.State`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum State {
     /// Recorded; nothing done yet.
@@ -65,7 +65,7 @@ pub const ALL_STATES: [State; 7] = [
 ];
 
 /// Dataproc's `JobStatus.Substate`: what a running job is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Substate {
     /// Waiting for a slot (the details say why).
@@ -75,7 +75,7 @@ pub enum Substate {
 }
 
 /// A state with when it began and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Status {
     /// The state.
@@ -145,7 +145,7 @@ impl Kind {
 }
 
 /// What a job of one kind runs: the arguments its verb takes.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Program {
     /// The verb's arguments, as on the command line.
@@ -154,7 +154,7 @@ pub struct Program {
 }
 
 /// The job's reference: its client-given id.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Reference {
     /// Unique among the server's jobs; the server makes one when absent.
@@ -163,7 +163,7 @@ pub struct Reference {
 }
 
 /// Restarts of a failed job (Dataproc's `JobScheduling`): 0 is none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Scheduling {
     /// Restarts allowed within any hour (at most 10).
@@ -177,7 +177,7 @@ pub struct Scheduling {
 /// A job: what the client sends (`reference`, one program, `labels`,
 /// `scheduling`, `timeout`) and what the server adds (`jobUuid`,
 /// `status`, `statusHistory`, `done`, ...).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Job {
     /// The client's id for it.
@@ -237,7 +237,7 @@ fn is_zero(v: &u32) -> bool {
 }
 
 /// `POST /api/v1/jobs`: Dataproc's `SubmitJobRequest`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SubmitRequest {
     /// The job.
@@ -248,7 +248,7 @@ pub struct SubmitRequest {
 }
 
 /// `GET /api/v1/jobs`: a page of jobs.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobList {
     /// The jobs, newest first.

@@ -40,6 +40,8 @@ pub struct Jobs {
     changes: Mutex<()>,
     /// The server is stopping: jobs stopped now end in ERROR.
     stopping: AtomicBool,
+    /// The server's counters.
+    pub(crate) metrics: crate::metrics::ServerMetrics,
 }
 
 /// A job the server is running (or about to): how to stop it, and how far
@@ -132,6 +134,7 @@ impl Jobs {
             live: Mutex::new(HashMap::new()),
             changes: Mutex::new(()),
             stopping: AtomicBool::new(false),
+            metrics: crate::metrics::ServerMetrics::default(),
         }))
     }
 
@@ -212,6 +215,7 @@ impl Jobs {
         match self.store.insert(&job, request_id)? {
             crate::store::Inserted::Existing(earlier) => Ok(earlier),
             crate::store::Inserted::New(job) => {
+                self.metrics.submitted.fetch_add(1, Ordering::Relaxed);
                 let live = Live::new();
                 self.live
                     .lock()
@@ -531,6 +535,9 @@ impl Jobs {
                             ApiError::internal(format!("cannot write the job's log: {e}"))
                         })?;
                         live.log.send_modify(|m| m.length += bytes.len() as u64);
+                        self.metrics
+                            .log_bytes
+                            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
                     }
                     None => output_open = false,
                 },

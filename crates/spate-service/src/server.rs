@@ -25,6 +25,8 @@ pub struct ServerConfig {
     pub max_jobs: usize,
     /// The `spate` program jobs run.
     pub program: PathBuf,
+    /// Serve HTTPS with this certificate chain and private key (PEM).
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// The server's token: read from `dir/token`, or made (random, 256 bits)
@@ -79,13 +81,18 @@ pub async fn serve(config: ServerConfig) -> Result<(), String> {
             "spate server: {recovered} job(s) were running when the server stopped: marked ERROR"
         );
     }
+    let acceptor = match &config.tls {
+        Some((cert, key)) => Some(crate::tls::acceptor(cert, key)?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let bound = listener
         .local_addr()
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    let url = format!("http://{bound}");
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{bound}");
     std::fs::write(dir.join("address"), &url)
         .map_err(|e| format!("cannot write {}: {e}", dir.join("address").display()))?;
     eprintln!(
@@ -106,10 +113,19 @@ pub async fn serve(config: ServerConfig) -> Result<(), String> {
         eprintln!("spate server: stopping; running jobs are stopped (ERROR)");
         stopping.stop_all().await;
     };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| format!("the server failed: {e}"))
+    let served = match acceptor {
+        Some(acceptor) => {
+            let tls = crate::tls::TlsListener::new(listener, acceptor)
+                .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+            axum::serve(tls, app).with_graceful_shutdown(shutdown).await
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    };
+    served.map_err(|e| format!("the server failed: {e}"))
 }
 
 async fn stop_signal() {

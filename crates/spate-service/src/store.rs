@@ -181,6 +181,24 @@ impl Store {
         Ok((jobs, None))
     }
 
+    /// How many jobs are in each (state, substate).
+    pub fn state_counts(&self) -> Result<Vec<(String, String, u64)>, ApiError> {
+        let db = self.db();
+        let mut stmt = db.prepare(
+            "SELECT json_extract(body, '$.status.state'), \
+                    coalesce(json_extract(body, '$.status.substate'), ''), count(*) \
+             FROM jobs GROUP BY 1, 2",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)? as u64,
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The jobs not done, with their processes: those a restarted server
     /// finds running when it starts.
     pub fn unfinished(&self) -> Result<Vec<(Job, Option<ProcessId>)>, ApiError> {
