@@ -46,6 +46,9 @@ command -v script >/dev/null || DEB_PACKAGES+=(bsdutils)
 command -v ip >/dev/null || DEB_PACKAGES+=(iproute2)
 # openssl(1): the job service's HTTPS test makes its certificate with it.
 command -v openssl >/dev/null || DEB_PACKAGES+=(openssl)
+# Chromium and ChromeDriver: the web UI's test drives a real browser.
+command -v chromium >/dev/null || DEB_PACKAGES+=(chromium)
+command -v chromedriver >/dev/null || DEB_PACKAGES+=(chromium-driver)
 if [ "${#DEB_PACKAGES[@]}" -gt 0 ]; then
     sudo_ apt-get update -qq
     sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${DEB_PACKAGES[@]}" >/dev/null
@@ -57,6 +60,7 @@ s3s-fs --version || fail "s3s-fs does not run"
 script --version || fail "script(1) does not run"
 ip -V || fail "ip(8) does not run"
 openssl version || fail "openssl(1) does not run"
+chromedriver --version || fail "chromedriver does not run"
 
 step "tests"
 cargo test --workspace "$@"

@@ -2,115 +2,16 @@
 //! driven through `spate jobs` (the CLI) and through the API's client.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use spate_service::client::Client;
 use spate_service::model::{Job, Kind, SubmitRequest};
 
-const SPATE: &str = env!("CARGO_BIN_EXE_spate");
-
-/// A `spate server` on a free loopback port, with its own home.
-struct Server {
-    child: Child,
-    home: tempfile::TempDir,
-    url: String,
-}
-
-impl Server {
-    fn start(extra: &[&str]) -> Self {
-        let home = tempfile::tempdir().unwrap();
-        Self::start_in(home, extra)
-    }
-
-    fn start_in(home: tempfile::TempDir, extra: &[&str]) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let address = home.path().join("server/address");
-        let _ = std::fs::remove_file(&address);
-        let child = Command::new(SPATE)
-            .args(["server", "--listen", &format!("127.0.0.1:{port}")])
-            .arg("--home")
-            .arg(home.path())
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let scheme = if extra.contains(&"--tls-cert") {
-            "https"
-        } else {
-            "http"
-        };
-        let url = format!("{scheme}://127.0.0.1:{port}");
-        let start = Instant::now();
-        while std::fs::read_to_string(&address).ok().as_deref() != Some(url.as_str()) {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "the server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { child, home, url }
-    }
-
-    /// `spate jobs ARGS` against this server (found through its home).
-    fn jobs(&self, args: &[&str]) -> Output {
-        Command::new(SPATE)
-            .env("SPATE_HOME", self.home.path())
-            .env_remove("SPATE_SERVER")
-            .env_remove("SPATE_TOKEN")
-            .arg("jobs")
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-
-    fn client(&self) -> Client {
-        Client::new(Some(&self.url), self.home.path())
-    }
-
-    fn value(&self, id: &str, field: &str) -> String {
-        let out = self.jobs(&["describe", id, "--format", &format!("value({field})")]);
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        text(&out.stdout).trim().to_string()
-    }
-
-    /// Polls until the job's state is `state`.
-    fn wait_for(&self, id: &str, state: &str) {
-        let start = Instant::now();
-        loop {
-            let now = self.value(id, "status.state");
-            if now == state {
-                return;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "job {id} is {now}, not {state}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+#[path = "common/server.rs"]
+mod server;
+use server::{SPATE, Server, runs, text};
 
 /// One server for the tests that need nothing of their own.
 fn shared() -> &'static Server {
@@ -118,24 +19,11 @@ fn shared() -> &'static Server {
     SERVER.get_or_init(|| Server::start(&["--max-jobs", "2"]))
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap()
-}
-
-/// Whether a process whose command line holds `marker` runs.
-fn runs(marker: &str) -> bool {
-    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-        std::fs::read(e.path().join("cmdline"))
-            .map(|c| text(&c).replace('\0', " ").contains(marker))
-            .unwrap_or(false)
-    })
 }
 
 fn input(dir: &Path) -> PathBuf {

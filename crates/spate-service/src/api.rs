@@ -42,19 +42,23 @@ const MAX_BODY: usize = 1 << 20;
 const MAX_LOG_PAGE: u64 = 16 << 20;
 
 #[derive(Clone)]
-struct App {
-    jobs: Arc<Jobs>,
-    token: Option<Arc<str>>,
+pub(crate) struct App {
+    pub(crate) jobs: Arc<Jobs>,
+    pub(crate) token: Option<Arc<str>>,
+    /// Served over HTTPS (the UI's cookie is then `Secure`).
+    pub(crate) https: bool,
 }
 
-/// The API's routes over `jobs`; `token`: the bearer token every request
-/// must carry (`None`: no authentication).
-pub fn router(jobs: Arc<Jobs>, token: Option<String>) -> Router {
+/// The API's routes and the web UI over `jobs`; `token`: the bearer token
+/// every request must carry (`None`: no authentication).
+pub fn router(jobs: Arc<Jobs>, token: Option<String>, https: bool) -> Router {
     let app = App {
         jobs,
         token: token.map(Arc::from),
+        https,
     };
     Router::new()
+        .merge(crate::ui::routes())
         .route("/api/v1/jobs", get(list).post(submit))
         .route(
             "/api/v1/jobs/{id}",
@@ -75,25 +79,31 @@ pub fn router(jobs: Arc<Jobs>, token: Option<String>) -> Router {
 }
 
 async fn authenticate(State(app): State<App>, request: Request, next: Next) -> Response {
-    if let Some(token) = &app.token {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        let Some(given) = given else {
-            return ApiError::unauthenticated(
-                "this server needs Authorization: Bearer TOKEN (the token is in \
-                 $SPATE_HOME/server/token on the server's host)",
-            )
-            .into_response();
-        };
-        if !same(given.trim().as_bytes(), token.as_bytes()) {
-            return ApiError::unauthenticated("the bearer token is not this server's")
-                .into_response();
-        }
+    let Some(token) = &app.token else {
+        return next.run(request).await;
+    };
+    let path = request.uri().path();
+    if crate::ui::is_public(path) {
+        return next.run(request).await;
     }
-    next.run(request).await
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| crate::ui::cookie_token(request.headers()));
+    match given {
+        Some(given) if same(given.trim().as_bytes(), token.as_bytes()) => next.run(request).await,
+        _ if crate::ui::is_page(path) => axum::response::Redirect::to("/login").into_response(),
+        Some(_) => {
+            ApiError::unauthenticated("the bearer token is not this server's").into_response()
+        }
+        None => ApiError::unauthenticated(
+            "this server needs Authorization: Bearer TOKEN (the token is in \
+             $SPATE_HOME/server/token on the server's host)",
+        )
+        .into_response(),
+    }
 }
 
 /// Counts every request (refused ones too) by method and status.
@@ -120,7 +130,7 @@ async fn prometheus(State(app): State<App>) -> Result<Response, ApiError> {
 }
 
 /// Compares in time independent of where the texts differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

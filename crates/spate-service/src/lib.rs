@@ -11,6 +11,7 @@
 //!   its log as it comes and pushed to followers; at most `--max-jobs` run
 //!   at once, the others wait QUEUED.
 //! - [`api`]: the REST API under `/api/v1`, after Dataproc's job resource.
+//! - [`ui`]: the web UI: jobs, a job's live output, its graph, cancel.
 //! - [`model`]: the job, its states and filters, as Dataproc's `Job`.
 //! - [`client`] and [`cli`]: `spate jobs submit|list|describe|wait|kill|delete|logs`.
 
@@ -24,3 +25,4 @@ pub mod runner;
 pub mod server;
 pub mod store;
 pub mod tls;
+pub mod ui;

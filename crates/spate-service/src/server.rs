@@ -96,7 +96,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), String> {
     std::fs::write(dir.join("address"), &url)
         .map_err(|e| format!("cannot write {}: {e}", dir.join("address").display()))?;
     eprintln!(
-        "spate server: listening on {url} ({}); jobs and logs in {}",
+        "spate server: listening on {url} ({}); web UI at {url}/; jobs and logs in {}",
         if token.is_some() {
             format!("bearer token in {}", dir.join("token").display())
         } else {
@@ -104,7 +104,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), String> {
         },
         dir.display()
     );
-    let app = crate::api::router(Arc::clone(&jobs), token);
+    let app = crate::api::router(Arc::clone(&jobs), token, acceptor.is_some());
     let stopping = Arc::clone(&jobs);
     // Jobs are stopped first: their followers' streams end with them, and
     // the server then has no open request left to wait for.

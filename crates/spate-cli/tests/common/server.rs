@@ -1,0 +1,123 @@
+//! A real `spate server` on a free loopback port, with its own home, for
+//! the job service's tests; driven through `spate jobs` and the client.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use spate_service::client::Client;
+
+pub const SPATE: &str = env!("CARGO_BIN_EXE_spate");
+
+/// A `spate server` on a free loopback port, with its own home.
+pub struct Server {
+    pub child: Child,
+    pub home: tempfile::TempDir,
+    pub url: String,
+}
+
+impl Server {
+    pub fn start(extra: &[&str]) -> Self {
+        let home = tempfile::tempdir().unwrap();
+        Self::start_in(home, extra)
+    }
+
+    pub fn start_in(home: tempfile::TempDir, extra: &[&str]) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let address = home.path().join("server/address");
+        let _ = std::fs::remove_file(&address);
+        let child = Command::new(SPATE)
+            .args(["server", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--home")
+            .arg(home.path())
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let scheme = if extra.contains(&"--tls-cert") {
+            "https"
+        } else {
+            "http"
+        };
+        let url = format!("{scheme}://127.0.0.1:{port}");
+        let start = Instant::now();
+        while std::fs::read_to_string(&address).ok().as_deref() != Some(url.as_str()) {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, home, url }
+    }
+
+    /// `spate jobs ARGS` against this server (found through its home).
+    pub fn jobs(&self, args: &[&str]) -> Output {
+        Command::new(SPATE)
+            .env("SPATE_HOME", self.home.path())
+            .env_remove("SPATE_SERVER")
+            .env_remove("SPATE_TOKEN")
+            .arg("jobs")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(Some(&self.url), self.home.path())
+    }
+
+    pub fn value(&self, id: &str, field: &str) -> String {
+        let out = self.jobs(&["describe", id, "--format", &format!("value({field})")]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).trim().to_string()
+    }
+
+    /// Polls until the job's state is `state`.
+    pub fn wait_for(&self, id: &str, state: &str) {
+        let start = Instant::now();
+        loop {
+            let now = self.value(id, "status.state");
+            if now == state {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "job {id} is {now}, not {state}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Whether a process whose command line holds `marker` runs.
+pub fn runs(marker: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline"))
+            .map(|c| text(&c).replace('\0', " ").contains(marker))
+            .unwrap_or(false)
+    })
+}
