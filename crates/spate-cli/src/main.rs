@@ -53,6 +53,9 @@ enum Command {
     /// Jobs of the job service, as `gcloud dataproc jobs`: submit, list,
     /// describe, wait, kill, delete, logs.
     Jobs(spate_service::cli::JobsArgs),
+    /// Clusters of the job service, as `gcloud dataproc clusters`: create,
+    /// list, describe, stop, start, delete.
+    Clusters(spate_service::cli::ClustersArgs),
 }
 
 #[derive(Args, Debug)]
@@ -172,6 +175,10 @@ fn main() -> ExitCode {
             let code = spate_service::cli::jobs(args, &spate::sql::catalog::home());
             ExitCode::from(u8::try_from(code).unwrap_or(1))
         }
+        Command::Clusters(args) => {
+            let code = spate_service::cli::clusters(args, &spate::sql::catalog::home());
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
         Command::Server(args) => {
             match spate_service::cli::server(&args, spate::sql::catalog::home()) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -216,7 +223,7 @@ fn run(cli: Cli) -> Result<()> {
         }),
         // Executors of `spate` hold the steps of its built-in jobs.
         Command::Cluster(args) => cluster::run(args, cluster::Steps::Declared(&jobs::declare_all)),
-        Command::Server(_) | Command::Jobs(_) => {
+        Command::Server(_) | Command::Jobs(_) | Command::Clusters(_) => {
             Err(Error::Usage("the job service's verbs run from main".into()))
         }
     }

@@ -690,3 +690,142 @@ fn https_serves_with_the_given_certificate() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn clusters_run_jobs_and_their_deletion_keeps_the_jobs_history() {
+    let server = Server::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let words = input(dir.path());
+    let created = server.spate(&[
+        "clusters",
+        "create",
+        "c1",
+        "--executors",
+        "2",
+        "--slots",
+        "1",
+        "--format",
+        "value(done,response.status.state)",
+    ]);
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    assert_eq!(text(&created.stdout), "true\tRUNNING\n");
+    let described: serde_json::Value = serde_json::from_slice(
+        &server
+            .spate(&["clusters", "describe", "c1", "--format", "json"])
+            .stdout,
+    )
+    .unwrap();
+    let executors = described["executors"].as_array().unwrap();
+    assert_eq!(executors.len(), 2, "{described}");
+    assert!(
+        executors
+            .iter()
+            .all(|e| e["healthy"] == true && e["slots"] == 1)
+    );
+    let uuid = described["clusterUuid"].as_str().unwrap().to_string();
+    assert!(runs(&uuid), "the cluster's processes run");
+    let again = server.spate(&["clusters", "create", "c1", "--executors", "1"]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(text(&again.stderr).contains("exists already"));
+
+    // A job on it: the local answer; its share of the executors' logs.
+    let out = server.jobs(&[
+        "submit",
+        "builtin",
+        "--cluster",
+        "c1",
+        "--id",
+        "on-c1",
+        "--",
+        "wordcount",
+        "--input",
+        words.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "a\t2\nb\t3\nc\t1\n");
+    assert_eq!(server.value("on-c1", "placement.clusterName"), "c1");
+    let executor_logs = text(&server.jobs(&["logs", "on-c1", "--executors"]).stdout);
+    assert!(
+        executor_logs.contains("[executor-") && executor_logs.contains("Finished task"),
+        "{executor_logs}"
+    );
+    let missing = server.jobs(&["submit", "sql", "--cluster", "c9", "--", "-c", "SELECT 1"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing.stderr).contains("no cluster c9"));
+
+    // Stopped, a cluster runs nothing; started, it runs again.
+    let stopped = server.spate(&[
+        "clusters",
+        "stop",
+        "c1",
+        "--format",
+        "value(response.status.state)",
+    ]);
+    assert!(stopped.status.success(), "{}", text(&stopped.stderr));
+    assert_eq!(text(&stopped.stdout), "STOPPED\n");
+    assert!(!runs(&uuid), "a stopped cluster's processes are gone");
+    let refused = server.jobs(&[
+        "submit",
+        "sql",
+        "--cluster",
+        "c1",
+        "--id",
+        "on-stopped",
+        "--",
+        "-c",
+        "SELECT 1",
+    ]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        server
+            .value("on-stopped", "status.details")
+            .contains("cluster c1 is STOPPED"),
+    );
+    let started = server.spate(&[
+        "clusters",
+        "start",
+        "c1",
+        "--format",
+        "value(response.status.state)",
+    ]);
+    assert!(started.status.success(), "{}", text(&started.stderr));
+    assert_eq!(text(&started.stdout), "RUNNING\n");
+
+    // Deleted: its processes and record go; the jobs it ran keep theirs.
+    let deleted = server.spate(&["clusters", "delete", "c1"]);
+    assert!(deleted.status.success(), "{}", text(&deleted.stderr));
+    assert!(!runs(&uuid));
+    assert_eq!(
+        server.spate(&["clusters", "describe", "c1"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(server.value("on-c1", "status.state"), "DONE");
+    assert_eq!(
+        text(&server.jobs(&["logs", "on-c1"]).stdout),
+        "a\t2\nb\t3\nc\t1\n"
+    );
+    assert_eq!(
+        text(&server.jobs(&["logs", "on-c1", "--executors"]).stdout),
+        executor_logs
+    );
+
+    // A cluster idle past its time-to-live is deleted by the server.
+    let idle = server.spate(&[
+        "clusters",
+        "create",
+        "idle",
+        "--executors",
+        "1",
+        "--idle-delete-ttl",
+        "1s",
+    ]);
+    assert!(idle.status.success(), "{}", text(&idle.stderr));
+    let start = Instant::now();
+    while text(&server.spate(&["clusters", "list"]).stdout).contains("idle ") {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the idle cluster is still there"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

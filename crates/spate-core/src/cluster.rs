@@ -359,10 +359,17 @@ impl QueryPlanner for RecordingPlanner {
             .create_physical_plan(logical_plan, session_state)
             .await?;
         self.jobs.record(plan.clone());
-        Ok(Arc::new(crate::cluster_job::ClusterJobExec::new(
+        let plan: Arc<dyn ExecutionPlan> = Arc::new(crate::cluster_job::ClusterJobExec::new(
             plan,
             self.scheduler.clone(),
-        )))
+        ));
+        if let Some(log) = session_state
+            .config()
+            .get_extension::<crate::graph::PlanLog>()
+        {
+            log.record(Arc::clone(&plan));
+        }
+        Ok(plan)
     }
 }
 

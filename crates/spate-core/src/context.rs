@@ -142,7 +142,7 @@ pub(crate) struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         if let Some(log) = &self.plan_log
-            && let Err(e) = log.write()
+            && let Err(e) = log.write(self.cluster_jobs.since(0))
         {
             log::warn!("cannot write the job's graph: {e}");
         }
@@ -314,6 +314,13 @@ impl Context {
                     &cluster_jobs,
                     runtime.handle(),
                 )?;
+                if let Some(log) = &plan_log {
+                    session
+                        .state_ref()
+                        .write()
+                        .config_mut()
+                        .set_extension(Arc::clone(log));
+                }
                 (session, Some(addr))
             }
         };

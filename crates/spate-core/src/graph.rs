@@ -48,21 +48,23 @@ impl PlanLog {
         }
     }
 
-    /// The graph of every plan kept, with the metrics measured so far.
-    pub fn graph(&self) -> Graph {
+    /// The graph of every plan kept, with the metrics measured so far,
+    /// and the cluster's ids of the jobs that ran them there.
+    pub fn graph(&self, cluster_jobs: Vec<String>) -> Graph {
         let plans = self.plans.lock().unwrap_or_else(PoisonError::into_inner);
         Graph {
             plans: plans.iter().map(|p| PlanGraph::of(p.as_ref())).collect(),
+            cluster_jobs,
         }
     }
 
     /// Writes the graph to the log's file (through a temporary file, so a
     /// reader never sees half of it).
-    pub fn write(&self) -> std::io::Result<()> {
+    pub fn write(&self, cluster_jobs: Vec<String>) -> std::io::Result<()> {
         let Some(out) = &self.out else {
             return Ok(());
         };
-        let json = serde_json::to_vec(&self.graph()).map_err(std::io::Error::other)?;
+        let json = serde_json::to_vec(&self.graph(cluster_jobs)).map_err(std::io::Error::other)?;
         let tmp = out.with_extension("json.tmp");
         std::fs::write(&tmp, json)?;
         std::fs::rename(&tmp, out)
@@ -72,8 +74,13 @@ impl PlanLog {
 /// Every plan a job ran.
 #[derive(Debug, Clone, Serialize)]
 pub struct Graph {
-    /// The plans, in the order they were made.
+    /// The plans, in the order they were made (on a cluster: the
+    /// driver's, a node for the work the cluster did).
     pub plans: Vec<PlanGraph>,
+    /// On a cluster: the scheduler's ids of the jobs it ran, which its
+    /// processes' logs name (the job service collects their lines).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cluster_jobs: Vec<String>,
 }
 
 /// One plan: its nodes, the root first; edges go from a node to the node

@@ -10,6 +10,12 @@
 //! | `GET /api/v1/jobs/{id}/logs?offset=&limit=` | its output, a page of bytes |
 //! | `GET /api/v1/jobs/{id}/logs?follow=true` | its output as server-sent events, live |
 //! | `GET /api/v1/jobs/{id}/graph` | the plans it ran: steps, edges, metrics |
+//! | `POST /api/v1/clusters` | creates a cluster (an operation) |
+//! | `GET /api/v1/clusters` | lists clusters |
+//! | `GET /api/v1/clusters/{name}` | a cluster, with its executors and active jobs |
+//! | `POST /api/v1/clusters/{name}:start`, `:stop` | starts, stops it (operations) |
+//! | `DELETE /api/v1/clusters/{name}` | deletes it (an operation); its jobs stay |
+//! | `GET /api/v1/operations/{id}` | a cluster operation: done, error, response |
 //! | `GET /api/v1/openapi.json` | this API as an OpenAPI 3 document, generated from the code |
 //! | `GET /metrics` | the server's metrics for Prometheus |
 //!
@@ -32,7 +38,10 @@ use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::error::{ApiError, ErrorBody};
-use crate::model::{Job, JobList, SubmitRequest, parse_filter, valid_job_id};
+use crate::model::{
+    Cluster, ClusterList, CreateClusterRequest, Job, JobList, Operation, SubmitRequest,
+    parse_filter, valid_job_id,
+};
 use crate::runner::Jobs;
 
 /// Largest request body: a job's arguments, not its data.
@@ -66,6 +75,14 @@ pub fn router(jobs: Arc<Jobs>, token: Option<String>, https: bool) -> Router {
         )
         .route("/api/v1/jobs/{id}/logs", get(logs))
         .route("/api/v1/jobs/{id}/graph", get(graph))
+        .route("/api/v1/clusters", get(list_clusters).post(create_cluster))
+        .route(
+            "/api/v1/clusters/{name}",
+            get(describe_cluster)
+                .post(cluster_verb)
+                .delete(delete_cluster),
+        )
+        .route("/api/v1/operations/{id}", get(operation))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/metrics", get(prometheus))
         .fallback(|| async { ApiError::not_found("no such resource") })
@@ -314,6 +331,147 @@ struct LogQuery {
     limit: Option<u64>,
     #[serde(default)]
     follow: bool,
+    /// `driver` (the job's own output, the default) or `executors` (its
+    /// share of its cluster's processes' logs, once it has ended).
+    #[serde(default)]
+    source: Option<String>,
+}
+
+/// Creates a cluster; the operation ends when it runs.
+#[utoipa::path(
+    post,
+    path = "/api/v1/clusters",
+    request_body = CreateClusterRequest,
+    responses(
+        (status = 200, description = "The operation creating it", body = Operation),
+        (status = 400, description = "A field is wrong", body = ErrorBody),
+        (status = 409, description = "The name is taken", body = ErrorBody),
+    )
+)]
+async fn create_cluster(
+    State(app): State<App>,
+    body: Bytes,
+) -> Result<axum::Json<Operation>, ApiError> {
+    let request: CreateClusterRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::invalid(
+            "cluster",
+            format!("the request is not a cluster ({{\"cluster\": {{...}}}}): {e}"),
+        )
+    })?;
+    Ok(axum::Json(
+        app.jobs
+            .create_cluster(request.cluster, &request.request_id)?,
+    ))
+}
+
+/// Every cluster, by name.
+#[utoipa::path(
+    get,
+    path = "/api/v1/clusters",
+    responses((status = 200, description = "The clusters", body = ClusterList))
+)]
+async fn list_clusters(State(app): State<App>) -> Result<axum::Json<ClusterList>, ApiError> {
+    Ok(axum::Json(ClusterList {
+        clusters: app.jobs.list_clusters()?,
+    }))
+}
+
+/// A cluster, with its executors (as its scheduler reports them) and the
+/// jobs running on it.
+#[utoipa::path(
+    get,
+    path = "/api/v1/clusters/{name}",
+    params(("name" = String, Path, description = "The cluster's name")),
+    responses(
+        (status = 200, description = "The cluster", body = Cluster),
+        (status = 404, description = "No such cluster", body = ErrorBody),
+    )
+)]
+async fn describe_cluster(
+    State(app): State<App>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<Cluster>, ApiError> {
+    known_cluster(&name)?;
+    Ok(axum::Json(app.jobs.describe_cluster(&name).await?))
+}
+
+fn known_cluster(name: &str) -> Result<(), ApiError> {
+    if crate::model::valid_cluster_name(name) || valid_job_id(name) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!("no cluster {name}")))
+    }
+}
+
+/// Starts a STOPPED or ERROR cluster, or stops a RUNNING one.
+#[utoipa::path(
+    post,
+    path = "/api/v1/clusters/{name}:start",
+    params(("name" = String, Path, description = "The cluster's name")),
+    responses(
+        (status = 200, description = "The operation", body = Operation),
+        (status = 409, description = "Not in a state to start or stop", body = ErrorBody),
+    )
+)]
+#[allow(dead_code)]
+fn start_stop_doc() {}
+
+/// `POST /clusters/{name}:start|:stop`.
+async fn cluster_verb(
+    State(app): State<App>,
+    Path(name_verb): Path<String>,
+) -> Result<axum::Json<Operation>, ApiError> {
+    match name_verb.rsplit_once(':') {
+        Some((name, "start")) => {
+            known_cluster(name)?;
+            Ok(axum::Json(app.jobs.start_cluster(name)?))
+        }
+        Some((name, "stop")) => {
+            known_cluster(name)?;
+            Ok(axum::Json(app.jobs.stop_cluster(name)?))
+        }
+        _ => Err(ApiError::not_found(format!(
+            "no such resource: clusters/{name_verb} (clusters/NAME:start and :stop)"
+        ))),
+    }
+}
+
+/// Deletes a cluster that runs no job; the jobs it ran keep everything.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/clusters/{name}",
+    params(("name" = String, Path, description = "The cluster's name")),
+    responses(
+        (status = 200, description = "The operation", body = Operation),
+        (status = 409, description = "It runs jobs, or is busy", body = ErrorBody),
+    )
+)]
+async fn delete_cluster(
+    State(app): State<App>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<Operation>, ApiError> {
+    known_cluster(&name)?;
+    Ok(axum::Json(app.jobs.delete_cluster(&name)?))
+}
+
+/// A cluster operation.
+#[utoipa::path(
+    get,
+    path = "/api/v1/operations/{id}",
+    params(("id" = String, Path, description = "The operation's uuid")),
+    responses(
+        (status = 200, description = "The operation", body = Operation),
+        (status = 404, description = "No such operation", body = ErrorBody),
+    )
+)]
+async fn operation(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Operation>, ApiError> {
+    if !valid_job_id(&id) {
+        return Err(ApiError::not_found(format!("no operation {id}")));
+    }
+    Ok(axum::Json(app.jobs.operation(&format!("operations/{id}"))?))
 }
 
 /// The job's output: a page of bytes (`x-spate-next-offset` says where the
@@ -326,6 +484,7 @@ struct LogQuery {
         ("offset" = Option<u64>, Query, description = "First byte (default 0)"),
         ("limit" = Option<u64>, Query, description = "Bytes at most (default 1 MiB, at most 16 MiB)"),
         ("follow" = Option<bool>, Query, description = "Stream as server-sent events: `log` events (id: the offset after them), then `end` with the final state"),
+        ("source" = Option<String>, Query, description = "`driver` (default) or `executors`: the job's lines of its cluster's processes' logs"),
     ),
     responses(
         (status = 200, description = "Output bytes, or an event stream", body = String, content_type = "text/plain"),
@@ -340,6 +499,21 @@ async fn logs(
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
     let job = find(&app, &id)?;
+    match query.source.as_deref() {
+        None | Some("driver") => {}
+        Some("executors") => {
+            let text = app.jobs.cluster_logs(&job.job_uuid);
+            return Ok(
+                ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response(),
+            );
+        }
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "source",
+                format!("{other:?}: logs come from the driver or the executors"),
+            ));
+        }
+    }
     let path = app.jobs.log_path(&job.job_uuid);
     if query.follow {
         // A reconnecting client resumes after the last event it had.
@@ -471,8 +645,33 @@ fn follow(
         title = "spate job service",
         description = "Jobs after Dataproc's: submit, list, cancel, delete, logs and graphs."
     ),
-    paths(submit, list, describe, cancel_doc, delete, logs, graph),
+    paths(
+        submit,
+        list,
+        describe,
+        cancel_doc,
+        delete,
+        logs,
+        graph,
+        create_cluster,
+        list_clusters,
+        describe_cluster,
+        start_stop_doc,
+        delete_cluster,
+        operation
+    ),
     components(schemas(
+        Cluster,
+        ClusterList,
+        CreateClusterRequest,
+        Operation,
+        crate::model::ClusterConfig,
+        crate::model::ClusterStatus,
+        crate::model::ClusterState,
+        crate::model::ExecutorView,
+        crate::model::OperationMetadata,
+        crate::model::OperationError,
+        crate::model::Placement,
         Job,
         JobList,
         SubmitRequest,

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use crate::client::{Client, ClientError};
-use crate::model::{Job, Kind, Scheduling, SubmitRequest};
+use crate::model::{CreateClusterRequest, Job, Kind, Scheduling, SubmitRequest};
 use crate::server::{DEFAULT_LISTEN, ServerConfig};
 
 /// `spate server`.
@@ -81,6 +81,10 @@ enum JobsCommand {
 struct SubmitArgs {
     /// sql, builtin, streaming or mrjob.
     kind: String,
+    /// Run it on this cluster of the server's (default: in a process on
+    /// the server's host).
+    #[arg(long, value_name = "NAME")]
+    cluster: Option<String>,
     /// The job's id (default: one the server makes).
     #[arg(long)]
     id: Option<String>,
@@ -132,8 +136,239 @@ struct LogsArgs {
     /// The job's id (or uuid).
     id: String,
     /// Keep printing as the job writes, until it ends.
-    #[arg(long, short)]
+    #[arg(long, short, conflicts_with = "executors")]
     follow: bool,
+    /// The job's lines of its cluster's processes' logs (scheduler and
+    /// executors), each after its process's name.
+    #[arg(long)]
+    executors: bool,
+}
+
+/// `spate clusters`.
+#[derive(Args, Debug)]
+pub struct ClustersArgs {
+    #[command(subcommand)]
+    command: ClustersCommand,
+    /// The server's URL (default: $SPATE_SERVER, else the server of $SPATE_HOME on this host).
+    #[arg(long, global = true, value_name = "URL")]
+    server: Option<String>,
+    /// Output: table, json, yaml or value(FIELD,...).
+    #[arg(long, global = true, value_name = "FORMAT")]
+    format: Option<String>,
+    /// Trust this certificate (PEM) for an HTTPS server (default: $SPATE_CA_CERT).
+    #[arg(long, global = true, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum ClustersCommand {
+    /// Create a cluster: a scheduler and executors on the server's host.
+    Create(CreateClusterArgs),
+    /// List clusters.
+    List,
+    /// Show a cluster: its executors, their health, the jobs it runs.
+    Describe(ClusterName),
+    /// Stop a cluster's processes (it can be started again).
+    Stop(ClusterVerb),
+    /// Start a stopped cluster.
+    Start(ClusterVerb),
+    /// Delete a cluster; the jobs it ran keep their history and logs.
+    Delete(ClusterVerb),
+}
+
+#[derive(Args, Debug)]
+struct CreateClusterArgs {
+    /// Its name: lowercase letters, digits and hyphens, starting with a letter.
+    name: String,
+    /// Executors to start.
+    #[arg(long, default_value_t = 2)]
+    executors: u32,
+    /// Task slots per executor (default: the cores shared among them).
+    #[arg(long)]
+    slots: Option<u32>,
+    /// Delete it after this long without a job: 10m, 2h, 1d.
+    #[arg(long, value_name = "DURATION")]
+    idle_delete_ttl: Option<String>,
+    /// Labels: KEY=VALUE,...
+    #[arg(long, value_name = "KEY=VALUE,...")]
+    labels: Option<String>,
+    /// Makes the request idempotent.
+    #[arg(long, value_name = "ID")]
+    request_id: Option<String>,
+    /// Return at once instead of waiting for the cluster to run.
+    #[arg(long = "async")]
+    no_wait: bool,
+}
+
+#[derive(Args, Debug)]
+struct ClusterName {
+    /// The cluster's name.
+    name: String,
+}
+
+#[derive(Args, Debug)]
+struct ClusterVerb {
+    /// The cluster's name.
+    name: String,
+    /// Return at once instead of waiting for the operation.
+    #[arg(long = "async")]
+    no_wait: bool,
+}
+
+/// Runs `spate clusters ...`; returns the process's exit code.
+pub fn clusters(args: ClustersArgs, home: &Path) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("spate: error: {e}");
+            return 1;
+        }
+    };
+    let client = match client_for(args.server.as_deref(), args.ca_cert.clone(), home) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("spate: error: {e}");
+            return 2;
+        }
+    };
+    exit_code(runtime.block_on(run_clusters(&client, args)))
+}
+
+fn client_for(
+    server: Option<&str>,
+    ca_cert: Option<PathBuf>,
+    home: &Path,
+) -> Result<Client, ClientError> {
+    let ca = ca_cert.or_else(|| std::env::var_os("SPATE_CA_CERT").map(PathBuf::from));
+    Client::new(server, home).trusting(ca.as_deref())
+}
+
+fn exit_code(result: Result<i32, ClientError>) -> i32 {
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("spate: error: {e}");
+            match e {
+                ClientError::Api(a) if a.code < 500 => 2,
+                _ => 1,
+            }
+        }
+    }
+}
+
+async fn run_clusters(client: &Client, args: ClustersArgs) -> Result<i32, ClientError> {
+    let format = args.format.as_deref();
+    let usage = |m: String| ClientError::Api(crate::error::ApiError::invalid("args", m));
+    let (operation, wait) = match args.command {
+        ClustersCommand::List => {
+            let list = client.clusters().await?;
+            let values: Vec<Value> = list
+                .clusters
+                .iter()
+                .map(|c| serde_json::to_value(c).unwrap_or(Value::Null))
+                .collect();
+            let text = match format.unwrap_or("table") {
+                "table" => cluster_table(&list.clusters),
+                "json" => serde_json::to_string_pretty(&values).unwrap_or_default() + "\n",
+                "yaml" => values
+                    .iter()
+                    .map(|v| format!("---\n{}", yaml(v, 0)))
+                    .collect(),
+                f => values_of(&values, f)?,
+            };
+            print_raw(&text);
+            return Ok(0);
+        }
+        ClustersCommand::Describe(c) => {
+            let cluster = client.cluster(&c.name).await?;
+            print_value(
+                &serde_json::to_value(&cluster).unwrap_or(Value::Null),
+                format,
+            )?;
+            return Ok(0);
+        }
+        ClustersCommand::Create(c) => {
+            let mut cluster = crate::model::Cluster {
+                cluster_name: c.name.clone(),
+                ..Default::default()
+            };
+            cluster.config.executor_count = c.executors;
+            cluster.config.slots_per_executor = c.slots;
+            if let Some(ttl) = &c.idle_delete_ttl {
+                cluster.config.idle_delete_ttl =
+                    Some(format!("{}s", parse_duration(ttl).map_err(usage)?));
+            }
+            if let Some(labels) = &c.labels {
+                cluster.labels = parse_labels(labels).map_err(usage)?;
+            }
+            let request = CreateClusterRequest {
+                cluster,
+                request_id: c.request_id.unwrap_or_default(),
+            };
+            eprintln!("Creating cluster [{}]...", c.name);
+            (client.create_cluster(&request).await?, !c.no_wait)
+        }
+        ClustersCommand::Stop(c) => {
+            eprintln!("Stopping cluster [{}]...", c.name);
+            (client.cluster_verb(&c.name, "stop").await?, !c.no_wait)
+        }
+        ClustersCommand::Start(c) => {
+            eprintln!("Starting cluster [{}]...", c.name);
+            (client.cluster_verb(&c.name, "start").await?, !c.no_wait)
+        }
+        ClustersCommand::Delete(c) => {
+            eprintln!("Deleting cluster [{}]...", c.name);
+            (client.delete_cluster(&c.name).await?, !c.no_wait)
+        }
+    };
+    let operation = if wait {
+        client.wait_operation(operation).await?
+    } else {
+        operation
+    };
+    if let Some(error) = &operation.error {
+        eprintln!(
+            "spate: error: {} of cluster [{}] failed: {}",
+            operation.metadata.operation_type, operation.metadata.cluster_name, error.message
+        );
+        return Ok(1);
+    }
+    print_value(
+        &serde_json::to_value(&operation).unwrap_or(Value::Null),
+        format,
+    )?;
+    Ok(0)
+}
+
+fn print_value(value: &Value, format: Option<&str>) -> Result<(), ClientError> {
+    let text = match format.unwrap_or("yaml") {
+        "json" => serde_json::to_string_pretty(value).unwrap_or_default() + "\n",
+        "yaml" | "table" => yaml(value, 0),
+        f => values_of(std::slice::from_ref(value), f)?,
+    };
+    print_raw(&text);
+    Ok(())
+}
+
+/// gcloud's cluster listing columns.
+fn cluster_table(clusters: &[crate::model::Cluster]) -> String {
+    let mut out = format!(
+        "{:<24} {:>9}  {:<10} {}\n",
+        "NAME", "EXECUTORS", "STATUS", "SCHEDULER"
+    );
+    for c in clusters {
+        out.push_str(&format!(
+            "{:<24} {:>9}  {:<10} {}\n",
+            c.cluster_name,
+            c.config.executor_count,
+            c.state().name(),
+            c.scheduler_address
+        ));
+    }
+    out
 }
 
 /// Runs `spate server`.
@@ -167,27 +402,14 @@ pub fn jobs(args: JobsArgs, home: &Path) -> i32 {
             return 1;
         }
     };
-    let ca = args
-        .ca_cert
-        .clone()
-        .or_else(|| std::env::var_os("SPATE_CA_CERT").map(PathBuf::from));
-    let client = match Client::new(args.server.as_deref(), home).trusting(ca.as_deref()) {
+    let client = match client_for(args.server.as_deref(), args.ca_cert.clone(), home) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("spate: error: {e}");
             return 2;
         }
     };
-    match runtime.block_on(run_jobs(&client, args)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("spate: error: {e}");
-            match e {
-                ClientError::Api(a) if a.code < 500 => 2,
-                _ => 1,
-            }
-        }
-    }
+    exit_code(runtime.block_on(run_jobs(&client, args)))
 }
 
 async fn run_jobs(client: &Client, args: JobsArgs) -> Result<i32, ClientError> {
@@ -242,7 +464,10 @@ async fn run_jobs(client: &Client, args: JobsArgs) -> Result<i32, ClientError> {
             Ok(0)
         }
         JobsCommand::Logs(l) => {
-            if l.follow {
+            if l.executors {
+                let bytes = client.executor_logs(&l.id).await?;
+                let _ = std::io::stdout().write_all(&bytes);
+            } else if l.follow {
                 client.follow(&l.id, 0, print_raw).await?;
             } else {
                 let mut offset = 0;
@@ -276,6 +501,7 @@ async fn submit(client: &Client, s: SubmitArgs, format: Option<&str>) -> Result<
     })?;
     let mut job = Job::with_program(kind, absolute_paths(&s.args));
     job.reference.job_id = s.id.unwrap_or_default();
+    job.placement.cluster_name = s.cluster.unwrap_or_default();
     if let Some(labels) = &s.labels {
         job.labels = parse_labels(labels).map_err(usage)?;
     }

@@ -5,7 +5,9 @@ use std::path::Path;
 use futures::StreamExt;
 
 use crate::error::ApiError;
-use crate::model::{Job, JobList, SubmitRequest};
+use crate::model::{
+    Cluster, ClusterList, CreateClusterRequest, Job, JobList, Operation, SubmitRequest,
+};
 
 /// A client of one server.
 pub struct Client {
@@ -179,6 +181,83 @@ impl Client {
         ))
         .await
         .map(|_| ())
+    }
+
+    /// Creates a cluster.
+    pub async fn create_cluster(
+        &self,
+        request: &CreateClusterRequest,
+    ) -> Result<Operation, ClientError> {
+        let body = serde_json::to_vec(request)
+            .map_err(|e| ClientError::Transport(format!("encoding the cluster: {e}")))?;
+        self.json(
+            self.request(reqwest::Method::POST, "/api/v1/clusters")
+                .header("content-type", "application/json")
+                .body(body),
+        )
+        .await
+    }
+
+    /// Every cluster.
+    pub async fn clusters(&self) -> Result<ClusterList, ClientError> {
+        self.json(self.request(reqwest::Method::GET, "/api/v1/clusters"))
+            .await
+    }
+
+    /// A cluster, with its executors and active jobs.
+    pub async fn cluster(&self, name: &str) -> Result<Cluster, ClientError> {
+        self.json(self.request(
+            reqwest::Method::GET,
+            &format!("/api/v1/clusters/{}", enc(name)),
+        ))
+        .await
+    }
+
+    /// `start` or `stop` a cluster.
+    pub async fn cluster_verb(&self, name: &str, verb: &str) -> Result<Operation, ClientError> {
+        self.json(self.request(
+            reqwest::Method::POST,
+            &format!("/api/v1/clusters/{}:{verb}", enc(name)),
+        ))
+        .await
+    }
+
+    /// Deletes a cluster.
+    pub async fn delete_cluster(&self, name: &str) -> Result<Operation, ClientError> {
+        self.json(self.request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/clusters/{}", enc(name)),
+        ))
+        .await
+    }
+
+    /// An operation (`operations/UUID`).
+    pub async fn operation(&self, name: &str) -> Result<Operation, ClientError> {
+        self.json(self.request(reqwest::Method::GET, &format!("/api/v1/{name}")))
+            .await
+    }
+
+    /// Waits for an operation to end (polling, as gcloud does); its final form.
+    pub async fn wait_operation(&self, mut operation: Operation) -> Result<Operation, ClientError> {
+        let mut pause = std::time::Duration::from_millis(50);
+        while !operation.done {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_secs(1));
+            operation = self.operation(&operation.name).await?;
+        }
+        Ok(operation)
+    }
+
+    /// A job's share of its cluster's logs.
+    pub async fn executor_logs(&self, id: &str) -> Result<Vec<u8>, ClientError> {
+        self.send(
+            self.request(
+                reqwest::Method::GET,
+                &format!("/api/v1/jobs/{}/logs", enc(id)),
+            )
+            .query(&[("source", "executors")]),
+        )
+        .await
     }
 
     /// A job's graph (see `GET /api/v1/jobs/{id}/graph`).

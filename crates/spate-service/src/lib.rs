@@ -10,6 +10,8 @@
 //!   its own process group and work directory; its output is appended to
 //!   its log as it comes and pushed to followers; at most `--max-jobs` run
 //!   at once, the others wait QUEUED.
+//! - [`clusters`]: Ballista clusters the server starts, stops and deletes
+//!   (`spate cluster up` process groups), jobs placed on them.
 //! - [`api`]: the REST API under `/api/v1`, after Dataproc's job resource.
 //! - [`ui`]: the web UI: jobs, a job's live output, its graph, cancel.
 //! - [`model`]: the job, its states and filters, as Dataproc's `Job`.
@@ -18,6 +20,7 @@
 pub mod api;
 pub mod cli;
 pub mod client;
+pub mod clusters;
 pub mod error;
 pub mod metrics;
 pub mod model;

@@ -162,6 +162,18 @@ pub struct Reference {
     pub job_id: String,
 }
 
+/// Where a job runs (Dataproc's `JobPlacement`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Placement {
+    /// The cluster's name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cluster_name: String,
+    /// The cluster's uuid, set by the server.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cluster_uuid: String,
+}
+
 /// Restarts of a failed job (Dataproc's `JobScheduling`): 0 is none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -195,6 +207,10 @@ pub struct Job {
     /// `spate mrjob` arguments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mrjob_job: Option<Program>,
+    /// Where it runs: a cluster of the server's (none: on the server's
+    /// host, in the job's own process).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub placement: Placement,
     /// Labels: lowercase keys, for filters.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
@@ -304,20 +320,10 @@ impl Job {
 
     /// The timeout in seconds, if any.
     pub fn timeout_seconds(&self) -> Result<Option<f64>, ApiError> {
-        let Some(text) = &self.timeout else {
-            return Ok(None);
-        };
-        let seconds = text
-            .strip_suffix('s')
-            .and_then(|n| n.parse::<f64>().ok())
-            .filter(|n| n.is_finite() && *n > 0.0)
-            .ok_or_else(|| {
-                ApiError::invalid(
-                    "job.timeout",
-                    format!("{text:?} is not a duration in seconds such as \"600s\""),
-                )
-            })?;
-        Ok(Some(seconds))
+        match &self.timeout {
+            Some(text) => seconds_of(text, "job.timeout").map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Checks what a client may set and clears what only the server sets.
@@ -330,32 +336,7 @@ impl Job {
                 format!("{id:?}: a job id has 1 to 100 letters, digits, underscores or hyphens"),
             ));
         }
-        if self.labels.len() > 32 {
-            return Err(ApiError::invalid(
-                "job.labels",
-                "a job has at most 32 labels",
-            ));
-        }
-        for (key, value) in &self.labels {
-            if !valid_label(key, true) {
-                return Err(ApiError::invalid(
-                    format!("job.labels.{key}"),
-                    format!(
-                        "{key:?}: a label key starts with a lowercase letter and has at most \
-                         63 lowercase letters, digits, underscores or hyphens"
-                    ),
-                ));
-            }
-            if !valid_label(value, false) {
-                return Err(ApiError::invalid(
-                    format!("job.labels.{key}"),
-                    format!(
-                        "{value:?}: a label value has at most 63 lowercase letters, digits, \
-                         underscores or hyphens"
-                    ),
-                ));
-            }
-        }
+        check_labels(&self.labels, "job.labels")?;
         let s = self.scheduling;
         if s.max_failures_per_hour > 10 {
             return Err(ApiError::invalid(
@@ -370,6 +351,7 @@ impl Job {
             ));
         }
         self.timeout_seconds()?;
+        self.placement.cluster_uuid.clear();
         self.job_uuid.clear();
         self.status = None;
         self.status_history.clear();
@@ -379,6 +361,36 @@ impl Job {
         self.failures = 0;
         Ok(self)
     }
+}
+
+/// Google's rules for labels: at most 32; keys start with a lowercase
+/// letter; keys and values have at most 63 lowercase letters, digits,
+/// underscores or hyphens.
+fn check_labels(labels: &BTreeMap<String, String>, field: &str) -> Result<(), ApiError> {
+    if labels.len() > 32 {
+        return Err(ApiError::invalid(field, "at most 32 labels"));
+    }
+    for (key, value) in labels {
+        if !valid_label(key, true) {
+            return Err(ApiError::invalid(
+                format!("{field}.{key}"),
+                format!(
+                    "{key:?}: a label key starts with a lowercase letter and has at most \
+                     63 lowercase letters, digits, underscores or hyphens"
+                ),
+            ));
+        }
+        if !valid_label(value, false) {
+            return Err(ApiError::invalid(
+                format!("{field}.{key}"),
+                format!(
+                    "{value:?}: a label value has at most 63 lowercase letters, digits, \
+                     underscores or hyphens"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Dataproc's rule for job ids.
@@ -559,4 +571,252 @@ mod tests {
             Some("job.timeout")
         );
     }
+}
+
+/// A cluster's state (Dataproc's `ClusterStatus.State`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ClusterState {
+    /// Its processes are starting.
+    Creating,
+    /// Its scheduler answers and every executor has registered.
+    Running,
+    /// Its processes failed (the detail says how); `start` tries again.
+    Error,
+    /// Its processes are being stopped.
+    Stopping,
+    /// Stopped: no process; `start` brings it back.
+    Stopped,
+    /// Its processes are starting again.
+    Starting,
+    /// Being deleted.
+    Deleting,
+}
+
+impl ClusterState {
+    /// The name in the API.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClusterState::Creating => "CREATING",
+            ClusterState::Running => "RUNNING",
+            ClusterState::Error => "ERROR",
+            ClusterState::Stopping => "STOPPING",
+            ClusterState::Stopped => "STOPPED",
+            ClusterState::Starting => "STARTING",
+            ClusterState::Deleting => "DELETING",
+        }
+    }
+}
+
+/// A cluster's state with when it began and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStatus {
+    /// The state.
+    pub state: ClusterState,
+    /// Why, when there is more to say.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+    /// When the state began (RFC 3339, UTC).
+    pub state_start_time: String,
+}
+
+/// What a cluster is made of.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Executors (at least 1, at most 64).
+    pub executor_count: u32,
+    /// Task slots per executor (default: the cores shared among them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots_per_executor: Option<u32>,
+    /// Deleted after this long without a job (`"600s"`), as Dataproc's
+    /// `lifecycleConfig.idleDeleteTtl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_delete_ttl: Option<String>,
+}
+
+/// An executor as its scheduler reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutorView {
+    /// Its id.
+    pub id: String,
+    /// `host:port` of its shuffle service.
+    pub address: String,
+    /// Its task slots.
+    pub slots: u32,
+    /// Whether its last heartbeat is recent.
+    pub healthy: bool,
+}
+
+/// A cluster: a Ballista scheduler and its executors, processes on the
+/// server's host that the server starts, stops and deletes.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Cluster {
+    /// Its name: 1 to 54 lowercase letters, digits or hyphens, starting
+    /// with a letter (Dataproc's rule).
+    pub cluster_name: String,
+    /// What it is made of.
+    #[serde(default)]
+    pub config: ClusterConfig,
+    /// Labels, for filters.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// The server's id for it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cluster_uuid: String,
+    /// Its state now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<ClusterStatus>,
+    /// Its earlier states, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub status_history: Vec<ClusterStatus>,
+    /// The scheduler's `host:port` while it runs (jobs are sent there).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub scheduler_address: String,
+    /// Its executors, as the scheduler reports them (in `describe`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub executors: Vec<ExecutorView>,
+    /// Its jobs not yet ended (in `describe`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub active_jobs: Vec<String>,
+}
+
+impl Cluster {
+    /// The cluster's state now.
+    pub fn state(&self) -> ClusterState {
+        self.status
+            .as_ref()
+            .map_or(ClusterState::Creating, |s| s.state)
+    }
+
+    /// Checks what a client may set and clears what only the server sets.
+    pub fn checked_submission(mut self) -> Result<Self, ApiError> {
+        if !valid_cluster_name(&self.cluster_name) {
+            return Err(ApiError::invalid(
+                "cluster.clusterName",
+                format!(
+                    "{:?}: a cluster name has 1 to 54 lowercase letters, digits or hyphens, \
+                     starting with a letter",
+                    self.cluster_name
+                ),
+            ));
+        }
+        if !(1..=64).contains(&self.config.executor_count) {
+            return Err(ApiError::invalid(
+                "cluster.config.executorCount",
+                "a cluster has 1 to 64 executors",
+            ));
+        }
+        if self.config.slots_per_executor == Some(0) {
+            return Err(ApiError::invalid(
+                "cluster.config.slotsPerExecutor",
+                "an executor has at least one task slot",
+            ));
+        }
+        if let Some(ttl) = &self.config.idle_delete_ttl {
+            seconds_of(ttl, "cluster.config.idleDeleteTtl")?;
+        }
+        check_labels(&self.labels, "cluster.labels")?;
+        self.cluster_uuid.clear();
+        self.status = None;
+        self.status_history.clear();
+        self.scheduler_address.clear();
+        self.executors.clear();
+        self.active_jobs.clear();
+        Ok(self)
+    }
+}
+
+/// Dataproc's rule for cluster names.
+pub fn valid_cluster_name(name: &str) -> bool {
+    (1..=54).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.ends_with('-')
+}
+
+/// A duration as Google's JSON writes it (`"600s"`), in seconds.
+pub fn seconds_of(text: &str, field: &str) -> Result<f64, ApiError> {
+    text.strip_suffix('s')
+        .and_then(|n| n.parse::<f64>().ok())
+        .filter(|n| n.is_finite() && *n > 0.0)
+        .ok_or_else(|| {
+            ApiError::invalid(
+                field,
+                format!("{text:?} is not a duration in seconds such as \"600s\""),
+            )
+        })
+}
+
+/// `POST /api/v1/clusters`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateClusterRequest {
+    /// The cluster.
+    pub cluster: Cluster,
+    /// Makes the request idempotent.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub request_id: String,
+}
+
+/// `GET /api/v1/clusters`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterList {
+    /// The clusters, by name.
+    #[serde(default)]
+    pub clusters: Vec<Cluster>,
+}
+
+/// Slow work on a cluster (create, start, stop, delete), as Google's
+/// long-running `Operation`: `done` once it has ended, with an `error` or
+/// the cluster as its `response`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Operation {
+    /// `operations/UUID`.
+    pub name: String,
+    /// What it does and to which cluster.
+    pub metadata: OperationMetadata,
+    /// Whether it has ended.
+    #[serde(default)]
+    pub done: bool,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<OperationError>,
+    /// The cluster, once the operation succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<Cluster>,
+}
+
+/// What an operation does.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationMetadata {
+    /// CREATE, START, STOP or DELETE.
+    pub operation_type: String,
+    /// The cluster's name.
+    pub cluster_name: String,
+    /// The cluster's uuid.
+    pub cluster_uuid: String,
+    /// When it began.
+    pub start_time: String,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub end_time: String,
+}
+
+/// Why an operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationError {
+    /// The HTTP code of the failure.
+    pub code: u16,
+    /// What went wrong.
+    pub message: String,
 }

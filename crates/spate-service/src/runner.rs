@@ -42,6 +42,8 @@ pub struct Jobs {
     stopping: AtomicBool,
     /// The server's counters.
     pub(crate) metrics: crate::metrics::ServerMetrics,
+    /// The clusters' processes.
+    pub(crate) procs: crate::clusters::ClusterProcs,
 }
 
 /// A job the server is running (or about to): how to stop it, and how far
@@ -135,12 +137,23 @@ impl Jobs {
             changes: Mutex::new(()),
             stopping: AtomicBool::new(false),
             metrics: crate::metrics::ServerMetrics::default(),
+            procs: crate::clusters::ClusterProcs::default(),
         }))
     }
 
     /// `$SPATE_HOME/server`.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The `spate` program jobs and clusters run.
+    pub(crate) fn program(&self) -> &Path {
+        &self.program
+    }
+
+    /// Holds off every other read-modify-write of a record.
+    pub(crate) fn lock_changes(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.changes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The directory of the job with this uuid (server-made: never a
@@ -176,7 +189,7 @@ impl Jobs {
         uuid: &str,
         f: impl FnOnce(&mut Job) -> Result<(), ApiError>,
     ) -> Result<Job, ApiError> {
-        let _one_at_a_time = self.changes.lock().unwrap_or_else(PoisonError::into_inner);
+        let _one_at_a_time = self.lock_changes();
         let mut job = self
             .store
             .get(uuid)?
@@ -209,9 +222,24 @@ impl Jobs {
             job.reference.job_id = format!("job-{}", &job.job_uuid[..8]);
         }
         job.driver_output_resource_uri = format!("/api/v1/jobs/{}/logs", job.reference.job_id);
+        if !job.placement.cluster_name.is_empty() {
+            let cluster = self
+                .store
+                .cluster(&job.placement.cluster_name)?
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "job.placement.clusterName",
+                        format!(
+                            "no cluster {} (spate clusters list shows them)",
+                            job.placement.cluster_name
+                        ),
+                    )
+                })?;
+            job.placement.cluster_uuid = cluster.cluster_uuid;
+        }
         set_status(&mut job, State::Pending, None, String::new());
         job.status_history.clear();
-        let _one_at_a_time = self.changes.lock().unwrap_or_else(PoisonError::into_inner);
+        let _one_at_a_time = self.lock_changes();
         match self.store.insert(&job, request_id)? {
             crate::store::Inserted::Existing(earlier) => Ok(earlier),
             crate::store::Inserted::New(job) => {
@@ -271,7 +299,7 @@ impl Jobs {
 
     /// Deletes an ended job: its record, log and work directory.
     pub fn delete(&self, uuid: &str) -> Result<(), ApiError> {
-        let _one_at_a_time = self.changes.lock().unwrap_or_else(PoisonError::into_inner);
+        let _one_at_a_time = self.lock_changes();
         let job = self
             .store
             .get(uuid)?
@@ -321,8 +349,9 @@ impl Jobs {
 
     /// Stops every running job (the server is stopping): each ends in
     /// ERROR, its output until then kept.
-    pub async fn stop_all(&self) {
+    pub async fn stop_all(self: &Arc<Self>) {
         self.stopping.store(true, Ordering::SeqCst);
+        self.stop_all_clusters().await;
         let live: Vec<(String, Arc<Live>)> = self
             .live
             .lock()
@@ -361,6 +390,7 @@ impl Jobs {
         let job = self.set_state(uuid, State::SetupDone, None, "")?;
         let (kind, program) = job.program()?;
         let args = program.args.clone();
+        let cluster = job.placement.cluster_uuid.clone();
         let timeout = job.timeout_seconds()?.map(Duration::from_secs_f64);
         let scheduling = job.scheduling;
 
@@ -397,9 +427,23 @@ impl Jobs {
             };
             self.set_state(uuid, State::Running, Some(Substate::Submitted), details)?;
             let left = timeout.map(|t| t.saturating_sub(started.elapsed()));
+            // On a cluster: the cluster must run; the job's driver is sent there.
+            let mut argv = args.clone();
+            if !cluster.is_empty() {
+                match self.cluster_address_for(&cluster) {
+                    Ok(address) => argv.splice(0..0, ["--cluster".to_string(), address]),
+                    Err(e) => {
+                        self.set_state(uuid, State::Error, None, e.message)?;
+                        break;
+                    }
+                };
+            }
             let ended = self
-                .run_process(uuid, kind.verb(), &args, &work, &mut log, live, left)
+                .run_process(uuid, kind.verb(), &argv, &work, &mut log, live, left)
                 .await?;
+            if !cluster.is_empty() {
+                self.collect_cluster_logs(uuid, &cluster);
+            }
             self.store.set_process(uuid, None)?;
             match ended {
                 Ended::Exited(0) => {
@@ -619,7 +663,7 @@ fn set_status(job: &mut Job, state: State, substate: Option<Substate>, details: 
 
 /// The last non-empty line of a log (for a failure's details), at most
 /// 300 characters of it.
-fn last_line(path: &Path) -> String {
+pub(crate) fn last_line(path: &Path) -> String {
     use std::io::{Read, Seek, SeekFrom};
     let Ok(mut file) = std::fs::File::open(path) else {
         return "no output".into();
@@ -636,19 +680,19 @@ fn last_line(path: &Path) -> String {
 }
 
 /// The start time of process `pid` (field 22 of `/proc/PID/stat`).
-fn start_time(pid: u32) -> Option<u64> {
+pub(crate) fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after_name = &stat[stat.rfind(')')? + 2..];
     after_name.split(' ').nth(19)?.parse().ok()
 }
 
 /// Whether the process a job record names still runs (and is that one).
-fn still_runs(p: ProcessId) -> bool {
+pub(crate) fn still_runs(p: ProcessId) -> bool {
     p.pid != 0 && start_time(p.pid) == Some(p.start)
 }
 
 /// Sends `signal` to the process group led by `pid`.
-fn signal_group(pid: u32, signal: &str) {
+pub(crate) fn signal_group(pid: u32, signal: &str) {
     if pid == 0 {
         return;
     }

@@ -76,6 +76,8 @@ pub async fn serve(config: ServerConfig) -> Result<(), String> {
         Some(token(&dir)?)
     };
     let recovered = jobs.recover().map_err(|e| e.message)?;
+    jobs.recover_clusters().map_err(|e| e.message)?;
+    tokio::spawn(Arc::clone(&jobs).delete_idle_clusters());
     if recovered > 0 {
         eprintln!(
             "spate server: {recovered} job(s) were running when the server stopped: marked ERROR"

@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::ApiError;
-use crate::model::{Condition, Job, matches};
+use crate::model::{Cluster, Condition, Job, Operation, matches};
 
 /// The job store.
 pub struct Store {
@@ -46,6 +46,18 @@ CREATE TABLE IF NOT EXISTS jobs (
     done INTEGER NOT NULL DEFAULT 0,
     pid INTEGER,
     pid_start INTEGER
+);
+CREATE TABLE IF NOT EXISTS clusters (
+    name TEXT PRIMARY KEY,
+    uuid TEXT NOT NULL UNIQUE,
+    body TEXT NOT NULL,
+    pid INTEGER,
+    pid_start INTEGER
+);
+CREATE TABLE IF NOT EXISTS operations (
+    id TEXT PRIMARY KEY,
+    request_id TEXT UNIQUE,
+    body TEXT NOT NULL
 );
 ";
 
@@ -224,11 +236,165 @@ impl Store {
     }
 }
 
-fn body(job: &Job) -> Result<String, ApiError> {
-    serde_json::to_string(job).map_err(|e| ApiError::internal(format!("encoding a job: {e}")))
+impl Store {
+    /// Records a new cluster with the operation creating it, or returns
+    /// the operation an earlier request with the same `request_id` made.
+    pub fn insert_cluster(
+        &self,
+        cluster: &Cluster,
+        operation: &Operation,
+        request_id: &str,
+    ) -> Result<Operation, ApiError> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        if !request_id.is_empty() {
+            let earlier: Option<String> = tx
+                .query_row(
+                    "SELECT body FROM operations WHERE request_id = ?1",
+                    params![request_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(body) = earlier {
+                return parse(&body);
+            }
+        }
+        let taken: i64 = tx.query_row(
+            "SELECT count(*) FROM clusters WHERE name = ?1",
+            params![cluster.cluster_name],
+            |r| r.get(0),
+        )?;
+        if taken > 0 {
+            return Err(ApiError::conflict(format!(
+                "a cluster named {} exists already",
+                cluster.cluster_name
+            )));
+        }
+        tx.execute(
+            "INSERT INTO clusters (name, uuid, body) VALUES (?1, ?2, ?3)",
+            params![cluster.cluster_name, cluster.cluster_uuid, body(cluster)?],
+        )?;
+        tx.execute(
+            "INSERT INTO operations (id, request_id, body) VALUES (?1, ?2, ?3)",
+            params![
+                operation.name,
+                (!request_id.is_empty()).then_some(request_id),
+                body(operation)?
+            ],
+        )?;
+        tx.commit()?;
+        Ok(operation.clone())
+    }
+
+    /// The cluster of this name.
+    pub fn cluster(&self, name: &str) -> Result<Option<Cluster>, ApiError> {
+        let body: Option<String> = self
+            .db()
+            .query_row(
+                "SELECT body FROM clusters WHERE name = ?1 OR uuid = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        body.map(|b| parse(&b)).transpose()
+    }
+
+    /// Saves a cluster (by its uuid).
+    pub fn update_cluster(&self, cluster: &Cluster) -> Result<(), ApiError> {
+        self.db().execute(
+            "UPDATE clusters SET body = ?2 WHERE uuid = ?1",
+            params![cluster.cluster_uuid, body(cluster)?],
+        )?;
+        Ok(())
+    }
+
+    /// Records the process running a cluster (`None`: none now).
+    pub fn set_cluster_process(
+        &self,
+        uuid: &str,
+        process: Option<ProcessId>,
+    ) -> Result<(), ApiError> {
+        self.db().execute(
+            "UPDATE clusters SET pid = ?2, pid_start = ?3 WHERE uuid = ?1",
+            params![
+                uuid,
+                process.map(|p| p.pid),
+                process.map(|p| p.start as i64)
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Deletes a cluster's record (its jobs keep theirs).
+    pub fn delete_cluster(&self, uuid: &str) -> Result<(), ApiError> {
+        self.db()
+            .execute("DELETE FROM clusters WHERE uuid = ?1", params![uuid])?;
+        Ok(())
+    }
+
+    /// Every cluster with its process, by name.
+    pub fn clusters(&self) -> Result<Vec<(Cluster, Option<ProcessId>)>, ApiError> {
+        let db = self.db();
+        let mut stmt = db.prepare("SELECT body, pid, pid_start FROM clusters ORDER BY name")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<u32>>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (body, pid, start) = row?;
+            let process = pid.zip(start).map(|(pid, start)| ProcessId {
+                pid,
+                start: start as u64,
+            });
+            out.push((parse(&body)?, process));
+        }
+        Ok(out)
+    }
+
+    /// Records an operation (or saves its new state).
+    pub fn put_operation(&self, operation: &Operation) -> Result<(), ApiError> {
+        self.db().execute(
+            "INSERT INTO operations (id, body) VALUES (?1, ?2) \
+             ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+            params![operation.name, body(operation)?],
+        )?;
+        Ok(())
+    }
+
+    /// The operation of this name (`operations/UUID`).
+    pub fn operation(&self, name: &str) -> Result<Option<Operation>, ApiError> {
+        let body: Option<String> = self
+            .db()
+            .query_row(
+                "SELECT body FROM operations WHERE id = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        body.map(|b| parse(&b)).transpose()
+    }
+
+    /// The jobs not done that run on the cluster with this uuid.
+    pub fn active_jobs_on(&self, cluster_uuid: &str) -> Result<Vec<String>, ApiError> {
+        let db = self.db();
+        let mut stmt = db.prepare(
+            "SELECT job_id FROM jobs WHERE done = 0 \
+             AND json_extract(body, '$.placement.clusterUuid') = ?1 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![cluster_uuid], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
 }
 
-fn parse(body: &str) -> Result<Job, ApiError> {
+fn body<T: serde::Serialize>(value: &T) -> Result<String, ApiError> {
+    serde_json::to_string(value).map_err(|e| ApiError::internal(format!("encoding a record: {e}")))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, ApiError> {
     serde_json::from_str(body)
-        .map_err(|e| ApiError::internal(format!("a stored job does not read back: {e}")))
+        .map_err(|e| ApiError::internal(format!("a stored record does not read back: {e}")))
 }

@@ -60,11 +60,17 @@ impl Server {
 
     /// `spate jobs ARGS` against this server (found through its home).
     pub fn jobs(&self, args: &[&str]) -> Output {
+        let mut all = vec!["jobs"];
+        all.extend_from_slice(args);
+        self.spate(&all)
+    }
+
+    /// `spate ARGS` against this server (`clusters ...`).
+    pub fn spate(&self, args: &[&str]) -> Output {
         Command::new(SPATE)
             .env("SPATE_HOME", self.home.path())
             .env_remove("SPATE_SERVER")
             .env_remove("SPATE_TOKEN")
-            .arg("jobs")
             .args(args)
             .stdin(Stdio::null())
             .output()
