@@ -829,3 +829,142 @@ fn clusters_run_jobs_and_their_deletion_keeps_the_jobs_history() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn scripts_side_files_and_programs_are_uploaded_under_server_names() {
+    let server = Server::start(&["--max-upload", "64KiB"]);
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mrjob");
+    let at = |p: &str| fixtures.join(p).to_str().unwrap().to_string();
+    // An mrjob script and its side file, uploaded: the job finds the side
+    // file next to the script, as mrjob's FILES say.
+    let out = server.jobs(&[
+        "submit",
+        "mrjob",
+        "--id",
+        "side",
+        "--",
+        &at("mr_side_file.py"),
+        "--files",
+        &at("stopwords.txt"),
+        &at("input/a.txt"),
+        &at("input/b.txt"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut got: Vec<String> = text(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with('"'))
+        .map(str::to_string)
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = std::fs::read_to_string(fixtures.join("expected/mr_side_file.txt"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+    let job: Job = serde_json::from_slice(
+        &server
+            .jobs(&["describe", "side", "--format", "json"])
+            .stdout,
+    )
+    .unwrap();
+    let program = job.mrjob_job.unwrap();
+    assert_eq!(program.args[0], "mr_side_file.py");
+    let names: Vec<&str> = program.files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["mr_side_file.py", "stopwords.txt"]);
+
+    // An SQL file, and a program of the user's own.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("report.sql"), "SELECT 6 * 7 AS answer;\n").unwrap();
+    let out = server.jobs(&[
+        "submit",
+        "sql",
+        "--",
+        "--format",
+        "csv",
+        "-f",
+        dir.path().join("report.sql").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "answer\n42\n");
+    let greet = dir.path().join("greet");
+    std::fs::write(
+        &greet,
+        "#!/bin/sh\necho \"hello $1 from $(basename \"$PWD\")\"\n",
+    )
+    .unwrap();
+    let out = server.jobs(&["submit", "binary", "--", greet.to_str().unwrap(), "world"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hello world from work\n");
+    // A program that does not run here fails the job, not the server.
+    let junk = dir.path().join("junk");
+    std::fs::write(&junk, [0u8, 1, 2, 3]).unwrap();
+    let out = server.jobs(&[
+        "submit",
+        "binary",
+        "--id",
+        "junk",
+        "--",
+        junk.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        server
+            .value("junk", "status.details")
+            .contains("its program did not start"),
+    );
+
+    // Names and ids come from the server; a client's path never reaches
+    // its file system, and a large upload is refused whole.
+    let rt = runtime();
+    let secret = std::fs::read_to_string(server.home.path().join("server/token")).unwrap();
+    let post = |path: &str, body: Vec<u8>| {
+        rt.block_on(async {
+            let response = reqwest::Client::new()
+                .post(format!("{}{path}", server.url))
+                .bearer_auth(&secret)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let body: serde_json::Value =
+                serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+            (status, body)
+        })
+    };
+    let (status, uploaded) = post("/api/v1/uploads", b"print('hi')\n".to_vec());
+    assert_eq!(status, 200);
+    let id = uploaded["upload"].as_str().unwrap().to_string();
+    assert!(id.starts_with("upl-"));
+    for (files, field) in [
+        (
+            serde_json::json!([{"upload": id, "name": "../escape.py"}]),
+            "job.mrjobJob.files[0].name",
+        ),
+        (
+            serde_json::json!([{"upload": "../../server.db", "name": "x.py"}]),
+            "job.mrjobJob.files[0].upload",
+        ),
+        (
+            serde_json::json!([{"upload": "upl-00000000-0000-0000-0000-000000000000", "name": "x.py"}]),
+            "job.mrjobJob.files[0].upload",
+        ),
+    ] {
+        let job = serde_json::json!({"job": {"mrjobJob": {"args": ["x.py"], "files": files}}});
+        let (status, body) = post("/api/v1/jobs", job.to_string().into_bytes());
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"]["field"], field, "{body}");
+    }
+    let (status, body) = post("/api/v1/uploads", vec![b'x'; 100 << 10]);
+    assert_eq!(status, 413, "{body}");
+    let kept: Vec<String> = std::fs::read_dir(server.home.path().join("server/uploads"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        kept.iter().all(|name| name.starts_with("upl-")),
+        "nothing of the refused upload is kept: {kept:?}"
+    );
+}

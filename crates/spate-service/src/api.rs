@@ -16,6 +16,7 @@
 //! | `POST /api/v1/clusters/{name}:start`, `:stop` | starts, stops it (operations) |
 //! | `DELETE /api/v1/clusters/{name}` | deletes it (an operation); its jobs stay |
 //! | `GET /api/v1/operations/{id}` | a cluster operation: done, error, response |
+//! | `POST /api/v1/uploads` | stores a file (the body) for jobs: its id |
 //! | `GET /api/v1/openapi.json` | this API as an OpenAPI 3 document, generated from the code |
 //! | `GET /metrics` | the server's metrics for Prometheus |
 //!
@@ -83,6 +84,10 @@ pub fn router(jobs: Arc<Jobs>, token: Option<String>, https: bool) -> Router {
                 .delete(delete_cluster),
         )
         .route("/api/v1/operations/{id}", get(operation))
+        .route(
+            "/api/v1/uploads",
+            axum::routing::post(upload).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route("/api/v1/openapi.json", get(openapi))
         .route("/metrics", get(prometheus))
         .fallback(|| async { ApiError::not_found("no such resource") })
@@ -335,6 +340,34 @@ struct LogQuery {
     /// share of its cluster's processes' logs, once it has ended).
     #[serde(default)]
     source: Option<String>,
+}
+
+/// An upload's id and size.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Uploaded {
+    /// The id a job's `files` name it by.
+    pub upload: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// Stores the body as a file for a job to name in its `files` (a script,
+/// side file or program); kept an hour.
+#[utoipa::path(
+    post,
+    path = "/api/v1/uploads",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses(
+        (status = 200, description = "The upload", body = Uploaded),
+        (status = 413, description = "Larger than the server takes", body = ErrorBody),
+    )
+)]
+async fn upload(
+    State(app): State<App>,
+    body: axum::body::Body,
+) -> Result<axum::Json<Uploaded>, ApiError> {
+    let (upload, size) = app.jobs.store_upload(body.into_data_stream()).await?;
+    Ok(axum::Json(Uploaded { upload, size }))
 }
 
 /// Creates a cluster; the operation ends when it runs.
@@ -658,7 +691,8 @@ fn follow(
         describe_cluster,
         start_stop_doc,
         delete_cluster,
-        operation
+        operation,
+        upload
     ),
     components(schemas(
         Cluster,
@@ -672,6 +706,8 @@ fn follow(
         crate::model::OperationMetadata,
         crate::model::OperationError,
         crate::model::Placement,
+        crate::model::FileRef,
+        Uploaded,
         Job,
         JobList,
         SubmitRequest,

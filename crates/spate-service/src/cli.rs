@@ -33,6 +33,28 @@ pub struct ServerArgs {
     /// The private key of --tls-cert (PEM).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// The largest file a client may upload (a script, side file or job
+    /// binary): 512MiB, 2GiB, ...
+    #[arg(long, value_name = "SIZE", default_value = "512MiB", value_parser = parse_size)]
+    pub max_upload: u64,
+}
+
+/// `512MiB`, `2GiB`, `100MB`, `4096` as bytes.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &text[digits.len()..];
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?}: a size is a whole number with a unit, e.g. 512MiB"))?;
+    let scale: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("{text:?}: unknown unit {other:?} (KiB, MiB, GiB)")),
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// `spate jobs`.
@@ -56,8 +78,10 @@ pub struct JobsArgs {
 #[derive(Subcommand, Debug)]
 enum JobsCommand {
     /// Submit a job: `spate jobs submit KIND [OPTIONS] -- ARGS...`, where
-    /// KIND is sql, builtin, streaming or mrjob and ARGS what `spate sql`,
-    /// `spate run`, `spate streaming` or `spate mrjob` takes.
+    /// KIND is sql, builtin, streaming, mrjob or binary and ARGS what
+    /// `spate sql`, `spate run`, `spate streaming` or `spate mrjob` takes
+    /// (binary: a program built with spate, then its arguments). Scripts,
+    /// side files and programs are uploaded.
     Submit(SubmitArgs),
     /// List jobs, newest first.
     List(ListArgs),
@@ -79,7 +103,7 @@ enum JobsCommand {
 
 #[derive(Args, Debug)]
 struct SubmitArgs {
-    /// sql, builtin, streaming or mrjob.
+    /// sql, builtin, streaming, mrjob or binary.
     kind: String,
     /// Run it on this cluster of the server's (default: in a process on
     /// the server's host).
@@ -384,6 +408,7 @@ pub fn server(args: &ServerArgs, default_home: PathBuf) -> Result<(), String> {
         }),
         program,
         tls: args.tls_cert.clone().zip(args.tls_key.clone()),
+        max_upload: args.max_upload,
     };
     tokio::runtime::Runtime::new()
         .map_err(|e| format!("cannot start the server's runtime: {e}"))?
@@ -495,11 +520,19 @@ async fn submit(client: &Client, s: SubmitArgs, format: Option<&str>) -> Result<
     let usage = |m: String| ClientError::Api(crate::error::ApiError::invalid("args", m));
     let kind = Kind::parse(&s.kind).ok_or_else(|| {
         usage(format!(
-            "{:?} is not a kind of job: sql, builtin, streaming or mrjob",
+            "{:?} is not a kind of job: sql, builtin, streaming, mrjob or binary",
             s.kind
         ))
     })?;
-    let mut job = Job::with_program(kind, absolute_paths(&s.args));
+    let (args, uploads) = files_to_upload(kind, &s.args).map_err(usage)?;
+    let uploaded: Vec<&str> = uploads.iter().map(|(_, name)| name.as_str()).collect();
+    let mut job = Job::with_program(kind, absolute_paths(&args, &uploaded));
+    for (path, name) in uploads {
+        let upload = client.upload(&path).await?;
+        if let Some(program) = job.program_mut() {
+            program.files.push(crate::model::FileRef { upload, name });
+        }
+    }
     job.reference.job_id = s.id.unwrap_or_default();
     job.placement.cluster_name = s.cluster.unwrap_or_default();
     if let Some(labels) = &s.labels {
@@ -557,15 +590,115 @@ async fn wait(client: &Client, id: &str) -> Result<i32, ClientError> {
     Ok(code)
 }
 
+/// Local files to upload, each with its name in the job's directory.
+type Uploads = Vec<(PathBuf, String)>;
+
+/// The files a job of `kind` needs in its work directory, uploaded so
+/// that a server on another host has them: an mrjob script and its
+/// `--file`/`--py-file`(s) values, `spate sql -f` files, Hadoop
+/// Streaming's `-file`/`-files`, a binary job's program. Each argument is
+/// replaced by the file's name there (a `path#name` alias keeps its name).
+/// Input data is not uploaded: it is read where the job runs.
+fn files_to_upload(kind: Kind, args: &[String]) -> Result<(Vec<String>, Uploads), String> {
+    let single: &[&str] = match kind {
+        Kind::Sql => &["-f", "--file"],
+        Kind::Mrjob => &["--file", "--py-file", "--archive"],
+        Kind::Streaming => &["-file"],
+        Kind::Builtin | Kind::Binary => &[],
+    };
+    let listed: &[&str] = match kind {
+        Kind::Mrjob => &["--files", "--py-files"],
+        Kind::Streaming => &["-files"],
+        _ => &[],
+    };
+    let mut out = Vec::with_capacity(args.len());
+    let mut uploads: Uploads = Vec::new();
+    let mut take = |spec: &str| -> Result<String, String> {
+        let (path, alias) = match spec.split_once('#') {
+            Some((p, a)) => (p, Some(a)),
+            None => (spec, None),
+        };
+        let path = PathBuf::from(path);
+        if !path.is_file() {
+            return Err(format!("{}: no such file to upload", path.display()));
+        }
+        let name = match alias {
+            Some(a) => a.to_string(),
+            None => path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        };
+        if !crate::model::valid_file_name(&name) {
+            return Err(format!(
+                "{name:?}: uploaded files need plain names (letters, digits, '.', '_', '-', \
+                 '+'; not hidden): rename it, or give path#name"
+            ));
+        }
+        match uploads.iter().find(|(_, n)| *n == name) {
+            Some((p, _)) if *p != path => {
+                return Err(format!(
+                    "two files named {name}: {} and {} (give one path#othername)",
+                    p.display(),
+                    path.display()
+                ));
+            }
+            Some(_) => {}
+            None => uploads.push((path, name.clone())),
+        }
+        Ok(name)
+    };
+    let mut next_is: Option<bool> = None;
+    for (i, arg) in args.iter().enumerate() {
+        let first_is_program = i == 0 && matches!(kind, Kind::Mrjob | Kind::Binary);
+        match next_is.take() {
+            Some(false) => out.push(take(arg)?),
+            Some(true) => {
+                let names: Vec<String> = arg.split(',').map(&mut take).collect::<Result<_, _>>()?;
+                out.push(names.join(","));
+            }
+            None if first_is_program => out.push(take(arg)?),
+            None => {
+                if let Some((flag, value)) = arg.split_once('=')
+                    && (single.contains(&flag) || listed.contains(&flag))
+                {
+                    let value = if listed.contains(&flag) {
+                        value
+                            .split(',')
+                            .map(&mut take)
+                            .collect::<Result<Vec<_>, _>>()?
+                            .join(",")
+                    } else {
+                        take(value)?
+                    };
+                    out.push(format!("{flag}={value}"));
+                    continue;
+                }
+                if single.contains(&arg.as_str()) {
+                    next_is = Some(false);
+                } else if listed.contains(&arg.as_str()) {
+                    next_is = Some(true);
+                }
+                out.push(arg.clone());
+            }
+        }
+    }
+    Ok((out, uploads))
+}
+
 /// Arguments naming files here are made absolute (a job runs in its own
 /// directory on the server's host); so are the paths after an output
-/// flag (`-o`, `--output`, `-output`), which do not exist yet.
-fn absolute_paths(args: &[String]) -> Vec<String> {
+/// flag (`-o`, `--output`, `-output`), which do not exist yet. The names
+/// of uploaded files stay as they are: they are in the job's directory.
+fn absolute_paths(args: &[String], uploaded: &[&str]) -> Vec<String> {
     let mut out = Vec::with_capacity(args.len());
     let mut after_output_flag = false;
     for arg in args {
         let path = Path::new(arg);
-        let relative_path = !arg.starts_with('-') && !arg.contains("://") && path.is_relative();
+        let relative_path = !arg.starts_with('-')
+            && !arg.contains("://")
+            && path.is_relative()
+            && !uploaded.contains(&arg.as_str());
         let absolute = relative_path && (after_output_flag || path.exists());
         match std::path::absolute(path) {
             Ok(p) if absolute => out.push(p.to_string_lossy().into_owned()),

@@ -143,6 +143,24 @@ impl Client {
         .await
     }
 
+    /// Uploads a file; its id on the server.
+    pub async fn upload(&self, path: &Path) -> Result<String, ClientError> {
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|e| ClientError::Transport(format!("cannot read {}: {e}", path.display())))?;
+        let uploaded: serde_json::Value = self
+            .json(
+                self.request(reqwest::Method::POST, "/api/v1/uploads")
+                    .header("content-type", "application/octet-stream")
+                    .body(bytes),
+            )
+            .await?;
+        uploaded["upload"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| ClientError::Transport("the server named no upload".into()))
+    }
+
     /// A job by id or uuid.
     pub async fn get(&self, id: &str) -> Result<Job, ClientError> {
         self.json(self.request(reqwest::Method::GET, &format!("/api/v1/jobs/{}", enc(id))))

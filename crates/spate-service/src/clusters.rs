@@ -589,12 +589,18 @@ impl Jobs {
         Ok(())
     }
 
-    /// Deletes clusters idle past their `idleDeleteTtl`; runs until the
-    /// server stops.
-    pub async fn delete_idle_clusters(self: Arc<Self>) {
+    /// Deletes clusters idle past their `idleDeleteTtl` (checked twice a
+    /// second) and uploads older than an hour (once a minute); runs until
+    /// the server stops.
+    pub async fn housekeeping(self: Arc<Self>) {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut ticks: u64 = 0;
         loop {
             tick.tick().await;
+            ticks += 1;
+            if ticks % 120 == 1 {
+                self.prune_uploads();
+            }
             let Ok(clusters) = self.store.clusters() else {
                 continue;
             };

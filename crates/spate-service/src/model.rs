@@ -101,11 +101,19 @@ pub enum Kind {
     Streaming,
     /// `spate mrjob ARGS`: an mrjob script.
     Mrjob,
+    /// A program built with spate, uploaded: `PROGRAM ARGS`.
+    Binary,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 4] = [Kind::Sql, Kind::Builtin, Kind::Streaming, Kind::Mrjob];
+    pub const ALL: [Kind; 5] = [
+        Kind::Sql,
+        Kind::Builtin,
+        Kind::Streaming,
+        Kind::Mrjob,
+        Kind::Binary,
+    ];
 
     /// The job's field naming its kind (`sqlJob`, ...), as Dataproc's
     /// `sparkSqlJob`, `hadoopJob`.
@@ -115,6 +123,7 @@ impl Kind {
             Kind::Builtin => "builtinJob",
             Kind::Streaming => "streamingJob",
             Kind::Mrjob => "mrjobJob",
+            Kind::Binary => "binaryJob",
         }
     }
 
@@ -125,16 +134,18 @@ impl Kind {
             Kind::Builtin => "builtin",
             Kind::Streaming => "streaming",
             Kind::Mrjob => "mrjob",
+            Kind::Binary => "binary",
         }
     }
 
-    /// The `spate` verb that runs it.
-    pub fn verb(self) -> &'static str {
+    /// The `spate` verb that runs it (`None`: the job is its own program).
+    pub fn verb(self) -> Option<&'static str> {
         match self {
-            Kind::Sql => "sql",
-            Kind::Builtin => "run",
-            Kind::Streaming => "streaming",
-            Kind::Mrjob => "mrjob",
+            Kind::Sql => Some("sql"),
+            Kind::Builtin => Some("run"),
+            Kind::Streaming => Some("streaming"),
+            Kind::Mrjob => Some("mrjob"),
+            Kind::Binary => None,
         }
     }
 
@@ -144,13 +155,47 @@ impl Kind {
     }
 }
 
-/// What a job of one kind runs: the arguments its verb takes.
+/// What a job of one kind runs: the arguments its verb takes, and the
+/// uploaded files it needs in its work directory (a script, side files, a
+/// program).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Program {
-    /// The verb's arguments, as on the command line.
+    /// The verb's arguments, as on the command line (for `binaryJob`: the
+    /// program's name among `files`, then its arguments).
     #[serde(default)]
     pub args: Vec<String>,
+    /// Uploads placed in the job's work directory under their names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileRef>,
+}
+
+/// An uploaded file (`POST /api/v1/uploads`) and the name it has in the
+/// job's work directory.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileRef {
+    /// The upload's id, as the server gave it.
+    pub upload: String,
+    /// A plain file name: letters, digits, `.`, `_`, `-`, `+`; not hidden.
+    pub name: String,
+}
+
+/// Whether `name` may name a file in a job's work directory: one plain
+/// path component, never `..`, a hidden name or a separator.
+pub fn valid_file_name(name: &str) -> bool {
+    (1..=255).contains(&name.len())
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+'))
+}
+
+/// Whether `id` is an upload id as the server makes them.
+pub fn valid_upload_id(id: &str) -> bool {
+    id.strip_prefix("upl-").is_some_and(|rest| {
+        rest.len() == 36 && rest.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+    })
 }
 
 /// The job's reference: its client-given id.
@@ -207,6 +252,9 @@ pub struct Job {
     /// `spate mrjob` arguments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mrjob_job: Option<Program>,
+    /// An uploaded program built with spate, and its arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary_job: Option<Program>,
     /// Where it runs: a cluster of the server's (none: on the server's
     /// host, in the job's own process).
     #[serde(default, skip_serializing_if = "is_default")]
@@ -283,6 +331,7 @@ impl Job {
             (Kind::Builtin, &self.builtin_job),
             (Kind::Streaming, &self.streaming_job),
             (Kind::Mrjob, &self.mrjob_job),
+            (Kind::Binary, &self.binary_job),
         ]
         .into_iter()
         .filter_map(|(k, p)| p.as_ref().map(|p| (k, p)))
@@ -291,26 +340,43 @@ impl Job {
             [one] => Ok(*one),
             [] => Err(ApiError::invalid(
                 "job",
-                "a job needs one of sqlJob, builtinJob, streamingJob, mrjobJob",
+                "a job needs one of sqlJob, builtinJob, streamingJob, mrjobJob, binaryJob",
             )),
             _ => Err(ApiError::invalid(
                 "job",
-                "a job has exactly one of sqlJob, builtinJob, streamingJob, mrjobJob",
+                "a job has exactly one of sqlJob, builtinJob, streamingJob, mrjobJob, binaryJob",
             )),
         }
     }
 
     /// A job's program of `kind`.
     pub fn with_program(kind: Kind, args: Vec<String>) -> Self {
-        let program = Some(Program { args });
+        let program = Some(Program {
+            args,
+            files: Vec::new(),
+        });
         let mut job = Job::default();
         match kind {
             Kind::Sql => job.sql_job = program,
             Kind::Builtin => job.builtin_job = program,
             Kind::Streaming => job.streaming_job = program,
             Kind::Mrjob => job.mrjob_job = program,
+            Kind::Binary => job.binary_job = program,
         }
         job
+    }
+
+    /// The job's program, to change.
+    pub fn program_mut(&mut self) -> Option<&mut Program> {
+        [
+            &mut self.sql_job,
+            &mut self.builtin_job,
+            &mut self.streaming_job,
+            &mut self.mrjob_job,
+            &mut self.binary_job,
+        ]
+        .into_iter()
+        .find_map(Option::as_mut)
     }
 
     /// The job's state now (PENDING before the server has one).
@@ -328,7 +394,45 @@ impl Job {
 
     /// Checks what a client may set and clears what only the server sets.
     pub fn checked_submission(mut self) -> Result<Self, ApiError> {
-        self.program()?;
+        let (kind, program) = self.program()?;
+        let field = format!("job.{}", kind.field());
+        let mut names = std::collections::BTreeSet::new();
+        for (i, file) in program.files.iter().enumerate() {
+            if !valid_upload_id(&file.upload) {
+                return Err(ApiError::invalid(
+                    format!("{field}.files[{i}].upload"),
+                    format!("{:?} is not an upload id this server gave", file.upload),
+                ));
+            }
+            if !valid_file_name(&file.name) || !names.insert(file.name.as_str()) {
+                return Err(ApiError::invalid(
+                    format!("{field}.files[{i}].name"),
+                    format!(
+                        "{:?}: a file's name is a plain, unique file name (letters, digits, \
+                         '.', '_', '-', '+'; not hidden, no directories)",
+                        file.name
+                    ),
+                ));
+            }
+        }
+        if kind == Kind::Binary
+            && !program
+                .args
+                .first()
+                .is_some_and(|p| names.contains(p.as_str()))
+        {
+            return Err(ApiError::invalid(
+                format!("{field}.args"),
+                "a binary job's first argument names its program, one of its files",
+            ));
+        }
+        if kind == Kind::Binary && !self.placement.cluster_name.is_empty() {
+            return Err(ApiError::invalid(
+                "job.placement.clusterName",
+                "a binary job brings its own steps: it runs on the server's host, and starts \
+                 its own cluster if it wants one",
+            ));
+        }
         let id = &self.reference.job_id;
         if !id.is_empty() && !valid_job_id(id) {
             return Err(ApiError::invalid(

@@ -38,6 +38,8 @@ pub struct Jobs {
     live: Mutex<HashMap<String, Arc<Live>>>,
     /// Serializes read-modify-write of job records.
     changes: Mutex<()>,
+    /// The largest upload, in bytes.
+    max_upload: u64,
     /// The server is stopping: jobs stopped now end in ERROR.
     stopping: AtomicBool,
     /// The server's counters.
@@ -120,7 +122,12 @@ fn rfc3339(secs: i64, millis: u32) -> String {
 impl Jobs {
     /// The jobs kept under `home/server`, run with `program`, at most
     /// `max_jobs` at once.
-    pub fn open(home: &Path, program: PathBuf, max_jobs: usize) -> Result<Arc<Self>, String> {
+    pub fn open(
+        home: &Path,
+        program: PathBuf,
+        max_jobs: usize,
+        max_upload: u64,
+    ) -> Result<Arc<Self>, String> {
         let dir = home.join("server");
         std::fs::create_dir_all(dir.join("jobs"))
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -135,6 +142,7 @@ impl Jobs {
             max_jobs,
             live: Mutex::new(HashMap::new()),
             changes: Mutex::new(()),
+            max_upload,
             stopping: AtomicBool::new(false),
             metrics: crate::metrics::ServerMetrics::default(),
             procs: crate::clusters::ClusterProcs::default(),
@@ -171,6 +179,119 @@ impl Jobs {
     /// the job's process when it ends (see `spate_core::graph`).
     pub(crate) fn graph_path(&self, uuid: &str) -> PathBuf {
         self.job_dir(uuid).join("graph.json")
+    }
+
+    /// Where an upload is kept (its id is checked: never a client's path).
+    pub(crate) fn upload_path(&self, id: &str) -> PathBuf {
+        if crate::model::valid_upload_id(id) {
+            self.dir.join("uploads").join(id)
+        } else {
+            self.dir.join("uploads").join("invalid")
+        }
+    }
+
+    /// Keeps a submitted job's uploads in its directory (`files/`), where
+    /// they stay for its restarts whatever happens to the uploads.
+    fn keep_files(&self, job: &Job) -> Result<(), ApiError> {
+        let (_, program) = job.program()?;
+        if program.files.is_empty() {
+            return Ok(());
+        }
+        let dir = self.job_dir(&job.job_uuid).join("files");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| ApiError::internal(format!("cannot create {}: {e}", dir.display())))?;
+        for file in &program.files {
+            link_or_copy(&self.upload_path(&file.upload), &dir.join(&file.name))?;
+        }
+        Ok(())
+    }
+
+    /// Puts the job's files into its work directory (a binary job's
+    /// program made executable).
+    fn place_files(
+        &self,
+        uuid: &str,
+        work: &Path,
+        kind: crate::model::Kind,
+    ) -> Result<(), ApiError> {
+        let dir = self.job_dir(uuid).join("files");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            let to = work.join(entry.file_name());
+            if !to.exists() {
+                link_or_copy(&entry.path(), &to)?;
+            }
+            if kind == crate::model::Kind::Binary {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755));
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores an upload (at most `max_upload` bytes) under a new id; a
+    /// larger one is refused and nothing of it is kept.
+    pub(crate) async fn store_upload(
+        &self,
+        mut body: impl futures::Stream<Item = Result<axum::body::Bytes, axum::Error>> + Unpin,
+    ) -> Result<(String, u64), ApiError> {
+        use futures::StreamExt;
+        let id = format!("upl-{}", uuid::Uuid::new_v4());
+        let dir = self.dir.join("uploads");
+        let io = |e: std::io::Error| ApiError::internal(format!("storing an upload: {e}"));
+        tokio::fs::create_dir_all(&dir).await.map_err(io)?;
+        let partial = dir.join(format!(".{id}.partial"));
+        let mut file = tokio::fs::File::create(&partial).await.map_err(io)?;
+        let mut size = 0u64;
+        let outcome: Result<(), ApiError> = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| {
+                    ApiError::invalid("body", format!("the upload was cut short: {e}"))
+                })?;
+                size += chunk.len() as u64;
+                if size > self.max_upload {
+                    return Err(ApiError {
+                        code: 413,
+                        message: format!(
+                            "an upload is at most {} bytes (spate server --max-upload)",
+                            self.max_upload
+                        ),
+                        field: Some("body".into()),
+                    });
+                }
+                file.write_all(&chunk).await.map_err(io)?;
+            }
+            file.sync_all().await.map_err(io)
+        }
+        .await;
+        if let Err(e) = outcome {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(e);
+        }
+        tokio::fs::rename(&partial, dir.join(&id))
+            .await
+            .map_err(io)?;
+        Ok((id, size))
+    }
+
+    /// Deletes uploads older than an hour (their jobs keep copies).
+    pub(crate) fn prune_uploads(&self) {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("uploads")) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > Duration::from_secs(3600));
+            if old {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 
     /// The running job with this uuid, if it runs.
@@ -239,11 +360,24 @@ impl Jobs {
         }
         set_status(&mut job, State::Pending, None, String::new());
         job.status_history.clear();
+        let (_, program) = job.program()?;
+        for (i, file) in program.files.iter().enumerate() {
+            if !self.upload_path(&file.upload).is_file() {
+                return Err(ApiError::invalid(
+                    format!("job.{}.files[{i}].upload", job.program()?.0.field()),
+                    format!(
+                        "no upload {} (uploads are kept for an hour: upload it again)",
+                        file.upload
+                    ),
+                ));
+            }
+        }
         let _one_at_a_time = self.lock_changes();
         match self.store.insert(&job, request_id)? {
             crate::store::Inserted::Existing(earlier) => Ok(earlier),
             crate::store::Inserted::New(job) => {
                 self.metrics.submitted.fetch_add(1, Ordering::Relaxed);
+                self.keep_files(&job)?;
                 let live = Live::new();
                 self.live
                     .lock()
@@ -418,6 +552,7 @@ impl Jobs {
                 }
             }
         };
+        self.place_files(uuid, &work, kind)?;
         let started = Instant::now();
         let mut failure_times: Vec<Instant> = Vec::new();
         loop {
@@ -438,14 +573,31 @@ impl Jobs {
                     }
                 };
             }
+            // A verb of this program, or the job's own uploaded program.
+            let program = match kind.verb() {
+                Some(verb) => {
+                    argv.insert(0, verb.to_string());
+                    self.program.clone()
+                }
+                None => work.join(argv.remove(0)),
+            };
             let ended = self
-                .run_process(uuid, kind.verb(), &argv, &work, &mut log, live, left)
+                .run_process(uuid, &program, &argv, &work, &mut log, live, left)
                 .await?;
             if !cluster.is_empty() {
                 self.collect_cluster_logs(uuid, &cluster);
             }
             self.store.set_process(uuid, None)?;
             match ended {
+                Ended::NotStarted(why) => {
+                    self.set_state(
+                        uuid,
+                        State::Error,
+                        None,
+                        format!("its program did not start: {why}"),
+                    )?;
+                    break;
+                }
                 Ended::Exited(0) => {
                     self.change(uuid, |job| {
                         job.exit_code = Some(0);
@@ -480,7 +632,7 @@ impl Jobs {
                     break;
                 }
                 Ended::Exited(code) | Ended::Signal(code) => {
-                    let how = match ended {
+                    let how = match &ended {
                         Ended::Signal(_) => format!("killed by signal {code}"),
                         _ => format!("exit code {code}"),
                     };
@@ -496,8 +648,8 @@ impl Jobs {
                         && in_hour as u32 <= scheduling.max_failures_per_hour;
                     self.change(uuid, |job| {
                         job.failures = restarts;
-                        if let Ended::Exited(code) = ended {
-                            job.exit_code = Some(code);
+                        if let Ended::Exited(code) = &ended {
+                            job.exit_code = Some(*code);
                         }
                         if !may_restart {
                             set_status(job, State::Error, None, format!("{how}: {last}"));
@@ -521,16 +673,15 @@ impl Jobs {
     async fn run_process(
         &self,
         uuid: &str,
-        verb: &str,
+        program: &Path,
         args: &[String],
         work: &Path,
         log: &mut tokio::fs::File,
         live: &Live,
         left: Option<Duration>,
     ) -> Result<Ended, ApiError> {
-        let mut cmd = tokio::process::Command::new(&self.program);
-        cmd.arg(verb)
-            .args(args)
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
             .current_dir(work)
             .env("SPATE_HOME", &self.home)
             .env("SPATE_JOB_GRAPH", self.graph_path(uuid))
@@ -539,9 +690,17 @@ impl Jobs {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        let mut child = cmd.spawn().map_err(|e| {
-            ApiError::internal(format!("cannot start {}: {e}", self.program.display()))
-        })?;
+        let mut child = match cmd.spawn() {
+            Ok(child) => child,
+            // The job's own program may not run here: the job failed.
+            Err(e) if program != self.program => return Ok(Ended::NotStarted(e.to_string())),
+            Err(e) => {
+                return Err(ApiError::internal(format!(
+                    "cannot start {}: {e}",
+                    program.display()
+                )));
+            }
+        };
         let pid = child.id().unwrap_or(0);
         self.store.set_process(
             uuid,
@@ -624,13 +783,30 @@ impl Jobs {
     }
 }
 
+/// A hard link (the same file system), else a copy.
+fn link_or_copy(from: &Path, to: &Path) -> Result<(), ApiError> {
+    if std::fs::hard_link(from, to).is_ok() {
+        return Ok(());
+    }
+    std::fs::copy(from, to).map(|_| ()).map_err(|e| {
+        ApiError::internal(format!(
+            "cannot copy {} to {}: {e}",
+            from.display(),
+            to.display()
+        ))
+    })
+}
+
 /// How a job's process ended.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Ended {
     Exited(i32),
     Signal(i32),
     Cancelled,
     TimedOut(Duration),
+    /// Its program could not be started (an uploaded program that is not
+    /// one for this host).
+    NotStarted(String),
 }
 
 /// Copies a pipe into the log channel, 64 KiB at most at a time.

@@ -27,6 +27,8 @@ pub struct ServerConfig {
     pub program: PathBuf,
     /// Serve HTTPS with this certificate chain and private key (PEM).
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// The largest upload, in bytes.
+    pub max_upload: u64,
 }
 
 /// The server's token: read from `dir/token`, or made (random, 256 bits)
@@ -68,7 +70,12 @@ pub async fn serve(config: ServerConfig) -> Result<(), String> {
             config.listen
         ));
     }
-    let jobs = Jobs::open(&config.home, config.program.clone(), config.max_jobs)?;
+    let jobs = Jobs::open(
+        &config.home,
+        config.program.clone(),
+        config.max_jobs,
+        config.max_upload,
+    )?;
     let dir = jobs.dir().to_path_buf();
     let token = if config.no_auth {
         None
@@ -77,7 +84,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), String> {
     };
     let recovered = jobs.recover().map_err(|e| e.message)?;
     jobs.recover_clusters().map_err(|e| e.message)?;
-    tokio::spawn(Arc::clone(&jobs).delete_idle_clusters());
+    tokio::spawn(Arc::clone(&jobs).housekeeping());
     if recovered > 0 {
         eprintln!(
             "spate server: {recovered} job(s) were running when the server stopped: marked ERROR"
