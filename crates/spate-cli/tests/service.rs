@@ -475,7 +475,7 @@ fn a_restarted_server_keeps_every_job_and_fails_the_ones_it_lost() {
     }
     assert!(runs(marker));
     // The server dies without a word; its job's processes live on.
-    server.kill();
+    server.crash();
     assert!(runs(marker));
     let home = std::mem::replace(&mut server.home, tempfile::tempdir().unwrap());
     let server = Server::start_in(home, &[]);
@@ -749,6 +749,23 @@ fn clusters_run_jobs_and_their_deletion_keeps_the_jobs_history() {
         executor_logs.contains("[executor-") && executor_logs.contains("Finished task"),
         "{executor_logs}"
     );
+    // Its graph holds the stages the cluster ran, with their tasks.
+    let graph: serde_json::Value =
+        serde_json::from_slice(&server.jobs(&["graph", "on-c1", "--format", "json"]).stdout)
+            .unwrap();
+    let stages: Vec<&serde_json::Value> = graph["cluster_stages"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|s| s.as_array().unwrap())
+        .collect();
+    assert!(!stages.is_empty(), "{graph}");
+    assert!(
+        stages.iter().all(
+            |s| s["stage_status"] == "Successful" && !s["tasks"].as_array().unwrap().is_empty()
+        ),
+        "{graph}"
+    );
     let missing = server.jobs(&["submit", "sql", "--cluster", "c9", "--", "-c", "SELECT 1"]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(text(&missing.stderr).contains("no cluster c9"));
@@ -966,5 +983,68 @@ fn scripts_side_files_and_programs_are_uploaded_under_server_names() {
     assert!(
         kept.iter().all(|name| name.starts_with("upl-")),
         "nothing of the refused upload is kept: {kept:?}"
+    );
+}
+
+#[test]
+fn a_job_printing_hundreds_of_megabytes_neither_blocks_nor_holds_the_server() {
+    let server = Server::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let flood = dir.path().join("flood");
+    // 256 MiB of 37-byte lines, then one last line.
+    std::fs::write(
+        &flood,
+        "#!/bin/sh\nyes 0123456789abcdefghijklmnopqrstuvwxyz | head -c 268435456\necho END\n",
+    )
+    .unwrap();
+    let out = server.jobs(&[
+        "submit",
+        "binary",
+        "--id",
+        "flood",
+        "--async",
+        "--",
+        flood.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The server answers while the job writes.
+    let start = Instant::now();
+    loop {
+        let listed = server.jobs(&["list", "--format", "value(reference.jobId)"]);
+        assert!(listed.status.success(), "{}", text(&listed.stderr));
+        if server.value("flood", "done") == "true" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the job never ended"
+        );
+    }
+    assert_eq!(server.value("flood", "status.state"), "DONE");
+    let log = server.home.path().join(format!(
+        "server/jobs/{}/driver.log",
+        server.value("flood", "jobUuid")
+    ));
+    assert_eq!(std::fs::metadata(&log).unwrap().len(), 268_435_456 + 4);
+    // Served in pages: two whole lines from the middle.
+    let rt = runtime();
+    let (page, done) = rt
+        .block_on(server.client().log_page("flood", 37 * 1_000_000, 74))
+        .unwrap();
+    assert!(done);
+    assert_eq!(
+        text(&page),
+        "0123456789abcdefghijklmnopqrstuvwxyz\n0123456789abcdefghijklmnopqrstuvwxyz\n"
+    );
+    // Nothing of it is held in the server's memory.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+    let rss_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!(
+        rss_kib < 128 << 10,
+        "the server's peak resident memory was {rss_kib} KiB for a 256 MiB log"
     );
 }

@@ -324,6 +324,19 @@ fn the_web_ui_shows_jobs_their_graph_and_live_output_and_cancels() {
     assert_eq!(server.value("slow-ui", "status.state"), "CANCELLED");
     assert!(!server::runs(marker), "the cancelled job's process is gone");
 
+    // The clusters page: a cluster with its executors' health.
+    let created = server.spate(&["clusters", "create", "ui-c", "--executors", "1"]);
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    browser.go(&format!("{}/clusters", server.url));
+    browser.wait_for(
+        "the running cluster",
+        "const row = document.querySelector('#clusters tr[data-cluster=\"ui-c\"]'); \
+         return !!row && row.innerText.includes('RUNNING') && row.cells[3].innerText === '1'",
+    );
+    browser.screenshot("clusters");
+    let deleted = server.spate(&["clusters", "delete", "ui-c"]);
+    assert!(deleted.status.success(), "{}", text(&deleted.stderr));
+
     let errors = browser.console_errors();
     assert!(errors.is_empty(), "console errors: {errors:?}");
 }

@@ -308,8 +308,11 @@ async fn delete(
 
 /// The job's graph as its process wrote it when it ended: `{"plans":
 /// [{"nodes": [...]}]}`, each node with its step, inputs and metrics (rows,
-/// compute time, spills, rows per partition and their skew). A job still
-/// running, or one that ran no plan, has `{"plans": []}`.
+/// compute time, spills, rows per partition and their skew). A job on a
+/// cluster also has `cluster_jobs` (the scheduler's ids) and
+/// `cluster_stages` (per job id, its stages as the scheduler reports them:
+/// rows, time, task duration and input percentiles). A job still running,
+/// or one that ran no plan, has `{"plans": []}`.
 #[utoipa::path(
     get,
     path = "/api/v1/jobs/{id}/graph",
@@ -321,12 +324,23 @@ async fn delete(
 )]
 async fn graph(State(app): State<App>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let job = find(&app, &id)?;
-    let body = match tokio::fs::read(app.jobs.graph_path(&job.job_uuid)).await {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => b"{\"plans\":[]}".to_vec(),
-        Err(e) => return Err(ApiError::internal(format!("reading the job's graph: {e}"))),
+    let dir = app.jobs.job_dir(&job.job_uuid);
+    let read = |name: &str| -> Result<Option<serde_json::Value>, ApiError> {
+        match std::fs::read(dir.join(name)) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| ApiError::internal(format!("reading the job's {name}: {e}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(ApiError::internal(format!("reading the job's {name}: {e}"))),
+        }
     };
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    let mut graph = read("graph.json")?.unwrap_or_else(|| serde_json::json!({"plans": []}));
+    if let Some(stages) = read("stages.json")?
+        && let Some(object) = graph.as_object_mut()
+    {
+        object.insert("cluster_stages".into(), stages);
+    }
+    Ok(axum::Json(graph).into_response())
 }
 
 #[derive(Deserialize)]

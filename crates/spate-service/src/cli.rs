@@ -567,7 +567,59 @@ async fn submit(client: &Client, s: SubmitArgs, format: Option<&str>) -> Result<
 /// Streams the job's output; the exit code of its end (gcloud's: 0 DONE,
 /// 1 ERROR, 3 CANCELLED).
 async fn wait(client: &Client, id: &str) -> Result<i32, ClientError> {
-    let state = client.follow(id, 0, print_raw).await?;
+    // On a terminal, a spinner with the job's state until its output
+    // begins (a queued job shows why it waits).
+    let spinner = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_message(format!("Job [{id}]: waiting for it to start"));
+        bar.enable_steady_tick(std::time::Duration::from_millis(100));
+        bar
+    });
+    let poller = spinner.clone().map(|bar| {
+        let client = client.clone();
+        let id = id.to_string();
+        tokio::spawn(async move {
+            loop {
+                if let Ok(job) = client.get(&id).await
+                    && let Some(status) = &job.status
+                {
+                    let substate = status
+                        .substate
+                        .map(|s| format!(" ({s:?})").to_uppercase())
+                        .unwrap_or_default();
+                    let details = if status.details.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", status.details)
+                    };
+                    bar.set_message(format!(
+                        "Job [{id}]: {}{substate}{details}",
+                        status.state.name()
+                    ));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        })
+    });
+    let mut started = false;
+    let state = client
+        .follow(id, 0, |text| {
+            if !started {
+                started = true;
+                if let Some(bar) = &spinner {
+                    bar.finish_and_clear();
+                }
+            }
+            print_raw(text);
+        })
+        .await;
+    if let Some(poller) = poller {
+        poller.abort();
+    }
+    if let Some(bar) = &spinner {
+        bar.finish_and_clear();
+    }
+    let state = state?;
     let job = client.get(id).await?;
     let details = job
         .status
@@ -819,6 +871,31 @@ fn graph_table(graph: &Value) -> String {
     let plans = graph["plans"].as_array().cloned().unwrap_or_default();
     if plans.is_empty() {
         return "no plan recorded (the job is running, or ran none)\n".into();
+    }
+    if let Some(jobs) = graph["cluster_stages"].as_object() {
+        out.push_str(&format!(
+            "cluster stages\n{:<16} {:>5} {:<11} {:>12} {:>12} {:>6} {:>16}\n",
+            "JOB", "STAGE", "STATUS", "INPUT", "OUTPUT", "TASKS", "TASK MS P50/MAX"
+        ));
+        for (id, stages) in jobs {
+            for stage in stages.as_array().into_iter().flatten() {
+                let d = &stage["task_duration_percentiles"];
+                out.push_str(&format!(
+                    "{:<16} {:>5} {:<11} {:>12} {:>12} {:>6} {:>16}\n",
+                    id,
+                    stage["stage_id"].as_str().unwrap_or("?"),
+                    stage["stage_status"].as_str().unwrap_or("?"),
+                    stage["input_rows"].as_u64().unwrap_or(0),
+                    stage["output_rows"].as_u64().unwrap_or(0),
+                    stage["tasks"].as_array().map_or(0, Vec::len),
+                    format!(
+                        "{}/{}",
+                        d["median"].as_u64().unwrap_or(0),
+                        d["max"].as_u64().unwrap_or(0)
+                    ),
+                ));
+            }
+        }
     }
     for (i, plan) in plans.iter().enumerate() {
         let nodes = plan["nodes"].as_array().cloned().unwrap_or_default();

@@ -10,6 +10,7 @@ use crate::model::{
 };
 
 /// A client of one server.
+#[derive(Clone)]
 pub struct Client {
     base: String,
     token: Option<String>,

@@ -491,14 +491,7 @@ impl Jobs {
     /// cluster.
     pub(crate) fn collect_cluster_logs(&self, job_uuid: &str, cluster_uuid: &str) {
         self.procs.touch(cluster_uuid);
-        let ids: Vec<String> = std::fs::read(self.graph_path(job_uuid))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|g| g["cluster_jobs"].as_array().cloned())
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect();
+        let ids = self.cluster_job_ids(job_uuid);
         if ids.is_empty() {
             return;
         }
@@ -528,6 +521,52 @@ impl Jobs {
                 let _ = std::fs::write(out_dir.join(&name), lines);
             }
         }
+    }
+
+    /// The scheduler's ids of the jobs a job ran on its cluster (from its
+    /// graph file).
+    fn cluster_job_ids(&self, job_uuid: &str) -> Vec<String> {
+        std::fs::read(self.graph_path(job_uuid))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|g| g["cluster_jobs"].as_array().cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// After a job on a cluster ends: the stages the scheduler ran for it,
+    /// with their metrics and the percentiles of their tasks' durations and
+    /// inputs (`GET /api/job/ID/stages`), kept in the job's directory
+    /// (`stages.json`) for its graph, where they outlive the cluster.
+    pub(crate) async fn collect_cluster_stages(&self, job_uuid: &str, cluster_uuid: &str) {
+        let ids = self.cluster_job_ids(job_uuid);
+        let Ok(Some(cluster)) = self.store.cluster(cluster_uuid) else {
+            return;
+        };
+        if ids.is_empty() || cluster.scheduler_address.is_empty() {
+            return;
+        }
+        let client = reqwest::Client::new();
+        let mut stages = serde_json::Map::new();
+        for id in ids {
+            let url = format!(
+                "http://{}/api/job/{id}/stages?plan_format=metrics",
+                cluster.scheduler_address
+            );
+            let Ok(response) = client.get(url).timeout(Duration::from_secs(5)).send().await else {
+                continue;
+            };
+            let Ok(body) = response.bytes().await else {
+                continue;
+            };
+            if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body) {
+                stages.insert(id, value["stages"].clone());
+            }
+        }
+        let path = self.job_dir(job_uuid).join("stages.json");
+        let _ = std::fs::write(path, serde_json::Value::Object(stages).to_string());
     }
 
     /// The job's collected cluster logs, each line after its file's name.

@@ -586,6 +586,7 @@ impl Jobs {
                 .await?;
             if !cluster.is_empty() {
                 self.collect_cluster_logs(uuid, &cluster);
+                self.collect_cluster_stages(uuid, &cluster).await;
             }
             self.store.set_process(uuid, None)?;
             match ended {

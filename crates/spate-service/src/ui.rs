@@ -28,6 +28,7 @@ pub(crate) fn routes() -> Router<App> {
     Router::new()
         .route("/", get(page))
         .route("/jobs/{id}", get(page))
+        .route("/clusters", get(page))
         .route("/ui/app.js", get(app_js))
         .route("/ui/app.css", get(app_css))
         .route("/login", get(login_page).post(login))
@@ -42,7 +43,7 @@ pub(crate) fn is_public(path: &str) -> bool {
 
 /// Whether `path` is a page (a browser is sent to sign in), not the API.
 pub(crate) fn is_page(path: &str) -> bool {
-    path == "/" || path.starts_with("/jobs/")
+    path == "/" || path == "/clusters" || path.starts_with("/jobs/")
 }
 
 /// The token in the request's cookie, if any.

@@ -4,7 +4,7 @@
 'use strict';
 
 const STATES = ['PENDING', 'SETUP_DONE', 'RUNNING', 'CANCEL_PENDING', 'DONE', 'ERROR', 'CANCELLED'];
-const KINDS = { sqlJob: 'sql', builtinJob: 'builtin', streamingJob: 'streaming', mrjobJob: 'mrjob' };
+const KINDS = { sqlJob: 'sql', builtinJob: 'builtin', streamingJob: 'streaming', mrjobJob: 'mrjob', binaryJob: 'binary' };
 
 async function api(path, options) {
   const response = await fetch(path, Object.assign({ credentials: 'same-origin' }, options || {}));
@@ -136,6 +136,46 @@ async function jobsPage() {
   setInterval(load, 2000);
 }
 
+// ---- The clusters page ----
+
+async function clustersPage() {
+  const body = el('tbody', { id: 'clusters' });
+  const status = el('p', { class: 'muted', id: 'clusters-status' });
+  show(
+    el('h1', {}, 'Clusters'),
+    el('table', {},
+      el('thead', {}, el('tr', {}, ['Cluster', 'State', 'Executors', 'Healthy', 'Slots', 'Scheduler', 'Active jobs', 'Labels', 'Since'].map((h) => el('th', {}, h)))),
+      body),
+    status);
+
+  async function load() {
+    try {
+      const list = await api('/api/v1/clusters');
+      const clusters = await Promise.all((list.clusters || []).map((c) =>
+        api('/api/v1/clusters/' + encodeURIComponent(c.clusterName)).catch(() => c)));
+      body.replaceChildren(...clusters.map((c) => {
+        const executors = c.executors || [];
+        const state = c.status ? c.status.state : 'CREATING';
+        return el('tr', { 'data-cluster': c.clusterName },
+          el('td', {}, c.clusterName),
+          el('td', {}, el('span', { class: 'state ' + (state === 'RUNNING' ? '' : state === 'ERROR' ? 'ERROR' : 'CANCELLED'), title: (c.status && c.status.detail) || '' }, state)),
+          el('td', { class: 'num' }, c.config.executorCount),
+          el('td', { class: 'num' }, executors.filter((e) => e.healthy).length),
+          el('td', { class: 'num' }, executors.reduce((n, e) => n + e.slots, 0)),
+          el('td', {}, el('code', {}, c.schedulerAddress || '')),
+          el('td', {}, (c.activeJobs || []).map((j) => el('a', { href: '/jobs/' + encodeURIComponent(j), class: 'label' }, j))),
+          el('td', {}, Object.entries(c.labels || {}).map(([k, v]) => el('span', { class: 'label' }, k + '=' + v))),
+          el('td', {}, c.status ? c.status.stateStartTime : ''));
+      }));
+      status.textContent = clusters.length ? clusters.length + ' cluster(s)' : 'No cluster: create one with spate clusters create NAME.';
+    } catch (error) {
+      status.replaceWith(failure(error));
+    }
+  }
+  await load();
+  setInterval(load, 2000);
+}
+
 // ---- A job's page ----
 
 async function jobPage(id) {
@@ -160,6 +200,7 @@ async function jobPage(id) {
       el('dt', {}, 'State'), stateCell,
       el('dt', {}, 'Details'), detailsCell,
       el('dt', {}, 'Type'), el('dd', {}, kind(job)),
+      el('dt', {}, 'Cluster'), el('dd', {}, (job.placement && job.placement.clusterName) || 'none: on the server\'s host'),
       el('dt', {}, 'Arguments'), el('dd', {}, el('code', {}, args(job).join(' '))),
       el('dt', {}, 'Labels'), el('dd', {}, Object.entries(job.labels || {}).map(([k, v]) => el('span', { class: 'label' }, k + '=' + v))),
       el('dt', {}, 'UUID'), el('dd', {}, el('code', {}, job.jobUuid))),
@@ -201,6 +242,7 @@ async function jobPage(id) {
     try {
       const g = await api(path + '/graph');
       drawPlans(g.plans || [], graph, steps);
+      drawStages(g.cluster_stages, graph);
     } catch (error) {
       graph.replaceChildren(failure(error));
     }
@@ -311,6 +353,32 @@ function drawPlans(plans, container, steps) {
   });
 }
 
+// The scheduler's stages of a job run on a cluster, with the percentiles
+// of their tasks' durations and inputs; a stage whose largest task input
+// is over twice the median is skewed.
+function drawStages(clusterStages, container) {
+  const rows = [];
+  for (const [jobId, stages] of Object.entries(clusterStages || {})) {
+    for (const stage of stages || []) {
+      const d = stage.task_duration_percentiles || {};
+      const inputs = stage.task_input_percentiles || {};
+      const skew = inputs.median > 0 ? inputs.max / inputs.median : null;
+      rows.push(el('tr', { class: skew !== null && skew > 2 ? 'skewed-stage' : '', 'data-stage': jobId + '/' + stage.stage_id },
+        el('td', {}, jobId), el('td', {}, stage.stage_id), el('td', {}, stage.stage_status),
+        el('td', { class: 'num' }, count(stage.input_rows)), el('td', { class: 'num' }, count(stage.output_rows)),
+        el('td', { class: 'num' }, stage.elapsed_compute || ''),
+        el('td', { class: 'num' }, (stage.tasks || []).length),
+        el('td', { class: 'num' }, d.median !== undefined ? d.median + ' / ' + d.max + ' ms' : ''),
+        el('td', { class: 'num' }, skew === null ? '–' : skew.toFixed(1))));
+    }
+  }
+  if (!rows.length) return;
+  container.append(el('h2', {}, 'Cluster stages'),
+    el('table', { id: 'stages' },
+      el('thead', {}, el('tr', {}, ['Cluster job', 'Stage', 'Status', 'Input rows', 'Output rows', 'Compute', 'Tasks', 'Task time p50 / max', 'Input skew'].map((h) => el('th', {}, h)))),
+      el('tbody', {}, rows)));
+}
+
 function slowestOf(nodes) {
   let best = null;
   for (const node of nodes) {
@@ -386,7 +454,8 @@ function drawPlan(nodes) {
 
 function start() {
   const match = location.pathname.match(/^\/jobs\/([A-Za-z0-9_-]+)$/);
-  const page = match ? jobPage(decodeURIComponent(match[1])) : jobsPage();
+  const page = match ? jobPage(decodeURIComponent(match[1]))
+    : location.pathname === '/clusters' ? clustersPage() : jobsPage();
   page.catch((error) => show(failure(error)));
 }
 

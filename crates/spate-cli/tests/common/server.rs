@@ -103,15 +103,32 @@ impl Server {
         }
     }
 
-    pub fn kill(&mut self) {
+    /// The server dies without a word (SIGKILL), as in a crash.
+    pub fn crash(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// The server stops as on Ctrl-C: its jobs and clusters stop with it.
+    pub fn stop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            let start = Instant::now();
+            while matches!(self.child.try_wait(), Ok(None))
+                && start.elapsed() < Duration::from_secs(30)
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        self.crash();
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.kill();
+        self.stop();
     }
 }
 
