@@ -46,6 +46,8 @@ command -v script >/dev/null || DEB_PACKAGES+=(bsdutils)
 command -v ip >/dev/null || DEB_PACKAGES+=(iproute2)
 # openssl(1): the job service's HTTPS test makes its certificate with it.
 command -v openssl >/dev/null || DEB_PACKAGES+=(openssl)
+# kill(1) and pkill(1): tests stop processes they started by hand.
+command -v pkill >/dev/null || DEB_PACKAGES+=(procps)
 # Chromium and ChromeDriver: the web UI's test drives a real browser.
 command -v chromium >/dev/null || DEB_PACKAGES+=(chromium)
 command -v chromedriver >/dev/null || DEB_PACKAGES+=(chromium-driver)

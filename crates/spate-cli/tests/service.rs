@@ -217,6 +217,23 @@ fn a_cancelled_job_stops_with_every_process_of_its_group() {
     // Cancelling an ended job is refused.
     assert_eq!(server.jobs(&["kill", "sleeper"]).status.code(), Some(2));
 
+    // A process that leaves the job's group and keeps its output open
+    // does not keep the job from ending.
+    let escape = dir.path().join("escape");
+    std::fs::write(&escape, "#!/bin/sh\necho started\nsetsid sleep 6127 &\n").unwrap();
+    let out = server.jobs(&[
+        "submit",
+        "binary",
+        "--id",
+        "escape",
+        "--",
+        escape.to_str().unwrap(),
+    ]);
+    let _ = Command::new("pkill").args(["-f", "sleep 6127"]).status();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "started\n");
+    assert_eq!(server.value("escape", "status.state"), "DONE");
+
     // A timeout stops a job with ERROR.
     let out = server.jobs(&[
         "submit",
@@ -319,6 +336,7 @@ fn bad_requests_get_one_error_shape() {
         let client = reqwest::Client::new();
         let mut request = client
             .request(method.parse().unwrap(), url)
+            .header("content-type", "application/json")
             .body(body.to_string());
         if let Some(t) = token {
             request = request.bearer_auth(t);
@@ -348,6 +366,38 @@ fn bad_requests_get_one_error_shape() {
     );
     assert_eq!(status, 400);
     assert_eq!(body["error"]["field"], "job.reference.jobId");
+    // An id shaped like a uuid is the server's alone; a year is the
+    // longest timeout.
+    let (status, body) = call(
+        "POST",
+        "/api/v1/jobs",
+        token,
+        "{\"job\": {\"sqlJob\": {\"args\": []}, \"reference\": {\"jobId\": \"0b4123b0-aaaa-4bbb-8ccc-123456789abc\"}}}",
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["field"], "job.reference.jobId");
+    let (status, body) = call(
+        "POST",
+        "/api/v1/jobs",
+        token,
+        "{\"job\": {\"sqlJob\": {\"args\": []}, \"timeout\": \"1e20s\"}}",
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["field"], "job.timeout");
+    // A body that does not say it is JSON is refused (a form cannot post one).
+    let refused = rt.block_on(async {
+        reqwest::Client::new()
+            .post(format!("{}/api/v1/jobs", server.url))
+            .bearer_auth(&secret)
+            .header("content-type", "text/plain")
+            .body("{\"job\": {\"sqlJob\": {\"args\": [\"-c\", \"SELECT 1\"]}}}")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    assert_eq!(refused, 415);
     let (status, body) = call("GET", "/api/v1/jobs?filter=color%3Dblue", token, "");
     assert_eq!(status, 400);
     assert_eq!(body["error"]["field"], "filter");
@@ -938,9 +988,15 @@ fn scripts_side_files_and_programs_are_uploaded_under_server_names() {
     let secret = std::fs::read_to_string(server.home.path().join("server/token")).unwrap();
     let post = |path: &str, body: Vec<u8>| {
         rt.block_on(async {
+            let kind = if path.ends_with("/jobs") {
+                "application/json"
+            } else {
+                "application/octet-stream"
+            };
             let response = reqwest::Client::new()
                 .post(format!("{}{path}", server.url))
                 .bearer_auth(&secret)
+                .header("content-type", kind)
                 .body(body)
                 .send()
                 .await

@@ -248,6 +248,33 @@ fn the_web_ui_shows_jobs_their_graph_and_live_output_and_cancels() {
     browser.type_into("#token", token.trim());
     browser.click("#sign-in");
 
+    // The cookie holds a session, never the token; a change sent with it
+    // from another origin is refused.
+    browser.wait_for("the jobs page", "return location.pathname === '/'");
+    let cookies = browser.call("GET", "/cookie", Value::Null);
+    let session = cookies
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "spate_token")
+        .map(|c| c["value"].as_str().unwrap().to_string())
+        .expect("signed in: a session cookie");
+    assert_ne!(session, token.trim());
+    let forged = browser.rt.block_on(async {
+        reqwest::Client::new()
+            .post(format!("{}/api/v1/jobs", server.url))
+            .header("cookie", format!("spate_token={session}"))
+            .header("origin", "http://127.0.0.1:9")
+            .header("content-type", "application/json")
+            .body(r#"{"job": {"sqlJob": {"args": ["-c", "SELECT 1"]}}}"#)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    assert_eq!(forged, 403);
+
     // The jobs page lists the job.
     browser.wait_for(
         "the job in the list",

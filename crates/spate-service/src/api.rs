@@ -57,6 +57,9 @@ pub(crate) struct App {
     pub(crate) token: Option<Arc<str>>,
     /// Served over HTTPS (the UI's cookie is then `Secure`).
     pub(crate) https: bool,
+    /// Signed-in browsers' session ids (the UI's cookie): never the
+    /// token itself, and gone when the server restarts.
+    pub(crate) sessions: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 /// The API's routes and the web UI over `jobs`; `token`: the bearer token
@@ -66,6 +69,7 @@ pub fn router(jobs: Arc<Jobs>, token: Option<String>, https: bool) -> Router {
         jobs,
         token: token.map(Arc::from),
         https,
+        sessions: Arc::default(),
     };
     Router::new()
         .merge(crate::ui::routes())
@@ -108,23 +112,68 @@ async fn authenticate(State(app): State<App>, request: Request, next: Next) -> R
     if crate::ui::is_public(path) {
         return next.run(request).await;
     }
-    let given = request
+    let bearer = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .or_else(|| crate::ui::cookie_token(request.headers()));
-    match given {
-        Some(given) if same(given.trim().as_bytes(), token.as_bytes()) => next.run(request).await,
-        _ if crate::ui::is_page(path) => axum::response::Redirect::to("/login").into_response(),
-        Some(_) => {
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if let Some(given) = bearer {
+        return if same(given.trim().as_bytes(), token.as_bytes()) {
+            next.run(request).await
+        } else {
             ApiError::unauthenticated("the bearer token is not this server's").into_response()
+        };
+    }
+    if let Some(session) = crate::ui::cookie_session(request.headers())
+        && app.has_session(session)
+    {
+        // A browser's request: a change must come from the server's own
+        // pages, not from another site (or another port of this host).
+        if !request.method().is_safe() && !crate::ui::same_origin(request.headers()) {
+            return ApiError {
+                code: 403,
+                message: "a change from a browser must come from this server's own pages".into(),
+                field: None,
+            }
+            .into_response();
         }
-        None => ApiError::unauthenticated(
-            "this server needs Authorization: Bearer TOKEN (the token is in \
-             $SPATE_HOME/server/token on the server's host)",
-        )
-        .into_response(),
+        return next.run(request).await;
+    }
+    if crate::ui::is_page(path) {
+        return axum::response::Redirect::to("/login").into_response();
+    }
+    ApiError::unauthenticated(
+        "this server needs Authorization: Bearer TOKEN (the token is in \
+         $SPATE_HOME/server/token on the server's host)",
+    )
+    .into_response()
+}
+
+impl App {
+    /// Whether `session` is a signed-in browser's.
+    pub(crate) fn has_session(&self, session: &str) -> bool {
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(session)
+    }
+}
+
+/// Refuses a body that does not say it is JSON (415): a form on another
+/// site cannot send one without the browser asking first.
+fn json_body(headers: &HeaderMap) -> Result<(), ApiError> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"));
+    if json {
+        Ok(())
+    } else {
+        Err(ApiError {
+            code: 415,
+            message: "the request body must be JSON (Content-Type: application/json)".into(),
+            field: Some("Content-Type".into()),
+        })
     }
 }
 
@@ -174,7 +223,12 @@ fn find(app: &App, id: &str) -> Result<Job, ApiError> {
         (status = 409, description = "The job id is taken", body = ErrorBody),
     )
 )]
-async fn submit(State(app): State<App>, body: Bytes) -> Result<axum::Json<Job>, ApiError> {
+async fn submit(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<axum::Json<Job>, ApiError> {
+    json_body(&headers)?;
     let request: SubmitRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::invalid(
             "job",
@@ -397,8 +451,10 @@ async fn upload(
 )]
 async fn create_cluster(
     State(app): State<App>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<axum::Json<Operation>, ApiError> {
+    json_body(&headers)?;
     let request: CreateClusterRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::invalid(
             "cluster",
@@ -639,23 +695,40 @@ fn follow(
                 return None;
             }
             let ended = f.mark.as_ref().is_none_or(|m| m.borrow().ended);
-            let chunk = read_at(&f.path, f.offset, 64 << 10)
-                .await
-                .unwrap_or_default();
-            // Whole lines while the job writes; everything once it has ended.
-            let take = if ended || chunk.len() == 64 << 10 {
-                // A line longer than a chunk goes in pieces.
-                chunk
-                    .iter()
-                    .rposition(|b| *b == b'\n')
-                    .filter(|_| !ended)
-                    .map_or(chunk.len(), |i| i + 1)
+            let chunk = match read_at(&f.path, f.offset, 64 << 10).await {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    f.finished = true;
+                    let event = Event::default().event("error").data(e.message);
+                    return Some((Ok(event), f));
+                }
+            };
+            // Whole lines while the job writes; everything once it has
+            // ended; a line longer than a chunk in pieces, each cut on a
+            // character's boundary.
+            let mut take = if ended {
+                chunk.len()
             } else {
                 chunk.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1)
             };
+            let full = chunk.len() == 64 << 10;
+            if take == 0 && full {
+                take = chunk.len();
+            }
+            if take == chunk.len()
+                && full
+                && let Err(e) = std::str::from_utf8(&chunk)
+                && e.error_len().is_none()
+            {
+                // A character cut by the chunk's end waits for the next.
+                take = e.valid_up_to().max(1);
+            }
             if take > 0 {
                 f.offset += take as u64;
-                let text = String::from_utf8_lossy(&chunk[..take]).replace("\r\n", "\n");
+                // A lone carriage return would end an event's line.
+                let text = String::from_utf8_lossy(&chunk[..take])
+                    .replace("\r\n", "\n")
+                    .replace('\r', "\n");
                 let event = Event::default()
                     .event("log")
                     .id(f.offset.to_string())

@@ -241,24 +241,10 @@ struct ClusterVerb {
 
 /// Runs `spate clusters ...`; returns the process's exit code.
 pub fn clusters(args: ClustersArgs, home: &Path) -> i32 {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("spate: error: {e}");
-            return 1;
-        }
-    };
-    let client = match client_for(args.server.as_deref(), args.ca_cert.clone(), home) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("spate: error: {e}");
-            return 2;
-        }
-    };
-    exit_code(runtime.block_on(run_clusters(&client, args)))
+    let connection = (args.server.clone(), args.ca_cert.clone());
+    with_client(connection, home, |client| async move {
+        run_clusters(&client, args).await
+    })
 }
 
 fn client_for(
@@ -417,6 +403,23 @@ pub fn server(args: &ServerArgs, default_home: PathBuf) -> Result<(), String> {
 
 /// Runs `spate jobs ...`; returns the process's exit code.
 pub fn jobs(args: JobsArgs, home: &Path) -> i32 {
+    let connection = (args.server.clone(), args.ca_cert.clone());
+    with_client(connection, home, |client| async move {
+        run_jobs(&client, args).await
+    })
+}
+
+/// Runs `work` with a client of the server named by `(--server,
+/// --ca-cert)`; the process's exit code.
+fn with_client<F, W>(
+    (server, ca_cert): (Option<String>, Option<PathBuf>),
+    home: &Path,
+    work: W,
+) -> i32
+where
+    W: FnOnce(Client) -> F,
+    F: std::future::Future<Output = Result<i32, ClientError>>,
+{
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -427,14 +430,14 @@ pub fn jobs(args: JobsArgs, home: &Path) -> i32 {
             return 1;
         }
     };
-    let client = match client_for(args.server.as_deref(), args.ca_cert.clone(), home) {
+    let client = match client_for(server.as_deref(), ca_cert, home) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("spate: error: {e}");
             return 2;
         }
     };
-    exit_code(runtime.block_on(run_jobs(&client, args)))
+    exit_code(runtime.block_on(work(client)))
 }
 
 async fn run_jobs(client: &Client, args: JobsArgs) -> Result<i32, ClientError> {

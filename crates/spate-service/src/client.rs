@@ -134,14 +134,21 @@ impl Client {
 
     /// Submits a job.
     pub async fn submit(&self, request: &SubmitRequest) -> Result<Job, ClientError> {
-        let body = serde_json::to_vec(request)
-            .map_err(|e| ClientError::Transport(format!("encoding the job: {e}")))?;
-        self.json(
-            self.request(reqwest::Method::POST, "/api/v1/jobs")
-                .header("content-type", "application/json")
-                .body(body),
-        )
-        .await
+        self.json(self.post_json("/api/v1/jobs", request)?).await
+    }
+
+    /// A POST of `body` as JSON.
+    fn post_json<B: serde::Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<reqwest::RequestBuilder, ClientError> {
+        let body = serde_json::to_vec(body)
+            .map_err(|e| ClientError::Transport(format!("encoding the request: {e}")))?;
+        Ok(self
+            .request(reqwest::Method::POST, path)
+            .header("content-type", "application/json")
+            .body(body))
     }
 
     /// Uploads a file; its id on the server.
@@ -207,14 +214,8 @@ impl Client {
         &self,
         request: &CreateClusterRequest,
     ) -> Result<Operation, ClientError> {
-        let body = serde_json::to_vec(request)
-            .map_err(|e| ClientError::Transport(format!("encoding the cluster: {e}")))?;
-        self.json(
-            self.request(reqwest::Method::POST, "/api/v1/clusters")
-                .header("content-type", "application/json")
-                .body(body),
-        )
-        .await
+        self.json(self.post_json("/api/v1/clusters", request)?)
+            .await
     }
 
     /// Every cluster.
@@ -325,12 +326,34 @@ impl Client {
     }
 
     /// Follows a job's log from `offset`, handing each piece to `out` as it
-    /// is written, until the job ends; returns its final state's name.
+    /// is written, until the job ends; returns its final state's name. A
+    /// dropped connection is resumed where it stopped (each event says its
+    /// end offset), a few times, before it is an error.
     pub async fn follow(
         &self,
         id: &str,
-        offset: u64,
+        mut offset: u64,
         mut out: impl FnMut(&str),
+    ) -> Result<String, ClientError> {
+        let mut retries = 0;
+        loop {
+            match self.follow_once(id, &mut offset, &mut out).await {
+                Ok(state) => return Ok(state),
+                Err(ClientError::Transport(why)) if retries < 5 => {
+                    retries += 1;
+                    log::info!("the log stream of {id} dropped ({why}); resuming at {offset}");
+                    tokio::time::sleep(std::time::Duration::from_millis(200 << retries)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn follow_once(
+        &self,
+        id: &str,
+        offset: &mut u64,
+        out: &mut impl FnMut(&str),
     ) -> Result<String, ClientError> {
         let response = self
             .request(
@@ -358,10 +381,21 @@ impl Client {
         let mut events = EventParser::default();
         while let Some(piece) = body.next().await {
             let piece = piece.map_err(|e| self.unreachable(e))?;
-            for (kind, data) in events.feed(&piece) {
-                match kind.as_str() {
-                    "log" => out(&data),
-                    "end" => return Ok(data),
+            for event in events.feed(&piece) {
+                match event.kind.as_str() {
+                    "log" => {
+                        out(&event.data);
+                        if let Some(next) = event.id.and_then(|i| i.parse().ok()) {
+                            *offset = next;
+                        }
+                    }
+                    "end" => return Ok(event.data),
+                    "error" => {
+                        return Err(ClientError::Api(ApiError::internal(format!(
+                            "the server could not read the job's log: {}",
+                            event.data
+                        ))));
+                    }
                     _ => {}
                 }
             }
@@ -387,17 +421,26 @@ fn enc(id: &str) -> String {
         .collect()
 }
 
-/// Server-sent events from a byte stream: `(event, data)` pairs, the data
-/// lines of an event joined with newlines.
+/// One server-sent event.
+#[derive(Debug, PartialEq, Eq)]
+struct SseEvent {
+    kind: String,
+    data: String,
+    id: Option<String>,
+}
+
+/// Server-sent events from a byte stream, the data lines of an event
+/// joined with newlines.
 #[derive(Default)]
 struct EventParser {
     pending: Vec<u8>,
     kind: String,
     data: Vec<String>,
+    id: Option<String>,
 }
 
 impl EventParser {
-    fn feed(&mut self, bytes: &[u8]) -> Vec<(String, String)> {
+    fn feed(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
         self.pending.extend_from_slice(bytes);
         let mut out = Vec::new();
         while let Some(nl) = self.pending.iter().position(|b| *b == b'\n') {
@@ -407,15 +450,15 @@ impl EventParser {
             if line.is_empty() {
                 if !self.data.is_empty() || !self.kind.is_empty() {
                     let kind = std::mem::take(&mut self.kind);
-                    let data = std::mem::take(&mut self.data).join("\n");
-                    out.push((
-                        if kind.is_empty() {
+                    out.push(SseEvent {
+                        kind: if kind.is_empty() {
                             "message".into()
                         } else {
                             kind
                         },
-                        data,
-                    ));
+                        data: std::mem::take(&mut self.data).join("\n"),
+                        id: self.id.take(),
+                    });
                 }
                 continue;
             }
@@ -427,6 +470,7 @@ impl EventParser {
             match field {
                 "event" => self.kind = value.to_string(),
                 "data" => self.data.push(value.to_string()),
+                "id" => self.id = Some(value.to_string()),
                 _ => {}
             }
         }
@@ -446,8 +490,16 @@ mod tests {
         assert_eq!(
             got,
             [
-                ("log".to_string(), "abc\n".to_string()),
-                ("end".to_string(), "DONE".to_string())
+                SseEvent {
+                    kind: "log".into(),
+                    data: "abc\n".into(),
+                    id: Some("4".into())
+                },
+                SseEvent {
+                    kind: "end".into(),
+                    data: "DONE".into(),
+                    id: None
+                }
             ]
         );
         assert_eq!(enc("job-1_a"), "job-1_a");

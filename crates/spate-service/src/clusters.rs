@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::Notify;
 
@@ -148,6 +149,7 @@ impl Jobs {
         cluster: Cluster,
         request_id: &str,
     ) -> Result<Operation, ApiError> {
+        self.refuse_when_stopping()?;
         let mut cluster = cluster.checked_submission()?;
         cluster.cluster_uuid = uuid::Uuid::new_v4().to_string();
         set_cluster_status(&mut cluster, ClusterState::Creating, String::new());
@@ -166,6 +168,7 @@ impl Jobs {
 
     /// Starts a stopped (or failed) cluster again.
     pub fn start_cluster(self: &Arc<Self>, name: &str) -> Result<Operation, ApiError> {
+        self.refuse_when_stopping()?;
         let cluster = self.change_cluster(name, |c| match c.state() {
             ClusterState::Stopped | ClusterState::Error => {
                 set_cluster_status(c, ClusterState::Starting, String::new());
@@ -185,10 +188,13 @@ impl Jobs {
 
     /// Stops a running cluster's processes (its record stays).
     pub fn stop_cluster(self: &Arc<Self>, name: &str) -> Result<Operation, ApiError> {
+        self.refuse_when_stopping()?;
         let cluster = self.cluster(name)?;
-        self.refuse_with_active_jobs(&cluster, "stop")?;
         let cluster = self.change_cluster(&cluster.cluster_uuid, |c| match c.state() {
             ClusterState::Running => {
+                // Under the lock a job's submission takes too: no job
+                // is placed on it between this check and the stop.
+                self.refuse_with_active_jobs(c, "stop")?;
                 set_cluster_status(c, ClusterState::Stopping, String::new());
                 Ok(())
             }
@@ -218,7 +224,6 @@ impl Jobs {
     /// jobs it ran keep their history, logs and graphs.
     pub fn delete_cluster(self: &Arc<Self>, name: &str) -> Result<Operation, ApiError> {
         let cluster = self.cluster(name)?;
-        self.refuse_with_active_jobs(&cluster, "delete")?;
         self.delete_cluster_because(&cluster, String::new())
     }
 
@@ -229,6 +234,7 @@ impl Jobs {
     ) -> Result<Operation, ApiError> {
         let cluster = self.change_cluster(&cluster.cluster_uuid, |c| match c.state() {
             ClusterState::Running | ClusterState::Stopped | ClusterState::Error => {
+                self.refuse_with_active_jobs(c, "delete")?;
                 set_cluster_status(c, ClusterState::Deleting, detail);
                 Ok(())
             }
@@ -349,6 +355,7 @@ impl Jobs {
             ApiError::internal(format!("cannot start {}: {e}", self.program().display()))
         })?;
         let pid = child.id().unwrap_or(0);
+        let group = crate::runner::GroupGuard::new(pid);
         self.store.set_cluster_process(
             uuid,
             Some(ProcessId {
@@ -371,18 +378,21 @@ impl Jobs {
             .take()
             .ok_or_else(|| ApiError::internal("the cluster's output is not piped"))?;
         let mut lines = tokio::io::BufReader::new(stdout).lines();
-        let address = tokio::time::timeout(START_TIMEOUT, lines.next_line()).await;
+        let address = tokio::select! {
+            line = tokio::time::timeout(START_TIMEOUT, lines.next_line()) => match line {
+                Ok(Ok(Some(line))) if !line.trim().is_empty() => Ok(line.trim().to_string()),
+                Err(_) => Err(format!("not up after {}s", START_TIMEOUT.as_secs())),
+                _ => Err(format!("its processes ended: {}", last_line(&log_path))),
+            },
+            () = proc.stop.notified() => Err("stopped while it started".to_string()),
+        };
         let address = match address {
-            Ok(Ok(Some(line))) if !line.trim().is_empty() => line.trim().to_string(),
-            outcome => {
-                signal_group(pid, "KILL");
+            Ok(address) => address,
+            Err(why) => {
+                drop(group);
                 let _ = child.wait().await;
                 self.forget_processes(uuid);
                 proc.gone.send_replace(true);
-                let why = match outcome {
-                    Err(_) => format!("not up after {}s", START_TIMEOUT.as_secs()),
-                    _ => format!("its processes ended: {}", last_line(&log_path)),
-                };
                 return Err(ApiError::internal(format!(
                     "cluster {} did not start: {why} (log: {})",
                     cluster.cluster_name,
@@ -396,6 +406,7 @@ impl Jobs {
             Ok(())
         })?;
         self.procs.touch(uuid);
+        group.disarm();
         Ok(child)
     }
 
@@ -410,17 +421,17 @@ impl Jobs {
             status = child.wait() => status,
             () = proc.stop.notified() => {
                 proc.stopping.store(true, Ordering::SeqCst);
-                signal_group(pid, "TERM");
+                signal_group(pid, Signal::SIGTERM);
                 match tokio::time::timeout(STOP_GRACE, child.wait()).await {
                     Ok(status) => status,
                     Err(_) => {
-                        signal_group(pid, "KILL");
+                        signal_group(pid, Signal::SIGKILL);
                         child.wait().await
                     }
                 }
             }
         };
-        signal_group(pid, "KILL");
+        signal_group(pid, Signal::SIGKILL);
         self.forget_processes(uuid);
         if !proc.stopping.load(Ordering::SeqCst) {
             let how = match status {
@@ -598,7 +609,7 @@ impl Jobs {
     pub fn recover_clusters(&self) -> Result<(), ApiError> {
         for (cluster, process) in self.store.clusters()? {
             if let Some(p) = process.filter(|p| still_runs(*p)) {
-                signal_group(p.pid, "KILL");
+                signal_group(p.pid, Signal::SIGKILL);
             }
             self.store
                 .set_cluster_process(&cluster.cluster_uuid, None)?;

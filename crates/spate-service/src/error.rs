@@ -79,7 +79,10 @@ impl ApiError {
             401 => "UNAUTHENTICATED",
             404 => "NOT_FOUND",
             409 => "FAILED_PRECONDITION",
+            403 => "PERMISSION_DENIED",
             413 => "OUT_OF_RANGE",
+            415 => "INVALID_ARGUMENT",
+            503 => "UNAVAILABLE",
             _ => "INTERNAL",
         }
     }

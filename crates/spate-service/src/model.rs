@@ -434,10 +434,13 @@ impl Job {
             ));
         }
         let id = &self.reference.job_id;
-        if !id.is_empty() && !valid_job_id(id) {
+        if !id.is_empty() && (!valid_job_id(id) || looks_like_uuid(id)) {
             return Err(ApiError::invalid(
                 "job.reference.jobId",
-                format!("{id:?}: a job id has 1 to 100 letters, digits, underscores or hyphens"),
+                format!(
+                    "{id:?}: a job id has 1 to 100 letters, digits, underscores or hyphens, \
+                     and is not shaped like a uuid (those are the server's)"
+                ),
             ));
         }
         check_labels(&self.labels, "job.labels")?;
@@ -497,13 +500,24 @@ fn check_labels(labels: &BTreeMap<String, String>, field: &str) -> Result<(), Ap
     Ok(())
 }
 
-/// Dataproc's rule for job ids.
+/// Dataproc's rule for job ids (a uuid's shape is the server's alone).
 pub fn valid_job_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 100
         && id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// Whether `s` has a uuid's shape (8-4-4-4-12 hex digits): the server's
+/// ids for jobs and clusters, which no client-given id or name may take,
+/// so that a lookup by "id or uuid" finds one record.
+pub fn looks_like_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        })
 }
 
 /// Google's rule for label keys and values.
@@ -798,7 +812,7 @@ impl Cluster {
 
     /// Checks what a client may set and clears what only the server sets.
     pub fn checked_submission(mut self) -> Result<Self, ApiError> {
-        if !valid_cluster_name(&self.cluster_name) {
+        if !valid_cluster_name(&self.cluster_name) || looks_like_uuid(&self.cluster_name) {
             return Err(ApiError::invalid(
                 "cluster.clusterName",
                 format!(
@@ -844,15 +858,19 @@ pub fn valid_cluster_name(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
-/// A duration as Google's JSON writes it (`"600s"`), in seconds.
+/// The longest duration a job's timeout or a cluster's TTL may have.
+const MAX_DURATION_SECS: f64 = 365.0 * 86_400.0;
+
+/// A duration as Google's JSON writes it (`"600s"`), in seconds: more
+/// than zero, at most a year.
 pub fn seconds_of(text: &str, field: &str) -> Result<f64, ApiError> {
     text.strip_suffix('s')
         .and_then(|n| n.parse::<f64>().ok())
-        .filter(|n| n.is_finite() && *n > 0.0)
+        .filter(|n| n.is_finite() && *n > 0.0 && *n <= MAX_DURATION_SECS)
         .ok_or_else(|| {
             ApiError::invalid(
                 field,
-                format!("{text:?} is not a duration in seconds such as \"600s\""),
+                format!("{text:?} is not a duration in seconds such as \"600s\" (at most a year)"),
             )
         })
 }

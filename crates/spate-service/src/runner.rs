@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Notify, Semaphore, watch};
 
@@ -23,6 +24,10 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// A timer that is not running: a year away.
 const NEVER: Duration = Duration::from_secs(365 * 86_400);
+
+/// How long a job's output is still read after its process has exited
+/// (from processes that left its group).
+const OUTPUT_DRAIN: Duration = Duration::from_secs(5);
 
 /// The server's jobs: the store, and the jobs running now.
 pub struct Jobs {
@@ -154,6 +159,18 @@ impl Jobs {
         &self.dir
     }
 
+    /// Refuses new work once the server is stopping (503).
+    pub(crate) fn refuse_when_stopping(&self) -> Result<(), ApiError> {
+        if self.stopping.load(Ordering::SeqCst) {
+            return Err(ApiError {
+                code: 503,
+                message: "the server is stopping: submit again once it has restarted".into(),
+                field: None,
+            });
+        }
+        Ok(())
+    }
+
     /// The `spate` program jobs and clusters run.
     pub(crate) fn program(&self) -> &Path {
         &self.program
@@ -219,9 +236,13 @@ impl Jobs {
             return Ok(());
         };
         for entry in entries.flatten() {
+            // A copy: the job may change its own files, never those kept
+            // for its restarts (nor, through a link, an upload).
             let to = work.join(entry.file_name());
             if !to.exists() {
-                link_or_copy(&entry.path(), &to)?;
+                std::fs::copy(entry.path(), &to).map_err(|e| {
+                    ApiError::internal(format!("cannot copy {}: {e}", to.display()))
+                })?;
             }
             if kind == crate::model::Kind::Binary {
                 use std::os::unix::fs::PermissionsExt;
@@ -330,6 +351,10 @@ impl Jobs {
     ) -> Result<Job, ApiError> {
         let details = details.into();
         self.change(uuid, |job| {
+            // A cancel asked for is not undone by the runner's progress.
+            if job.state() == State::CancelPending && !state.is_done() {
+                return Ok(());
+            }
             set_status(job, state, substate, details);
             Ok(())
         })
@@ -360,11 +385,12 @@ impl Jobs {
         }
         set_status(&mut job, State::Pending, None, String::new());
         job.status_history.clear();
-        let (_, program) = job.program()?;
+        self.refuse_when_stopping()?;
+        let (kind, program) = job.program()?;
         for (i, file) in program.files.iter().enumerate() {
             if !self.upload_path(&file.upload).is_file() {
                 return Err(ApiError::invalid(
-                    format!("job.{}.files[{i}].upload", job.program()?.0.field()),
+                    format!("job.{}.files[{i}].upload", kind.field()),
                     format!(
                         "no upload {} (uploads are kept for an hour: upload it again)",
                         file.upload
@@ -372,12 +398,21 @@ impl Jobs {
                 ));
             }
         }
+        // The files are kept before the job is recorded: a recorded job
+        // always has them.
+        if let Err(e) = self.keep_files(&job) {
+            let _ = std::fs::remove_dir_all(self.job_dir(&job.job_uuid));
+            return Err(e);
+        }
         let _one_at_a_time = self.lock_changes();
-        match self.store.insert(&job, request_id)? {
+        let inserted = self.store.insert(&job, request_id);
+        if !matches!(inserted, Ok(crate::store::Inserted::New(_))) {
+            let _ = std::fs::remove_dir_all(self.job_dir(&job.job_uuid));
+        }
+        match inserted? {
             crate::store::Inserted::Existing(earlier) => Ok(earlier),
             crate::store::Inserted::New(job) => {
                 self.metrics.submitted.fetch_add(1, Ordering::Relaxed);
-                self.keep_files(&job)?;
                 let live = Live::new();
                 self.live
                     .lock()
@@ -464,7 +499,7 @@ impl Jobs {
         let unfinished = self.store.unfinished()?;
         for (job, process) in &unfinished {
             if let Some(p) = process.filter(|p| still_runs(*p)) {
-                signal_group(p.pid, "KILL");
+                signal_group(p.pid, Signal::SIGKILL);
             }
             let was = job.state().name();
             self.set_state(
@@ -493,10 +528,9 @@ impl Jobs {
             .iter()
             .map(|(k, v)| (k.clone(), Arc::clone(v)))
             .collect();
-        for (uuid, live) in &live {
-            let _ = self.set_state(uuid, State::CancelPending, None, "the server is stopping");
-            live.cancelled.store(true, Ordering::SeqCst);
-            live.cancel.notify_waiters();
+        for (uuid, _) in &live {
+            // An ended job that is still being tidied up keeps its state.
+            let _ = self.cancel(uuid);
         }
         let deadline = tokio::time::Instant::now() + STOP_GRACE + Duration::from_secs(5);
         for (_, live) in live {
@@ -556,6 +590,10 @@ impl Jobs {
         let started = Instant::now();
         let mut failure_times: Vec<Instant> = Vec::new();
         loop {
+            if live.cancelled.load(Ordering::SeqCst) {
+                self.set_state(uuid, State::Cancelled, None, "cancelled")?;
+                break;
+            }
             let details = match failure_times.len() {
                 0 => String::new(),
                 n => format!("restarted after failure {n}"),
@@ -703,6 +741,8 @@ impl Jobs {
             }
         };
         let pid = child.id().unwrap_or(0);
+        // However this ends (an error below too), the group goes with it.
+        let _group = GroupGuard::new(pid);
         self.store.set_process(
             uuid,
             Some(ProcessId {
@@ -735,7 +775,13 @@ impl Jobs {
             tokio::select! {
                 chunk = rx.recv(), if output_open => match chunk {
                     Some(bytes) => {
-                        log.write_all(&bytes).await.map_err(|e| {
+                        // Written through (tokio's file buffers): a follower
+                        // woken next reads these bytes.
+                        let written = match log.write_all(&bytes).await {
+                            Ok(()) => log.flush().await,
+                            Err(e) => Err(e),
+                        };
+                        written.map_err(|e| {
                             ApiError::internal(format!("cannot write the job's log: {e}"))
                         })?;
                         live.log.send_modify(|m| m.length += bytes.len() as u64);
@@ -749,25 +795,32 @@ impl Jobs {
                     exit = Some(status.map_err(|e| {
                         ApiError::internal(format!("waiting for the job's process: {e}"))
                     })?);
-                    // Whatever it left behind in its group goes with it.
-                    signal_group(pid, "KILL");
+                    // Whatever it left behind in its group goes with it; a
+                    // process that left the group and holds the output open
+                    // is not waited for past the drain time.
+                    signal_group(pid, Signal::SIGKILL);
+                    grace.as_mut().reset(tokio::time::Instant::now() + OUTPUT_DRAIN);
                 }
                 () = live.cancelled(), if !stopping && exit.is_none() => {
                     stopping = true;
                     outcome = Some(Ended::Cancelled);
-                    signal_group(pid, "TERM");
+                    signal_group(pid, Signal::SIGTERM);
                     grace.as_mut().reset(tokio::time::Instant::now() + STOP_GRACE);
                 }
                 () = &mut deadline, if !stopping && exit.is_none() => {
                     stopping = true;
                     outcome = Some(Ended::TimedOut(left.unwrap_or_default()));
-                    signal_group(pid, "TERM");
+                    signal_group(pid, Signal::SIGTERM);
                     grace.as_mut().reset(tokio::time::Instant::now() + STOP_GRACE);
                 }
-                () = &mut grace, if stopping && exit.is_none() => {
-                    // Past the grace: the group goes, whatever it does.
-                    signal_group(pid, "KILL");
-                    grace.as_mut().reset(tokio::time::Instant::now() + NEVER);
+                () = &mut grace, if (stopping && exit.is_none()) || (exit.is_some() && output_open) => {
+                    if exit.is_none() {
+                        // Past the grace: the group goes, whatever it does.
+                        signal_group(pid, Signal::SIGKILL);
+                        grace.as_mut().reset(tokio::time::Instant::now() + NEVER);
+                    } else {
+                        output_open = false;
+                    }
                 }
             }
         }
@@ -781,6 +834,32 @@ impl Jobs {
             (None, Some(signal)) => Ended::Signal(signal),
             (None, None) => Ended::Exited(-1),
         })
+    }
+}
+
+/// Kills a process group when dropped, unless disarmed: no error path
+/// leaves a job's or cluster's processes behind.
+pub(crate) struct GroupGuard {
+    pid: u32,
+    armed: bool,
+}
+
+impl GroupGuard {
+    pub(crate) fn new(pid: u32) -> Self {
+        Self { pid, armed: true }
+    }
+
+    /// The group outlives this guard (someone else follows it now).
+    pub(crate) fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            signal_group(self.pid, Signal::SIGKILL);
+        }
     }
 }
 
@@ -869,15 +948,15 @@ pub(crate) fn still_runs(p: ProcessId) -> bool {
 }
 
 /// Sends `signal` to the process group led by `pid`.
-pub(crate) fn signal_group(pid: u32, signal: &str) {
-    if pid == 0 {
+pub(crate) fn signal_group(pid: u32, signal: Signal) {
+    let Ok(pgid) = i32::try_from(pid) else {
+        return;
+    };
+    if pgid <= 1 {
         return;
     }
-    let _ = std::process::Command::new("kill")
-        .args(["-s", signal, "--", &format!("-{pid}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    // A group already gone is what was wanted.
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), signal);
 }
 
 #[cfg(test)]

@@ -145,15 +145,7 @@ impl Store {
 
     /// Records the process running a job (`None`: no process now).
     pub fn set_process(&self, uuid: &str, process: Option<ProcessId>) -> Result<(), ApiError> {
-        self.db().execute(
-            "UPDATE jobs SET pid = ?2, pid_start = ?3 WHERE uuid = ?1",
-            params![
-                uuid,
-                process.map(|p| p.pid),
-                process.map(|p| p.start as i64)
-            ],
-        )?;
-        Ok(())
+        self.set_process_in("jobs", uuid, process)
     }
 
     /// Deletes a job's record.
@@ -214,8 +206,16 @@ impl Store {
     /// The jobs not done, with their processes: those a restarted server
     /// finds running when it starts.
     pub fn unfinished(&self) -> Result<Vec<(Job, Option<ProcessId>)>, ApiError> {
+        self.with_processes("SELECT body, pid, pid_start FROM jobs WHERE done = 0")
+    }
+
+    /// Records (`body, pid, pid_start` rows of `sql`) with their processes.
+    fn with_processes<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+    ) -> Result<Vec<(T, Option<ProcessId>)>, ApiError> {
         let db = self.db();
-        let mut stmt = db.prepare("SELECT body, pid, pid_start FROM jobs WHERE done = 0")?;
+        let mut stmt = db.prepare(sql)?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
@@ -233,6 +233,24 @@ impl Store {
             out.push((parse(&body)?, process));
         }
         Ok(out)
+    }
+
+    /// Records the process of the job or cluster `uuid` in `table`.
+    fn set_process_in(
+        &self,
+        table: &str,
+        uuid: &str,
+        process: Option<ProcessId>,
+    ) -> Result<(), ApiError> {
+        self.db().execute(
+            &format!("UPDATE {table} SET pid = ?2, pid_start = ?3 WHERE uuid = ?1"),
+            params![
+                uuid,
+                process.map(|p| p.pid),
+                process.map(|p| p.start as i64)
+            ],
+        )?;
+        Ok(())
     }
 }
 
@@ -314,15 +332,7 @@ impl Store {
         uuid: &str,
         process: Option<ProcessId>,
     ) -> Result<(), ApiError> {
-        self.db().execute(
-            "UPDATE clusters SET pid = ?2, pid_start = ?3 WHERE uuid = ?1",
-            params![
-                uuid,
-                process.map(|p| p.pid),
-                process.map(|p| p.start as i64)
-            ],
-        )?;
-        Ok(())
+        self.set_process_in("clusters", uuid, process)
     }
 
     /// Deletes a cluster's record (its jobs keep theirs).
@@ -334,25 +344,7 @@ impl Store {
 
     /// Every cluster with its process, by name.
     pub fn clusters(&self) -> Result<Vec<(Cluster, Option<ProcessId>)>, ApiError> {
-        let db = self.db();
-        let mut stmt = db.prepare("SELECT body, pid, pid_start FROM clusters ORDER BY name")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, Option<u32>>(1)?,
-                r.get::<_, Option<i64>>(2)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (body, pid, start) = row?;
-            let process = pid.zip(start).map(|(pid, start)| ProcessId {
-                pid,
-                start: start as u64,
-            });
-            out.push((parse(&body)?, process));
-        }
-        Ok(out)
+        self.with_processes("SELECT body, pid, pid_start FROM clusters ORDER BY name")
     }
 
     /// Records an operation (or saves its new state).

@@ -2,9 +2,12 @@
 //! by the server itself; no build step, nothing fetched from elsewhere.
 //!
 //! A browser cannot add a bearer token to a page load, so signing in
-//! (`POST /login` with the token) sets it as an `HttpOnly`, `SameSite=Strict`
-//! cookie that the server accepts in place of the header (`Secure` over
-//! HTTPS). The pages then call the same REST API as the CLI.
+//! (`POST /login` with the token) opens a session: a random id in an
+//! `HttpOnly`, `SameSite=Strict` cookie (`Secure` over HTTPS) that the
+//! server accepts in place of the header. The token itself never goes in a
+//! cookie (cookies are not kept apart by port), and a change made with the
+//! cookie must come from the server's own pages (`Origin`). The pages call
+//! the same REST API as the CLI.
 
 use axum::Router;
 use axum::extract::State;
@@ -41,13 +44,28 @@ pub(crate) fn is_public(path: &str) -> bool {
     path == "/login" || path.starts_with("/ui/")
 }
 
+/// Whether a browser's request comes from this server's own pages: its
+/// `Origin` (or else `Referer`) names the host the request was sent to.
+pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let from = headers
+        .get(header::ORIGIN)
+        .or_else(|| headers.get(header::REFERER))
+        .and_then(|v| v.to_str().ok());
+    from.and_then(|f| f.split_once("://"))
+        .map(|(_, rest)| rest.split('/').next().unwrap_or_default())
+        .is_some_and(|origin_host| origin_host.eq_ignore_ascii_case(host))
+}
+
 /// Whether `path` is a page (a browser is sent to sign in), not the API.
 pub(crate) fn is_page(path: &str) -> bool {
     path == "/" || path == "/clusters" || path.starts_with("/jobs/")
 }
 
-/// The token in the request's cookie, if any.
-pub(crate) fn cookie_token(headers: &HeaderMap) -> Option<&str> {
+/// The session id in the request's cookie, if any.
+pub(crate) fn cookie_session(headers: &HeaderMap) -> Option<&str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -119,8 +137,17 @@ async fn login(State(app): State<App>, axum::Form(form): axum::Form<SignIn>) -> 
         // Post, redirect, get: the form again, saying why.
         return Redirect::to("/login?failed=1").into_response();
     }
+    let session = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    app.sessions
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(session.clone());
     let secure = if app.https { "; Secure" } else { "" };
-    let cookie = format!("{COOKIE}={expected}; HttpOnly; SameSite=Strict; Path=/{secure}");
+    let cookie = format!("{COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/{secure}");
     let mut response = Redirect::to("/").into_response();
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
@@ -128,7 +155,13 @@ async fn login(State(app): State<App>, axum::Form(form): axum::Form<SignIn>) -> 
     response
 }
 
-async fn logout() -> Response {
+async fn logout(State(app): State<App>, headers: HeaderMap) -> Response {
+    if let Some(session) = cookie_session(&headers) {
+        app.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(session);
+    }
     let mut response = Redirect::to("/login").into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,

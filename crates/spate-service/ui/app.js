@@ -293,6 +293,9 @@ async function followLogs(path, pre, onEnd) {
                 if (id !== null) offset = Number(id);
               } else if (event === 'end') {
                 ended = text;
+              } else if (event === 'error') {
+                pre.append(el('span', { class: 'error' }, '\n[the server could not read this log: ' + text + ']'));
+                ended = 'ERROR';
               }
             }
             event = 'message'; data = []; id = null;
