@@ -1104,3 +1104,77 @@ fn a_job_printing_hundreds_of_megabytes_neither_blocks_nor_holds_the_server() {
         "the server's peak resident memory was {rss_kib} KiB for a 256 MiB log"
     );
 }
+
+#[test]
+fn a_binary_job_runs_its_own_cluster_roles_and_stops_them() {
+    let server = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let words = input(dir.path());
+    // A program built with spate: the `cluster_wordcount` example (which
+    // `cargo test --workspace` builds), behind a one-line wrapper so that
+    // the upload stays small. Its executors are the program itself.
+    let example = Path::new(SPATE)
+        .parent()
+        .unwrap()
+        .join("examples/cluster_wordcount");
+    assert!(
+        example.is_file(),
+        "{} is built by cargo test --workspace (or: cargo build -p spate --examples)",
+        example.display()
+    );
+    let program = dir.path().join("wordcount-job");
+    std::fs::write(
+        &program,
+        format!("#!/bin/sh\nexec {} \"$@\"\n", example.display()),
+    )
+    .unwrap();
+    let counts = dir.path().join("counts");
+    let out = server.jobs(&[
+        "submit",
+        "binary",
+        "--id",
+        "own-cluster",
+        "--executors",
+        "2",
+        "--",
+        program.to_str().unwrap(),
+        words.to_str().unwrap(),
+        counts.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut lines: Vec<String> = std::fs::read_dir(&counts)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("part-")
+        })
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    lines.sort();
+    assert_eq!(lines, ["a\t2", "b\t3", "c\t1"]);
+    // It ran on its cluster: the executors' logs are the job's.
+    let logs = text(&server.jobs(&["logs", "own-cluster", "--executors"]).stdout);
+    assert!(logs.contains("Finished task"), "{logs}");
+    let uuid = server.value("own-cluster", "jobUuid");
+    assert!(
+        !runs(&format!("{uuid}/executors")),
+        "its cluster stopped with it"
+    );
+    // Executors belong to binary jobs alone.
+    let refused = server.jobs(&["submit", "sql", "--executors", "2", "--", "-c", "SELECT 1"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused.stderr).contains("executors"),
+        "{}",
+        text(&refused.stderr)
+    );
+}

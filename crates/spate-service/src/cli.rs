@@ -109,6 +109,11 @@ struct SubmitArgs {
     /// the server's host).
     #[arg(long, value_name = "NAME")]
     cluster: Option<String>,
+    /// A binary job (a program built with spate): run its own cluster
+    /// roles, this many executors of the program, and the program as
+    /// their driver.
+    #[arg(long, value_name = "N")]
+    executors: Option<u32>,
     /// The job's id (default: one the server makes).
     #[arg(long)]
     id: Option<String>,
@@ -535,6 +540,9 @@ async fn submit(client: &Client, s: SubmitArgs, format: Option<&str>) -> Result<
         if let Some(program) = job.program_mut() {
             program.files.push(crate::model::FileRef { upload, name });
         }
+    }
+    if let Some(program) = job.program_mut() {
+        program.executors = s.executors;
     }
     job.reference.job_id = s.id.unwrap_or_default();
     job.placement.cluster_name = s.cluster.unwrap_or_default();

@@ -168,6 +168,12 @@ pub struct Program {
     /// Uploads placed in the job's work directory under their names.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileRef>,
+    /// For `binaryJob`, a program built with spate: run its own cluster
+    /// roles first, a scheduler and this many executors of the program
+    /// (`PROGRAM cluster up`), and the program as their driver
+    /// (`SPATE_CLUSTER`); the cluster is stopped when the job ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executors: Option<u32>,
 }
 
 /// An uploaded file (`POST /api/v1/uploads`) and the name it has in the
@@ -353,7 +359,7 @@ impl Job {
     pub fn with_program(kind: Kind, args: Vec<String>) -> Self {
         let program = Some(Program {
             args,
-            files: Vec::new(),
+            ..Program::default()
         });
         let mut job = Job::default();
         match kind {
@@ -426,11 +432,20 @@ impl Job {
                 "a binary job's first argument names its program, one of its files",
             ));
         }
+        if let Some(n) = program.executors
+            && (kind != Kind::Binary || !(1..=64).contains(&n))
+        {
+            return Err(ApiError::invalid(
+                format!("{field}.executors"),
+                "a binary job runs 1 to 64 executors of its own program; other jobs run on \
+                 a cluster of the server's (placement.clusterName)",
+            ));
+        }
         if kind == Kind::Binary && !self.placement.cluster_name.is_empty() {
             return Err(ApiError::invalid(
                 "job.placement.clusterName",
-                "a binary job brings its own steps: it runs on the server's host, and starts \
-                 its own cluster if it wants one",
+                "a binary job brings its own steps: its cluster is its own (binaryJob.executors), \
+                 not one of the server's",
             ));
         }
         let id = &self.reference.job_id;

@@ -558,6 +558,7 @@ impl Jobs {
         let job = self.set_state(uuid, State::SetupDone, None, "")?;
         let (kind, program) = job.program()?;
         let args = program.args.clone();
+        let own_executors = program.executors;
         let cluster = job.placement.cluster_uuid.clone();
         let timeout = job.timeout_seconds()?.map(Duration::from_secs_f64);
         let scheduling = job.scheduling;
@@ -587,6 +588,32 @@ impl Jobs {
             }
         };
         self.place_files(uuid, &work, kind)?;
+        // A program built with spate: its own cluster roles first.
+        let mut env: Vec<(&str, String)> = Vec::new();
+        let own_cluster = match (own_executors, args.first()) {
+            (Some(n), Some(name)) => {
+                let program = work.join(name);
+                match self
+                    .start_own_cluster(uuid, &program, n, &args[1..], live)
+                    .await
+                {
+                    Ok((address, group)) => {
+                        env.push(("SPATE_CLUSTER", address));
+                        Some(group)
+                    }
+                    Err(why) => {
+                        let state = if live.cancelled.load(Ordering::SeqCst) {
+                            State::Cancelled
+                        } else {
+                            State::Error
+                        };
+                        self.set_state(uuid, state, None, why)?;
+                        return Ok(());
+                    }
+                }
+            }
+            _ => None,
+        };
         let started = Instant::now();
         let mut failure_times: Vec<Instant> = Vec::new();
         loop {
@@ -620,7 +647,7 @@ impl Jobs {
                 None => work.join(argv.remove(0)),
             };
             let ended = self
-                .run_process(uuid, &program, &argv, &work, &mut log, live, left)
+                .run_process(uuid, &program, (&argv, &env), &work, &mut log, live, left)
                 .await?;
             if !cluster.is_empty() {
                 self.collect_cluster_logs(uuid, &cluster);
@@ -701,9 +728,75 @@ impl Jobs {
                 }
             }
         }
+        if let Some(group) = own_cluster {
+            stop_gracefully(group).await;
+        }
         drop(slot);
         let _ = log.flush().await;
         Ok(())
+    }
+
+    /// Starts a binary job's own cluster: `PROGRAM cluster up --executors
+    /// N -- ARGS` in its own process group, its work directory (logs) the
+    /// job's `executors/`; its scheduler's address once every executor has
+    /// registered, and the group, which ends with the job.
+    async fn start_own_cluster(
+        &self,
+        uuid: &str,
+        program: &Path,
+        executors: u32,
+        args: &[String],
+        live: &Live,
+    ) -> Result<(String, GroupGuard), String> {
+        use tokio::io::AsyncBufReadExt;
+        let work = self.job_dir(uuid).join("executors");
+        std::fs::create_dir_all(&work)
+            .map_err(|e| format!("cannot create {}: {e}", work.display()))?;
+        let log_path = work.join("cluster.log");
+        let log = std::fs::File::create(&log_path)
+            .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(["cluster", "up", "--host", "127.0.0.1", "--executors"])
+            .arg(executors.to_string())
+            .arg("--work-dir")
+            .arg(&work)
+            .arg("--")
+            .args(args)
+            .current_dir(work.parent().unwrap_or(&work))
+            .env("SPATE_HOME", &self.home)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .process_group(0)
+            .kill_on_drop(false);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("its program did not start its cluster: {e}"))?;
+        let group = GroupGuard::new(child.id().unwrap_or(0));
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| "its cluster's output is not piped".to_string())?;
+        // Reaped whenever it ends; the group's guard ends it.
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let line = tokio::select! {
+            line = tokio::time::timeout(Duration::from_secs(120), lines.next_line()) => line,
+            () = live.cancelled() => return Err("cancelled while its cluster started".into()),
+        };
+        match line {
+            Ok(Ok(Some(address))) if !address.trim().is_empty() => {
+                Ok((address.trim().to_string(), group))
+            }
+            Err(_) => Err("its cluster was not up after 120s".into()),
+            _ => Err(format!(
+                "its cluster did not start: {} (log: {})",
+                last_line(&log_path),
+                log_path.display()
+            )),
+        }
     }
 
     /// Runs the job's process once: until it exits, is cancelled, or its
@@ -713,7 +806,7 @@ impl Jobs {
         &self,
         uuid: &str,
         program: &Path,
-        args: &[String],
+        (args, env): (&[String], &[(&str, String)]),
         work: &Path,
         log: &mut tokio::fs::File,
         live: &Live,
@@ -721,6 +814,7 @@ impl Jobs {
     ) -> Result<Ended, ApiError> {
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .current_dir(work)
             .env("SPATE_HOME", &self.home)
             .env("SPATE_JOB_GRAPH", self.graph_path(uuid))
@@ -853,6 +947,18 @@ impl GroupGuard {
     pub(crate) fn disarm(mut self) {
         self.armed = false;
     }
+}
+
+/// Stops a group as Ctrl-C would (SIGTERM: a cluster stops its
+/// executors), then kills what is left after the grace.
+async fn stop_gracefully(group: GroupGuard) {
+    signal_group(group.pid, Signal::SIGTERM);
+    let path = format!("/proc/{}", group.pid);
+    let deadline = Instant::now() + STOP_GRACE;
+    while Path::new(&path).exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(group);
 }
 
 impl Drop for GroupGuard {
