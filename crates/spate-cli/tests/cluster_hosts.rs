@@ -10,8 +10,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "common/hosts.rs"]
+mod hosts;
+use hosts::Hosts;
 
 const SPATE: &str = env!("CARGO_BIN_EXE_spate");
 const SCHEDULER_IP: &str = "10.77.0.1";
@@ -19,114 +23,6 @@ const DRIVER_IP: &str = "10.77.0.2";
 const EXECUTOR_IPS: [&str; 2] = ["10.77.0.11", "10.77.0.12"];
 const KEY: &str = "spate-hosts";
 const SECRET: &str = "spate-hosts-secret";
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("`ip` (Debian's iproute2) makes the test's hosts: scripts/test.sh installs it");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Network namespaces named after this process, deleted (with every
-/// process started in them) when dropped.
-struct Hosts {
-    prefix: String,
-    names: Vec<String>,
-    children: Vec<Child>,
-}
-
-impl Hosts {
-    /// The scheduler's host `sched` with a bridge at `SCHEDULER_IP`, and one
-    /// host per `(name, address)` joined to it by a veth pair.
-    fn new(hosts: &[(&str, &str)]) -> Self {
-        let mut made = Self {
-            prefix: format!("spate{}", std::process::id()),
-            names: Vec::new(),
-            children: Vec::new(),
-        };
-        let sched = made.add("sched");
-        ip(&["-n", &sched, "link", "set", "lo", "up"]);
-        ip(&["-n", &sched, "link", "add", "br0", "type", "bridge"]);
-        ip(&[
-            "-n",
-            &sched,
-            "addr",
-            "add",
-            &format!("{SCHEDULER_IP}/24"),
-            "dev",
-            "br0",
-        ]);
-        ip(&["-n", &sched, "link", "set", "br0", "up"]);
-        for (name, address) in hosts {
-            let ns = made.add(name);
-            let port = format!("to-{name}");
-            ip(&["-n", &ns, "link", "set", "lo", "up"]);
-            ip(&[
-                "-n", &sched, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
-                "netns", &ns,
-            ]);
-            ip(&["-n", &sched, "link", "set", &port, "master", "br0"]);
-            ip(&["-n", &sched, "link", "set", &port, "up"]);
-            ip(&[
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("{address}/24"),
-                "dev",
-                "eth0",
-            ]);
-            ip(&["-n", &ns, "link", "set", "eth0", "up"]);
-        }
-        made
-    }
-
-    fn add(&mut self, name: &str) -> String {
-        let ns = format!("{}-{name}", self.prefix);
-        // A namespace of an earlier run of this process id.
-        let _ = Command::new("ip")
-            .args(["netns", "del", &ns])
-            .stderr(Stdio::null())
-            .status();
-        ip(&["netns", "add", &ns]);
-        self.names.push(ns.clone());
-        ns
-    }
-
-    /// `program args` on host `name`.
-    fn command(&self, name: &str, program: &str) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &format!("{}-{name}", self.prefix), program]);
-        cmd
-    }
-
-    /// Starts `cmd`; it is killed when the hosts go.
-    fn spawn(&mut self, mut cmd: Command) {
-        // `ip netns exec` runs the program in its own place: its pid is the
-        // program's. Standard input is a pipe from here, so spate's roles
-        // (`--exit-with-stdin`) also end if this test is killed.
-        let child = cmd.stdin(Stdio::piped()).spawn().unwrap();
-        self.children.push(child);
-    }
-}
-
-impl Drop for Hosts {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        for ns in &self.names {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
 
 /// The store's credentials and address, as every host gets them.
 fn with_store(mut cmd: Command) -> Command {
@@ -259,11 +155,14 @@ fn a_job_on_executors_of_other_hosts_reads_and_writes_an_object_store() {
     std::fs::create_dir_all(bucket.join("in")).unwrap();
     let expected = write_input(&bucket.join("in"));
 
-    let mut hosts = Hosts::new(&[
-        ("driver", DRIVER_IP),
-        ("exec1", EXECUTOR_IPS[0]),
-        ("exec2", EXECUTOR_IPS[1]),
-    ]);
+    let mut hosts = Hosts::new(
+        SCHEDULER_IP,
+        &[
+            ("driver", DRIVER_IP),
+            ("exec1", EXECUTOR_IPS[0]),
+            ("exec2", EXECUTOR_IPS[1]),
+        ],
+    );
     let mut store = hosts.command("sched", "s3s-fs");
     store
         .args(["--host", SCHEDULER_IP, "--port", "9000"])

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use spate_service::model::{Job, Kind, SubmitRequest};
 
+#[path = "common/hosts.rs"]
+mod hosts;
 #[path = "common/server.rs"]
 mod server;
 use server::{SPATE, Server, runs, text};
@@ -1177,4 +1179,139 @@ fn a_binary_job_runs_its_own_cluster_roles_and_stops_them() {
         "{}",
         text(&refused.stderr)
     );
+}
+
+/// A cluster whose executors run on other hosts (network namespaces made
+/// by the test): the server, on its own host, starts only the scheduler;
+/// each executor joins it from its host; a job runs on them.
+#[test]
+fn executors_on_other_hosts_join_a_cluster_of_the_servers() {
+    const SERVER_IP: &str = "10.79.0.1";
+    let mut hosts = hosts::Hosts::new(
+        SERVER_IP,
+        &[("exec1", "10.79.0.11"), ("exec2", "10.79.0.12")],
+    );
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let words = input(dir.path());
+    let mut server = hosts.command("sched", SPATE);
+    server
+        .args(["server", "--listen", &format!("{SERVER_IP}:8020"), "--home"])
+        .arg(home.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    hosts.spawn(server);
+    let address = home.path().join("server/address");
+    let start = Instant::now();
+    while std::fs::read_to_string(&address).ok().as_deref()
+        != Some(format!("http://{SERVER_IP}:8020").as_str())
+    {
+        assert!(start.elapsed() < Duration::from_secs(30), "no server");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The CLI on the server's host.
+    fn on_server(hosts: &hosts::Hosts, home: &Path, args: &[&str]) -> std::process::Output {
+        let mut cmd = hosts.command("sched", SPATE);
+        cmd.env("SPATE_HOME", home).args(args);
+        cmd.output().unwrap()
+    }
+    fn described(hosts: &hosts::Hosts, home: &Path) -> serde_json::Value {
+        let out = on_server(
+            hosts,
+            home,
+            &["clusters", "describe", "far", "--format", "json"],
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+    let created = on_server(
+        &hosts,
+        home.path(),
+        &[
+            "clusters",
+            "create",
+            "far",
+            "--hosts",
+            "10.79.0.11,10.79.0.12",
+            "--scheduler-host",
+            SERVER_IP,
+            "--format",
+            "value(response.schedulerAddress)",
+        ],
+    );
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let scheduler = text(&created.stdout).trim().to_string();
+    assert!(scheduler.starts_with(SERVER_IP), "{scheduler}");
+    assert_eq!(
+        described(&hosts, home.path())["missingHosts"],
+        serde_json::json!(["10.79.0.11", "10.79.0.12"])
+    );
+    for (name, ip) in [("exec1", "10.79.0.11"), ("exec2", "10.79.0.12")] {
+        let mut executor = hosts.command(name, SPATE);
+        executor
+            .args([
+                "cluster",
+                "executor",
+                "--exit-with-stdin",
+                "--scheduler",
+                &scheduler,
+            ])
+            .args([
+                "--bind",
+                ip,
+                "--advertise",
+                ip,
+                "--slots",
+                "1",
+                "--work-dir",
+            ])
+            .arg(dir.path().join(name))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        hosts.spawn(executor);
+    }
+    let start = Instant::now();
+    loop {
+        let cluster = described(&hosts, home.path());
+        if cluster["missingHosts"].is_null() {
+            assert_eq!(
+                cluster["executors"].as_array().unwrap().len(),
+                2,
+                "{cluster}"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the executors did not join: {cluster}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = on_server(
+        &hosts,
+        home.path(),
+        &[
+            "jobs",
+            "submit",
+            "builtin",
+            "--cluster",
+            "far",
+            "--id",
+            "far-job",
+            "--",
+            "wordcount",
+            "--input",
+            words.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "a\t2\nb\t3\nc\t1\n");
+    // Stopped from its host, the scheduler goes; the server's host keeps
+    // no process of the cluster.
+    let stopped = on_server(&hosts, home.path(), &["clusters", "stop", "far"]);
+    assert!(stopped.status.success(), "{}", text(&stopped.stderr));
+    let uuid = described(&hosts, home.path())["clusterUuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!runs(&format!("clusters/{uuid}")));
 }

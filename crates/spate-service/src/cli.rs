@@ -209,9 +209,18 @@ enum ClustersCommand {
 struct CreateClusterArgs {
     /// Its name: lowercase letters, digits and hyphens, starting with a letter.
     name: String,
-    /// Executors to start.
-    #[arg(long, default_value_t = 2)]
-    executors: u32,
+    /// Executors to start on the server's host (default: 2; none with --hosts).
+    #[arg(long)]
+    executors: Option<u32>,
+    /// Hosts whose executors join by themselves (run there: spate cluster
+    /// executor --scheduler ADDRESS --advertise HOST); the server starts
+    /// only the scheduler.
+    #[arg(long, value_name = "HOST,...", value_delimiter = ',')]
+    hosts: Vec<String>,
+    /// The IP address the scheduler listens on for executors on other
+    /// hosts (default: every interface).
+    #[arg(long, value_name = "IP", requires = "hosts")]
+    scheduler_host: Option<String>,
     /// Task slots per executor (default: the cores shared among them).
     #[arg(long)]
     slots: Option<u32>,
@@ -310,7 +319,11 @@ async fn run_clusters(client: &Client, args: ClustersArgs) -> Result<i32, Client
                 cluster_name: c.name.clone(),
                 ..Default::default()
             };
-            cluster.config.executor_count = c.executors;
+            cluster.config.executor_count =
+                c.executors
+                    .unwrap_or(if c.hosts.is_empty() { 2 } else { 0 });
+            cluster.config.executor_hosts = c.hosts.clone();
+            cluster.config.scheduler_host = c.scheduler_host.clone();
             cluster.config.slots_per_executor = c.slots;
             if let Some(ttl) = &c.idle_delete_ttl {
                 cluster.config.idle_delete_ttl =

@@ -293,6 +293,19 @@ impl Jobs {
         if cluster.state() == ClusterState::Running && !cluster.scheduler_address.is_empty() {
             cluster.executors = executors_of(&cluster.scheduler_address).await;
         }
+        let joined: Vec<&str> = cluster
+            .executors
+            .iter()
+            .filter(|e| e.healthy)
+            .filter_map(|e| e.address.rsplit_once(':').map(|(host, _)| host))
+            .collect();
+        cluster.missing_hosts = cluster
+            .config
+            .executor_hosts
+            .iter()
+            .filter(|h| !joined.contains(&h.as_str()))
+            .cloned()
+            .collect();
         Ok(cluster)
     }
 
@@ -339,10 +352,26 @@ impl Jobs {
             .open(&log_path)
             .map_err(|e| ApiError::internal(format!("cannot open {}: {e}", log_path.display())))?;
         let mut cmd = tokio::process::Command::new(self.program());
-        cmd.args(["cluster", "up", "--host", "127.0.0.1", "--executors"])
-            .arg(cluster.config.executor_count.to_string());
-        if let Some(slots) = cluster.config.slots_per_executor {
-            cmd.args(["--slots", &slots.to_string()]);
+        if cluster.config.executor_hosts.is_empty() {
+            cmd.args(["cluster", "up", "--host", "127.0.0.1", "--executors"])
+                .arg(cluster.config.executor_count.to_string());
+            if let Some(slots) = cluster.config.slots_per_executor {
+                cmd.args(["--slots", &slots.to_string()]);
+            }
+        } else {
+            // Executors elsewhere join it: only the scheduler here, on an
+            // address they reach.
+            let ip = cluster
+                .config
+                .scheduler_host
+                .as_deref()
+                .unwrap_or("0.0.0.0");
+            let port = std::net::TcpListener::bind((ip, 0))
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .map_err(|e| ApiError::internal(format!("no free port on {ip}: {e}")))?;
+            cmd.args(["cluster", "scheduler", "--bind"])
+                .arg(format!("{ip}:{port}"));
         }
         cmd.arg("--work-dir")
             .arg(&work)

@@ -758,8 +758,18 @@ pub struct ClusterStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClusterConfig {
-    /// Executors (at least 1, at most 64).
+    /// Executors the server starts on its own host (1 to 64; 0 with
+    /// `executorHosts`).
     pub executor_count: u32,
+    /// Hosts whose executors join by themselves (`spate cluster executor
+    /// --scheduler ADDRESS --advertise HOST`, run there): the server starts
+    /// only the scheduler, and shows which of these hosts have joined.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub executor_hosts: Vec<String>,
+    /// The IP address the scheduler listens on for executors on other
+    /// hosts (default: every interface).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler_host: Option<String>,
     /// Task slots per executor (default: the cores shared among them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slots_per_executor: Option<u32>,
@@ -815,6 +825,9 @@ pub struct Cluster {
     /// Its jobs not yet ended (in `describe`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub active_jobs: Vec<String>,
+    /// Of its `executorHosts`, those with no healthy executor (in `describe`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_hosts: Vec<String>,
 }
 
 impl Cluster {
@@ -837,10 +850,38 @@ impl Cluster {
                 ),
             ));
         }
-        if !(1..=64).contains(&self.config.executor_count) {
+        let hosts = &self.config.executor_hosts;
+        let local = if hosts.is_empty() { 1..=64 } else { 0..=0 };
+        if !local.contains(&self.config.executor_count) {
             return Err(ApiError::invalid(
                 "cluster.config.executorCount",
-                "a cluster has 1 to 64 executors",
+                if hosts.is_empty() {
+                    "a cluster has 1 to 64 executors"
+                } else {
+                    "a cluster of executorHosts has its executors there: executorCount is 0"
+                },
+            ));
+        }
+        if hosts.len() > 64
+            || hosts.iter().any(|h| {
+                h.is_empty()
+                    || h.len() > 253
+                    || !h
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
+            })
+        {
+            return Err(ApiError::invalid(
+                "cluster.config.executorHosts",
+                "at most 64 host names or IP addresses",
+            ));
+        }
+        if let Some(ip) = &self.config.scheduler_host
+            && ip.parse::<std::net::IpAddr>().is_err()
+        {
+            return Err(ApiError::invalid(
+                "cluster.config.schedulerHost",
+                format!("{ip:?} is not an IP address"),
             ));
         }
         if self.config.slots_per_executor == Some(0) {
@@ -859,6 +900,7 @@ impl Cluster {
         self.scheduler_address.clear();
         self.executors.clear();
         self.active_jobs.clear();
+        self.missing_hosts.clear();
         Ok(self)
     }
 }
