@@ -128,6 +128,37 @@ fn a_submitted_job_streams_its_output_and_keeps_its_history() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "answer\n42\n");
 
+    // Properties: settings of the job's engine, as Dataproc's.
+    let out = server.jobs(&[
+        "submit",
+        "sql",
+        "--properties",
+        "datafusion.execution.batch_size=77,spate.threads=1",
+        "--",
+        "--format",
+        "csv",
+        "-c",
+        "SHOW datafusion.execution.batch_size",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(",77"), "{}", text(&out.stdout));
+    let refused = server.jobs(&[
+        "submit",
+        "builtin",
+        "--properties",
+        "spark.executor.memory=4g",
+        "--",
+        "wordcount",
+        "--input",
+        words.to_str().unwrap(),
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused.stderr).contains("spark.executor.memory"),
+        "{}",
+        text(&refused.stderr)
+    );
+
     // A failing job: exit 1, the failure's cause in its status.
     let out = server.jobs(&[
         "submit",

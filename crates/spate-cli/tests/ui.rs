@@ -312,6 +312,8 @@ fn the_web_ui_shows_jobs_their_graph_and_live_output_and_cancels() {
             .unwrap()
             >= steps as u64
     );
+    let plan = browser.script("return document.getElementById('plan').textContent");
+    assert!(plan.as_str().unwrap().contains("TextSourceExec"), "{plan}");
     browser.screenshot("job");
 
     // A running job: its first line shows while it runs; cancel it here.

@@ -112,8 +112,16 @@ pub struct Node {
 /// A node's metrics, summed over its partitions.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct NodeMetrics {
+    /// Rows it read: its inputs' output.
+    pub input_rows: u64,
     /// Rows it produced.
     pub output_rows: u64,
+    /// Bytes it produced, where the operator counts them.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub output_bytes: u64,
+    /// Bytes it read from files or stores (sources).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub bytes_read: u64,
     /// Time spent computing, in nanoseconds (summed over partitions).
     pub elapsed_compute_ns: u64,
     /// Spills to disk.
@@ -128,11 +136,23 @@ pub struct NodeMetrics {
     pub skew: Option<f64>,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 impl PlanGraph {
     /// The graph of `plan` with its metrics now.
     pub fn of(plan: &dyn ExecutionPlan) -> Self {
         let mut nodes = Vec::new();
         add(plan, &mut nodes);
+        for i in 0..nodes.len() {
+            let read: u64 = nodes[i]
+                .inputs
+                .iter()
+                .map(|&input| nodes[input].metrics.output_rows)
+                .sum();
+            nodes[i].metrics.input_rows = read;
+        }
         Self { nodes }
     }
 }
@@ -170,16 +190,29 @@ fn metrics_of(plan: &dyn ExecutionPlan) -> NodeMetrics {
     };
     let partitions = plan.properties().partitioning.partition_count();
     let mut partition_rows = vec![0u64; partitions];
+    let (mut output_bytes, mut bytes_read) = (0u64, 0u64);
     for metric in set.iter() {
-        if let (MetricValue::OutputRows(count), Some(p)) = (metric.value(), metric.partition())
-            && let Some(rows) = partition_rows.get_mut(p)
-        {
-            *rows += count.value() as u64;
+        match metric.value() {
+            MetricValue::OutputRows(count) => {
+                if let Some(rows) = metric.partition().and_then(|p| partition_rows.get_mut(p)) {
+                    *rows += count.value() as u64;
+                }
+            }
+            MetricValue::OutputBytes(count) => output_bytes += count.value() as u64,
+            MetricValue::Count { name, count }
+                if name == "bytes_read" || name == "bytes_scanned" =>
+            {
+                bytes_read += count.value() as u64;
+            }
+            _ => {}
         }
     }
     let skew = skew(&partition_rows);
     NodeMetrics {
+        input_rows: 0,
         output_rows: set.output_rows().unwrap_or(0) as u64,
+        output_bytes,
+        bytes_read,
         elapsed_compute_ns: set.elapsed_compute().unwrap_or(0) as u64,
         spill_count: set.spill_count().unwrap_or(0) as u64,
         spilled_bytes: set.spilled_bytes().unwrap_or(0) as u64,

@@ -120,6 +120,10 @@ struct SubmitArgs {
     /// Labels: KEY=VALUE,... (lowercase).
     #[arg(long, value_name = "KEY=VALUE,...")]
     labels: Option<String>,
+    /// Settings: spate.threads, spate.memory-limit; Hadoop properties for
+    /// streaming and mrjob jobs; datafusion.* options for SQL jobs.
+    #[arg(long, value_name = "KEY=VALUE,...")]
+    properties: Option<String>,
     /// Makes the submission idempotent: submitting again with the same id
     /// gives the same job.
     #[arg(long, value_name = "ID")]
@@ -554,8 +558,13 @@ async fn submit(client: &Client, s: SubmitArgs, format: Option<&str>) -> Result<
             program.files.push(crate::model::FileRef { upload, name });
         }
     }
+    let properties = match &s.properties {
+        Some(p) => parse_labels(p).map_err(usage)?,
+        None => BTreeMap::new(),
+    };
     if let Some(program) = job.program_mut() {
         program.executors = s.executors;
+        program.properties = properties;
     }
     job.reference.job_id = s.id.unwrap_or_default();
     job.placement.cluster_name = s.cluster.unwrap_or_default();
@@ -785,13 +794,14 @@ fn absolute_paths(args: &[String], uploaded: &[&str]) -> Vec<String> {
     out
 }
 
+/// `KEY=VALUE,...` (labels, properties).
 fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, String> {
     text.split(',')
         .filter(|p| !p.is_empty())
         .map(|pair| {
             pair.split_once('=')
                 .map(|(k, v)| (k.to_string(), v.to_string()))
-                .ok_or_else(|| format!("{pair:?}: a label is KEY=VALUE"))
+                .ok_or_else(|| format!("{pair:?}: expected KEY=VALUE"))
         })
         .collect()
 }

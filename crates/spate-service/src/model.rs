@@ -174,6 +174,69 @@ pub struct Program {
     /// (`SPATE_CLUSTER`); the cluster is stopped when the job ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub executors: Option<u32>,
+    /// Settings, as Dataproc's job `properties`: `spate.threads` and
+    /// `spate.memory-limit` for every kind but binary; Hadoop properties
+    /// for streaming (`-D`) and mrjob (`--jobconf`) jobs; `datafusion.*`
+    /// options for SQL jobs (`SET`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Program {
+    /// The verb's arguments with the properties put in: those before
+    /// the given arguments, the given ones, those after. A property the
+    /// kind has no place for is refused, naming it.
+    pub fn args_with_properties(&self, kind: Kind) -> Result<Vec<String>, ApiError> {
+        let field = |key: &str| format!("job.{}.properties.{key}", kind.field());
+        let mut before = Vec::new();
+        let mut after = Vec::new();
+        for (key, value) in &self.properties {
+            match (kind, key.as_str()) {
+                (Kind::Binary, _) => {
+                    return Err(ApiError::invalid(
+                        field(key),
+                        "a binary job takes no properties: give its program its arguments",
+                    ));
+                }
+                (_, "spate.threads") => {
+                    before.extend(["--threads".to_string(), value.clone()]);
+                }
+                (_, "spate.memory-limit") => {
+                    before.extend(["--memory-limit".to_string(), value.clone()]);
+                }
+                (Kind::Streaming, _) => before.extend(["-D".to_string(), format!("{key}={value}")]),
+                (Kind::Mrjob, _) => {
+                    after.extend(["--jobconf".to_string(), format!("{key}={value}")])
+                }
+                (Kind::Sql, k) if k.starts_with("datafusion.") => {
+                    before.extend([
+                        "-c".to_string(),
+                        format!("SET {key} = '{}'", value.replace('\'', "''")),
+                    ]);
+                }
+                _ => {
+                    return Err(ApiError::invalid(
+                        field(key),
+                        format!(
+                            "{key}: a {} job takes spate.threads, spate.memory-limit{}",
+                            kind.word(),
+                            match kind {
+                                Kind::Sql => " and datafusion.* options",
+                                _ => "",
+                            }
+                        ),
+                    ));
+                }
+            }
+        }
+        // Hadoop properties go after an mrjob job's script, with its own
+        // options; spate's go before.
+        let mut args = Vec::with_capacity(before.len() + self.args.len() + after.len());
+        args.extend(before);
+        args.extend(self.args.iter().cloned());
+        args.extend(after);
+        Ok(args)
+    }
 }
 
 /// An uploaded file (`POST /api/v1/uploads`) and the name it has in the
@@ -432,6 +495,7 @@ impl Job {
                 "a binary job's first argument names its program, one of its files",
             ));
         }
+        program.args_with_properties(kind)?;
         if let Some(n) = program.executors
             && (kind != Kind::Binary || !(1..=64).contains(&n))
         {

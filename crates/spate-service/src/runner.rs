@@ -557,7 +557,7 @@ impl Jobs {
         }
         let job = self.set_state(uuid, State::SetupDone, None, "")?;
         let (kind, program) = job.program()?;
-        let args = program.args.clone();
+        let args = program.args_with_properties(kind)?;
         let own_executors = program.executors;
         let cluster = job.placement.cluster_uuid.clone();
         let timeout = job.timeout_seconds()?.map(Duration::from_secs_f64);

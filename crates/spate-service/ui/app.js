@@ -212,7 +212,9 @@ async function jobPage(id) {
       el('span', { class: 'skew' }, 'Orange'), ': skewed (largest partition over twice the median).'),
     graph,
     el('h2', {}, 'Steps'),
-    el('table', {}, el('thead', {}, el('tr', {}, ['Plan', 'Step', 'Operator', 'Rows', 'Compute', 'Spills', 'Skew'].map((h) => el('th', {}, h)))), steps),
+    el('table', {}, el('thead', {}, el('tr', {}, ['Plan', 'Step', 'Operator', 'Rows in', 'Rows out', 'Bytes read', 'Compute', 'Spills', 'Skew'].map((h) => el('th', {}, h)))), steps),
+    el('h2', {}, 'Plan'),
+    el('pre', { class: 'plan', id: 'plan' }),
     el('h2', {}, 'Status history'),
     el('table', {}, el('thead', {}, el('tr', {}, ['State', 'Substate', 'Since', 'Details'].map((h) => el('th', {}, h)))), history));
 
@@ -243,6 +245,7 @@ async function jobPage(id) {
       const g = await api(path + '/graph');
       drawPlans(g.plans || [], graph, steps);
       drawStages(g.cluster_stages, graph);
+      document.getElementById('plan').textContent = planText(g.plans || []);
     } catch (error) {
       graph.replaceChildren(failure(error));
     }
@@ -348,7 +351,9 @@ function drawPlans(plans, container, steps) {
         el('td', {}, index + 1),
         el('td', {}, node.step + (node.id === slowest ? '  ← slowest' : '') + (skewed(node) ? '  ← skewed' : '')),
         el('td', {}, node.operator),
+        el('td', { class: 'num' }, count(m.input_rows)),
         el('td', { class: 'num' }, count(m.output_rows)),
+        el('td', { class: 'num' }, m.bytes_read ? count(m.bytes_read) : ''),
         el('td', { class: 'num' }, seconds(m.elapsed_compute_ns || 0)),
         el('td', { class: 'num' }, count(m.spill_count)),
         el('td', { class: 'num' }, m.skew ? m.skew.toFixed(1) : '–')));
@@ -380,6 +385,24 @@ function drawStages(clusterStages, container) {
     el('table', { id: 'stages' },
       el('thead', {}, el('tr', {}, ['Cluster job', 'Stage', 'Status', 'Input rows', 'Output rows', 'Compute', 'Tasks', 'Task time p50 / max', 'Input skew'].map((h) => el('th', {}, h)))),
       el('tbody', {}, rows)));
+}
+
+// Each plan as EXPLAIN shows it: its nodes indented under their readers.
+function planText(plans) {
+  const lines = [];
+  plans.forEach((plan, index) => {
+    const nodes = plan.nodes || [];
+    const byId = new Map(nodes.map((n) => [n.id, n]));
+    lines.push('-- plan ' + (index + 1));
+    const walk = (id, depth) => {
+      const node = byId.get(id);
+      if (!node) return;
+      lines.push('  '.repeat(depth) + node.detail);
+      for (const input of node.inputs || []) walk(input, depth + 1);
+    };
+    if (nodes.length) walk(nodes[0].id, 0);
+  });
+  return lines.join('\n');
 }
 
 function slowestOf(nodes) {
