@@ -159,6 +159,22 @@ impl App {
     }
 }
 
+/// A JSON request body `{"<what>": {...}, ...}`; one that does not say it
+/// is JSON is refused (415), one that does not read names `what` (400).
+fn json_request<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &[u8],
+    what: &str,
+) -> Result<T, ApiError> {
+    json_body(headers)?;
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::invalid(
+            what,
+            format!("the request is not a {what} ({{\"{what}\": {{...}}}}): {e}"),
+        )
+    })
+}
+
 /// Refuses a body that does not say it is JSON (415): a form on another
 /// site cannot send one without the browser asking first.
 fn json_body(headers: &HeaderMap) -> Result<(), ApiError> {
@@ -228,13 +244,7 @@ async fn submit(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<axum::Json<Job>, ApiError> {
-    json_body(&headers)?;
-    let request: SubmitRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::invalid(
-            "job",
-            format!("the request is not a job submission ({{\"job\": {{...}}}}): {e}"),
-        )
-    })?;
+    let request: SubmitRequest = json_request(&headers, &body, "job")?;
     let job = app.jobs.submit(request.job, &request.request_id)?;
     Ok(axum::Json(job))
 }
@@ -454,13 +464,7 @@ async fn create_cluster(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<axum::Json<Operation>, ApiError> {
-    json_body(&headers)?;
-    let request: CreateClusterRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::invalid(
-            "cluster",
-            format!("the request is not a cluster ({{\"cluster\": {{...}}}}): {e}"),
-        )
-    })?;
+    let request: CreateClusterRequest = json_request(&headers, &body, "cluster")?;
     Ok(axum::Json(
         app.jobs
             .create_cluster(request.cluster, &request.request_id)?,
