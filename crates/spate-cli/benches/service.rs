@@ -51,9 +51,15 @@ fn start() -> Server {
         .port();
     let url = format!("http://127.0.0.1:{port}");
     let child = Command::new(SPATE)
-        .args(["server", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "server",
+            "--exit-with-stdin",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
         .arg("--home")
         .arg(home.path())
+        .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

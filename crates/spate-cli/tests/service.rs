@@ -1227,7 +1227,13 @@ fn executors_on_other_hosts_join_a_cluster_of_the_servers() {
     let words = input(dir.path());
     let mut server = hosts.command("sched", SPATE);
     server
-        .args(["server", "--listen", &format!("{SERVER_IP}:8020"), "--home"])
+        .args([
+            "server",
+            "--exit-with-stdin",
+            "--listen",
+            &format!("{SERVER_IP}:8020"),
+        ])
+        .arg("--home")
         .arg(home.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null());

@@ -37,6 +37,10 @@ pub struct ServerArgs {
     /// binary): 512MiB, 2GiB, ...
     #[arg(long, value_name = "SIZE", default_value = "512MiB", value_parser = parse_size)]
     pub max_upload: u64,
+    /// Stop, as on SIGTERM, when standard input closes: a server that goes
+    /// with the process that started it (a test, a supervisor's pipe).
+    #[arg(long)]
+    pub exit_with_stdin: bool,
 }
 
 /// `512MiB`, `2GiB`, `100MB`, `4096` as bytes.
@@ -417,6 +421,7 @@ pub fn server(args: &ServerArgs, default_home: PathBuf) -> Result<(), String> {
         program,
         tls: args.tls_cert.clone().zip(args.tls_key.clone()),
         max_upload: args.max_upload,
+        exit_with_stdin: args.exit_with_stdin,
     };
     tokio::runtime::Runtime::new()
         .map_err(|e| format!("cannot start the server's runtime: {e}"))?

@@ -29,6 +29,9 @@ pub struct ServerConfig {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// The largest upload, in bytes.
     pub max_upload: u64,
+    /// Stop (as on SIGTERM) when standard input closes: a server tied to
+    /// the process that started it.
+    pub exit_with_stdin: bool,
 }
 
 /// The server's token: read from `dir/token`, or made (random, 256 bits)
@@ -117,8 +120,12 @@ pub async fn serve(config: ServerConfig) -> Result<(), String> {
     let stopping = Arc::clone(&jobs);
     // Jobs are stopped first: their followers' streams end with them, and
     // the server then has no open request left to wait for.
+    let exit_with_stdin = config.exit_with_stdin;
     let shutdown = async move {
-        stop_signal().await;
+        tokio::select! {
+            () = stop_signal() => {}
+            () = stdin_closed(), if exit_with_stdin => {}
+        }
         eprintln!("spate server: stopping; running jobs are stopped (ERROR)");
         stopping.stop_all().await;
     };
@@ -135,6 +142,16 @@ pub async fn serve(config: ServerConfig) -> Result<(), String> {
         }
     };
     served.map_err(|e| format!("the server failed: {e}"))
+}
+
+/// Resolves when standard input reaches its end.
+async fn stdin_closed() {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+        let _ = tx.send(());
+    });
+    let _ = rx.await;
 }
 
 async fn stop_signal() {

@@ -31,12 +31,20 @@ impl Server {
             .port();
         let address = home.path().join("server/address");
         let _ = std::fs::remove_file(&address);
+        // Its standard input is a pipe from this test: the server stops
+        // when the test's process ends, even a shared one that is never
+        // dropped.
         let child = Command::new(SPATE)
-            .args(["server", "--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "server",
+                "--exit-with-stdin",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
             .arg("--home")
             .arg(home.path())
             .args(extra)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
