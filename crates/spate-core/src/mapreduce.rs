@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
+use crate::ops::table::KeyTable;
 
 use crate::context::Context;
 use crate::dataset::{Dataset, Key};
@@ -253,7 +253,7 @@ impl MapReduce for Context {
 
 struct MapTask<S: MRStep> {
     step: S,
-    buffer: FxHashMap<S::Key, Vec<S::Value>>,
+    buffer: KeyTable<S::Key, Vec<S::Value>>,
     /// Estimated bytes in `buffer`.
     buffered: usize,
     /// Values in `buffer`.
@@ -268,7 +268,7 @@ impl<S: MRStep> MapTask<S> {
     fn new(step: S) -> Self {
         Self {
             step,
-            buffer: FxHashMap::default(),
+            buffer: KeyTable::default(),
             buffered: 0,
             values: 0,
             pending: Vec::new(),
@@ -279,7 +279,6 @@ impl<S: MRStep> MapTask<S> {
     /// Moves `pending` pairs into the buffer, folding long value lists
     /// with the combiner; combiner output for other keys goes to `emit`.
     fn absorb(&mut self, emit: &mut dyn FnMut((S::Key, S::Value))) {
-        use std::collections::hash_map::Entry;
         let value_bytes = std::mem::size_of::<S::Value>();
         let MapTask {
             step,
@@ -292,49 +291,40 @@ impl<S: MRStep> MapTask<S> {
         let key_bytes =
             std::mem::size_of::<S::Key>() + std::mem::size_of::<Vec<S::Value>>() + KEY_OVERHEAD;
         for (k, v) in pending.drain(..) {
-            match buffer.entry(k) {
-                Entry::Vacant(e) => {
-                    e.insert(vec![v]);
-                    *buffered += key_bytes + value_bytes;
-                    *count += 1;
+            let emptied = buffer.slot_with(k, Vec::new, |key, list| {
+                if list.is_empty() {
+                    *buffered += key_bytes;
                 }
-                Entry::Occupied(mut e) => {
-                    let n = {
-                        let list = e.get_mut();
-                        list.push(v);
-                        list.len()
-                    };
-                    *buffered += value_bytes;
-                    *count += 1;
-                    if n < COMBINE_EARLY || !n.is_power_of_two() {
-                        continue;
-                    }
-                    let key = e.key().clone();
-                    let list = e.get_mut();
-                    let values = std::mem::take(list);
-                    step.combiner(
-                        &key,
-                        &mut values.into_iter(),
-                        &mut Emitter::new(&mut |kv| folded.push(kv)),
-                    );
-                    for (k2, v2) in folded.drain(..) {
-                        if k2 == key {
-                            list.push(v2);
-                        } else {
-                            emit((k2, v2));
-                        }
-                    }
-                    let kept = list.len();
-                    *count = (*count + kept).saturating_sub(n);
-                    *buffered = (*buffered + kept * value_bytes).saturating_sub(n * value_bytes);
-                    if kept == 0 {
-                        // The combiner took every value (or moved them to
-                        // other keys): a later combiner call never sees an
-                        // empty list.
-                        e.remove();
-                        *buffered = buffered.saturating_sub(key_bytes);
+                list.push(v);
+                *buffered += value_bytes;
+                *count += 1;
+                let n = list.len();
+                if n < COMBINE_EARLY || !n.is_power_of_two() {
+                    return None;
+                }
+                let values = std::mem::take(list);
+                step.combiner(
+                    key,
+                    &mut values.into_iter(),
+                    &mut Emitter::new(&mut |kv| folded.push(kv)),
+                );
+                for (k2, v2) in folded.drain(..) {
+                    if k2 == *key {
+                        list.push(v2);
+                    } else {
+                        emit((k2, v2));
                     }
                 }
+                let kept = list.len();
+                *count = (*count + kept).saturating_sub(n);
+                *buffered = (*buffered + kept * value_bytes).saturating_sub(n * value_bytes);
+                // The combiner took every value (or moved them to other
+                // keys): a later combiner call never sees an empty list.
+                (kept == 0).then(|| key.clone())
+            });
+            if let Some(key) = emptied {
+                buffer.remove(&key);
+                *buffered = buffered.saturating_sub(key_bytes);
             }
         }
     }

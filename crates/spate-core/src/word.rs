@@ -74,6 +74,22 @@ impl Word {
         Word(Repr::Inline { len, buf })
     }
 
+    /// The word as a packed key of the combiner's table
+    /// ([`KeyTable`](crate::ops::table::KeyTable)): its bytes, and its
+    /// length in the top byte, when it is 1 to 7 bytes long.
+    #[inline]
+    pub(crate) fn packed(&self) -> Option<u64> {
+        match &self.0 {
+            Repr::Inline { len, buf } if (1..=7).contains(len) => {
+                let mut b = [0u8; 8];
+                b[..7].copy_from_slice(&buf[..7]);
+                b[7] = *len;
+                Some(u64::from_le_bytes(b))
+            }
+            _ => None,
+        }
+    }
+
     /// The bytes of the word.
     #[inline]
     pub fn as_bytes(&self) -> &[u8] {

@@ -10,6 +10,7 @@ use crate::combine::CombineFn;
 use crate::ops::chain::stateless;
 use crate::ops::group::{GroupFactory, GroupFn, GroupOp};
 use crate::ops::partial::PartialAggOp;
+use crate::ops::table::KeyTable;
 use crate::rows::{Data, Held, RowCodec};
 
 use super::{Dataset, Key, describe, qcol};
@@ -37,16 +38,8 @@ impl<K: Key, V: Data> Dataset<(K, V)> {
         let ctx2 = ctx.clone();
         ctx.dataset(Arc::new(move || {
             let f1 = f.clone();
-            let insert = move |m: &mut rustc_hash::FxHashMap<K, V>, (k, v): (K, V)| match m
-                .remove_entry(&k)
-            {
-                Some((k0, old)) => {
-                    m.insert(k0, f1(old, v));
-                }
-                None => {
-                    m.insert(k, v);
-                }
-            };
+            let insert =
+                move |m: &mut KeyTable<K, V>, (k, v): (K, V)| m.merge(k, v, |old, v| f1(old, v));
             let partial = PartialAggOp::new(
                 name.clone(),
                 describe("reduce", &steps),
@@ -86,8 +79,8 @@ impl<K: Key, V: Data> Dataset<(K, V)> {
         let ctx2 = ctx.clone();
         ctx.dataset(Arc::new(move || {
             let c1 = c.clone();
-            let insert = move |m: &mut rustc_hash::FxHashMap<K, C::Acc>, (k, v): (K, V)| {
-                c1.add(m.entry(k).or_insert_with(|| c1.create()), v)
+            let insert = move |m: &mut KeyTable<K, C::Acc>, (k, v): (K, V)| {
+                c1.add(m.slot(k, || c1.create()), v)
             };
             let partial = PartialAggOp::new(
                 name.clone(),

@@ -24,6 +24,7 @@ use crate::node::{OpNode, PartitionOp, TextScanNode};
 use crate::ops::chain::{ChainFactory, decode_chain, stage, stateless};
 use crate::ops::map::MapOp;
 use crate::ops::partial::PartialAggOp;
+use crate::ops::table::KeyTable;
 use crate::ops::top::{KeyFn, TopOp};
 use crate::rows::{Data, RowCodec};
 
@@ -344,7 +345,12 @@ impl<T: Data> Dataset<T> {
         let f = Arc::new(f);
         self.push_stage("flat_map", move |prev, step| {
             let f = f.clone();
-            stateless(prev, step, move |t, out: &mut Vec<U>| out.extend(f(t)))
+            // Internal iteration (`fold`): an iterator that implements it
+            // (the tokenizer does, as do std's adapters) hands each output
+            // straight to the push, with no `Option` in between.
+            stateless(prev, step, move |t, out: &mut Vec<U>| {
+                f(t).into_iter().for_each(|u| out.push(u))
+            })
         })
     }
 
@@ -413,8 +419,7 @@ impl<T: Data> Dataset<T> {
         let (ctx, base, chain, steps) = self.into_chain(&name);
         let ctx2 = ctx.clone();
         ctx.dataset(Arc::new(move || {
-            let insert =
-                |m: &mut rustc_hash::FxHashMap<T, u64>, t: T| *m.entry(t).or_insert(0) += 1;
+            let insert = |m: &mut KeyTable<T, u64>, t: T| *m.slot(t, || 0) += 1;
             let op = PartialAggOp::new(
                 name.clone(),
                 describe("count", &steps),

@@ -5,6 +5,7 @@
 //!   mapper tasks), built per partition.
 //! - [`map`]: runs a chain and encodes its rows (`MapOp`).
 //! - [`partial`]: runs a chain into a bounded hash map — the map-side combiner.
+//! - [`table`]: that combiner's hash table (short text keys packed).
 //! - [`group`]: hands each key's values, sorted and streamed, to a user function.
 //! - [`top`]: keeps the n greatest rows.
 //! - [`indexed`]: hands rows to a function with their position (take, sample,
@@ -21,6 +22,7 @@ pub mod map;
 pub mod partial;
 pub mod pull;
 pub mod spread;
+pub mod table;
 pub mod top;
 
 use std::any::Any;

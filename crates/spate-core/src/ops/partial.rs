@@ -16,9 +16,9 @@ use arrow::record_batch::RecordBatch;
 use datafusion::error::Result as DfResult;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use rustc_hash::FxHashMap;
 
 use super::chain::{Chain, ChainFactory};
+use super::table::KeyTable;
 use super::{encode_chunks, guarded, stateful_stream};
 use crate::error::StepError;
 use crate::node::PartitionOp;
@@ -26,8 +26,8 @@ use crate::rows::{Data, RowCodec};
 
 /// Folds one input row into the map. A type parameter, not a trait object:
 /// it runs once per row, so it is monomorphized into the combiner loop.
-pub trait InsertFn<I, K, A>: Fn(&mut FxHashMap<K, A>, I) + Send + Sync + 'static {}
-impl<I, K, A, F: Fn(&mut FxHashMap<K, A>, I) + Send + Sync + 'static> InsertFn<I, K, A> for F {}
+pub trait InsertFn<I, K, A>: Fn(&mut KeyTable<K, A>, I) + Send + Sync + 'static {}
+impl<I, K, A, F: Fn(&mut KeyTable<K, A>, I) + Send + Sync + 'static> InsertFn<I, K, A> for F {}
 
 /// Never hold more entries than this in one map, whatever the memory budget.
 const MAX_ENTRIES: usize = 1 << 22;
@@ -76,19 +76,13 @@ impl<I, K, A, F> fmt::Debug for PartialAggOp<I, K, A, F> {
 
 struct State<I, K, A> {
     chain: Box<dyn Chain<I>>,
-    map: FxHashMap<K, A>,
+    map: KeyTable<K, A>,
     reservation: MemoryReservation,
     /// Most bytes this map may hold: a quarter of the budget shared by the partitions.
     cap: usize,
 }
 
-const ENTRY_BYTES_EXTRA: usize = HEAP_GUESS + 8;
-
 impl<I, K: Data + Hash + Eq, A: Data> State<I, K, A> {
-    fn entry_bytes() -> usize {
-        std::mem::size_of::<(K, A)>() + ENTRY_BYTES_EXTRA
-    }
-
     /// Emits and clears the map when it is over budget; returns flushed batches.
     fn maybe_flush(
         &mut self,
@@ -96,7 +90,7 @@ impl<I, K: Data + Hash + Eq, A: Data> State<I, K, A> {
         codec: &RowCodec<(K, A)>,
         batch_rows: usize,
     ) -> Result<Vec<RecordBatch>, StepError> {
-        let want = self.map.capacity() * Self::entry_bytes();
+        let want = self.map.bytes(HEAP_GUESS);
         if self.map.len() < MAX_ENTRIES
             && want <= self.cap
             && self.reservation.try_resize(want).is_ok()
@@ -112,7 +106,7 @@ impl<I, K: Data + Hash + Eq, A: Data> State<I, K, A> {
         codec: &RowCodec<(K, A)>,
         batch_rows: usize,
     ) -> Result<Vec<RecordBatch>, StepError> {
-        let rows: Vec<(K, A)> = std::mem::take(&mut self.map).into_iter().collect();
+        let rows: Vec<(K, A)> = std::mem::take(&mut self.map).drain().collect();
         self.reservation.free();
         encode_chunks(step, codec, &rows, batch_rows)
     }
@@ -156,7 +150,7 @@ where
             input,
             State {
                 chain,
-                map: FxHashMap::default(),
+                map: KeyTable::default(),
                 reservation,
                 cap,
             },

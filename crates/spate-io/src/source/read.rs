@@ -217,31 +217,37 @@ fn read_range_inner(
     let mut pos = range.start.saturating_sub(1);
     let mut skip_first = range.start > 0;
     let mut reader = open_at(range, pos, runtime).map_err(io)?;
-    let mut buf: Vec<u8> = Vec::with_capacity(READ_BYTES * 2);
+    // `buf[..filled]` holds the bytes from `pos` on. The buffer is zeroed
+    // once and reused: it grows only while a line longer than a read is
+    // kept, so no read pays for clearing memory it is about to fill.
+    let mut buf: Vec<u8> = vec![0; READ_BYTES * 2];
+    let mut filled = 0usize;
     let mut eof = false;
     loop {
         // Fill: append up to READ_BYTES more.
         if !eof {
-            let len = buf.len();
-            buf.resize(len + READ_BYTES, 0);
-            let n = read_full(&mut reader, &mut buf[len..])
+            if buf.len() < filled + READ_BYTES {
+                buf.resize(filled + READ_BYTES, 0);
+            }
+            let n = read_full(&mut reader, &mut buf[filled..filled + READ_BYTES])
                 .map_err(|e| io(Error::io("reading", &range.path, e)))?;
-            buf.truncate(len + n);
+            filled += n;
             if n == 0 {
                 eof = true;
             }
         }
+        let data = &buf[..filled];
         let mut consumed = 0usize;
         if skip_first {
-            match memchr::memchr(b'\n', &buf) {
+            match memchr::memchr(b'\n', data) {
                 Some(i) => {
                     consumed = i + 1;
                     skip_first = false;
                 }
                 None if eof => return Ok(()),
                 None => {
-                    pos += buf.len() as u64;
-                    buf.clear();
+                    pos += filled as u64;
+                    filled = 0;
                     continue;
                 }
             }
@@ -249,14 +255,14 @@ fn read_range_inner(
         // Emit complete lines that start inside the range.
         let mut line_start = consumed;
         let mut done = false;
-        for nl in memchr::memchr_iter(b'\n', &buf[consumed..]) {
+        for nl in memchr::memchr_iter(b'\n', &data[consumed..]) {
             let nl = consumed + nl;
             if pos + line_start as u64 >= range.end {
                 done = true;
                 break;
             }
             emit_line(
-                &buf[line_start..nl],
+                &data[line_start..nl],
                 pos + line_start as u64,
                 (nl + 1 - line_start) as u64,
                 sink,
@@ -271,17 +277,17 @@ fn read_range_inner(
         }
         if eof {
             // The last line of the file may lack its newline.
-            if line_start < buf.len() {
+            if line_start < filled {
                 emit_line(
-                    &buf[line_start..],
+                    &data[line_start..],
                     pos + line_start as u64,
-                    (buf.len() - line_start) as u64,
+                    (filled - line_start) as u64,
                     sink,
                 )?;
             }
             return Ok(());
         }
-        if buf.len() - line_start > MAX_LINE_BYTES {
+        if filled - line_start > MAX_LINE_BYTES {
             return Err(io(Error::LineTooLong {
                 path: range.path.clone(),
                 offset: pos + line_start as u64,
@@ -289,7 +295,8 @@ fn read_range_inner(
             }));
         }
         // Keep the partial line for the next round.
-        buf.drain(..line_start);
+        buf.copy_within(line_start..filled, 0);
+        filled -= line_start;
         pos += line_start as u64;
     }
 }
