@@ -45,7 +45,8 @@ def duckdb_job(path, threads):
         SELECT w, count(*) AS n FROM (
             SELECT unnest(regexp_extract_all(lower(line), '[a-z'']+')) AS w
             FROM read_csv('{path}', columns = {{'line': 'VARCHAR'}}, header = false,
-                          delim = chr(1), quote = '', escape = '', auto_detect = false)
+                          delim = chr(1), quote = '', escape = '', auto_detect = false,
+                          strict_mode = false)
         ) GROUP BY w
     """
     return lambda: con.sql(query).fetchall()

@@ -29,7 +29,7 @@
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,10 @@ use tpch_common::{Rows, same_answer};
 
 #[path = "../../spate-sql/benches/tpch_common/mod.rs"]
 mod tpch_common;
+
+#[path = "../../spate-cli/benches/common/reference.rs"]
+mod reference;
+use reference::{answer, corpus, reference_wc};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -65,67 +69,6 @@ fn main() -> ExitCode {
     }
     bench();
     ExitCode::SUCCESS
-}
-
-fn reference_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference")
-}
-
-/// The real-text corpora, made once by the reference's script.
-fn corpus(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("corpus");
-    let path = dir.join(format!("corpus_{name}.txt"));
-    if !path.exists() {
-        let status = Command::new("bash")
-            .arg(reference_dir().join("corpus/make_corpus.sh"))
-            .arg(&dir)
-            .status()
-            .unwrap();
-        assert!(status.success(), "make_corpus.sh failed");
-    }
-    path
-}
-
-/// The reference word count, built once outside the project.
-fn reference_wc() -> PathBuf {
-    let target = Path::new(&std::env::var("HOME").unwrap()).join(".cache/reference-wordcount");
-    let exe = target.join("release/reference-wordcount");
-    if !exe.exists() {
-        let status = Command::new("cargo")
-            .args(["build", "--release", "--manifest-path"])
-            .arg(reference_dir().join("wordcount/Cargo.toml"))
-            .env("CARGO_TARGET_DIR", &target)
-            .status()
-            .unwrap();
-        assert!(status.success(), "building the reference word count failed");
-    }
-    exe
-}
-
-/// The lines of a file or of a directory's part files, sorted.
-fn answer(path: &Path) -> Vec<String> {
-    let mut lines: Vec<String> = if path.is_dir() {
-        std::fs::read_dir(path)
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with("part-"))
-            .flat_map(|e| {
-                std::fs::read_to_string(e.path())
-                    .unwrap()
-                    .lines()
-                    .map(String::from)
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    } else {
-        std::fs::read_to_string(path)
-            .unwrap()
-            .lines()
-            .map(String::from)
-            .collect()
-    };
-    lines.sort_unstable();
-    lines
 }
 
 /// Runs `command` (writing to `out`) `runs` times: the best time; fails on

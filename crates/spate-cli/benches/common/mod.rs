@@ -1,6 +1,8 @@
 //! Helpers shared by the benchmarks: sizes, best-of timing, generated text.
 #![allow(dead_code)]
 
+pub mod reference;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

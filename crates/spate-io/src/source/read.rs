@@ -22,11 +22,13 @@ pub const MAX_LINE_BYTES: usize = 256 * 1024 * 1024;
 
 /// A batch is sent once its text exceeds this many bytes (or `batch_size`
 /// rows): moderate buffers are recycled by the allocator instead of being
-/// faulted in fresh (and zeroed) for every batch.
-const BATCH_BYTES: usize = 256 << 10;
+/// faulted in fresh (and zeroed) for every batch, and a batch stays in a
+/// core's cache until its consumer reads it.
+const BATCH_BYTES: usize = 128 << 10;
 
-/// Bytes read from disk per read call.
-const READ_BYTES: usize = 1 << 20;
+/// Bytes read from disk per read call (the read buffer is twice this):
+/// small enough to leave the cache to the consumer's hash tables.
+const READ_BYTES: usize = 256 << 10;
 
 /// Collects lines into batches and sends them downstream. A batch never
 /// spans two ranges, so its line offsets always refer to one file.
