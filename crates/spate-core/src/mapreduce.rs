@@ -22,18 +22,38 @@ use crate::rows::Data;
 
 /// Where a task's output goes.
 pub struct Emitter<'a, T> {
-    out: &'a mut dyn FnMut(T),
+    out: Out<'a, T>,
+}
+
+/// Where an emitter's records go.
+enum Out<'a, T> {
+    /// To a function (the next step).
+    Call(&'a mut dyn FnMut(T)),
+    /// Onto a buffer the task drains: the record is built where it is
+    /// stored, with no call per record.
+    Buffer(&'a mut Vec<T>),
 }
 
 impl<'a, T> Emitter<'a, T> {
     pub(crate) fn new(out: &'a mut dyn FnMut(T)) -> Self {
-        Self { out }
+        Self {
+            out: Out::Call(out),
+        }
+    }
+
+    pub(crate) fn to_buffer(out: &'a mut Vec<T>) -> Self {
+        Self {
+            out: Out::Buffer(out),
+        }
     }
 
     /// Emits one record.
     #[inline]
     pub fn emit(&mut self, record: T) {
-        (self.out)(record)
+        match &mut self.out {
+            Out::Buffer(v) => v.push(record),
+            Out::Call(f) => f(record),
+        }
     }
 }
 
@@ -41,7 +61,7 @@ impl<K, V> Emitter<'_, (K, V)> {
     /// Emits one key-value pair.
     #[inline]
     pub fn emit_kv(&mut self, key: K, value: V) {
-        (self.out)((key, value))
+        self.emit((key, value))
     }
 }
 
@@ -306,7 +326,7 @@ impl<S: MRStep> MapTask<S> {
                 step.combiner(
                     key,
                     &mut values.into_iter(),
-                    &mut Emitter::new(&mut |kv| folded.push(kv)),
+                    &mut Emitter::to_buffer(folded),
                 );
                 for (k2, v2) in folded.drain(..) {
                     if k2 == *key {
@@ -361,7 +381,7 @@ fn run_step<S: MRStep>(input: Dataset<S::Input>, step: S) -> Dataset<S::Output> 
                 return;
             }
             let MapTask { step, pending, .. } = t;
-            step.mapper(rec, &mut Emitter::new(&mut |kv| pending.push(kv)));
+            step.mapper(rec, &mut Emitter::to_buffer(pending));
             t.absorb(emit);
             if t.full() {
                 t.combine_all(emit);
@@ -371,7 +391,7 @@ fn run_step<S: MRStep>(input: Dataset<S::Input>, step: S) -> Dataset<S::Output> 
             move |t: &mut MapTask<S>, emit: &mut dyn FnMut((S::Key, S::Value))| {
                 if combine {
                     let MapTask { step, pending, .. } = t;
-                    step.mapper_final(&mut Emitter::new(&mut |kv| pending.push(kv)));
+                    step.mapper_final(&mut Emitter::to_buffer(pending));
                     t.absorb(emit);
                     t.combine_all(emit);
                 } else {
