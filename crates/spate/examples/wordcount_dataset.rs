@@ -13,7 +13,7 @@ fn main() -> spate::Result<()> {
         .read_text(&args.inputs)?
         .flat_map(into_words) // maximal runs of [A-Za-z'], lowercased
         .count_by_value() // combined map-side, summed after the shuffle
-        .sort_by(|(word, _)| word.clone(), true);
+        .sort_by_key(true);
     match args.output {
         Some(dir) => println!("{:?}", counts.write_text(dir)?),
         None => {

@@ -17,7 +17,7 @@ fn main() -> spate::Result<()> {
         // Hadoop layout: one part file per reducer, keys sorted within each.
         Some(dir) => println!("{:?}", counts.write_text(dir)?),
         None => {
-            for (word, n) in counts.sort_by(|(w, _)| w.clone(), true).collect()? {
+            for (word, n) in counts.sort_by_key(true).collect()? {
                 println!("{word}\t{n}");
             }
         }

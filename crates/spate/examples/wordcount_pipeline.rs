@@ -23,7 +23,7 @@ fn main() -> spate::Result<()> {
         }
         None => {
             p.run()?;
-            let sorted = counts.into_dataset().sort_by(|(w, _)| w.clone(), true);
+            let sorted = counts.into_dataset().sort_by_key(true);
             for (word, n) in sorted.collect()? {
                 println!("{word}\t{n}");
             }

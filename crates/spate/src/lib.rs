@@ -17,7 +17,7 @@
 //! use spate::prelude::*;
 //! let ctx = Context::new()?;
 //! let lines = ctx.from_vec(vec!["the cat".to_string(), "the dog".to_string()]);
-//! let counts = lines.flat_map(into_words).count_by_value().sort_by(|(w, _)| w.clone(), true);
+//! let counts = lines.flat_map(into_words).count_by_value().sort_by_key(true);
 //! assert_eq!(counts.collect()?[2], ("the".into(), 2));
 //! # Ok::<(), spate::Error>(())
 //! ```

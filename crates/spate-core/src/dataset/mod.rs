@@ -77,7 +77,7 @@ impl<T> Clone for Kind<T> {
 ///     .from_vec(vec!["a b", "b c", "b"].into_iter().map(String::from).collect())
 ///     .flat_map(|line: String| line.split(' ').map(String::from).collect::<Vec<_>>())
 ///     .count_by_value()
-///     .sort_by(|(w, _)| w.clone(), true)
+///     .sort_by_key(true)
 ///     .collect()?;
 /// assert_eq!(counts, vec![("a".into(), 1), ("b".into(), 3), ("c".into(), 1)]);
 /// # Ok::<(), spate_core::Error>(())
@@ -455,6 +455,10 @@ impl<T: Data> Dataset<T> {
     }
 
     /// Sorts all elements by a key (a global sort: one ordered result).
+    /// The key is computed by a closure pass before the sort and dropped by
+    /// another after it; pairs sorted by their own key sort faster with
+    /// [`sort_by_key`](Dataset::sort_by_key), which sorts the key column
+    /// directly.
     pub fn sort_by<K: Data>(
         self,
         key: impl Fn(&T) -> K + Send + Sync + 'static,

@@ -35,6 +35,21 @@ const MAX_ENTRIES: usize = 1 << 22;
 /// Guess of heap bytes owned by a key/accumulator beyond its inline size.
 const HEAP_GUESS: usize = 24;
 
+/// Rows folded in before the table's reduction is judged (once).
+const PROBE_ROWS: usize = 1 << 17;
+
+/// Keys per row above which a table is judged not to reduce its input
+/// (nearly every key new: ~12 M distinct words in 12 M).
+const POOR_REDUCTION: f64 = 0.8;
+
+/// Keys a table that does not reduce holds before it is emitted: it stays
+/// small enough for the cache, instead of growing (and rehashing) to
+/// millions of keys that combine nothing. DataFusion's partial aggregates
+/// skip themselves on the same test; this one keeps combining what repeats
+/// close together, and grows again when a run of its output shows keys
+/// repeating.
+const SMALL_TABLE: usize = 1 << 13;
+
 /// A map-side combiner over a fused chain; emits `(key, accumulator)` rows.
 pub struct PartialAggOp<I, K, A, F> {
     step: String,
@@ -80,6 +95,12 @@ struct State<I, K, A> {
     reservation: MemoryReservation,
     /// Most bytes this map may hold: a quarter of the budget shared by the partitions.
     cap: usize,
+    /// Rows folded in since the map was last emitted.
+    fed: usize,
+    /// Whether the reduction was judged yet.
+    probed: bool,
+    /// Whether the map is kept small (it was judged not to reduce).
+    small: bool,
 }
 
 impl<I, K: Data + Hash + Eq, A: Data> State<I, K, A> {
@@ -90,6 +111,20 @@ impl<I, K: Data + Hash + Eq, A: Data> State<I, K, A> {
         codec: &RowCodec<(K, A)>,
         batch_rows: usize,
     ) -> Result<Vec<RecordBatch>, StepError> {
+        if !self.probed && self.fed >= PROBE_ROWS {
+            self.probed = true;
+            self.small = self.map.len() as f64 > POOR_REDUCTION * self.fed as f64;
+        }
+        if self.small && self.map.len() >= SMALL_TABLE {
+            if self.map.len() * 2 < self.fed {
+                // Keys repeat again: let the map grow.
+                self.small = false;
+            }
+            self.fed = 0;
+            // Emptied in place: the small map keeps its memory.
+            let rows: Vec<(K, A)> = self.map.drain().collect();
+            return encode_chunks(step, codec, &rows, batch_rows);
+        }
         let want = self.map.bytes(HEAP_GUESS);
         if self.map.len() < MAX_ENTRIES
             && want <= self.cap
@@ -108,6 +143,7 @@ impl<I, K: Data + Hash + Eq, A: Data> State<I, K, A> {
     ) -> Result<Vec<RecordBatch>, StepError> {
         let rows: Vec<(K, A)> = std::mem::take(&mut self.map).drain().collect();
         self.reservation.free();
+        self.fed = 0;
         encode_chunks(step, codec, &rows, batch_rows)
     }
 }
@@ -153,11 +189,17 @@ where
                 map: KeyTable::default(),
                 reservation,
                 cap,
+                fed: 0,
+                probed: false,
+                small: false,
             },
             Box::new(move |st: &mut State<I, K, A>, batch| {
-                let State { chain, map, .. } = st;
+                let State {
+                    chain, map, fed, ..
+                } = st;
                 guarded(&step, || {
                     chain.push_batch(&batch, &mut |rows: &mut Vec<I>| {
+                        *fed += rows.len();
                         for row in rows.drain(..) {
                             insert(map, row)
                         }

@@ -135,7 +135,7 @@ fn build_unscoped(
         },
     };
     Ok(match job {
-        Job::WordCount => counts.sort_by(|(w, _)| w.clone(), true),
+        Job::WordCount => counts.sort_by_key(true),
         Job::MostUsedWord => counts.top_by(1, by_count_then_word),
     })
 }
