@@ -50,13 +50,13 @@ struct Side {
     rss_kib: Option<u64>,
 }
 
-/// Runs a process `runs` times writing to a fresh `out`; checks each
-/// answer against `want`.
+/// Runs a process `runs` times writing to a fresh `out`; `right` checks
+/// each answer.
 fn process_side(
     label: &str,
     runs: usize,
     out: &Path,
-    want: &[String],
+    right: impl Fn(&Path) -> bool,
     failures: &mut Vec<String>,
     command: impl Fn(&Path) -> Command,
 ) -> Side {
@@ -70,7 +70,7 @@ fn process_side(
         let _ = std::fs::remove_file(out);
         match run_process(command(out)) {
             Ok((t, rss)) => {
-                if answer(out) != want {
+                if !right(out) {
                     failures.push(format!("{label}: a different answer"));
                     return Side { best: None, ..side };
                 }
@@ -86,10 +86,15 @@ fn process_side(
     side
 }
 
-fn print_sides(sides: &[Side], base: Option<Duration>) {
+/// The sides' times, their ratios to `base` (named `base_name`) and their
+/// peak memory.
+fn print_sides(sides: &[Side], base: Option<Duration>, base_name: &str) {
     println!(
         "{:<48} {:>9} {:>9} {:>10}",
-        "program", "seconds", "× wc", "peak MiB"
+        "program",
+        "seconds",
+        format!("× {base_name}"),
+        "peak MiB"
     );
     for s in sides {
         let secs = s
@@ -149,7 +154,7 @@ fn main() {
             }
         );
         let want_file = scratch.path().join("want.tsv");
-        let (_, _) = run_process({
+        run_process({
             let mut c = Command::new(&wc);
             c.arg("wc").arg(&path).arg(&want_file);
             c.env("WC_THREADS", threads.to_string());
@@ -185,7 +190,7 @@ fn main() {
                 "reference wc (tuned)",
                 runs,
                 &out,
-                &want,
+                |out: &Path| answer(out) == want,
                 &mut failures,
                 reference("wc"),
             ),
@@ -193,7 +198,7 @@ fn main() {
                 "reference wc-simple",
                 runs,
                 &out,
-                &want,
+                |out: &Path| answer(out) == want,
                 &mut failures,
                 reference("wc-simple"),
             ),
@@ -228,12 +233,12 @@ fn main() {
                 label,
                 runs,
                 &out,
-                &want,
+                |out: &Path| answer(out) == want,
                 &mut failures,
                 spate(face),
             ));
         }
-        print_sides(&sides, sides[0].best);
+        print_sides(&sides, sides[0].best, "wc");
         println!(
             "Pipeline face {} the Dataset face; MapReduce face {} (both as `spate run`)",
             ratio(&sides[4], &sides[3]),
@@ -379,71 +384,50 @@ print(best)
     };
     let want = duck_time.map(|_| std::fs::read(&duck_out).unwrap());
     let out = scratch.join("highcard-out");
-    let mut sides = Vec::new();
-    for (label, limit) in [
-        ("spate run wordcount", None),
-        ("spate run wordcount --memory-limit 64MiB", Some("64MiB")),
-    ] {
-        let mut side = Side {
-            label: label.into(),
-            best: None,
-            rss_kib: None,
-        };
-        for _ in 0..runs.max(1) {
-            let _ = std::fs::remove_dir_all(&out);
+    let same = |out: &Path| {
+        let got = std::fs::read(out.join("part-00000")).unwrap_or_default();
+        want.as_ref().is_none_or(|w| *w == got)
+    };
+    let spate = |limit: Option<&'static str>| {
+        let path = path.clone();
+        move |out: &Path| {
             let mut c = Command::new(exe);
             c.args(["run", "wordcount", "--quiet", "--threads"])
                 .arg(threads.to_string())
                 .arg("-i")
                 .arg(&path)
                 .arg("-o")
-                .arg(&out);
+                .arg(out);
             if let Some(l) = limit {
                 c.args(["--memory-limit", l]);
             }
-            match run_process(c) {
-                Ok((t, rss)) => {
-                    let got = std::fs::read(out.join("part-00000")).unwrap_or_default();
-                    if want.as_ref().is_some_and(|w| *w != got) {
-                        failures.push(format!("{label} (high cardinality): not DuckDB's output"));
-                        break;
-                    }
-                    side.best = Some(side.best.map_or(t, |b| b.min(t)));
-                    side.rss_kib = side.rss_kib.max(rss);
-                }
-                Err(e) => {
-                    failures.push(format!("{label} (high cardinality): {e}"));
-                    side.best = None;
-                    break;
-                }
-            }
+            c
         }
-        sides.push(side);
-    }
-    let duck_side = Side {
-        label: "DuckDB COPY (... GROUP BY w ORDER BY w) (in-process)".into(),
-        best: duck_time.map(Duration::from_secs_f64),
-        rss_kib: None,
     };
-    println!(
-        "{:<48} {:>9} {:>9} {:>10}",
-        "program", "seconds", "× DuckDB", "peak MiB"
-    );
-    let base = duck_side.best;
-    sides.insert(0, duck_side);
-    for s in &sides {
-        let secs = s
-            .best
-            .map_or("FAILED".to_string(), |t| format!("{:.3}", t.as_secs_f64()));
-        let ratio = match (s.best, base) {
-            (Some(t), Some(b)) => format!("{:.2}", t.as_secs_f64() / b.as_secs_f64()),
-            _ => "-".into(),
-        };
-        let rss = s
-            .rss_kib
-            .map_or("-".to_string(), |k| format!("{:.0}", k as f64 / 1024.0));
-        println!("{:<48} {secs:>9} {ratio:>9} {rss:>10}", s.label);
-    }
+    let sides = vec![
+        Side {
+            label: "DuckDB COPY (... GROUP BY w ORDER BY w) (in-process)".into(),
+            best: duck_time.map(Duration::from_secs_f64),
+            rss_kib: None,
+        },
+        process_side(
+            "spate run wordcount (high cardinality)",
+            runs,
+            &out,
+            same,
+            failures,
+            spate(None),
+        ),
+        process_side(
+            "spate run wordcount --memory-limit 64MiB",
+            runs,
+            &out,
+            same,
+            failures,
+            spate(Some("64MiB")),
+        ),
+    ];
+    print_sides(&sides, sides[0].best, "DuckDB");
     let _ = std::fs::remove_dir_all(&out);
 }
 

@@ -121,8 +121,11 @@ impl<I, K: Data + Hash + Eq, A: Data> State<I, K, A> {
                 self.small = false;
             }
             self.fed = 0;
-            // Emptied in place: the small map keeps its memory.
+            // Emptied in place: the small map keeps its memory, and its
+            // reservation shrinks to it from what the map held when judged.
             let rows: Vec<(K, A)> = self.map.drain().collect();
+            // A small map fits any budget the large one did: shrinking never fails.
+            let _ = self.reservation.try_resize(self.map.bytes(HEAP_GUESS));
             return encode_chunks(step, codec, &rows, batch_rows);
         }
         let want = self.map.bytes(HEAP_GUESS);
