@@ -322,12 +322,8 @@ impl<S: MRStep> MapTask<S> {
                 if n < COMBINE_EARLY || !n.is_power_of_two() {
                     return None;
                 }
-                let values = std::mem::take(list);
-                step.combiner(
-                    key,
-                    &mut values.into_iter(),
-                    &mut Emitter::to_buffer(folded),
-                );
+                // Draining keeps the list's allocation for the values to come.
+                step.combiner(key, &mut list.drain(..), &mut Emitter::to_buffer(folded));
                 for (k2, v2) in folded.drain(..) {
                     if k2 == *key {
                         list.push(v2);

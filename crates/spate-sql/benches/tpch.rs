@@ -15,6 +15,12 @@
 //! ```
 //! Data comes from `tpchgen-cli` (`pip install tpchgen-cli`), generated once
 //! into the target directory.
+//!
+//! `SPATE_TPCH_SWEEP=1` measures instead which DataFusion settings pay on
+//! this machine: every candidate setting (see [`CANDIDATES`]) on a fresh
+//! DataFusion context, beside DataFusion's defaults and spate's session,
+//! each query's time as a ratio to the defaults' and each answer checked
+//! against the defaults'. spate's SQL defaults come from this table.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::path::Path;
@@ -27,6 +33,10 @@ use spate_sql::{Outcome, SqlSession, split};
 use tpch_common::{Rows, same_answer};
 
 mod tpch_common;
+
+// The allocator the `spate` binary runs with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const TABLES: [&str; 8] = [
     "customer", "lineitem", "nation", "orders", "part", "partsupp", "region", "supplier",
@@ -200,6 +210,222 @@ def run(s):
     return [tuple(r) for r in spark.sql(s).collect()]
 "#;
 
+/// The settings the sweep tries, one line each, against DataFusion's
+/// defaults. Left out, because they lost clearly here (TPC-H SF 1, 2
+/// cores, total time over the defaults'): sort-merge joins (2.45), no
+/// file-scan repartitioning (1.44), no statistics (1.25), Parquet filter
+/// pushdown with filter reordering (1.10-1.16), batch sizes of 4096 and
+/// 32768 (1.00-1.10). A perfect-hash-join density of 0.05 or 0.01 (q21
+/// by a quarter) is not adopted: its array takes 4 bytes per key in the
+/// build side's range, 80-400 bytes per row at those densities.
+const CANDIDATES: &[(&str, &[(&str, &str)])] = &[
+    (
+        "parquet filter pushdown",
+        &[("datafusion.execution.parquet.pushdown_filters", "true")],
+    ),
+    (
+        "batch size 16384",
+        &[("datafusion.execution.batch_size", "16384")],
+    ),
+    (
+        "target partitions x2",
+        &[("datafusion.execution.target_partitions", "@2x")],
+    ),
+    (
+        "collect-left joins to 16 MiB",
+        &[(THRESHOLD, "16777216"), (THRESHOLD_ROWS, "1048576")],
+    ),
+    (
+        "collect-left joins to 64 MiB",
+        &[(THRESHOLD, "67108864"), (THRESHOLD_ROWS, "4194304")],
+    ),
+    (
+        "collect-left joins to 256 MiB",
+        &[(THRESHOLD, "268435456"), (THRESHOLD_ROWS, "16777216")],
+    ),
+    (
+        "collect-left 64 MiB, partitions x2",
+        &[
+            (THRESHOLD, "67108864"),
+            (THRESHOLD_ROWS, "4194304"),
+            ("datafusion.execution.target_partitions", "@2x"),
+        ],
+    ),
+    (
+        "collect-left 64 MiB, batch 16384",
+        &[
+            (THRESHOLD, "67108864"),
+            (THRESHOLD_ROWS, "4194304"),
+            ("datafusion.execution.batch_size", "16384"),
+        ],
+    ),
+    (
+        "collect-left 64 MiB, row counts",
+        &[
+            (THRESHOLD, "67108864"),
+            (THRESHOLD_ROWS, "4194304"),
+            (
+                "datafusion.execution.use_row_number_estimates_to_optimize_partitioning",
+                "true",
+            ),
+        ],
+    ),
+    (
+        "collect-left 64 MiB, density 0.05",
+        &[
+            (THRESHOLD, "67108864"),
+            (THRESHOLD_ROWS, "4194304"),
+            (
+                "datafusion.execution.perfect_hash_join_min_key_density",
+                "0.05",
+            ),
+        ],
+    ),
+    (
+        "collect-left 64 MiB, density 0.01",
+        &[
+            (THRESHOLD, "67108864"),
+            (THRESHOLD_ROWS, "4194304"),
+            (
+                "datafusion.execution.perfect_hash_join_min_key_density",
+                "0.01",
+            ),
+        ],
+    ),
+    (
+        "no join repartitioning",
+        &[("datafusion.optimizer.repartition_joins", "false")],
+    ),
+    (
+        "file-scan repartition >= 16 MiB",
+        &[("datafusion.optimizer.repartition_file_min_size", "16777216")],
+    ),
+    (
+        "no dynamic filters",
+        &[(
+            "datafusion.optimizer.enable_dynamic_filter_pushdown",
+            "false",
+        )],
+    ),
+    (
+        "no page index",
+        &[("datafusion.execution.parquet.enable_page_index", "false")],
+    ),
+    (
+        "no view types",
+        &[(
+            "datafusion.execution.parquet.schema_force_view_types",
+            "false",
+        )],
+    ),
+];
+
+const THRESHOLD: &str = "datafusion.optimizer.hash_join_single_partition_threshold";
+const THRESHOLD_ROWS: &str = "datafusion.optimizer.hash_join_single_partition_threshold_rows";
+
+/// A DataFusion context with `settings` over DataFusion's defaults (one
+/// partition per core), the tables registered. `@2x` is twice the cores.
+fn datafusion_context(
+    rt: &tokio::runtime::Runtime,
+    data: &Path,
+    threads: usize,
+    settings: &[(&str, &str)],
+) -> SessionContext {
+    let mut config = datafusion::prelude::SessionConfig::new().with_target_partitions(threads);
+    for (key, value) in settings {
+        let value = match value.strip_prefix('@').and_then(|v| v.strip_suffix('x')) {
+            Some(times) => (threads * times.parse::<usize>().unwrap()).to_string(),
+            None => value.to_string(),
+        };
+        config.options_mut().set(key, &value).unwrap();
+    }
+    let ctx = SessionContext::new_with_config(config);
+    for t in TABLES {
+        let location = data.join(format!("{t}.parquet"));
+        let sql = format!(
+            "CREATE EXTERNAL TABLE {t} STORED AS PARQUET LOCATION '{}'",
+            location.display()
+        );
+        rt.block_on(async { ctx.sql(&sql).await?.collect().await })
+            .unwrap();
+    }
+    ctx
+}
+
+/// The sweep: every query under DataFusion's defaults, spate's session and
+/// each candidate; ratios to the defaults; answers checked. The sides take
+/// turns query by query, so a machine that drifts (page cache, clocks)
+/// drifts for all of them.
+fn sweep(
+    rt: &tokio::runtime::Runtime,
+    session: &mut SqlSession<'_>,
+    data: &Path,
+    threads: usize,
+    runs: usize,
+) {
+    let queries = queries();
+    type Runner<'a> = Box<dyn FnMut(&str) -> Rows + 'a>;
+    let mut sides: Vec<(String, Runner<'_>)> = Vec::new();
+    let defaults = datafusion_context(rt, data, threads, &[]);
+    sides.push((
+        "DataFusion's defaults".into(),
+        Box::new(move |text| run_datafusion(rt, &defaults, text)),
+    ));
+    sides.push((
+        "spate's session".into(),
+        Box::new(|text| run_spate(session, text)),
+    ));
+    for (label, settings) in CANDIDATES {
+        let ctx = datafusion_context(rt, data, threads, settings);
+        sides.push((
+            label.to_string(),
+            Box::new(move |text| run_datafusion(rt, &ctx, text)),
+        ));
+    }
+    // times[side][query], answers[side][query]
+    let mut times = vec![Vec::new(); sides.len()];
+    let mut answers = vec![Vec::new(); sides.len()];
+    for (n, text) in &queries {
+        eprintln!("q{n}");
+        for (i, (_, run)) in sides.iter_mut().enumerate() {
+            let (t, rows) = best(runs, || run(text));
+            times[i].push(t.as_secs_f64());
+            answers[i].push(rows);
+        }
+    }
+    print!("{:<32} {:>7}", "setting (time / defaults')", "total");
+    for (n, _) in &queries {
+        print!(" {:>5}", format!("q{n}"));
+    }
+    println!();
+    let base_total: f64 = times[0].iter().sum();
+    let mut failures = Vec::new();
+    for (i, (label, _)) in sides.iter().enumerate() {
+        let total: f64 = times[i].iter().sum();
+        if i == 0 {
+            print!("{label:<32} {base_total:>6.2}s");
+        } else {
+            print!("{label:<32} {:>7.3}", total / base_total);
+        }
+        for (q, t) in times[i].iter().enumerate() {
+            if i == 0 {
+                print!(" {t:>5.2}");
+            } else {
+                print!(" {:>5.2}", t / times[0][q]);
+            }
+            if !same_answer(&answers[i][q], &answers[0][q]) {
+                failures.push(format!("q{}: {label} answers differently", q + 1));
+            }
+        }
+        println!();
+    }
+    println!(
+        "the defaults' row is seconds; every other row is its time over the defaults' \
+         (below 1 is faster)"
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -221,19 +447,20 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let df = SessionContext::new_with_config(
-        datafusion::prelude::SessionConfig::new().with_target_partitions(threads),
-    );
     for t in TABLES {
         let location = data.join(format!("{t}.parquet"));
-        let sql = format!(
-            "CREATE EXTERNAL TABLE {t} STORED AS PARQUET LOCATION '{}'",
-            location.display()
-        );
-        session.run(&sql).unwrap();
-        rt.block_on(async { df.sql(&sql).await?.collect().await })
+        session
+            .run(&format!(
+                "CREATE EXTERNAL TABLE {t} STORED AS PARQUET LOCATION '{}'",
+                location.display()
+            ))
             .unwrap();
     }
+    if std::env::var("SPATE_TPCH_SWEEP").is_ok_and(|v| v == "1") {
+        sweep(&rt, &mut session, &data, threads, runs);
+        return;
+    }
+    let df = datafusion_context(&rt, &data, threads, &[]);
 
     let chosen = std::env::var("SPATE_BENCH_PEERS").unwrap_or_default();
     let wanted = |engine: &str| {
