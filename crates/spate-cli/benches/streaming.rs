@@ -9,9 +9,14 @@
 //! each) and has its answer checked against the others; any side that fails
 //! fails the benchmark. Prints times and ratios.
 //!
+//! The input is the reference's real English text (`corpus_100m.txt`, made
+//! by `../shared/reference/corpus/make_corpus.sh`); `SPATE_BENCH_INPUT=1g`
+//! takes its 1 GiB corpus, `SPATE_BENCH_INPUT=generated` the generated
+//! English-like text of `SPATE_BENCH_BYTES` (default 100 MiB).
+//!
 //! ```text
-//! cargo bench -p spate-cli --bench streaming                         # 100 MiB
-//! SPATE_BENCH_BYTES=1GiB SPATE_BENCH_RUNS=1 cargo bench -p spate-cli --bench streaming
+//! cargo bench -p spate-cli --bench streaming                         # 100 MiB of real text
+//! SPATE_BENCH_INPUT=generated SPATE_BENCH_BYTES=1GiB SPATE_BENCH_RUNS=1 cargo bench -p spate-cli --bench streaming
 //! SPATE_BENCH_SKIP_MRJOB=1 cargo bench -p spate-cli --bench streaming # spate only
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -22,6 +27,7 @@ use std::process::Command;
 use std::time::Duration;
 
 mod common;
+use common::reference::corpus;
 use common::{best_of, data_file, parse_size};
 
 /// Awk word count tasks: the mapper tokenizes like spate's default tokenizer
@@ -76,14 +82,20 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let bytes = parse_size(&std::env::var("SPATE_BENCH_BYTES").unwrap_or_else(|_| "100MiB".into()));
+    let input = std::env::var("SPATE_BENCH_INPUT").unwrap_or_else(|_| "100m".into());
+    let (path, kind) = match input.as_str() {
+        "generated" => {
+            let bytes = std::env::var("SPATE_BENCH_BYTES").unwrap_or_else(|_| "100MiB".into());
+            (data_file(parse_size(&bytes)), "generated text")
+        }
+        name => (corpus(name), "real text"),
+    };
     let runs = common::runs(1);
-    let path = data_file(bytes);
     let mib = std::fs::metadata(&path).unwrap().len() as f64 / (1 << 20) as f64;
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
-    println!("streaming word count on {mib:.0} MiB, {threads} threads, best of {runs}");
+    println!("streaming word count on {mib:.0} MiB of {kind}, {threads} threads, best of {runs}");
     let exe = env!("CARGO_BIN_EXE_spate");
     let work = tempfile::tempdir().unwrap();
     let mut n = 0;
