@@ -200,6 +200,19 @@ impl Registry {
 /// The largest estimated build side of a broadcast hash join.
 const BROADCAST_JOIN_BYTES: usize = 64 << 20;
 
+/// The estimated bytes and rows up to which a hash join's build side is
+/// broadcast. Join tables do not spill, so under a memory limit the
+/// estimate stays within a quarter of it (the table itself is larger than
+/// the estimate); never below DataFusion's defaults (1 MiB, 131 072 rows).
+fn broadcast_join_threshold(memory_limit: Option<usize>) -> (usize, usize) {
+    let bytes = memory_limit
+        .map_or(BROADCAST_JOIN_BYTES, |limit| {
+            (limit / 4).min(BROADCAST_JOIN_BYTES)
+        })
+        .max(1 << 20);
+    (bytes, (bytes / 16).max(128 << 10))
+}
+
 /// Where jobs run: a DataFusion session on a thread pool, with spate's planner,
 /// a memory budget and the registry of steps. Cheap to clone.
 #[derive(Clone)]
@@ -252,20 +265,16 @@ impl Context {
         // Hash joins whose build side is estimated under 64 MiB build one
         // table every partition probes (broadcast, DataFusion's
         // `CollectLeft`), not a table per partition after a shuffle of both
-        // sides. DataFusion's default is 1 MiB (Spark's broadcast threshold
-        // is 10 MB); the sweep in spate-sql's TPC-H benchmark measured 64 MiB
-        // 11 % faster over the 22 queries (q7 and q18 by a third), and no
-        // other setting beyond noise. Join tables do not spill, so under a
-        // memory limit a broadcast side stays within a quarter of it.
-        let broadcast = config
-            .memory_limit
-            .map_or(BROADCAST_JOIN_BYTES, |limit| {
-                (limit / 4).min(BROADCAST_JOIN_BYTES)
-            })
-            .max(1 << 20);
+        // sides; Dataset joins and SQL alike. DataFusion's default is 1 MiB
+        // (Spark's broadcast threshold is 10 MB); the sweep in spate-sql's
+        // TPC-H benchmark measured 64 MiB 12 % faster over the 22 queries
+        // (q7 and q18 by a third); every other setting it tried was noise,
+        // slower, or (a lower perfect-hash-join density) too costly in
+        // memory. The cluster's sessions keep Ballista's settings.
+        let (bytes, rows) = broadcast_join_threshold(config.memory_limit);
         let optimizer = &mut session_config.options_mut().optimizer;
-        optimizer.hash_join_single_partition_threshold = broadcast;
-        optimizer.hash_join_single_partition_threshold_rows = broadcast / 16;
+        optimizer.hash_join_single_partition_threshold = bytes;
+        optimizer.hash_join_single_partition_threshold_rows = rows;
         let mut runtime_env = RuntimeEnvBuilder::new();
         if let Some(limit) = config.memory_limit {
             // Fair shares: every spilling operator (sorts, aggregates, spate's
@@ -581,6 +590,16 @@ impl Context {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn broadcast_joins_shrink_with_the_memory_limit() {
+        let t = broadcast_join_threshold;
+        assert_eq!(t(None), (64 << 20, 4 << 20));
+        assert_eq!(t(Some(1 << 30)), (64 << 20, 4 << 20));
+        assert_eq!(t(Some(64 << 20)), (16 << 20, 1 << 20));
+        // Never below DataFusion's own defaults.
+        assert_eq!(t(Some(2 << 20)), (1 << 20, 128 << 10));
+    }
 
     #[test]
     fn sizes() {
