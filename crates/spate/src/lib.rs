@@ -36,6 +36,7 @@ pub use spate_core::{
 };
 pub use spate_io as io;
 pub use spate_sql as sql;
+pub use spate_stream as stream;
 
 /// The README's code blocks, compiled and run as doctests.
 #[cfg(doctest)]

@@ -107,6 +107,21 @@ impl<T> std::fmt::Debug for Dataset<T> {
 
 pub use spate_io::output::WriteSummary;
 
+/// A scan of in-memory rows, split into `parts` partitions.
+fn rows_plan<T: Data>(step: &str, rows: &[T], parts: usize) -> Result<LogicalPlan> {
+    let codec = RowCodec::<T>::new()?;
+    let per = rows.len().div_ceil(parts).max(1);
+    let mut partitions: Vec<Vec<RecordBatch>> = rows
+        .chunks(per)
+        .map(|c| codec.encode(c).map(|b| vec![b]))
+        .collect::<Result<_>>()?;
+    if partitions.is_empty() {
+        partitions.push(vec![]);
+    }
+    let table = MemTable::try_new(codec.schema().clone(), partitions)?;
+    Ok(LogicalPlanBuilder::scan(step, provider_as_source(Arc::new(table)), None)?.build()?)
+}
+
 fn col(name: &str) -> Expr {
     Expr::Column(Column::from_name(name))
 }
@@ -204,28 +219,37 @@ impl Context {
         let rows = Arc::new(rows);
         let parts = self.threads();
         let step = self.step_name("from_vec");
-        Dataset {
-            ctx: self.clone(),
-            kind: Kind::Plan(Arc::new(move || {
-                let codec = RowCodec::<T>::new()?;
-                let per = rows.len().div_ceil(parts).max(1);
-                let mut partitions: Vec<Vec<RecordBatch>> = rows
-                    .chunks(per)
-                    .map(|c| codec.encode(c).map(|b| vec![b]))
-                    .collect::<Result<_>>()?;
-                if partitions.is_empty() {
-                    partitions.push(vec![]);
-                }
-                let table = MemTable::try_new(codec.schema().clone(), partitions)?;
-                Ok(LogicalPlanBuilder::scan(
-                    step.as_str(),
-                    provider_as_source(Arc::new(table)),
-                    None,
-                )?
-                .build()?)
-            })),
-            cache: None,
-        }
+        self.dataset(Arc::new(move || rows_plan(&step, &rows, parts)))
+    }
+
+    /// A dataset whose rows are asked for each time its plan is built
+    /// (once per action): `rows()` gives the rows of this run. One plan —
+    /// the same steps under the same names — then runs over successive
+    /// micro-batches of a stream (`spate-stream` sets what each batch
+    /// holds before it runs the batch's action).
+    pub fn from_each_run<T: Data>(
+        &self,
+        rows: impl Fn() -> Result<Vec<T>> + Send + Sync + 'static,
+    ) -> Dataset<T> {
+        let parts = self.threads();
+        let step = self.step_name("from_each_run");
+        self.dataset(Arc::new(move || rows_plan(&step, &rows()?, parts)))
+    }
+
+    /// Text lines of files asked for each time the plan is built (once per
+    /// action), read as [`Context::read_text_files`] reads them: the
+    /// micro-batches of a directory stream run one plan.
+    pub fn read_text_each_run(
+        &self,
+        files: impl Fn() -> Vec<InputFile> + Send + Sync + 'static,
+    ) -> Dataset<String> {
+        let step = self.step_name("read_text");
+        let progress = self.progress().clone();
+        self.dataset(Arc::new(move || {
+            let files = files();
+            progress.add_total(files.iter().map(|f| f.len).sum());
+            Ok(TextScanNode::plan(step.clone(), &files)?)
+        }))
     }
 
     /// A dataset of the rows an iterator yields.

@@ -1,0 +1,234 @@
+//! `spate stream wordcount` killed with SIGKILL at seeded points and
+//! restarted from its checkpoint: its committed output has every
+//! (window, word) once, and equals `spate run windowed-wordcount`'s.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn spate() -> Command {
+    Command::new(assert_cmd::cargo::cargo_bin("spate"))
+}
+
+/// A small deterministic generator (xorshift64*).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// `files` files of lines in event-time order; returns the greatest time.
+fn write_input(dir: &Path, files: usize, lines: usize, rng: &mut Rng) -> i64 {
+    std::fs::create_dir_all(dir).unwrap();
+    let words = [
+        "storm", "river", "Stone", "ash", "north", "wind", "oak", "fire",
+    ];
+    let mut t = 1_764_900_000_000i64;
+    for f in 0..files {
+        let mut text = String::new();
+        for _ in 0..lines {
+            t += 50 + rng.below(400) as i64;
+            let n = 1 + rng.below(6);
+            let line: Vec<&str> = (0..n)
+                .map(|_| words[rng.below(words.len() as u64) as usize])
+                .collect();
+            text += &format!("{t}\t{}\n", line.join(" "));
+        }
+        // Written under a hidden name, then renamed: the source takes
+        // whole files only.
+        let tmp = dir.join(format!(".in-{f:03}.txt"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, dir.join(format!("in-{f:03}.txt"))).unwrap();
+    }
+    t
+}
+
+/// The committed lines of an output directory, by file.
+fn committed(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with('.') && !name.starts_with('_') {
+            out.extend(
+                std::fs::read_to_string(e.path())
+                    .unwrap()
+                    .lines()
+                    .map(str::to_string),
+            );
+        }
+    }
+    out
+}
+
+fn highest(dir: &Path) -> Option<u64> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .max()
+}
+
+#[test]
+fn a_killed_stream_resumes_with_no_loss_and_no_duplicate() {
+    let seed = 0x5eed_2026_1205;
+    let mut rng = Rng(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let (input, out, cp, batch) = (
+        dir.path().join("in"),
+        dir.path().join("out"),
+        dir.path().join("cp"),
+        dir.path().join("batch"),
+    );
+    let files = 40;
+    let last_time = write_input(&input, files, 300, &mut rng);
+
+    let stream = || {
+        let mut c = spate();
+        c.args(["stream", "wordcount", "--window", "10s", "--threads", "2"])
+            .args([
+                "--trigger",
+                "available-now",
+                "--max-files-per-trigger",
+                "1",
+                "-q",
+            ])
+            .arg("-i")
+            .arg(&input)
+            .arg("-o")
+            .arg(&out)
+            .arg("--checkpoint")
+            .arg(&cp)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c
+    };
+
+    // Kill it k times, each when the batch log reaches a seeded point:
+    // right after a batch is recorded (its output not yet committed) or
+    // right after one is committed.
+    let mut kills = 0;
+    for round in 0..6 {
+        let mut child = stream().spawn().unwrap();
+        let done = highest(&cp.join("commits")).map_or(0, |n| n + 1);
+        let target = done + 1 + rng.below(5);
+        let log = if rng.below(2) == 0 {
+            "offsets"
+        } else {
+            "commits"
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut killed = false;
+        loop {
+            if highest(&cp.join(log)).is_some_and(|n| n >= target) {
+                child.kill().unwrap();
+                killed = true;
+                break;
+            }
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "round {round}: no progress");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let status = child.wait_with_output().unwrap();
+        if killed {
+            kills += 1;
+        } else {
+            assert!(
+                status.status.success(),
+                "round {round}: {}",
+                String::from_utf8_lossy(&status.stderr)
+            );
+        }
+        eprintln!("round {round}: killed at {log} {target}: {killed} (seed {seed:#x})");
+    }
+    assert!(
+        kills >= 3,
+        "only {kills} of 6 runs were killed before they ended"
+    );
+    let last = stream().output().unwrap();
+    assert!(
+        last.status.success(),
+        "{}",
+        String::from_utf8_lossy(&last.stderr)
+    );
+
+    let out_lines = committed(&out);
+    // No duplicate: every (window, word) once.
+    let mut keys = BTreeMap::new();
+    for l in &out_lines {
+        let f: Vec<&str> = l.split('\t').collect();
+        assert_eq!(f.len(), 4, "{l}");
+        let prior = keys.insert((f[0].to_string(), f[2].to_string()), f[3].to_string());
+        assert!(prior.is_none(), "{l} committed twice");
+    }
+    // Every batch committed once, in its own file.
+    let logged = std::fs::read_dir(out.join("_spate_log")).unwrap().count();
+    assert!(logged >= files, "{logged} batches logged for {files} files");
+
+    // No gap: the batch run of the same job, over the windows the
+    // stream's watermark (the last event time) has passed.
+    let status = spate()
+        .args([
+            "run",
+            "windowed-wordcount",
+            "--window",
+            "10s",
+            "--threads",
+            "2",
+            "-i",
+        ])
+        .arg(&input)
+        .arg("-o")
+        .arg(&batch)
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let mut expect: Vec<String> = committed(&batch)
+        .into_iter()
+        .filter(|l| l.split('\t').nth(1).unwrap().parse::<i64>().unwrap() <= last_time)
+        .collect();
+    let mut got = out_lines;
+    expect.sort();
+    got.sort();
+    assert!(!expect.is_empty());
+    assert_eq!(got, expect);
+}
+
+#[test]
+fn stream_flags_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = spate()
+        .args(["stream", "wordcount", "--window", "soon", "-i"])
+        .arg(dir.path())
+        .arg("-o")
+        .arg(dir.path().join("o"))
+        .arg("--checkpoint")
+        .arg(dir.path().join("c"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad duration 'soon'"));
+    let out = spate()
+        .args(["run", "windowed-wordcount", "-i"])
+        .arg(dir.path())
+        .arg("-o")
+        .arg(dir.path().join("o"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs --window"));
+}

@@ -1,0 +1,495 @@
+//! The micro-batch driver: plans each batch's input, records it, runs the
+//! plans, fires panes, commits the sinks, then the state.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use spate_core::error::{Error, Result};
+
+use crate::checkpoint::{Checkpoint, OffsetEntry, Snapshot, SourceState};
+use crate::pipeline::{Sink, SourceSlot, Stage, StreamPipeline};
+use crate::time::{MAX_TIMESTAMP, MIN_TIMESTAMP, Millis, format_timestamp, parse_duration};
+
+/// When micro-batches run (Spark's triggers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchTrigger {
+    /// A batch every interval (processing time), while there is new input
+    /// or something to fire; runs until stopped or killed.
+    Interval(Duration),
+    /// One batch of all new input, then stop.
+    Once,
+    /// Batches (each within the sources' per-batch limits) until no new
+    /// input is left, then stop.
+    AvailableNow,
+}
+
+impl FromStr for BatchTrigger {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "once" => Ok(Self::Once),
+            "available-now" => Ok(Self::AvailableNow),
+            _ => match s.strip_prefix("interval=") {
+                Some(d) => Ok(Self::Interval(parse_duration(d)?)),
+                None => Err(Error::Usage(format!(
+                    "bad trigger '{s}': give available-now, once or interval=DURATION (as interval=1s)"
+                ))),
+            },
+        }
+    }
+}
+
+/// One micro-batch, as Spark's `StreamingQueryProgress` reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchProgress {
+    /// The batch's number (from 0 over the life of the checkpoint).
+    pub batch: u64,
+    /// Elements the sources gave the batch.
+    pub input_rows: u64,
+    /// Input rows over the time since the previous batch started.
+    pub input_rows_per_second: f64,
+    /// Input rows over the batch's duration.
+    pub processed_rows_per_second: f64,
+    /// How long the batch took, ms.
+    pub duration_ms: u64,
+    /// The watermark after the batch.
+    pub watermark: Millis,
+    /// How far the watermark trails processing time, ms (`None` before
+    /// any event time was seen).
+    pub watermark_lag_ms: Option<i64>,
+    /// Windows held in state, over all keys and stateful steps.
+    pub open_windows: usize,
+    /// Panes fired.
+    pub panes: u64,
+    /// Elements too late for their windows in this batch.
+    pub late_records: u64,
+    /// Lines the sinks committed.
+    pub output_lines: u64,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct StreamResult {
+    /// Every batch this run ran, in order.
+    pub progress: Vec<BatchProgress>,
+    /// The watermark at the end.
+    pub watermark: Millis,
+    /// Late elements per stateful step, over the life of the checkpoint.
+    pub late_records: BTreeMap<String, u64>,
+}
+
+impl StreamResult {
+    /// All late elements.
+    pub fn late_total(&self) -> u64 {
+        self.late_records.values().sum()
+    }
+}
+
+struct Run<'a> {
+    p: &'a StreamPipeline,
+    sources: &'a mut Vec<SourceSlot>,
+    stages: &'a mut Vec<Box<dyn Stage>>,
+    sinks: &'a [Box<dyn Sink>],
+    started: Millis,
+    /// A bounded run's input has ended: the watermark is the end of time.
+    ended: bool,
+    last_start: Option<Instant>,
+}
+
+impl StreamPipeline {
+    fn check(&self) -> Result<()> {
+        if let Some(e) = self.inner.errors.lock().drain(..).next() {
+            return Err(e);
+        }
+        let mut names = std::collections::BTreeSet::new();
+        let stages = self.inner.stages.lock();
+        let sinks = self.inner.sinks.lock();
+        let all = stages
+            .iter()
+            .map(|s| s.name())
+            .chain(sinks.iter().map(|s| s.name()));
+        for name in all {
+            if !names.insert(name.to_string()) {
+                return Err(Error::Usage(format!(
+                    "two steps are named {name}: stateful steps and sinks need names of their own (they key the checkpoint)"
+                )));
+            }
+        }
+        for (i, a) in sinks.iter().enumerate() {
+            for b in &sinks[..i] {
+                let (x, y) = (absolute(a.dir()), absolute(b.dir()));
+                if x.starts_with(&y) || y.starts_with(&x) {
+                    return Err(Error::Usage(format!(
+                        "sinks {} and {} write to {} and {}: one is inside the other",
+                        b.name(),
+                        a.name(),
+                        b.dir().display(),
+                        a.dir().display()
+                    )));
+                }
+            }
+        }
+        if self.inner.sources.lock().is_empty() {
+            return Err(Error::Usage("the pipeline reads no source".into()));
+        }
+        if sinks.is_empty() {
+            return Err(Error::Usage(
+                "the pipeline writes nothing: give it a sink".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs the pipeline over unbounded input, resuming from (or starting)
+    /// the checkpoint in `checkpoint`. Each batch's input is recorded
+    /// before it runs, and its output and state are committed after, so
+    /// a killed run resumes with no loss and no duplicate.
+    pub fn run_streaming(
+        &self,
+        checkpoint: impl AsRef<Path>,
+        trigger: BatchTrigger,
+    ) -> Result<StreamResult> {
+        self.check()?;
+        let inner = &self.inner;
+        let (mut sources, mut stages, sinks) = (
+            inner.sources.lock(),
+            inner.stages.lock(),
+            inner.sinks.lock(),
+        );
+        let mut metadata = BTreeMap::new();
+        for s in sources.iter() {
+            metadata.insert(format!("source {}", s.name), s.kind.to_string());
+        }
+        for s in stages.iter() {
+            metadata.insert(format!("step {}", s.name()), s.signature());
+        }
+        let (cp, resume) = Checkpoint::open(checkpoint.as_ref(), &metadata)?;
+        let fresh = resume.snapshot.is_none() && resume.redo.is_none();
+        for sink in sinks.iter() {
+            sink.prepare(fresh)?;
+        }
+        let mut run = Run {
+            p: self,
+            sources: &mut sources,
+            stages: &mut stages,
+            sinks: &sinks,
+            started: crate::time::now(),
+            ended: false,
+            last_start: None,
+        };
+        let (mut next, mut wm) = (0, MIN_TIMESTAMP);
+        if let Some((n, snap)) = &resume.snapshot {
+            run.restore(snap)?;
+            (next, wm) = (n + 1, snap.watermark);
+        }
+        let mut progress = Vec::new();
+        if let Some(entry) = resume.redo {
+            for slot in run.sources.iter_mut() {
+                if let Some(b) = entry.sources.get(&slot.name) {
+                    slot.source.replay(b)?;
+                }
+            }
+            let (p, w) = run.execute(&entry)?;
+            cp.commit(entry.batch, &run.snapshot(w)?)?;
+            run.report(&p);
+            progress.push(p);
+            (next, wm) = (entry.batch + 1, w);
+        }
+        while !inner.stop.load(Ordering::SeqCst) {
+            let tick = Instant::now();
+            let planned = run.plan(trigger != BatchTrigger::Once)?;
+            let now = run.clock();
+            if planned.is_empty() {
+                let due = run.watermark(wm, now);
+                let firing = run.stages.iter().any(|s| s.has_due(due, now));
+                if !firing {
+                    match trigger {
+                        BatchTrigger::Once | BatchTrigger::AvailableNow => break,
+                        BatchTrigger::Interval(d) => {
+                            std::thread::sleep(d.saturating_sub(tick.elapsed()));
+                            continue;
+                        }
+                    }
+                }
+            }
+            let entry = OffsetEntry {
+                batch: next,
+                processing_time: now,
+                watermark: wm,
+                sources: planned,
+            };
+            cp.write_offsets(&entry)?;
+            let (p, w) = run.execute(&entry)?;
+            cp.commit(next, &run.snapshot(w)?)?;
+            run.report(&p);
+            progress.push(p);
+            (next, wm) = (next + 1, w);
+            match trigger {
+                BatchTrigger::Once => break,
+                BatchTrigger::Interval(d) => std::thread::sleep(d.saturating_sub(tick.elapsed())),
+                BatchTrigger::AvailableNow => {}
+            }
+        }
+        Ok(StreamResult {
+            progress,
+            watermark: wm,
+            late_records: run.late_totals(),
+        })
+    }
+
+    /// Runs the pipeline as a batch job over the input there is now: all
+    /// of it in one batch, then the watermark moves to the end of time, so
+    /// every window fires on time and expires. No checkpoint is kept.
+    pub fn run_bounded(&self) -> Result<StreamResult> {
+        self.check()?;
+        let inner = &self.inner;
+        let (mut sources, mut stages, sinks) = (
+            inner.sources.lock(),
+            inner.stages.lock(),
+            inner.sinks.lock(),
+        );
+        for sink in sinks.iter() {
+            sink.prepare(true)?;
+        }
+        let mut run = Run {
+            p: self,
+            sources: &mut sources,
+            stages: &mut stages,
+            sinks: &sinks,
+            started: crate::time::now(),
+            ended: false,
+            last_start: None,
+        };
+        let (mut batch, mut wm) = (0, MIN_TIMESTAMP);
+        let mut progress = Vec::new();
+        loop {
+            let planned = run.plan(false)?;
+            let now = run.clock();
+            if planned.is_empty() {
+                run.ended = true;
+            }
+            let entry = OffsetEntry {
+                batch,
+                processing_time: now,
+                watermark: wm,
+                sources: planned,
+            };
+            let (p, w) = run.execute(&entry)?;
+            run.report(&p);
+            progress.push(p);
+            (batch, wm) = (batch + 1, w);
+            if run.ended {
+                break;
+            }
+        }
+        Ok(StreamResult {
+            progress,
+            watermark: wm,
+            late_records: run.late_totals(),
+        })
+    }
+}
+
+fn absolute(dir: &Path) -> std::path::PathBuf {
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
+impl Run<'_> {
+    fn plan(&mut self, limited: bool) -> Result<BTreeMap<String, Value>> {
+        let mut planned = BTreeMap::new();
+        for slot in self.sources.iter_mut() {
+            let next = slot.source.next_batch(limited).map_err(|e| match e {
+                Error::Storage(m) => Error::Storage(format!(
+                    "source {} ({}): {m}",
+                    slot.name,
+                    slot.source.describe()
+                )),
+                other => other,
+            });
+            if let Some(b) = next? {
+                planned.insert(slot.name.clone(), b);
+            }
+        }
+        Ok(planned)
+    }
+
+    /// Processing time: a source's own clock if it has one, else the system's.
+    fn clock(&self) -> Millis {
+        self.sources
+            .iter()
+            .filter_map(|s| s.source.clock())
+            .max()
+            .unwrap_or_else(crate::time::now)
+    }
+
+    /// The watermark: the least of the sources' (leaving out idle ones,
+    /// unless all are), never moving back.
+    fn watermark(&self, prev: Millis, now: Millis) -> Millis {
+        if self.ended {
+            return MAX_TIMESTAMP;
+        }
+        let marks: Vec<(Millis, bool)> = self
+            .sources
+            .iter()
+            .map(|s| s.watermark(now, self.started))
+            .collect();
+        let active = marks
+            .iter()
+            .filter(|(_, idle)| !idle)
+            .map(|(w, _)| *w)
+            .min();
+        let least = active.or_else(|| marks.iter().map(|(w, _)| *w).min());
+        least.map_or(prev, |w| w.max(prev))
+    }
+
+    fn execute(&mut self, entry: &OffsetEntry) -> Result<(BatchProgress, Millis)> {
+        let start = Instant::now();
+        let since_last = self.last_start.replace(start).map(|t| start - t);
+        let now = entry.processing_time;
+        self.p
+            .inner
+            .watermark
+            .store(entry.watermark, Ordering::SeqCst);
+        let rows_before: u64 = self.rows();
+        for slot in self.sources.iter_mut() {
+            let batch = entry.sources.get(&slot.name).cloned();
+            if batch.is_some() {
+                slot.last_data = Some(now);
+            }
+            *slot.current.lock() = batch.unwrap_or(Value::Null);
+        }
+        let result = self.run_steps(entry);
+        for slot in self.sources.iter() {
+            *slot.current.lock() = Value::Null;
+        }
+        for stage in self.stages.iter_mut() {
+            stage.clear();
+        }
+        let (wm, panes, late, lines) = result?;
+        let input_rows = self.rows() - rows_before;
+        let took = start.elapsed();
+        let secs = took.as_secs_f64().max(1e-9);
+        let progress = BatchProgress {
+            batch: entry.batch,
+            input_rows,
+            input_rows_per_second: input_rows as f64
+                / since_last.map_or(secs, |d| d.as_secs_f64().max(1e-9)),
+            processed_rows_per_second: input_rows as f64 / secs,
+            duration_ms: took.as_millis() as u64,
+            watermark: wm,
+            watermark_lag_ms: (wm > MIN_TIMESTAMP && wm < MAX_TIMESTAMP).then(|| now - wm),
+            open_windows: self.stages.iter().map(|s| s.windows()).sum(),
+            panes,
+            late_records: late,
+            output_lines: lines,
+        };
+        Ok((progress, wm))
+    }
+
+    fn run_steps(&mut self, entry: &OffsetEntry) -> Result<(Millis, u64, u64, u64)> {
+        let now = entry.processing_time;
+        let mut wm = entry.watermark;
+        let (mut panes, mut late) = (0, 0);
+        for i in 0..self.stages.len() {
+            let before = self.stages[i].late_total();
+            self.stages[i].absorb(now)?;
+            late += self.stages[i].late_total() - before;
+            wm = self.watermark(wm, now);
+            panes += self.stages[i].fire(wm, now);
+        }
+        let mut lines = 0;
+        for sink in self.sinks {
+            lines += sink.write(entry.batch).map_err(|e| match e {
+                Error::Storage(m) => Error::Storage(format!("{}: {m}", sink.name())),
+                other => other,
+            })?;
+        }
+        Ok((self.watermark(wm, now), panes, late, lines))
+    }
+
+    fn rows(&self) -> u64 {
+        self.sources
+            .iter()
+            .map(|s| s.rows.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    fn late_totals(&self) -> BTreeMap<String, u64> {
+        self.stages
+            .iter()
+            .map(|s| (s.name().to_string(), s.late_total()))
+            .collect()
+    }
+
+    fn snapshot(&self, watermark: Millis) -> Result<Snapshot> {
+        let mut snap = Snapshot {
+            watermark,
+            ..Snapshot::default()
+        };
+        for s in self.sources.iter() {
+            snap.sources.insert(
+                s.name.clone(),
+                SourceState {
+                    position: s.source.position(),
+                    max_event: s.max_event.load(Ordering::Relaxed),
+                    last_data: s.last_data,
+                },
+            );
+        }
+        for s in self.stages.iter() {
+            snap.stages.insert(s.name().to_string(), s.snapshot()?);
+            snap.late.insert(s.name().to_string(), s.late_total());
+        }
+        Ok(snap)
+    }
+
+    fn restore(&mut self, snap: &Snapshot) -> Result<()> {
+        for slot in self.sources.iter_mut() {
+            if let Some(st) = snap.sources.get(&slot.name) {
+                slot.source.restore(&st.position)?;
+                slot.max_event.store(st.max_event, Ordering::Relaxed);
+                slot.last_data = st.last_data;
+            }
+        }
+        for stage in self.stages.iter_mut() {
+            if let Some(bytes) = snap.stages.get(stage.name()) {
+                stage.restore(bytes).map_err(|e| {
+                    Error::Usage(format!(
+                        "the checkpoint's state of step {} does not fit the job: {e}",
+                        stage.name()
+                    ))
+                })?;
+            }
+            stage.set_late_total(snap.late.get(stage.name()).copied().unwrap_or(0));
+        }
+        Ok(())
+    }
+
+    fn report(&self, p: &BatchProgress) {
+        if !self.p.inner.progress.load(Ordering::Relaxed) {
+            return;
+        }
+        let lag = p
+            .watermark_lag_ms
+            .map(|l| format!(" (lag {:.1} s)", l as f64 / 1000.0))
+            .unwrap_or_default();
+        eprintln!(
+            "spate stream: batch {}: {} rows in {} ms ({:.0} rows/s in, {:.0} rows/s processed); \
+             watermark {}{lag}; {} open windows; {} panes; {} late; {} lines out",
+            p.batch,
+            p.input_rows,
+            p.duration_ms,
+            p.input_rows_per_second,
+            p.processed_rows_per_second,
+            format_timestamp(p.watermark),
+            p.open_windows,
+            p.panes,
+            p.late_records,
+            p.output_lines
+        );
+    }
+}

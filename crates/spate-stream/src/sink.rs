@@ -1,0 +1,105 @@
+//! Exactly-once text files: each batch's lines go to one file, committed
+//! under a visible name only after a commit log entry names it.
+//!
+//! ```text
+//! OUT/part-00007            batch 7's lines (sorted), visible once committed
+//! OUT/_spate_log/7          the files batch 7 committed (JSON)
+//! OUT/.part-00007.tmp       batch 7's file while it is written
+//! ```
+//!
+//! A batch run again after a crash finds its log entry and only finishes
+//! renaming what the entry names; without an entry it writes the file
+//! again. Readers that skip hidden names (`.`, `_`) see whole batches only.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use spate_core::error::{Error, Result};
+
+use crate::checkpoint::{sync_dir, write_atomic};
+
+pub(crate) struct FileSink {
+    dir: PathBuf,
+}
+
+fn storage(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Storage(format!("output {}: {e}", path.display()))
+}
+
+impl FileSink {
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.join("_spate_log")
+    }
+
+    /// Makes the directory ready. A stream starting afresh (`fresh`)
+    /// refuses a directory that holds anything, so output of another
+    /// stream is never mixed in; a resumed one takes the directory as its
+    /// commit log left it.
+    pub fn prepare(&self, fresh: bool) -> Result<()> {
+        if fresh
+            && let Ok(mut entries) = std::fs::read_dir(&self.dir)
+            && entries.next().is_some()
+        {
+            return Err(Error::Usage(format!(
+                "output directory {} is not empty; a new stream needs an empty or missing one \
+                 (a stream resumed from its checkpoint goes on writing into its own)",
+                self.dir.display()
+            )));
+        }
+        std::fs::create_dir_all(self.log()).map_err(|e| storage(&self.dir, e))
+    }
+
+    /// Whether batch `batch` is committed (its files may still await their
+    /// rename: [`commit`](Self::commit) finishes that).
+    pub fn is_committed(&self, batch: u64) -> bool {
+        self.log().join(batch.to_string()).exists()
+    }
+
+    /// Commits batch `batch`'s lines (sorted first, so a batch run again
+    /// writes the same bytes). Returns the lines written.
+    pub fn commit(&self, batch: u64, mut lines: Vec<String>) -> Result<u64> {
+        let name = format!("part-{batch:05}");
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        let entry = self.log().join(batch.to_string());
+        if !entry.exists() {
+            let files: Vec<String> = if lines.is_empty() {
+                Vec::new()
+            } else {
+                lines.sort_unstable();
+                let mut f = std::io::BufWriter::new(
+                    std::fs::File::create(&tmp).map_err(|e| storage(&tmp, e))?,
+                );
+                for l in &lines {
+                    f.write_all(l.as_bytes()).map_err(|e| storage(&tmp, e))?;
+                    f.write_all(b"\n").map_err(|e| storage(&tmp, e))?;
+                }
+                let f = f.into_inner().map_err(|e| storage(&tmp, e))?;
+                f.sync_all().map_err(|e| storage(&tmp, e))?;
+                vec![name.clone()]
+            };
+            let json = serde_json::to_vec(&files).map_err(|e| storage(&entry, e))?;
+            write_atomic(&entry, &json)?;
+        }
+        let json = std::fs::read(&entry).map_err(|e| storage(&entry, e))?;
+        let files: Vec<String> = serde_json::from_slice(&json).map_err(|e| storage(&entry, e))?;
+        for f in &files {
+            let hidden = self.dir.join(format!(".{f}.tmp"));
+            if hidden.exists() {
+                std::fs::rename(&hidden, self.dir.join(f)).map_err(|e| storage(&hidden, e))?;
+            } else if !self.dir.join(f).exists() {
+                return Err(storage(
+                    &self.dir,
+                    format!("batch {batch} committed {f}, which is gone"),
+                ));
+            }
+        }
+        sync_dir(&self.dir)?;
+        Ok(lines.len() as u64)
+    }
+}

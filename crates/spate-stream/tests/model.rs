@@ -1,0 +1,325 @@
+//! Beam's model on TestStream scripts: early, on-time and late panes in
+//! both accumulation modes, late data kept, sessions, processing-time
+//! triggers; the batch run of a pipeline gives the streaming run's windows.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use spate_core::Context;
+use spate_stream::{
+    BatchTrigger, DirectorySource, Pane, StreamPipeline, TestStream, Trigger, Windows,
+};
+
+/// Every committed line under `dir`, sorted (hidden files are not output).
+fn lines(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || name.starts_with('_') {
+            continue;
+        }
+        let text = std::fs::read_to_string(e.path()).unwrap();
+        out.extend(text.lines().map(str::to_string));
+    }
+    out.sort();
+    out
+}
+
+fn pipeline() -> StreamPipeline {
+    StreamPipeline::new(Context::builder().threads(2).build().unwrap())
+}
+
+fn pane_line(p: Pane<String, u64>) -> String {
+    format!(
+        "{}..{} {}={} {} #{}{}",
+        p.window.start,
+        p.window.end,
+        p.key,
+        p.value,
+        p.pane.timing.as_str(),
+        p.pane.index,
+        if p.pane.is_last { " last" } else { "" }
+    )
+}
+
+const MIN: i64 = 60_000;
+
+/// The script of Beam's TestStream examples: two on-time elements, one
+/// more, the watermark past the window, a late element within the
+/// allowed lateness, then one past it.
+fn script() -> TestStream<String> {
+    let a = || "a".to_string();
+    TestStream::new()
+        .add_elements([(1_000, a()), (2_000, a())])
+        .add_elements([(3_000, a())])
+        .advance_watermark_to(MIN)
+        .add_elements([(4_000, a())])
+        .advance_watermark_to(MIN + 30_000)
+        .add_elements([(5_000, a()), (MIN + 40_000, a())])
+        .advance_watermark_to_infinity()
+}
+
+fn run_script(accumulating: bool, out: &Path, late: &Path, cp: &Path) {
+    let p = pipeline();
+    let mut windowed = p
+        .read("Events", script())
+        .window_into(Windows::fixed(Duration::from_secs(60)))
+        .triggering(
+            Trigger::after_watermark()
+                .with_early_firings(Trigger::after_count(2))
+                .with_late_firings(Trigger::after_count(1)),
+        )
+        .with_allowed_lateness(Duration::from_secs(30));
+    if accumulating {
+        windowed = windowed.accumulating_fired_panes();
+    }
+    let counts = windowed.count_per_element("Count");
+    counts
+        .output
+        .map("Format", pane_line)
+        .write_text("Write", out);
+    counts
+        .late
+        .map_with_timestamp("FormatLate", |ts, (k, _)| format!("{ts} {k}"))
+        .write_text("WriteLate", late);
+    let result = p.run_streaming(cp, BatchTrigger::AvailableNow).unwrap();
+    assert_eq!(result.late_total(), 1);
+}
+
+#[test]
+fn early_on_time_and_late_panes_in_both_modes() {
+    for (accumulating, expect) in [
+        (
+            true,
+            [
+                "0..60000 a=2 EARLY #0",
+                "0..60000 a=3 ON_TIME #1",
+                "0..60000 a=4 LATE #2",
+                "60000..120000 a=1 ON_TIME #0 last",
+            ],
+        ),
+        (
+            false,
+            [
+                "0..60000 a=2 EARLY #0",
+                "0..60000 a=1 ON_TIME #1",
+                "0..60000 a=1 LATE #2",
+                "60000..120000 a=1 ON_TIME #0 last",
+            ],
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (out, late, cp) = (
+            dir.path().join("out"),
+            dir.path().join("late"),
+            dir.path().join("cp"),
+        );
+        run_script(accumulating, &out, &late, &cp);
+        let mut expect = expect.map(String::from).to_vec();
+        expect.sort();
+        assert_eq!(lines(&out), expect, "accumulating: {accumulating}");
+        // 5 000 came when the watermark had passed 0..60000's end plus
+        // the allowed lateness: kept in the late output, not counted.
+        assert_eq!(lines(&late), ["5000 a"]);
+    }
+}
+
+#[test]
+fn a_finished_run_resumed_does_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, late, cp) = (
+        dir.path().join("out"),
+        dir.path().join("late"),
+        dir.path().join("cp"),
+    );
+    run_script(true, &out, &late, &cp);
+    let first = lines(&out);
+    // The same job on its checkpoint: every event was read, nothing is new.
+    let p = pipeline();
+    let counts = p
+        .read("Events", script())
+        .window_into(Windows::fixed(Duration::from_secs(60)))
+        .triggering(
+            Trigger::after_watermark()
+                .with_early_firings(Trigger::after_count(2))
+                .with_late_firings(Trigger::after_count(1)),
+        )
+        .with_allowed_lateness(Duration::from_secs(30))
+        .accumulating_fired_panes()
+        .count_per_element("Count");
+    counts
+        .output
+        .map("Format", pane_line)
+        .write_text("Write", &out);
+    counts
+        .late
+        .map_with_timestamp("FormatLate", |ts, (k, _)| format!("{ts} {k}"))
+        .write_text("WriteLate", &late);
+    let again = p.run_streaming(&cp, BatchTrigger::AvailableNow).unwrap();
+    assert!(again.progress.is_empty(), "{:?}", again.progress);
+    assert_eq!(lines(&out), first);
+}
+
+#[test]
+fn a_changed_job_is_refused_naming_the_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, late, cp) = (
+        dir.path().join("out"),
+        dir.path().join("late"),
+        dir.path().join("cp"),
+    );
+    run_script(false, &out, &late, &cp);
+    let p = pipeline();
+    p.read("Events", script())
+        .window_into(Windows::fixed(Duration::from_secs(30)))
+        .count_per_element("Count")
+        .output
+        .map("Format", pane_line)
+        .write_text("Write", dir.path().join("out2"));
+    let err = p
+        .run_streaming(&cp, BatchTrigger::AvailableNow)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("step Count"), "{err}");
+    assert!(err.contains("new checkpoint directory"), "{err}");
+}
+
+#[test]
+fn sessions_merge_and_processing_time_fires_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = TestStream::new()
+        .add_elements([
+            (0, "u".to_string()),
+            (5_000, "u".into()),
+            (30_000, "u".into()),
+        ])
+        .advance_processing_time(Duration::from_secs(10))
+        .add_elements([(12_000, "u".to_string())])
+        .advance_processing_time(Duration::from_secs(10))
+        .advance_watermark_to_infinity();
+    let p = pipeline();
+    p.read("Clicks", events)
+        .window_into(Windows::sessions(Duration::from_secs(10)))
+        .triggering(
+            Trigger::after_watermark()
+                .with_early_firings(Trigger::after_processing_time(Duration::from_secs(10))),
+        )
+        .accumulating_fired_panes()
+        .count_per_element("Sessions")
+        .output
+        .map("Format", pane_line)
+        .write_text("Write", dir.path().join("out"));
+    p.run_streaming(dir.path().join("cp"), BatchTrigger::AvailableNow)
+        .unwrap();
+    // 0 and 5 000 are one session, 30 000 another; 10 s of processing
+    // time fire both early. 12 000 joins the first session (which then
+    // ends at 22 000, short of 30 000); 10 s later it fires early again,
+    // and the end of the stream fires both on time.
+    assert_eq!(
+        lines(&dir.path().join("out")),
+        [
+            "0..15000 u=2 EARLY #0",
+            "0..22000 u=3 EARLY #1",
+            "0..22000 u=3 ON_TIME #2 last",
+            "30000..40000 u=1 EARLY #0",
+            "30000..40000 u=1 ON_TIME #1 last",
+        ]
+    );
+}
+
+fn write_input(dir: &Path, files: usize, lines_per_file: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    let words = ["alpha", "beta", "gamma", "delta", "epsilon"];
+    let mut t = 1_700_000_000_000i64;
+    for f in 0..files {
+        let mut text = String::new();
+        for i in 0..lines_per_file {
+            t += 700 + (i as i64 * 37) % 900;
+            let w = words[(f * 7 + i) % words.len()];
+            text += &format!("{t}\t{w} {w} Zeta {}\n", words[i % 3]);
+        }
+        std::fs::write(dir.join(format!("in-{f:03}.txt")), text).unwrap();
+    }
+}
+
+#[test]
+fn the_same_wordcount_streamed_and_in_batch() {
+    use spate_stream::wordcount::WindowedWordCount;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    write_input(&input, 6, 300);
+    let job = |out: &str, per_batch| WindowedWordCount {
+        input: input.clone(),
+        output: dir.path().join(out),
+        window: Duration::from_secs(60),
+        allowed_lateness: Duration::ZERO,
+        out_of_orderness: Duration::ZERO,
+        late_output: None,
+        max_files_per_trigger: per_batch,
+    };
+    let p = pipeline();
+    job("streamed", Some(1)).build(&p);
+    let streamed = p
+        .run_streaming(dir.path().join("cp"), BatchTrigger::AvailableNow)
+        .unwrap();
+    assert_eq!(streamed.progress.len(), 6);
+    let p = pipeline();
+    job("batch", None).build(&p);
+    let batch = p.run_bounded().unwrap();
+    assert_eq!(batch.late_total(), 0);
+
+    // The stream fired every window its watermark passed; the batch run
+    // fired them all.
+    let wm = streamed.watermark;
+    let closed = |l: &String| l.split('\t').nth(1).unwrap().parse::<i64>().unwrap() <= wm;
+    let streamed_lines = lines(&dir.path().join("streamed"));
+    let batch_lines = lines(&dir.path().join("batch"));
+    assert!(streamed_lines.iter().all(closed));
+    let batch_closed: Vec<String> = batch_lines.iter().filter(|l| closed(l)).cloned().collect();
+    assert_eq!(streamed_lines, batch_closed);
+    assert!(batch_lines.len() > streamed_lines.len());
+
+    // And both agree with a plain Dataset count of (window, word).
+    let ctx = Context::builder().threads(2).build().unwrap();
+    let mut expect: Vec<String> = ctx
+        .read_text(&[&input])
+        .unwrap()
+        .flat_map(|line: String| {
+            let (t, text) = spate_stream::wordcount::parse_line(line);
+            let start = t - t.rem_euclid(60_000);
+            spate_core::text::into_words(text)
+                .map(move |w| format!("{start}\t{}\t{w}", start + 60_000))
+                .collect::<Vec<_>>()
+        })
+        .count_by_value()
+        .collect()
+        .unwrap()
+        .into_iter()
+        .map(|(k, n)| format!("{k}\t{n}"))
+        .collect();
+    expect.sort();
+    assert_eq!(batch_lines, expect);
+}
+
+#[test]
+fn bad_input_names_the_step_and_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(input.join("a.txt"), "1000\tfine\nnot a time\tbad\n").unwrap();
+    let p = pipeline();
+    p.read("Lines", DirectorySource::text(&input))
+        .map("ParseEventTime", spate_stream::wordcount::parse_line)
+        .map("Format", |(t, s)| format!("{t} {s}"))
+        .write_text("Write", dir.path().join("out"));
+    let err = p
+        .run_streaming(dir.path().join("cp"), BatchTrigger::Once)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ParseEventTime"), "{err}");
+    assert!(err.contains("not a time"), "{err}");
+    // Nothing of the failed batch is visible.
+    assert!(lines(&dir.path().join("out")).is_empty());
+}
