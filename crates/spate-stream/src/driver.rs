@@ -121,14 +121,17 @@ impl StreamPipeline {
         }
         for (i, a) in sinks.iter().enumerate() {
             for b in &sinks[..i] {
-                let (x, y) = (absolute(a.dir()), absolute(b.dir()));
+                let (Some(ad), Some(bd)) = (a.dir(), b.dir()) else {
+                    continue;
+                };
+                let (x, y) = (absolute(ad), absolute(bd));
                 if x.starts_with(&y) || y.starts_with(&x) {
                     return Err(Error::Usage(format!(
                         "sinks {} and {} write to {} and {}: one is inside the other",
                         b.name(),
                         a.name(),
-                        b.dir().display(),
-                        a.dir().display()
+                        bd.display(),
+                        ad.display()
                     )));
                 }
             }

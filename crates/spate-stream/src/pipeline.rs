@@ -163,7 +163,8 @@ pub(crate) trait Stage: Send {
 /// A sink, as the driver runs it.
 pub(crate) trait Sink: Send {
     fn name(&self) -> &str;
-    fn dir(&self) -> &Path;
+    /// The directory it writes, if it writes one.
+    fn dir(&self) -> Option<&Path>;
     fn prepare(&self, fresh: bool) -> Result<()>;
     /// Commits batch `batch`'s output once; returns the lines written.
     fn write(&self, batch: u64) -> Result<u64>;
@@ -430,6 +431,58 @@ impl<T: Data + Display> Stream<T> {
     }
 }
 
+impl<T: Data> Stream<T> {
+    /// Hands each batch's elements, with their event times, to `f` with
+    /// the batch's number (Spark's `foreachBatch`). A batch run again after
+    /// a crash calls `f` again with the same number and the same elements:
+    /// for exactly-once results, `f` must make a repeated batch number a
+    /// no-op (or overwrite what it wrote for it).
+    pub fn for_each_batch(
+        &self,
+        name: &str,
+        f: impl Fn(u64, Vec<(Millis, T)>) -> Result<()> + Send + Sync + 'static,
+    ) {
+        let sink = ForEachBatch {
+            name: name.to_string(),
+            ds: self.ds.clone(),
+            f: Box::new(f),
+        };
+        self.p.inner.sinks.lock().push(Box::new(sink));
+    }
+}
+
+type BatchFn<T> = Box<dyn Fn(u64, Vec<(Millis, T)>) -> Result<()> + Send + Sync>;
+
+struct ForEachBatch<T> {
+    name: String,
+    ds: Dataset<(Millis, T)>,
+    f: BatchFn<T>,
+}
+
+impl<T: Data> Sink for ForEachBatch<T> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn dir(&self) -> Option<&Path> {
+        None
+    }
+    fn prepare(&self, _fresh: bool) -> Result<()> {
+        Ok(())
+    }
+    fn write(&self, batch: u64) -> Result<u64> {
+        let rows = self.ds.clone().collect()?;
+        let n = rows.len() as u64;
+        (self.f)(batch, rows).map_err(|e| match e {
+            Error::Usage(_) | Error::Input(_) => e,
+            other => Error::Step {
+                step: self.name.clone(),
+                message: other.to_string(),
+            },
+        })?;
+        Ok(n)
+    }
+}
+
 struct TextSink<T> {
     name: String,
     dir: PathBuf,
@@ -441,8 +494,8 @@ impl<T: Data + Display> Sink for TextSink<T> {
     fn name(&self) -> &str {
         &self.name
     }
-    fn dir(&self) -> &Path {
-        &self.dir
+    fn dir(&self) -> Option<&Path> {
+        Some(&self.dir)
     }
     fn prepare(&self, fresh: bool) -> Result<()> {
         self.files.prepare(fresh)
