@@ -18,7 +18,7 @@ use crate::time::{MAX_TIMESTAMP, MIN_TIMESTAMP, Millis, format_timestamp, parse_
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchTrigger {
     /// A batch every interval (processing time), while there is new input
-    /// or something to fire; runs until stopped or killed.
+    /// or something to fire; runs until stopped, killed, or every source ended.
     Interval(Duration),
     /// One batch of all new input, then stop.
     Once,
@@ -61,8 +61,9 @@ pub struct BatchProgress {
     /// How far the watermark trails processing time, ms (`None` before
     /// any event time was seen).
     pub watermark_lag_ms: Option<i64>,
-    /// Windows held in state, over all keys and stateful steps.
-    pub open_windows: usize,
+    /// Entries held in state over all stateful steps: each key's open
+    /// windows, each key a dedup remembers.
+    pub state_entries: usize,
     /// Panes fired.
     pub panes: u64,
     /// Elements too late for their windows in this batch.
@@ -210,6 +211,11 @@ impl StreamPipeline {
                 let due = run.watermark(wm, now);
                 let firing = run.stages.iter().any(|s| s.has_due(due, now));
                 if !firing {
+                    // Every source ended (a socket closed, a test stream
+                    // played out): the stream is complete.
+                    if run.sources.iter().all(|s| s.source.is_done()) {
+                        break;
+                    }
                     match trigger {
                         BatchTrigger::Once | BatchTrigger::AvailableNow => break,
                         BatchTrigger::Interval(d) => {
@@ -385,7 +391,7 @@ impl Run<'_> {
             duration_ms: took.as_millis() as u64,
             watermark: wm,
             watermark_lag_ms: (wm > MIN_TIMESTAMP && wm < MAX_TIMESTAMP).then(|| now - wm),
-            open_windows: self.stages.iter().map(|s| s.windows()).sum(),
+            state_entries: self.stages.iter().map(|s| s.entries()).sum(),
             panes,
             late_records: late,
             output_lines: lines,
@@ -482,14 +488,14 @@ impl Run<'_> {
             .unwrap_or_default();
         eprintln!(
             "spate stream: batch {}: {} rows in {} ms ({:.0} rows/s in, {:.0} rows/s processed); \
-             watermark {}{lag}; {} open windows; {} panes; {} late; {} lines out",
+             watermark {}{lag}; {} state entries; {} panes; {} late; {} lines out",
             p.batch,
             p.input_rows,
             p.duration_ms,
             p.input_rows_per_second,
             p.processed_rows_per_second,
             format_timestamp(p.watermark),
-            p.open_windows,
+            p.state_entries,
             p.panes,
             p.late_records,
             p.output_lines

@@ -35,20 +35,24 @@
 //! ```
 
 mod checkpoint;
+mod dedup;
 mod driver;
 mod pipeline;
 mod sink;
 mod source;
 mod state;
+mod stateful;
 pub mod time;
 mod trigger;
 mod window;
 pub mod wordcount;
 
+pub use dedup::Deduped;
 pub use driver::{BatchProgress, BatchTrigger, StreamResult};
 pub use pipeline::{Aggregated, StopHandle, Stream, StreamPipeline, Watermarks, WindowedStream};
-pub use source::{Current, DirectorySource, Source, TestStream};
+pub use source::{Current, DirectorySource, SocketSource, Source, TestStream};
 pub use state::Pane;
+pub use stateful::{BagState, Emit, StatefulDoFn, Timers, ValueState};
 pub use time::Millis;
 pub use trigger::{Accumulation, PaneInfo, Timing, Trigger, WindowingStrategy};
 pub use window::{Window, Windows};

@@ -153,9 +153,13 @@ pub(crate) trait Stage: Send {
     fn has_due(&self, watermark: Millis, now: Millis) -> bool;
     /// Empties the batch's outputs.
     fn clear(&mut self);
-    fn windows(&self) -> usize;
-    fn late_total(&self) -> u64;
-    fn set_late_total(&mut self, n: u64);
+    /// Entries held in state (a key's window, a remembered key).
+    fn entries(&self) -> usize;
+    /// Elements too late for it, over the life of the checkpoint.
+    fn late_total(&self) -> u64 {
+        0
+    }
+    fn set_late_total(&mut self, _n: u64) {}
     fn snapshot(&self) -> Result<Vec<u8>>;
     fn restore(&mut self, bytes: &[u8]) -> Result<()>;
 }
@@ -315,6 +319,21 @@ impl<T: Data> Stream<T> {
     /// micro-batch's worth each time it runs).
     pub fn dataset(&self) -> &Dataset<(Millis, T)> {
         &self.ds
+    }
+
+    /// The pipeline the stream belongs to.
+    pub fn pipeline(&self) -> &StreamPipeline {
+        &self.p
+    }
+
+    /// A stream a stateful step derived from this one (it has no single
+    /// source of its own).
+    pub(crate) fn derived<U>(&self, ds: Dataset<(Millis, U)>) -> Stream<U> {
+        Stream {
+            p: self.p.clone(),
+            ds,
+            source: None,
+        }
     }
 
     fn with<U>(&self, ds: Dataset<(Millis, U)>) -> Stream<U> {
@@ -667,6 +686,12 @@ impl<K: Key, V: Data + Clone> WindowedStream<(K, V)> {
         }
     }
 
+    /// Each key's values per window, as a list (Beam's `GroupByKey` on
+    /// windowed data; the values' order is not defined).
+    pub fn group_by_key(&self, name: &str) -> Aggregated<K, V, Vec<V>> {
+        self.combine_per_key(name, ListOf)
+    }
+
     /// Counts each key's elements per window.
     pub fn count_per_key(&self, name: &str) -> Aggregated<K, V, u64> {
         let counted = WindowedStream {
@@ -674,6 +699,26 @@ impl<K: Key, V: Data + Clone> WindowedStream<(K, V)> {
             strategy: self.strategy.clone(),
         };
         counted.combine_per_key(name, CountValues)
+    }
+}
+
+/// Collects values into a list.
+struct ListOf;
+
+impl<V: Data + Clone> CombineFn<V> for ListOf {
+    type Acc = Vec<V>;
+    type Output = Vec<V>;
+    fn create(&self) -> Vec<V> {
+        Vec::new()
+    }
+    fn add(&self, acc: &mut Vec<V>, v: V) {
+        acc.push(v);
+    }
+    fn merge(&self, acc: &mut Vec<V>, other: Vec<V>) {
+        acc.extend(other);
+    }
+    fn extract(&self, acc: Vec<V>) -> Vec<V> {
+        acc
     }
 }
 
@@ -770,7 +815,7 @@ where
         self.late.lock().clear();
     }
 
-    fn windows(&self) -> usize {
+    fn entries(&self) -> usize {
         self.state.len()
     }
 

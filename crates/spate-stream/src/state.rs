@@ -13,6 +13,19 @@ use crate::time::Millis;
 use crate::trigger::{Accumulation, PaneInfo, PaneState, WindowingStrategy};
 use crate::window::Window;
 
+/// State as bytes, for a checkpoint; `what` names it in errors.
+pub(crate) fn encode<T: Serialize + ?Sized>(what: &str, state: &T) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    ciborium::into_writer(state, &mut out)
+        .map_err(|e| Error::Internal(format!("encoding {what}: {e}")))?;
+    Ok(out)
+}
+
+/// State from [`encode`]'s bytes.
+pub(crate) fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
+    ciborium::from_reader(bytes).map_err(|e| Error::Storage(format!("{what} unreadable: {e}")))
+}
+
 /// One result of a windowed aggregation: a key's value in a window, and
 /// where it stands among the window's firings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -158,17 +171,13 @@ where
 
     /// The state as bytes.
     pub fn snapshot(&self) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
         let entries: Vec<(&K, &Vec<WindowState<A>>)> = self.map.iter().collect();
-        ciborium::into_writer(&entries, &mut out)
-            .map_err(|e| Error::Internal(format!("encoding window state: {e}")))?;
-        Ok(out)
+        encode("window state", &entries)
     }
 
     /// State from [`snapshot`](Self::snapshot)'s bytes.
     pub fn restore(bytes: &[u8]) -> Result<Self> {
-        let entries: Vec<(K, Vec<WindowState<A>>)> = ciborium::from_reader(bytes)
-            .map_err(|e| Error::Storage(format!("window state unreadable: {e}")))?;
+        let entries: Vec<(K, Vec<WindowState<A>>)> = decode("window state", bytes)?;
         let windows = entries.iter().map(|(_, l)| l.len()).sum();
         Ok(Self {
             map: entries.into_iter().collect(),

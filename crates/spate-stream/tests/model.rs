@@ -323,3 +323,184 @@ fn bad_input_names_the_step_and_the_line() {
     // Nothing of the failed batch is visible.
     assert!(lines(&dir.path().join("out")).is_empty());
 }
+
+#[test]
+fn dedup_remembers_keys_only_until_the_watermark_passes_the_horizon() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = |t: i64, k: &str| (t, k.to_string());
+    let events = TestStream::new()
+        .add_elements([s(1_000, "a"), s(1_500, "a"), s(2_000, "b")])
+        .advance_watermark_to(5_000)
+        .add_elements([s(6_000, "a")])
+        .advance_watermark_to(12_000)
+        .add_elements([s(13_000, "a"), s(1_000, "c")])
+        .advance_watermark_to_infinity();
+    let p = pipeline();
+    let deduped = p.read("Events", events).dedup_within_watermark(
+        "Dedup",
+        |k: &String| k.clone(),
+        Duration::from_secs(10),
+    );
+    deduped
+        .output
+        .map_with_timestamp("Format", |t, k| format!("{t} {k}"))
+        .write_text("Write", dir.path().join("out"));
+    deduped
+        .late
+        .map_with_timestamp("FormatLate", |t, k| format!("{t} {k}"))
+        .write_text("WriteLate", dir.path().join("late"));
+    let result = p
+        .run_streaming(dir.path().join("cp"), BatchTrigger::AvailableNow)
+        .unwrap();
+    // `a` at 6 000 repeats the one at 1 000, remembered until 11 000; at
+    // 13 000 it is new again. `c` at 1 000 came when the watermark (12 000)
+    // had passed 1 000 + 10 s: it cannot be checked, and is kept as late.
+    assert_eq!(
+        lines(&dir.path().join("out")),
+        ["1000 a", "13000 a", "2000 b"]
+    );
+    assert_eq!(lines(&dir.path().join("late")), ["1000 c"]);
+    assert_eq!(result.late_total(), 1);
+    // Only keys that can still repeat are held.
+    assert!(result.progress.iter().all(|b| b.state_entries <= 2));
+}
+
+#[test]
+fn group_by_key_lists_each_keys_values_per_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let kv = |t: i64, k: &str, v: u32| (t, (k.to_string(), v));
+    let events = TestStream::new()
+        .add_elements([kv(1, "x", 1), kv(2, "x", 2), kv(3, "y", 3), kv(15, "x", 4)])
+        .advance_watermark_to_infinity();
+    let p = pipeline();
+    p.read("Events", events)
+        .window_into(Windows::fixed(Duration::from_millis(10)))
+        .group_by_key("Group")
+        .output
+        .map("Format", |p| {
+            let mut v = p.value.clone();
+            v.sort();
+            format!("{} {} {v:?}", p.window.start, p.key)
+        })
+        .write_text("Write", dir.path().join("out"));
+    p.run_streaming(dir.path().join("cp"), BatchTrigger::AvailableNow)
+        .unwrap();
+    assert_eq!(
+        lines(&dir.path().join("out")),
+        ["0 x [1, 2]", "0 y [3]", "10 x [4]"]
+    );
+}
+
+/// Buffers each key's values until 10 ms of event time after its first
+/// one, then emits them: bag and value state and an event-time timer.
+struct BufferFor10ms;
+
+impl spate_stream::StatefulDoFn<String, u32> for BufferFor10ms {
+    type State = (spate_stream::BagState<u32>, spate_stream::ValueState<i64>);
+    type Out = String;
+
+    fn process(
+        &self,
+        _key: &String,
+        v: u32,
+        ts: i64,
+        state: &mut Self::State,
+        timers: &mut spate_stream::Timers,
+        _out: &mut spate_stream::Emit<String>,
+    ) {
+        state.0.add(v);
+        if state.1.read().is_none() {
+            state.1.write(ts + 10);
+            timers.set(ts + 10);
+        }
+    }
+
+    fn on_timer(
+        &self,
+        key: &String,
+        at: i64,
+        state: &mut Self::State,
+        _timers: &mut spate_stream::Timers,
+        out: &mut spate_stream::Emit<String>,
+    ) {
+        let values = state.0.take();
+        state.1.clear();
+        out.push((at, format!("{key}@{at}: {values:?}")));
+    }
+}
+
+fn buffered(p: &StreamPipeline, out: &Path) {
+    let kv = |t: i64, k: &str, v: u32| (t, (k.to_string(), v));
+    let events = TestStream::new()
+        .add_elements([kv(1, "k", 1), kv(5, "k", 2), kv(3, "j", 7)])
+        .advance_watermark_to(12)
+        .add_elements([kv(20, "k", 3)])
+        .advance_watermark_to_infinity();
+    p.read("Events", events)
+        .stateful("Buffer", BufferFor10ms)
+        .write_text("Write", out);
+}
+
+#[test]
+fn stateful_dofns_keep_state_and_fire_timers_across_restarts() {
+    let want = ["j@13: [7]", "k@11: [1, 2]", "k@30: [3]"];
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline();
+    buffered(&p, &dir.path().join("out"));
+    p.run_streaming(dir.path().join("cp"), BatchTrigger::AvailableNow)
+        .unwrap();
+    assert_eq!(lines(&dir.path().join("out")), want);
+
+    // The same, one batch per run: each run restores the state and the
+    // timers the one before it checkpointed.
+    let (out, cp) = (dir.path().join("out2"), dir.path().join("cp2"));
+    let mut runs = 0;
+    loop {
+        let p = pipeline();
+        buffered(&p, &out);
+        let r = p.run_streaming(&cp, BatchTrigger::Once).unwrap();
+        if r.progress.is_empty() {
+            break;
+        }
+        runs += 1;
+    }
+    assert_eq!(runs, 4);
+    assert_eq!(lines(&out), want);
+}
+
+#[test]
+fn a_socket_stream_ends_with_its_connection() {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.write_all(b"1000\tto be\n2000\tor not to be\n")
+            .unwrap();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline();
+    p.read("Lines", spate_stream::SocketSource::lines(addr))
+        .map("Parse", spate_stream::wordcount::parse_line)
+        .with_timestamps("EventTime", |(t, _): &(i64, String)| *t)
+        .flat_map("Words", |(_, s): (i64, String)| {
+            spate_core::text::into_words(s)
+        })
+        .window_into(Windows::fixed(Duration::from_secs(60)))
+        .count_per_element("Count")
+        .output
+        .map("Format", |p| format!("{} {}", p.key, p.value))
+        .write_text("Write", dir.path().join("out"));
+    // The stream ends when the server closes the connection: its
+    // watermark goes to the end of time and every window fires.
+    p.run_streaming(
+        dir.path().join("cp"),
+        BatchTrigger::Interval(Duration::from_millis(5)),
+    )
+    .unwrap();
+    server.join().unwrap();
+    assert_eq!(
+        lines(&dir.path().join("out")),
+        ["be 2", "not 1", "or 1", "to 2"]
+    );
+}
