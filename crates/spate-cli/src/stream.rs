@@ -84,6 +84,13 @@ fn context(threads: Option<usize>, memory_limit: Option<&str>) -> Result<Context
 pub fn stream(args: &StreamArgs) -> Result<()> {
     let StreamJob::Wordcount(a) = &args.job;
     let trigger: BatchTrigger = a.trigger.parse()?;
+    if trigger == BatchTrigger::Once && a.max_files_per_trigger.is_some() {
+        return Err(Error::Usage(
+            "--trigger once takes all new files in one batch: drop --max-files-per-trigger, \
+             or use --trigger available-now to take them N at a time"
+                .into(),
+        ));
+    }
     let job = WindowedWordCount {
         input: a.input.clone(),
         output: a.output.clone(),
@@ -145,7 +152,7 @@ fn summary(result: &StreamResult, job: &WindowedWordCount, start: Instant) {
     let rows: u64 = result.progress.iter().map(|p| p.input_rows).sum();
     let lines: u64 = result.progress.iter().map(|p| p.output_lines).sum();
     eprintln!(
-        "spate: {} batches, {rows} lines in, {lines} lines written to {} in {:.3}s; watermark {}",
+        "spate: {} batches, {rows} lines in, {lines} lines out (counts in {}) in {:.3}s; watermark {}",
         result.progress.len(),
         job.output.display(),
         start.elapsed().as_secs_f64(),

@@ -37,6 +37,13 @@ pub(crate) struct OffsetEntry {
     pub watermark: Millis,
     /// What each source gives the batch (absent: nothing).
     pub sources: BTreeMap<String, Value>,
+    /// Sources idle when the batch was planned (they do not hold the
+    /// watermark back), so a batch run again computes the same watermark.
+    #[serde(default)]
+    pub idle: std::collections::BTreeSet<String>,
+    /// Sources that had ended when the batch was planned.
+    #[serde(default)]
+    pub done: std::collections::BTreeSet<String>,
 }
 
 /// A source's standing, kept with the state.
@@ -51,6 +58,9 @@ pub(crate) struct SourceState {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Snapshot {
     pub watermark: Millis,
+    /// Processing time the stream first started (idleness counts from it).
+    #[serde(default)]
+    pub started: Millis,
     pub sources: BTreeMap<String, SourceState>,
     pub stages: BTreeMap<String, Vec<u8>>,
     pub late: BTreeMap<String, u64>,
@@ -66,6 +76,9 @@ pub(crate) struct Resume {
 
 pub(crate) struct Checkpoint {
     dir: PathBuf,
+    /// Held (an exclusive lock on `CHECKPOINT/lock`) while the run lasts:
+    /// two runs on one checkpoint would plan the same batch twice.
+    _lock: std::fs::File,
 }
 
 fn storage(path: &Path, e: impl std::fmt::Display) -> Error {
@@ -111,8 +124,27 @@ impl Checkpoint {
         for sub in ["offsets", "state", "commits"] {
             std::fs::create_dir_all(dir.join(sub)).map_err(|e| storage(dir, e))?;
         }
+        let lock_path = dir.join("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| storage(&lock_path, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Usage(format!(
+                    "checkpoint {} is in use by another run of the stream; \
+                     one run at a time resumes a checkpoint",
+                    dir.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(storage(&lock_path, e)),
+        }
         let cp = Self {
             dir: dir.to_path_buf(),
+            _lock: lock,
         };
         let meta_path = dir.join("metadata");
         match std::fs::read(&meta_path) {

@@ -33,6 +33,12 @@ pub struct Deduped<T> {
 /// and (for the late key) the late elements.
 struct FirstOf<T>(PhantomData<fn(T)>);
 
+fn encoded<T: serde::Serialize>(x: &T) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let _ = ciborium::into_writer(x, &mut bytes);
+    bytes
+}
+
 type FirstAcc<T> = (Option<(Millis, T)>, u64, Vec<(Millis, T)>);
 
 impl<T: Data> CombineFn<(bool, Millis, T)> for FirstOf<T> {
@@ -46,13 +52,18 @@ impl<T: Data> CombineFn<(bool, Millis, T)> for FirstOf<T> {
             acc.2.push((ts, x));
             return;
         }
-        match &acc.0 {
-            Some((t, _)) if *t <= ts => acc.1 += 1,
-            Some(_) => {
-                acc.0 = Some((ts, x));
-                acc.1 += 1;
-            }
-            None => acc.0 = Some((ts, x)),
+        let earlier = match &acc.0 {
+            None => true,
+            Some((t, _)) if *t != ts => ts < *t,
+            // Ties in time go to the smaller encoding, so a batch run again
+            // keeps the same element.
+            Some((_, kept)) => encoded(&x) < encoded(kept),
+        };
+        if acc.0.is_some() {
+            acc.1 += 1;
+        }
+        if earlier {
+            acc.0 = Some((ts, x));
         }
     }
     fn merge(&self, acc: &mut Self::Acc, other: Self::Acc) {
@@ -163,7 +174,7 @@ impl<T: Data + Clone> Stream<T> {
         horizon: Duration,
     ) -> Deduped<T> {
         let h = millis(horizon);
-        let watermark = self.pipeline().inner.watermark.clone();
+        let watermark = self.late_mark();
         let ctx = self.pipeline().context().clone();
         let input = self.dataset().clone();
         let plan = ctx.in_scope(name, || {

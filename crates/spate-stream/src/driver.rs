@@ -98,6 +98,8 @@ struct Run<'a> {
     started: Millis,
     /// A bounded run's input has ended: the watermark is the end of time.
     ended: bool,
+    /// A bounded run: the watermark stays at the start until `ended`.
+    bounded: bool,
     last_start: Option<Instant>,
 }
 
@@ -183,12 +185,16 @@ impl StreamPipeline {
             sinks: &sinks,
             started: crate::time::now(),
             ended: false,
+            bounded: false,
             last_start: None,
         };
         let (mut next, mut wm) = (0, MIN_TIMESTAMP);
         if let Some((n, snap)) = &resume.snapshot {
             run.restore(snap)?;
             (next, wm) = (n + 1, snap.watermark);
+            if snap.started != 0 {
+                run.started = snap.started;
+            }
         }
         let mut progress = Vec::new();
         if let Some(entry) = resume.redo {
@@ -207,8 +213,9 @@ impl StreamPipeline {
             let tick = Instant::now();
             let planned = run.plan(trigger != BatchTrigger::Once)?;
             let now = run.clock();
+            let (idle, done) = run.statuses(now);
             if planned.is_empty() {
-                let due = run.watermark(wm, now);
+                let due = run.watermark(wm, &idle, &done);
                 let firing = run.stages.iter().any(|s| s.has_due(due, now));
                 if !firing {
                     // Every source ended (a socket closed, a test stream
@@ -230,6 +237,8 @@ impl StreamPipeline {
                 processing_time: now,
                 watermark: wm,
                 sources: planned,
+                idle,
+                done,
             };
             cp.write_offsets(&entry)?;
             let (p, w) = run.execute(&entry)?;
@@ -271,8 +280,12 @@ impl StreamPipeline {
             sinks: &sinks,
             started: crate::time::now(),
             ended: false,
+            bounded: false,
             last_start: None,
         };
+        // A batch job has no late data: the watermark stays at its start
+        // until the input is read, then moves to the end of time.
+        run.bounded = true;
         let (mut batch, mut wm) = (0, MIN_TIMESTAMP);
         let mut progress = Vec::new();
         loop {
@@ -286,6 +299,8 @@ impl StreamPipeline {
                 processing_time: now,
                 watermark: wm,
                 sources: planned,
+                idle: Default::default(),
+                done: Default::default(),
             };
             let (p, w) = run.execute(&entry)?;
             run.report(&p);
@@ -300,6 +315,26 @@ impl StreamPipeline {
             watermark: wm,
             late_records: run.late_totals(),
         })
+    }
+}
+
+/// Runs a step's user code in the driver (a `StatefulDoFn`, a combiner's
+/// merge and extract, a `for_each_batch` function): a panic fails the step
+/// by name, as a panic in a plan's closure does.
+fn guarded<R>(step: &str, f: impl FnOnce() -> Result<R>) -> Result<R> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "a panic without a message".into());
+            Err(Error::Step {
+                step: step.to_string(),
+                message: format!("user function panicked: {message}"),
+            })
+        }
     }
 }
 
@@ -335,24 +370,49 @@ impl Run<'_> {
             .unwrap_or_else(crate::time::now)
     }
 
-    /// The watermark: the least of the sources' (leaving out idle ones,
-    /// unless all are), never moving back.
-    fn watermark(&self, prev: Millis, now: Millis) -> Millis {
+    /// Which sources are idle, and which have ended, at processing time
+    /// `now` (recorded with the batch, so a batch run again sees the same).
+    fn statuses(
+        &self,
+        now: Millis,
+    ) -> (
+        std::collections::BTreeSet<String>,
+        std::collections::BTreeSet<String>,
+    ) {
+        let (mut idle, mut done) = Default::default();
+        for s in self.sources.iter() {
+            if s.source.is_done() {
+                std::collections::BTreeSet::insert(&mut done, s.name.clone());
+            } else if s.is_idle(now, self.started) {
+                std::collections::BTreeSet::insert(&mut idle, s.name.clone());
+            }
+        }
+        (idle, done)
+    }
+
+    /// The watermark: the least over sources that have neither ended nor
+    /// gone idle; if all that have not ended are idle, the least of those;
+    /// the end of time once every source ended. It never moves back.
+    fn watermark(
+        &self,
+        prev: Millis,
+        idle: &std::collections::BTreeSet<String>,
+        done: &std::collections::BTreeSet<String>,
+    ) -> Millis {
         if self.ended {
             return MAX_TIMESTAMP;
         }
-        let marks: Vec<(Millis, bool)> = self
-            .sources
-            .iter()
-            .map(|s| s.watermark(now, self.started))
-            .collect();
-        let active = marks
-            .iter()
-            .filter(|(_, idle)| !idle)
-            .map(|(w, _)| *w)
-            .min();
-        let least = active.or_else(|| marks.iter().map(|(w, _)| *w).min());
-        least.map_or(prev, |w| w.max(prev))
+        if self.bounded {
+            return prev;
+        }
+        let live = || self.sources.iter().filter(|s| !done.contains(&s.name));
+        let least = live()
+            .filter(|s| !idle.contains(&s.name))
+            .map(|s| s.watermark())
+            .min()
+            .or_else(|| live().map(|s| s.watermark()).min())
+            .unwrap_or(MAX_TIMESTAMP);
+        least.max(prev)
     }
 
     fn execute(&mut self, entry: &OffsetEntry) -> Result<(BatchProgress, Millis)> {
@@ -405,19 +465,27 @@ impl Run<'_> {
         let (mut panes, mut late) = (0, 0);
         for i in 0..self.stages.len() {
             let before = self.stages[i].late_total();
-            self.stages[i].absorb(now)?;
+            let stage = &mut self.stages[i];
+            let name = stage.name().to_string();
+            guarded(&name, || stage.absorb(now))?;
             late += self.stages[i].late_total() - before;
-            wm = self.watermark(wm, now);
-            panes += self.stages[i].fire(wm, now);
+            wm = self.watermark(wm, &entry.idle, &entry.done);
+            let stage = &mut self.stages[i];
+            panes += guarded(&name, || Ok(stage.fire(wm, now)))?;
         }
         let mut lines = 0;
         for sink in self.sinks {
-            lines += sink.write(entry.batch).map_err(|e| match e {
+            lines += guarded(sink.name(), || sink.write(entry.batch)).map_err(|e| match e {
                 Error::Storage(m) => Error::Storage(format!("{}: {m}", sink.name())),
                 other => other,
             })?;
         }
-        Ok((self.watermark(wm, now), panes, late, lines))
+        Ok((
+            self.watermark(wm, &entry.idle, &entry.done),
+            panes,
+            late,
+            lines,
+        ))
     }
 
     fn rows(&self) -> u64 {
@@ -437,6 +505,7 @@ impl Run<'_> {
     fn snapshot(&self, watermark: Millis) -> Result<Snapshot> {
         let mut snap = Snapshot {
             watermark,
+            started: self.started,
             ..Snapshot::default()
         };
         for s in self.sources.iter() {

@@ -54,5 +54,5 @@ pub use source::{Current, DirectorySource, SocketSource, Source, TestStream};
 pub use state::Pane;
 pub use stateful::{BagState, Emit, StatefulDoFn, Timers, ValueState};
 pub use time::Millis;
-pub use trigger::{Accumulation, PaneInfo, Timing, Trigger, WindowingStrategy};
+pub use trigger::{Accumulation, AfterWatermark, PaneInfo, Timing, Trigger, WindowingStrategy};
 pub use window::{Window, Windows};

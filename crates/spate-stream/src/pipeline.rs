@@ -118,26 +118,26 @@ pub(crate) struct SourceSlot {
 }
 
 impl SourceSlot {
-    /// This source's watermark at processing time `now`, and whether it
-    /// counts as idle.
-    pub fn watermark(&self, now: Millis, started: Millis) -> (Millis, bool) {
-        if self.source.is_done() {
-            return (crate::time::MAX_TIMESTAMP, false);
-        }
-        let wm = self.source.watermark().unwrap_or_else(|| {
+    /// This source's own watermark: the one it sets, or the greatest event
+    /// time it delivered minus its out-of-orderness.
+    pub fn watermark(&self) -> Millis {
+        self.source.watermark().unwrap_or_else(|| {
             let max = self.max_event.load(Ordering::Relaxed);
             if max <= MIN_TIMESTAMP {
                 MIN_TIMESTAMP
             } else {
                 max.saturating_sub(self.watermarks.out_of_orderness)
             }
-        });
+        })
+    }
+
+    /// Whether the source is idle at processing time `now` (quiet since
+    /// its last data, or since the stream first started).
+    pub fn is_idle(&self, now: Millis, started: Millis) -> bool {
         let quiet_since = self.last_data.unwrap_or(started);
-        let idle = self
-            .watermarks
+        self.watermarks
             .idle_timeout
-            .is_some_and(|t| now.saturating_sub(quiet_since) >= t);
-        (wm, idle)
+            .is_some_and(|t| now.saturating_sub(quiet_since) >= t)
     }
 }
 
@@ -182,6 +182,8 @@ pub(crate) struct Inner {
     /// The watermark when the running batch started: the plans' late check.
     pub watermark: Arc<AtomicI64>,
     pub errors: Mutex<Vec<Error>>,
+    /// Sources stamped by a `with_timestamps`, and the step's name.
+    pub stamped: Mutex<std::collections::HashMap<usize, String>>,
     pub stop: Arc<AtomicBool>,
     pub progress: AtomicBool,
 }
@@ -219,6 +221,9 @@ pub struct Stream<T> {
     /// The source it comes from, if only one (where `with_timestamps`
     /// reports event times for the watermark).
     source: Option<Arc<AtomicI64>>,
+    /// Whether its elements come from a stateful step's output (panes,
+    /// kept elements), which is never late: lateness was decided upstream.
+    derived: bool,
 }
 
 impl<T> Clone for Stream<T> {
@@ -227,6 +232,7 @@ impl<T> Clone for Stream<T> {
             p: self.p.clone(),
             ds: self.ds.clone(),
             source: self.source.clone(),
+            derived: self.derived,
         }
     }
 }
@@ -242,6 +248,7 @@ impl StreamPipeline {
                 sinks: Mutex::new(Vec::new()),
                 watermark: Arc::new(AtomicI64::new(MIN_TIMESTAMP)),
                 errors: Mutex::new(Vec::new()),
+                stamped: Mutex::new(std::collections::HashMap::new()),
                 stop: Arc::new(AtomicBool::new(false)),
                 progress: AtomicBool::new(false),
             }),
@@ -306,6 +313,7 @@ impl StreamPipeline {
             p: self.clone(),
             ds,
             source: Some(max_event),
+            derived: false,
         }
     }
 
@@ -333,6 +341,7 @@ impl<T: Data> Stream<T> {
             p: self.p.clone(),
             ds,
             source: None,
+            derived: true,
         }
     }
 
@@ -341,6 +350,18 @@ impl<T: Data> Stream<T> {
             p: self.p.clone(),
             ds,
             source: self.source.clone(),
+            derived: self.derived,
+        }
+    }
+
+    /// The watermark its late checks use: the running batch's starting
+    /// watermark, or never late for a stateful step's output (its panes
+    /// may fire, in this batch, for windows the watermark already passed).
+    pub(crate) fn late_mark(&self) -> Arc<AtomicI64> {
+        if self.derived {
+            Arc::new(AtomicI64::new(MIN_TIMESTAMP))
+        } else {
+            self.p.inner.watermark.clone()
         }
     }
 
@@ -399,10 +420,19 @@ impl<T: Data> Stream<T> {
     ) -> Stream<T> {
         let Some(max) = self.source.clone() else {
             self.p.fail(Error::Usage(format!(
-                "{name}: with_timestamps must come before streams of several sources are flattened"
+                "{name}: with_timestamps stamps a source's elements, so it comes before any \
+                 flatten of several sources and before any stateful step"
             )));
             return self.clone();
         };
+        // One step stamps a source: two could pull its watermark two ways.
+        let key = Arc::as_ptr(&max) as usize;
+        if let Some(first) = self.p.inner.stamped.lock().insert(key, name.to_string()) {
+            self.p.fail(Error::Usage(format!(
+                "{name}: the source's event times are already stamped by {first}; \
+                 one with_timestamps per source sets its watermark"
+            )));
+        }
         self.scoped(name, |ds| {
             ds.map(move |(_, x)| {
                 let ts = f(&x);
@@ -418,6 +448,8 @@ impl<T: Data> Stream<T> {
             p: self.p.clone(),
             ds: self.ds.clone().union(other.ds.clone()),
             source: None,
+            // Mixed with source elements, the late checks apply.
+            derived: self.derived && other.derived,
         }
     }
 
@@ -537,8 +569,8 @@ pub struct WindowedStream<T> {
 
 impl<T: Data> WindowedStream<T> {
     /// Fires panes as `trigger` says.
-    pub fn triggering(mut self, trigger: Trigger) -> Self {
-        self.strategy.trigger = trigger;
+    pub fn triggering(mut self, trigger: impl Into<Trigger>) -> Self {
+        self.strategy.trigger = trigger.into();
         self
     }
 
@@ -632,7 +664,7 @@ impl<K: Key, V: Data + Clone> WindowedStream<(K, V)> {
         let ctx = p.inner.ctx.clone();
         let c = Arc::new(c);
         let strategy = self.strategy.clone();
-        let watermark = p.inner.watermark.clone();
+        let watermark = self.stream.late_mark();
         let input = self.stream.ds.clone();
         let (step, plan) = ctx.in_scope(name, || {
             let s = strategy.clone();
@@ -673,16 +705,8 @@ impl<K: Key, V: Data + Clone> WindowedStream<(K, V)> {
             ctx.from_each_run(move || Ok(late.lock().clone()))
         });
         Aggregated {
-            output: Stream {
-                p: p.clone(),
-                ds: output,
-                source: None,
-            },
-            late: Stream {
-                p: p.clone(),
-                ds: late,
-                source: None,
-            },
+            output: self.stream.derived(output),
+            late: self.stream.derived(late),
         }
     }
 

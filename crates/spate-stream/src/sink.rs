@@ -42,9 +42,14 @@ impl FileSink {
     /// stream is never mixed in; a resumed one takes the directory as its
     /// commit log left it.
     pub fn prepare(&self, fresh: bool) -> Result<()> {
+        // A stream stopped before its first batch leaves only an empty
+        // commit log: that is still an empty output.
+        let empty_log = || std::fs::read_dir(self.log()).is_ok_and(|mut e| e.next().is_none());
         if fresh
-            && let Ok(mut entries) = std::fs::read_dir(&self.dir)
-            && entries.next().is_some()
+            && let Ok(entries) = std::fs::read_dir(&self.dir)
+            && entries
+                .filter_map(|e| e.ok())
+                .any(|e| !(e.file_name() == "_spate_log" && empty_log()))
         {
             return Err(Error::Usage(format!(
                 "output directory {} is not empty; a new stream needs an empty or missing one \
@@ -81,6 +86,8 @@ impl FileSink {
                 }
                 let f = f.into_inner().map_err(|e| storage(&tmp, e))?;
                 f.sync_all().map_err(|e| storage(&tmp, e))?;
+                // The file's name must be on disk before a log entry names it.
+                sync_dir(&self.dir)?;
                 vec![name.clone()]
             };
             let json = serde_json::to_vec(&files).map_err(|e| storage(&entry, e))?;

@@ -168,16 +168,15 @@ impl Source for DirectorySource {
         ctx.read_text_each_run(move || {
             let batch = current.lock().clone();
             if batch.is_null() {
-                return Vec::new();
+                return Ok(Vec::new());
             }
-            batch_files(&batch)
-                .unwrap_or_default()
+            Ok(batch_files(&batch)?
                 .into_iter()
                 .map(|(name, len)| InputFile {
                     path: dir.join(name),
                     len,
                 })
-                .collect()
+                .collect())
         })
         .map(|line| (MIN_TIMESTAMP, line))
     }
@@ -291,8 +290,17 @@ impl<T: Data + Clone> Source for TestStream<T> {
         let events = self.events.clone();
         ctx.from_each_run(move || {
             let batch = current.lock().clone();
-            Ok(match batch["event"].as_u64().map(|i| &events[i as usize]) {
-                Some(Event::Elements(v)) => v.clone(),
+            if batch.is_null() {
+                return Ok(Vec::new());
+            }
+            let event = batch["event"]
+                .as_u64()
+                .and_then(|i| events.get(i as usize))
+                .ok_or_else(|| {
+                    Error::Storage(format!("offset log: no test-stream event {batch}"))
+                })?;
+            Ok(match event {
+                Event::Elements(v) => v.clone(),
                 _ => Vec::new(),
             })
         })
@@ -375,11 +383,12 @@ impl Source for SocketSource {
 
     fn next_batch(&mut self, _limited: bool) -> Result<Option<Value>> {
         self.start()?;
-        if let Some(Err(e)) = &*self.closed.lock() {
-            return Err(Error::Storage(format!("socket {}: {e}", self.addr)));
-        }
+        // Lines read before a failure are planned first.
         let lines = std::mem::take(&mut *self.lines.lock());
         if lines.is_empty() {
+            if let Some(Err(e)) = &*self.closed.lock() {
+                return Err(Error::Storage(format!("socket {}: {e}", self.addr)));
+            }
             return Ok(None);
         }
         self.batches += 1;
@@ -403,8 +412,11 @@ impl Source for SocketSource {
     fn stream(&self, ctx: &Context, current: Current) -> Dataset<(Millis, String)> {
         ctx.from_each_run(move || {
             let batch = current.lock().clone();
-            let lines: Vec<String> =
-                serde_json::from_value(batch["lines"].clone()).unwrap_or_default();
+            if batch.is_null() {
+                return Ok(Vec::new());
+            }
+            let lines: Vec<String> = serde_json::from_value(batch["lines"].clone())
+                .map_err(|e| Error::Storage(format!("offset log: bad socket lines: {e}")))?;
             Ok(lines.into_iter().map(|l| (MIN_TIMESTAMP, l)).collect())
         })
     }

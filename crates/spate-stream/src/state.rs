@@ -233,7 +233,8 @@ mod tests {
             let mut s = WindowingStrategy::new(Windows::fixed(Duration::from_millis(100)));
             s.trigger = Trigger::after_watermark()
                 .with_early_firings(Trigger::after_count(1))
-                .with_late_firings(Trigger::after_count(1));
+                .with_late_firings(Trigger::after_count(1))
+                .into();
             s.accumulation = mode;
             s.allowed_lateness = 50;
             let mut st: KeyedWindows<String, u64> = KeyedWindows::new();

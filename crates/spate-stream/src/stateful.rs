@@ -15,7 +15,7 @@ use spate_core::{Data, Dataset};
 
 use crate::pipeline::{Stage, Stream};
 use crate::state::{decode, encode};
-use crate::time::Millis;
+use crate::time::{MAX_TIMESTAMP, Millis};
 
 /// One value kept per key (Beam's `ValueState`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -192,7 +192,13 @@ where
         let mut out = Vec::new();
         let mut n = 0;
         for (key, mut values) in rows {
-            values.sort_by_key(|(ts, _)| *ts);
+            // Ties in time are broken by the values' encoding, so a batch
+            // run again feeds them in the same order.
+            values.sort_by_cached_key(|(ts, v)| {
+                let mut bytes = Vec::new();
+                let _ = ciborium::into_writer(v, &mut bytes);
+                (*ts, bytes)
+            });
             n += values.len() as u64;
             let ks = self.keys.entry(key.clone()).or_insert_with(|| KeyState {
                 state: F::State::default(),
@@ -214,7 +220,18 @@ where
         let mut out = Vec::new();
         let mut fired = 0;
         let f = self.f.clone();
+        let end_of_time = watermark >= MAX_TIMESTAMP;
         self.keys.retain(|key, ks| {
+            if end_of_time {
+                // The input ended: every timer fires once, in time order;
+                // timers they set would never come due and are dropped.
+                for at in std::mem::take(&mut ks.timers.0) {
+                    f.on_timer(key, at, &mut ks.state, &mut ks.timers, &mut out);
+                    fired += 1;
+                }
+                ks.timers.0.clear();
+                return Self::keep(ks);
+            }
             // A timer may set another one that is also due.
             while let Some(at) = ks.timers.0.first().copied().filter(|t| *t <= watermark) {
                 ks.timers.0.remove(&at);

@@ -53,35 +53,12 @@ impl Default for Trigger {
 }
 
 impl Trigger {
-    /// The on-time pane only (no early or late firings).
-    pub fn after_watermark() -> Trigger {
-        Trigger::AfterWatermark {
+    /// The on-time pane only; add early and late firings with the
+    /// builder's `with_early_firings` and `with_late_firings`.
+    pub fn after_watermark() -> AfterWatermark {
+        AfterWatermark {
             early: None,
             late: None,
-        }
-    }
-
-    /// Early firings each time `t` holds (before the watermark passes the
-    /// window's end). Only for `after_watermark`.
-    pub fn with_early_firings(self, t: Trigger) -> Trigger {
-        match self {
-            Trigger::AfterWatermark { late, .. } => Trigger::AfterWatermark {
-                early: Some(Box::new(t)),
-                late,
-            },
-            other => other,
-        }
-    }
-
-    /// Late firings each time `t` holds (after the on-time pane, for
-    /// elements within the allowed lateness). Only for `after_watermark`.
-    pub fn with_late_firings(self, t: Trigger) -> Trigger {
-        match self {
-            Trigger::AfterWatermark { early, .. } => Trigger::AfterWatermark {
-                early,
-                late: Some(Box::new(t)),
-            },
-            other => other,
         }
     }
 
@@ -95,9 +72,19 @@ impl Trigger {
         Trigger::AfterProcessingTime(millis(d))
     }
 
-    /// Fires every time `t` would.
-    pub fn repeatedly(t: Trigger) -> Trigger {
-        Trigger::Repeatedly(Box::new(t))
+    /// Fires every time `t` would. Repeating the watermark trigger (Beam's
+    /// default trigger) fires on time, then once per batch bringing late
+    /// elements.
+    pub fn repeatedly(t: impl Into<Trigger>) -> Trigger {
+        match t.into() {
+            Trigger::AfterWatermark { early, late: None } => Trigger::AfterWatermark {
+                early,
+                late: Some(Box::new(Trigger::AfterCount(1))),
+            },
+            // Its early and late firings repeat already.
+            w @ Trigger::AfterWatermark { .. } => w,
+            t => Trigger::Repeatedly(Box::new(t)),
+        }
     }
 
     /// Whether a non-watermark condition holds for a pane.
@@ -159,6 +146,39 @@ impl Trigger {
             Trigger::AfterCount(n) => format!("after-count {n}"),
             Trigger::AfterProcessingTime(d) => format!("after-processing-time {d}ms"),
             Trigger::Repeatedly(t) => format!("repeatedly({})", t.describe()),
+        }
+    }
+}
+
+/// [`Trigger::after_watermark`]'s builder: early and late firings on
+/// conditions (counts, processing time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AfterWatermark {
+    early: Option<Box<Trigger>>,
+    late: Option<Box<Trigger>>,
+}
+
+impl AfterWatermark {
+    /// Early firings each time `t` holds, before the watermark passes the
+    /// window's end (`t` is a count or processing-time condition).
+    pub fn with_early_firings(mut self, t: Trigger) -> Self {
+        self.early = Some(Box::new(t));
+        self
+    }
+
+    /// Late firings each time `t` holds, after the on-time pane, for
+    /// elements within the allowed lateness.
+    pub fn with_late_firings(mut self, t: Trigger) -> Self {
+        self.late = Some(Box::new(t));
+        self
+    }
+}
+
+impl From<AfterWatermark> for Trigger {
+    fn from(w: AfterWatermark) -> Trigger {
+        Trigger::AfterWatermark {
+            early: w.early,
+            late: w.late,
         }
     }
 }
@@ -382,9 +402,10 @@ mod tests {
 
     #[test]
     fn early_firings_count_elements_and_processing_time() {
-        let t = Trigger::after_watermark()
+        let t: Trigger = Trigger::after_watermark()
             .with_early_firings(Trigger::after_count(2))
-            .with_late_firings(Trigger::after_processing_time(Duration::from_millis(10)));
+            .with_late_firings(Trigger::after_processing_time(Duration::from_millis(10)))
+            .into();
         assert_eq!(t.fires(&pending(1, 0), &W, 50, 0), None);
         assert_eq!(t.fires(&pending(2, 0), &W, 50, 0), Some(false));
         let mut s = pending(2, 0);
@@ -406,8 +427,13 @@ mod tests {
         assert_eq!(once.fires(&done, &W, 0, 0), None);
         // Without late firings the watermark trigger finishes on time.
         assert_eq!(
-            Trigger::after_watermark().fires(&pending(1, 0), &W, 100, 0),
+            Trigger::from(Trigger::after_watermark()).fires(&pending(1, 0), &W, 100, 0),
             Some(true)
+        );
+        // Repeating it is Beam's default trigger.
+        assert_eq!(
+            Trigger::repeatedly(Trigger::after_watermark()),
+            Trigger::default()
         );
     }
 }

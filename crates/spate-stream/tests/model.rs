@@ -504,3 +504,88 @@ fn a_socket_stream_ends_with_its_connection() {
         ["be 2", "not 1", "or 1", "to 2"]
     );
 }
+
+#[test]
+fn a_cascade_takes_late_panes_from_upstream_as_input_not_as_late_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = TestStream::new()
+        .add_elements([(1_000, "x".to_string())])
+        .advance_watermark_to(MIN)
+        .add_elements([(2_000, "x".to_string())])
+        .advance_watermark_to_infinity();
+    let p = pipeline();
+    let counts = p
+        .read("Events", events)
+        .window_into(Windows::fixed(Duration::from_secs(60)))
+        .with_allowed_lateness(Duration::from_secs(60))
+        .accumulating_fired_panes()
+        .count_per_element("Count");
+    // The upstream late pane (stamped 59 999) reaches the second step when
+    // the watermark is already past 60 000: input, not late data.
+    let totals = counts
+        .output
+        .map("Key", |p| ("all".to_string(), p.value))
+        .window_into(Windows::fixed(Duration::from_secs(60)))
+        .combine_per_key("Total", spate_core::combine::Sum);
+    totals
+        .output
+        .map("Format", |p| format!("{} {}", p.window.start, p.value))
+        .write_text("Write", dir.path().join("out"));
+    totals
+        .late
+        .map("FormatLate", |(k, v)| format!("{k} {v}"))
+        .write_text("WriteLate", dir.path().join("late"));
+    let r = p
+        .run_streaming(dir.path().join("cp"), BatchTrigger::AvailableNow)
+        .unwrap();
+    assert_eq!(lines(&dir.path().join("out")), ["0 1", "0 2"]);
+    assert!(lines(&dir.path().join("late")).is_empty());
+    assert_eq!(r.late_total(), 0);
+}
+
+#[test]
+fn a_stream_stopped_before_its_first_batch_restarts_and_one_run_holds_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    let build = || {
+        let p = pipeline();
+        p.read("Lines", DirectorySource::text(&input))
+            .write_text("Write", dir.path().join("out"));
+        p
+    };
+    // Nothing to read: no batch, an empty output and checkpoint.
+    let r = build()
+        .run_streaming(dir.path().join("cp"), BatchTrigger::AvailableNow)
+        .unwrap();
+    assert!(r.progress.is_empty());
+    let r = build()
+        .run_streaming(dir.path().join("cp"), BatchTrigger::AvailableNow)
+        .unwrap();
+    assert!(r.progress.is_empty());
+
+    // A running stream holds its checkpoint: a second run is refused.
+    std::fs::write(input.join("a.txt"), "one line\n").unwrap();
+    let running = build();
+    let stop = running.stop_handle();
+    let cp = dir.path().join("cp");
+    let handle = std::thread::spawn(move || {
+        running.run_streaming(&cp, BatchTrigger::Interval(Duration::from_millis(5)))
+    });
+    // Its first batch committed: it holds the checkpoint.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !dir.path().join("out/part-00000").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first run made no batch"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let err = build()
+        .run_streaming(dir.path().join("cp"), BatchTrigger::Once)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("in use by another run"), "{err}");
+    stop.stop();
+    handle.join().unwrap().unwrap();
+}

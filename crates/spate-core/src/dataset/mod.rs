@@ -241,12 +241,12 @@ impl Context {
     /// micro-batches of a directory stream run one plan.
     pub fn read_text_each_run(
         &self,
-        files: impl Fn() -> Vec<InputFile> + Send + Sync + 'static,
+        files: impl Fn() -> Result<Vec<InputFile>> + Send + Sync + 'static,
     ) -> Dataset<String> {
         let step = self.step_name("read_text");
         let progress = self.progress().clone();
         self.dataset(Arc::new(move || {
-            let files = files();
+            let files = files()?;
             progress.add_total(files.iter().map(|f| f.len).sum());
             Ok(TextScanNode::plan(step.clone(), &files)?)
         }))
