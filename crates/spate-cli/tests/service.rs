@@ -1352,3 +1352,93 @@ fn executors_on_other_hosts_join_a_cluster_of_the_servers() {
         .to_string();
     assert!(!runs(&format!("clusters/{uuid}")));
 }
+
+#[test]
+fn a_stream_job_logs_its_batches_and_resumes_from_its_checkpoint_when_resubmitted() {
+    let server = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let (input, out, cp) = (
+        dir.path().join("in"),
+        dir.path().join("out"),
+        dir.path().join("cp"),
+    );
+    std::fs::create_dir(&input).unwrap();
+    std::fs::write(input.join("a.txt"), "1000\tthe cat\n65000\tthe end\n").unwrap();
+    let submit = |id: &str, trigger: &str, wait: bool| {
+        let mut args = vec!["submit", "stream", "--id", id];
+        if !wait {
+            args.push("--async");
+        }
+        args.extend([
+            "--",
+            "wordcount",
+            "--window",
+            "60s",
+            "--trigger",
+            trigger,
+            "-i",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--checkpoint",
+            cp.to_str().unwrap(),
+        ]);
+        server.jobs(&args)
+    };
+    // A stream runs until cancelled; its batches are its live log.
+    let started = submit("stream-live", "interval=50ms", false);
+    assert!(started.status.success(), "{}", text(&started.stderr));
+    let start = Instant::now();
+    while !text(&server.jobs(&["logs", "stream-live"]).stdout).contains("spate stream: batch 0")
+        && !text(&server.jobs(&["logs", "stream-live"]).stderr).contains("spate stream: batch 0")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no batch logged: {}",
+            server.value("stream-live", "status.state")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(server.value("stream-live", "status.state"), "RUNNING");
+    let killed = server.jobs(&["kill", "stream-live"]);
+    assert!(killed.status.success(), "{}", text(&killed.stderr));
+    server.wait_for("stream-live", "CANCELLED");
+
+    // Resubmitted on its checkpoint, it goes on where it stopped.
+    std::fs::write(input.join("b.txt"), "130000\tthe cat\n").unwrap();
+    let resumed = submit("stream-resumed", "available-now", true);
+    assert!(resumed.status.success(), "{}", text(&resumed.stderr));
+    assert_eq!(server.value("stream-resumed", "status.state"), "DONE");
+    let mut lines = Vec::new();
+    for e in std::fs::read_dir(&out).unwrap() {
+        let e = e.unwrap();
+        if e.file_name().to_string_lossy().starts_with("part-") {
+            lines.extend(
+                std::fs::read_to_string(e.path())
+                    .unwrap()
+                    .lines()
+                    .map(String::from),
+            );
+        }
+    }
+    lines.sort();
+    // 0..60000 fired in the first job; 60000..120000 once b.txt moved the
+    // watermark to 130 000; each once.
+    assert_eq!(
+        lines,
+        [
+            "0\t60000\tcat\t1",
+            "0\t60000\tthe\t1",
+            "60000\t120000\tend\t1",
+            "60000\t120000\tthe\t1",
+        ]
+    );
+    // On a cluster, a stream job is refused.
+    let refused = server.jobs(&["submit", "stream", "--cluster", "any", "--", "wordcount"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+    assert!(
+        text(&refused.stderr).contains("runs on the server's host"),
+        "{}",
+        text(&refused.stderr)
+    );
+}

@@ -82,10 +82,10 @@ pub struct JobsArgs {
 #[derive(Subcommand, Debug)]
 enum JobsCommand {
     /// Submit a job: `spate jobs submit KIND [OPTIONS] -- ARGS...`, where
-    /// KIND is sql, builtin, streaming, mrjob or binary and ARGS what
-    /// `spate sql`, `spate run`, `spate streaming` or `spate mrjob` takes
-    /// (binary: a program built with spate, then its arguments). Scripts,
-    /// side files and programs are uploaded.
+    /// KIND is sql, builtin, streaming, mrjob, binary or stream and ARGS
+    /// what `spate sql`, `spate run`, `spate streaming`, `spate mrjob` or
+    /// `spate stream` takes (binary: a program built with spate, then its
+    /// arguments). Scripts, side files and programs are uploaded.
     Submit(SubmitArgs),
     /// List jobs, newest first.
     List(ListArgs),
@@ -107,7 +107,7 @@ enum JobsCommand {
 
 #[derive(Args, Debug)]
 struct SubmitArgs {
-    /// sql, builtin, streaming, mrjob or binary.
+    /// sql, builtin, streaming, mrjob, binary or stream.
     kind: String,
     /// Run it on this cluster of the server's (default: in a process on
     /// the server's host).
@@ -694,7 +694,7 @@ fn files_to_upload(kind: Kind, args: &[String]) -> Result<(Vec<String>, Uploads)
         Kind::Sql => &["-f", "--file"],
         Kind::Mrjob => &["--file", "--py-file", "--archive"],
         Kind::Streaming => &["-file"],
-        Kind::Builtin | Kind::Binary => &[],
+        Kind::Builtin | Kind::Binary | Kind::Stream => &[],
     };
     let listed: &[&str] = match kind {
         Kind::Mrjob => &["--files", "--py-files"],

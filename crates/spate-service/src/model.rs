@@ -103,16 +103,20 @@ pub enum Kind {
     Mrjob,
     /// A program built with spate, uploaded: `PROGRAM ARGS`.
     Binary,
+    /// `spate stream ARGS`: a stream, resumable from its checkpoint; its
+    /// progress lines (one per micro-batch) are its live log.
+    Stream,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Sql,
         Kind::Builtin,
         Kind::Streaming,
         Kind::Mrjob,
         Kind::Binary,
+        Kind::Stream,
     ];
 
     /// The job's field naming its kind (`sqlJob`, ...), as Dataproc's
@@ -124,6 +128,7 @@ impl Kind {
             Kind::Streaming => "streamingJob",
             Kind::Mrjob => "mrjobJob",
             Kind::Binary => "binaryJob",
+            Kind::Stream => "streamJob",
         }
     }
 
@@ -135,6 +140,7 @@ impl Kind {
             Kind::Streaming => "streaming",
             Kind::Mrjob => "mrjob",
             Kind::Binary => "binary",
+            Kind::Stream => "stream",
         }
     }
 
@@ -146,6 +152,7 @@ impl Kind {
             Kind::Streaming => Some("streaming"),
             Kind::Mrjob => Some("mrjob"),
             Kind::Binary => None,
+            Kind::Stream => Some("stream"),
         }
     }
 
@@ -324,6 +331,9 @@ pub struct Job {
     /// An uploaded program built with spate, and its arguments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binary_job: Option<Program>,
+    /// `spate stream` arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_job: Option<Program>,
     /// Where it runs: a cluster of the server's (none: on the server's
     /// host, in the job's own process).
     #[serde(default, skip_serializing_if = "is_default")]
@@ -401,6 +411,7 @@ impl Job {
             (Kind::Streaming, &self.streaming_job),
             (Kind::Mrjob, &self.mrjob_job),
             (Kind::Binary, &self.binary_job),
+            (Kind::Stream, &self.stream_job),
         ]
         .into_iter()
         .filter_map(|(k, p)| p.as_ref().map(|p| (k, p)))
@@ -409,11 +420,11 @@ impl Job {
             [one] => Ok(*one),
             [] => Err(ApiError::invalid(
                 "job",
-                "a job needs one of sqlJob, builtinJob, streamingJob, mrjobJob, binaryJob",
+                "a job needs one of sqlJob, builtinJob, streamingJob, mrjobJob, binaryJob, streamJob",
             )),
             _ => Err(ApiError::invalid(
                 "job",
-                "a job has exactly one of sqlJob, builtinJob, streamingJob, mrjobJob, binaryJob",
+                "a job has exactly one of sqlJob, builtinJob, streamingJob, mrjobJob, binaryJob, streamJob",
             )),
         }
     }
@@ -431,6 +442,7 @@ impl Job {
             Kind::Streaming => job.streaming_job = program,
             Kind::Mrjob => job.mrjob_job = program,
             Kind::Binary => job.binary_job = program,
+            Kind::Stream => job.stream_job = program,
         }
         job
     }
@@ -443,6 +455,7 @@ impl Job {
             &mut self.streaming_job,
             &mut self.mrjob_job,
             &mut self.binary_job,
+            &mut self.stream_job,
         ]
         .into_iter()
         .find_map(Option::as_mut)

@@ -368,6 +368,14 @@ impl Jobs {
             job.reference.job_id = format!("job-{}", &job.job_uuid[..8]);
         }
         job.driver_output_resource_uri = format!("/api/v1/jobs/{}/logs", job.reference.job_id);
+        if !job.placement.cluster_name.is_empty() && job.program()?.0 == crate::model::Kind::Stream
+        {
+            return Err(ApiError::invalid(
+                "job.placement.clusterName",
+                "a stream job runs on the server's host (its micro-batches run in its own \
+                 process): submit it without a cluster",
+            ));
+        }
         if !job.placement.cluster_name.is_empty() {
             let cluster = self
                 .store

@@ -4,7 +4,7 @@
 'use strict';
 
 const STATES = ['PENDING', 'SETUP_DONE', 'RUNNING', 'CANCEL_PENDING', 'DONE', 'ERROR', 'CANCELLED'];
-const KINDS = { sqlJob: 'sql', builtinJob: 'builtin', streamingJob: 'streaming', mrjobJob: 'mrjob', binaryJob: 'binary' };
+const KINDS = { sqlJob: 'sql', builtinJob: 'builtin', streamingJob: 'streaming', mrjobJob: 'mrjob', binaryJob: 'binary', streamJob: 'stream' };
 
 async function api(path, options) {
   const response = await fetch(path, Object.assign({ credentials: 'same-origin' }, options || {}));
