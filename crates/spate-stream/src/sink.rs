@@ -10,6 +10,7 @@
 //! A batch run again after a crash finds its log entry and only finishes
 //! renaming what the entry names; without an entry it writes the file
 //! again. Readers that skip hidden names (`.`, `_`) see whole batches only.
+//! The log keeps the entries of the last 100 batches.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,9 @@ use std::path::{Path, PathBuf};
 use spate_core::error::{Error, Result};
 
 use crate::checkpoint::{sync_dir, write_atomic};
+
+/// Commit log entries kept (as Spark keeps 100 batches of metadata).
+const KEEP_LOG: u64 = 100;
 
 pub(crate) struct FileSink {
     dir: PathBuf,
@@ -107,6 +111,66 @@ impl FileSink {
             }
         }
         sync_dir(&self.dir)?;
+        self.prune(batch);
         Ok(lines.len() as u64)
+    }
+
+    /// Drops log entries of batches long committed (only the batch in
+    /// flight is ever looked up again), keeping the last [`KEEP_LOG`].
+    fn prune(&self, batch: u64) {
+        let Some(below) = batch.checked_sub(KEEP_LOG) else {
+            return;
+        };
+        if let Ok(entries) = std::fs::read_dir(self.log()) {
+            for e in entries.flatten() {
+                let name = e.file_name();
+                if name
+                    .to_str()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .is_some_and(|n| n < below)
+                {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_keeps_the_last_entries_and_replays_finish_renames() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = FileSink::new(dir.path());
+        sink.prepare(true).unwrap();
+        for b in 0..105 {
+            sink.commit(b, vec![format!("line {b}")]).unwrap();
+        }
+        let mut logged: Vec<u64> = std::fs::read_dir(sink.log())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_str().unwrap().parse().unwrap())
+            .collect();
+        logged.sort();
+        assert_eq!(logged.first(), Some(&4));
+        assert_eq!(logged.len(), 101);
+        // Every batch's file stays.
+        assert!(dir.path().join("part-00000").exists());
+        // A batch committed again (a replay) changes nothing.
+        assert!(sink.is_committed(104));
+        sink.commit(104, Vec::new()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("part-00104")).unwrap(),
+            "line 104\n"
+        );
+        // A crash between the log entry and the rename: the replay renames.
+        std::fs::rename(
+            dir.path().join("part-00104"),
+            dir.path().join(".part-00104.tmp"),
+        )
+        .unwrap();
+        sink.commit(104, Vec::new()).unwrap();
+        assert!(dir.path().join("part-00104").exists());
     }
 }
