@@ -50,7 +50,7 @@ pub mod wordcount;
 pub use dedup::Deduped;
 pub use driver::{BatchProgress, BatchTrigger, StreamResult};
 pub use pipeline::{Aggregated, StopHandle, Stream, StreamPipeline, Watermarks, WindowedStream};
-pub use source::{Current, DirectorySource, SocketSource, Source, TestStream};
+pub use source::{Current, DirectorySource, JsonLinesSource, SocketSource, Source, TestStream};
 pub use state::Pane;
 pub use stateful::{BagState, Emit, StatefulDoFn, Timers, ValueState};
 pub use time::Millis;

@@ -182,6 +182,62 @@ impl Source for DirectorySource {
     }
 }
 
+/// JSON values, one per line, in text files arriving in a directory (as
+/// [`DirectorySource`] takes them): each line is parsed as a `T`. A line
+/// that is not a `T` fails the batch, naming the step and the line.
+pub struct JsonLinesSource<T> {
+    files: DirectorySource,
+    _t: std::marker::PhantomData<fn() -> T>,
+}
+
+impl DirectorySource {
+    /// The files' lines parsed as JSON values of `T`.
+    pub fn json_lines<T>(self) -> JsonLinesSource<T> {
+        JsonLinesSource {
+            files: self,
+            _t: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T: Data + serde::de::DeserializeOwned> Source for JsonLinesSource<T> {
+    type Item = T;
+
+    fn describe(&self) -> String {
+        format!("JSON lines in {}", self.files.dir.display())
+    }
+    fn next_batch(&mut self, limited: bool) -> Result<Option<Value>> {
+        self.files.next_batch(limited)
+    }
+    fn replay(&mut self, batch: &Value) -> Result<()> {
+        self.files.replay(batch)
+    }
+    fn position(&self) -> Value {
+        self.files.position()
+    }
+    fn restore(&mut self, position: &Value) -> Result<()> {
+        self.files.restore(position)
+    }
+    // A step's closure fails its step (and the batch) by panicking.
+    #[allow(clippy::panic)]
+    fn stream(&self, ctx: &Context, current: Current) -> Dataset<(Millis, T)> {
+        self.files
+            .stream(ctx, current)
+            .map(
+                |(ts, line): (Millis, String)| match serde_json::from_str::<T>(&line) {
+                    Ok(v) => (ts, v),
+                    Err(e) => {
+                        let shown: String = line.chars().take(80).collect();
+                        panic!(
+                            "line {shown:?} is not a JSON {}: {e}",
+                            std::any::type_name::<T>()
+                        )
+                    }
+                },
+            )
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Event<T> {
     Elements(Vec<(Millis, T)>),

@@ -589,3 +589,42 @@ fn a_stream_stopped_before_its_first_batch_restarts_and_one_run_holds_a_checkpoi
     stop.stop();
     handle.join().unwrap().unwrap();
 }
+
+#[test]
+fn json_lines_arrive_typed_and_a_bad_one_names_its_line() {
+    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    struct Click {
+        at: i64,
+        user: String,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    std::fs::write(
+        input.join("a.json"),
+        "{\"at\": 1000, \"user\": \"ann\"}\n{\"at\": 2000, \"user\": \"bob\"}\n{\"at\": 3000, \"user\": \"ann\"}\n",
+    )
+    .unwrap();
+    let build = |out: &str| {
+        let p = pipeline();
+        p.read(
+            "Clicks",
+            DirectorySource::text(&input).json_lines::<Click>(),
+        )
+        .with_timestamps("At", |c: &Click| c.at)
+        .map("User", |c: Click| c.user)
+        .window_into(Windows::fixed(Duration::from_secs(60)))
+        .count_per_element("PerUser")
+        .output
+        .map("Format", |p| format!("{} {}", p.key, p.value))
+        .write_text("Write", dir.path().join(out));
+        p
+    };
+    build("out").run_bounded().unwrap();
+    assert_eq!(lines(&dir.path().join("out")), ["ann 2", "bob 1"]);
+    std::fs::write(input.join("b.json"), "{\"at\": 4000}\n").unwrap();
+    let err = build("out2").run_bounded().unwrap_err().to_string();
+    assert!(err.contains("Clicks"), "{err}");
+    assert!(err.contains("4000"), "{err}");
+    assert!(err.contains("missing field `user`"), "{err}");
+}
