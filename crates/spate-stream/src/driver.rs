@@ -178,16 +178,7 @@ impl StreamPipeline {
         for sink in sinks.iter() {
             sink.prepare(fresh)?;
         }
-        let mut run = Run {
-            p: self,
-            sources: &mut sources,
-            stages: &mut stages,
-            sinks: &sinks,
-            started: crate::time::now(),
-            ended: false,
-            bounded: false,
-            last_start: None,
-        };
+        let mut run = Run::new(self, &mut sources, &mut stages, &sinks);
         let (mut next, mut wm) = (0, MIN_TIMESTAMP);
         if let Some((n, snap)) = &resume.snapshot {
             run.restore(snap)?;
@@ -203,11 +194,8 @@ impl StreamPipeline {
                     slot.source.replay(b)?;
                 }
             }
-            let (p, w) = run.execute(&entry)?;
-            cp.commit(entry.batch, &run.snapshot(w)?)?;
-            run.report(&p);
-            progress.push(p);
-            (next, wm) = (entry.batch + 1, w);
+            wm = run.commit_batch(&cp, &entry, &mut progress)?;
+            next = entry.batch + 1;
         }
         while !inner.stop.load(Ordering::SeqCst) {
             let tick = Instant::now();
@@ -241,11 +229,8 @@ impl StreamPipeline {
                 done,
             };
             cp.write_offsets(&entry)?;
-            let (p, w) = run.execute(&entry)?;
-            cp.commit(next, &run.snapshot(w)?)?;
-            run.report(&p);
-            progress.push(p);
-            (next, wm) = (next + 1, w);
+            wm = run.commit_batch(&cp, &entry, &mut progress)?;
+            next += 1;
             match trigger {
                 BatchTrigger::Once => break,
                 BatchTrigger::Interval(d) => std::thread::sleep(d.saturating_sub(tick.elapsed())),
@@ -273,16 +258,7 @@ impl StreamPipeline {
         for sink in sinks.iter() {
             sink.prepare(true)?;
         }
-        let mut run = Run {
-            p: self,
-            sources: &mut sources,
-            stages: &mut stages,
-            sinks: &sinks,
-            started: crate::time::now(),
-            ended: false,
-            bounded: false,
-            last_start: None,
-        };
+        let mut run = Run::new(self, &mut sources, &mut stages, &sinks);
         // A batch job has no late data: the watermark stays at its start
         // until the input is read, then moves to the end of time.
         run.bounded = true;
@@ -342,7 +318,40 @@ fn absolute(dir: &Path) -> std::path::PathBuf {
     std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    fn new(
+        p: &'a StreamPipeline,
+        sources: &'a mut Vec<SourceSlot>,
+        stages: &'a mut Vec<Box<dyn Stage>>,
+        sinks: &'a [Box<dyn Sink>],
+    ) -> Self {
+        Run {
+            p,
+            sources,
+            stages,
+            sinks,
+            started: crate::time::now(),
+            ended: false,
+            bounded: false,
+            last_start: None,
+        }
+    }
+
+    /// Runs a recorded batch, commits its state, reports it; returns the
+    /// watermark after it.
+    fn commit_batch(
+        &mut self,
+        cp: &Checkpoint,
+        entry: &OffsetEntry,
+        progress: &mut Vec<BatchProgress>,
+    ) -> Result<Millis> {
+        let (p, wm) = self.execute(entry)?;
+        cp.commit(entry.batch, &self.snapshot(wm)?)?;
+        self.report(&p);
+        progress.push(p);
+        Ok(wm)
+    }
+
     fn plan(&mut self, limited: bool) -> Result<BTreeMap<String, Value>> {
         let mut planned = BTreeMap::new();
         for slot in self.sources.iter_mut() {

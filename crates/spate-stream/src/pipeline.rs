@@ -62,6 +62,35 @@ impl Watermarks {
     }
 }
 
+/// Passes elements through, stamped by `stamp`, noting the greatest event
+/// time in `max` (and the count in `rows`): kept per task and published
+/// when the task ends, so no element writes to memory the other tasks share.
+fn observed<T: Data>(
+    ds: Dataset<(Millis, T)>,
+    max: Arc<AtomicI64>,
+    rows: Option<Arc<AtomicU64>>,
+    stamp: impl Fn(Millis, &T) -> Millis + Send + Sync + 'static,
+) -> Dataset<(Millis, T)> {
+    let publish: spate_core::ops::chain::EndFn<(Millis, u64), (Millis, T)> =
+        Arc::new(move |seen: &mut (Millis, u64), _| {
+            max.fetch_max(seen.0, Ordering::Relaxed);
+            if let Some(rows) = &rows {
+                rows.fetch_add(seen.1, Ordering::Relaxed);
+            }
+        });
+    ds.map_partitions_with(
+        "observe",
+        || (MIN_TIMESTAMP, 0u64),
+        move |seen, (ts, x), out| {
+            let ts = stamp(ts, &x);
+            seen.0 = seen.0.max(ts);
+            seen.1 += 1;
+            out((ts, x));
+        },
+        Some(publish),
+    )
+}
+
 /// The parts of a [`Source`] the driver uses, without its element type.
 pub(crate) trait DriverSource: Send {
     fn describe(&self) -> String;
@@ -288,12 +317,12 @@ impl StreamPipeline {
         let max_event = Arc::new(AtomicI64::new(MIN_TIMESTAMP));
         let rows = Arc::new(AtomicU64::new(0));
         let ds = ctx.in_scope(name, || {
-            let (max, n) = (max_event.clone(), rows.clone());
-            source.stream(ctx, current.clone()).map(move |(ts, x)| {
-                max.fetch_max(ts, Ordering::Relaxed);
-                n.fetch_add(1, Ordering::Relaxed);
-                (ts, x)
-            })
+            observed(
+                source.stream(ctx, current.clone()),
+                max_event.clone(),
+                Some(rows.clone()),
+                |ts, _| ts,
+            )
         });
         let mut sources = self.inner.sources.lock();
         if sources.iter().any(|s| s.name == name) {
@@ -433,13 +462,7 @@ impl<T: Data> Stream<T> {
                  one with_timestamps per source sets its watermark"
             )));
         }
-        self.scoped(name, |ds| {
-            ds.map(move |(_, x)| {
-                let ts = f(&x);
-                max.fetch_max(ts, Ordering::Relaxed);
-                (ts, x)
-            })
-        })
+        self.scoped(name, |ds| observed(ds, max, None, move |_, x| f(x)))
     }
 
     /// Both streams' elements (Beam's `Flatten`).

@@ -49,19 +49,11 @@ pub struct WindowedWordCount {
 pub fn parse_line(line: String) -> (Millis, String) {
     let parsed = line
         .split_once('\t')
-        .and_then(|(t, _)| t.trim().parse::<Millis>().ok());
-    match parsed {
-        Some(t) => {
-            let at = line.find('\t').unwrap_or(0) + 1;
-            (t, line[at..].to_string())
-        }
-        None => {
-            let shown: String = line.chars().take(80).collect();
-            panic!(
-                "line {shown:?} does not start with an event time (ms since the epoch) and a tab"
-            )
-        }
-    }
+        .and_then(|(t, text)| Some((t.trim().parse::<Millis>().ok()?, text.to_string())));
+    parsed.unwrap_or_else(|| {
+        let shown: String = line.chars().take(80).collect();
+        panic!("line {shown:?} does not start with an event time (ms since the epoch) and a tab")
+    })
 }
 
 impl WindowedWordCount {

@@ -61,7 +61,9 @@ fn script() -> TestStream<String> {
         .advance_watermark_to_infinity()
 }
 
-fn run_script(accumulating: bool, out: &Path, late: &Path, cp: &Path) {
+/// The script's counts per 60 s window: early after 2, late after 1, 30 s
+/// of allowed lateness; panes to `out`, late elements to `late`.
+fn script_pipeline(accumulating: bool, out: &Path, late: &Path) -> StreamPipeline {
     let p = pipeline();
     let mut windowed = p
         .read("Events", script())
@@ -84,7 +86,13 @@ fn run_script(accumulating: bool, out: &Path, late: &Path, cp: &Path) {
         .late
         .map_with_timestamp("FormatLate", |ts, (k, _)| format!("{ts} {k}"))
         .write_text("WriteLate", late);
-    let result = p.run_streaming(cp, BatchTrigger::AvailableNow).unwrap();
+    p
+}
+
+fn run_script(accumulating: bool, out: &Path, late: &Path, cp: &Path) {
+    let result = script_pipeline(accumulating, out, late)
+        .run_streaming(cp, BatchTrigger::AvailableNow)
+        .unwrap();
     assert_eq!(result.late_total(), 1);
 }
 
@@ -137,26 +145,7 @@ fn a_finished_run_resumed_does_nothing_twice() {
     run_script(true, &out, &late, &cp);
     let first = lines(&out);
     // The same job on its checkpoint: every event was read, nothing is new.
-    let p = pipeline();
-    let counts = p
-        .read("Events", script())
-        .window_into(Windows::fixed(Duration::from_secs(60)))
-        .triggering(
-            Trigger::after_watermark()
-                .with_early_firings(Trigger::after_count(2))
-                .with_late_firings(Trigger::after_count(1)),
-        )
-        .with_allowed_lateness(Duration::from_secs(30))
-        .accumulating_fired_panes()
-        .count_per_element("Count");
-    counts
-        .output
-        .map("Format", pane_line)
-        .write_text("Write", &out);
-    counts
-        .late
-        .map_with_timestamp("FormatLate", |ts, (k, _)| format!("{ts} {k}"))
-        .write_text("WriteLate", &late);
+    let p = script_pipeline(true, &out, &late);
     let again = p.run_streaming(&cp, BatchTrigger::AvailableNow).unwrap();
     assert!(again.progress.is_empty(), "{:?}", again.progress);
     assert_eq!(lines(&out), first);
