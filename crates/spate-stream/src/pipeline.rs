@@ -326,7 +326,9 @@ impl StreamPipeline {
         });
         let mut sources = self.inner.sources.lock();
         if sources.iter().any(|s| s.name == name) {
-            self.fail(Error::Usage(format!("two sources are named {name}")));
+            self.fail(Error::Usage(format!(
+                "two sources are named {name}: give each source a name of its own (it keys the checkpoint)"
+            )));
         }
         sources.push(SourceSlot {
             name: name.to_string(),
