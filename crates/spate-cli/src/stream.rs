@@ -6,8 +6,9 @@ use std::time::Instant;
 
 use clap::{Args, Subcommand};
 use spate::prelude::*;
+use spate::stream::StartingOffsets;
 use spate::stream::time::parse_duration;
-use spate::stream::wordcount::WindowedWordCount;
+use spate::stream::wordcount::{Endpoint, WindowedWordCount};
 use spate::stream::{BatchTrigger, StreamPipeline, StreamResult};
 
 #[derive(Args, Debug)]
@@ -28,12 +29,15 @@ enum StreamJob {
 
 #[derive(Args, Debug)]
 struct StreamWordCountArgs {
-    /// Directory to watch for new files (names starting with `.` or `_` are skipped).
+    /// Directory to watch for new files (names starting with `.` or `_` are
+    /// skipped), or a Kafka topic: kafka://HOST:PORT[,HOST:PORT...]/TOPIC
+    /// (every partition, offsets kept in the checkpoint, read-committed).
     #[arg(long, short)]
-    input: PathBuf,
-    /// Output directory: one file per batch, visible once committed.
+    input: String,
+    /// Output directory (one file per batch, visible once committed), or a
+    /// Kafka topic: kafka://HOST:PORT/TOPIC (one transaction per batch).
     #[arg(long, short)]
-    output: PathBuf,
+    output: String,
     /// Checkpoint directory (offsets, state, commits); give the same one to resume.
     #[arg(long)]
     checkpoint: PathBuf,
@@ -56,9 +60,16 @@ struct StreamWordCountArgs {
     /// (one batch), or interval=DURATION (a batch every interval, until killed).
     #[arg(long, default_value = "interval=1s")]
     trigger: String,
-    /// At most this many new files per batch.
+    /// At most this many new files per batch (a directory input).
     #[arg(long, value_name = "N")]
     max_files_per_trigger: Option<usize>,
+    /// At most about this many records per batch (a Kafka input).
+    #[arg(long, value_name = "N")]
+    max_offsets_per_trigger: Option<u64>,
+    /// Where a Kafka input starts the first time: earliest or latest
+    /// (records written after the stream starts).
+    #[arg(long, value_name = "WHERE", default_value = "latest")]
+    starting_offsets: String,
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -84,21 +95,43 @@ fn context(threads: Option<usize>, memory_limit: Option<&str>) -> Result<Context
 pub fn stream(args: &StreamArgs) -> Result<()> {
     let StreamJob::Wordcount(a) = &args.job;
     let trigger: BatchTrigger = a.trigger.parse()?;
-    if trigger == BatchTrigger::Once && a.max_files_per_trigger.is_some() {
+    if trigger == BatchTrigger::Once
+        && (a.max_files_per_trigger.is_some() || a.max_offsets_per_trigger.is_some())
+    {
         return Err(Error::Usage(
-            "--trigger once takes all new files in one batch: drop --max-files-per-trigger, \
-             or use --trigger available-now to take them N at a time"
+            "--trigger once takes all new input in one batch: drop --max-*-per-trigger, \
+             or use --trigger available-now to take it N at a time"
+                .into(),
+        ));
+    }
+    let input = Endpoint::parse(&a.input)?;
+    let kafka_in = matches!(input, Endpoint::Kafka { .. });
+    if kafka_in && a.max_files_per_trigger.is_some() {
+        return Err(Error::Usage(
+            "--max-files-per-trigger limits a directory input; for Kafka give \
+             --max-offsets-per-trigger"
+                .into(),
+        ));
+    }
+    if !kafka_in && a.max_offsets_per_trigger.is_some() {
+        return Err(Error::Usage(
+            "--max-offsets-per-trigger limits a Kafka input; for a directory give \
+             --max-files-per-trigger"
                 .into(),
         ));
     }
     let job = WindowedWordCount {
-        input: a.input.clone(),
-        output: a.output.clone(),
-        window: parse_duration(&a.window)?,
         allowed_lateness: parse_duration(&a.allowed_lateness)?,
         out_of_orderness: parse_duration(&a.out_of_orderness)?,
         late_output: a.late_output.clone(),
         max_files_per_trigger: a.max_files_per_trigger,
+        max_offsets_per_trigger: a.max_offsets_per_trigger,
+        starting_offsets: a.starting_offsets.parse::<StartingOffsets>()?,
+        ..WindowedWordCount::new(
+            input,
+            Endpoint::parse(&a.output)?,
+            parse_duration(&a.window)?,
+        )
     };
     let p = StreamPipeline::new(context(a.threads, a.memory_limit.as_deref())?);
     p.print_progress(!a.quiet);
@@ -131,15 +164,11 @@ pub fn batch(
     let window = window.ok_or_else(|| {
         Error::Usage("windowed-wordcount needs --window DURATION (as 60s)".into())
     })?;
-    let job = WindowedWordCount {
-        input: input.clone(),
-        output: PathBuf::from(output),
-        window: parse_duration(window)?,
-        allowed_lateness: std::time::Duration::ZERO,
-        out_of_orderness: std::time::Duration::ZERO,
-        late_output: None,
-        max_files_per_trigger: None,
-    };
+    let job = WindowedWordCount::new(
+        input.clone(),
+        PathBuf::from(output),
+        parse_duration(window)?,
+    );
     let p = StreamPipeline::new(context(threads, memory_limit)?);
     job.build(&p);
     let start = Instant::now();
@@ -154,7 +183,7 @@ fn summary(result: &StreamResult, job: &WindowedWordCount, start: Instant) {
     eprintln!(
         "spate: {} batches, {rows} lines in, {lines} lines out (counts in {}) in {:.3}s; watermark {}",
         result.progress.len(),
-        job.output.display(),
+        job.output,
         start.elapsed().as_secs_f64(),
         spate::stream::time::format_timestamp(result.watermark)
     );

@@ -37,6 +37,7 @@
 mod checkpoint;
 mod dedup;
 mod driver;
+pub mod kafka;
 mod pipeline;
 mod sink;
 mod source;
@@ -49,6 +50,7 @@ pub mod wordcount;
 
 pub use dedup::Deduped;
 pub use driver::{BatchProgress, BatchTrigger, StreamResult};
+pub use kafka::{KafkaSink, KafkaSource, StartingOffsets};
 pub use pipeline::{Aggregated, StopHandle, Stream, StreamPipeline, Watermarks, WindowedStream};
 pub use source::{Current, DirectorySource, JsonLinesSource, SocketSource, Source, TestStream};
 pub use state::Pane;

@@ -65,15 +65,20 @@ impl Watermarks {
 /// Passes elements through, stamped by `stamp`, noting the greatest event
 /// time in `max` (and the count in `rows`): kept per task and published
 /// when the task ends, so no element writes to memory the other tasks share.
+/// `times`: whether the event times seen count for the watermark (a
+/// source's own times stop counting once a `with_timestamps` restamps it).
 fn observed<T: Data>(
     ds: Dataset<(Millis, T)>,
     max: Arc<AtomicI64>,
+    times: Option<Arc<AtomicBool>>,
     rows: Option<Arc<AtomicU64>>,
     stamp: impl Fn(Millis, &T) -> Millis + Send + Sync + 'static,
 ) -> Dataset<(Millis, T)> {
     let publish: spate_core::ops::chain::EndFn<(Millis, u64), (Millis, T)> =
         Arc::new(move |seen: &mut (Millis, u64), _| {
-            max.fetch_max(seen.0, Ordering::Relaxed);
+            if times.as_ref().is_none_or(|t| t.load(Ordering::Relaxed)) {
+                max.fetch_max(seen.0, Ordering::Relaxed);
+            }
             if let Some(rows) = &rows {
                 rows.fetch_add(seen.1, Ordering::Relaxed);
             }
@@ -213,6 +218,8 @@ pub(crate) struct Inner {
     pub errors: Mutex<Vec<Error>>,
     /// Sources stamped by a `with_timestamps`, and the step's name.
     pub stamped: Mutex<std::collections::HashMap<usize, String>>,
+    /// Per source: whether its own event times count for its watermark.
+    pub own_times: Mutex<std::collections::HashMap<usize, Arc<AtomicBool>>>,
     pub stop: Arc<AtomicBool>,
     pub progress: AtomicBool,
 }
@@ -278,6 +285,7 @@ impl StreamPipeline {
                 watermark: Arc::new(AtomicI64::new(MIN_TIMESTAMP)),
                 errors: Mutex::new(Vec::new()),
                 stamped: Mutex::new(std::collections::HashMap::new()),
+                own_times: Mutex::new(std::collections::HashMap::new()),
                 stop: Arc::new(AtomicBool::new(false)),
                 progress: AtomicBool::new(false),
             }),
@@ -316,10 +324,16 @@ impl StreamPipeline {
         let current: Current = Arc::new(Mutex::new(Value::Null));
         let max_event = Arc::new(AtomicI64::new(MIN_TIMESTAMP));
         let rows = Arc::new(AtomicU64::new(0));
+        let own_times = Arc::new(AtomicBool::new(true));
+        self.inner
+            .own_times
+            .lock()
+            .insert(Arc::as_ptr(&max_event) as usize, own_times.clone());
         let ds = ctx.in_scope(name, || {
             observed(
                 source.stream(ctx, current.clone()),
                 max_event.clone(),
+                Some(own_times),
                 Some(rows.clone()),
                 |ts, _| ts,
             )
@@ -464,7 +478,10 @@ impl<T: Data> Stream<T> {
                  one with_timestamps per source sets its watermark"
             )));
         }
-        self.scoped(name, |ds| observed(ds, max, None, move |_, x| f(x)))
+        if let Some(own) = self.p.inner.own_times.lock().get(&key) {
+            own.store(false, Ordering::Relaxed);
+        }
+        self.scoped(name, |ds| observed(ds, max, None, None, move |_, x| f(x)))
     }
 
     /// Both streams' elements (Beam's `Flatten`).
@@ -508,6 +525,16 @@ impl<T: Data + Display> Stream<T> {
 }
 
 impl<T: Data> Stream<T> {
+    /// The elements with their event times.
+    pub(crate) fn elements(&self) -> Dataset<(Millis, T)> {
+        self.ds.clone()
+    }
+
+    /// Adds a sink the driver commits each batch.
+    pub(crate) fn add_sink(&self, sink: Box<dyn Sink>) {
+        self.p.inner.sinks.lock().push(sink);
+    }
+
     /// Hands each batch's elements, with their event times, to `f` with
     /// the batch's number (Spark's `foreachBatch`). A batch run again after
     /// a crash calls `f` again with the same number and the same elements:

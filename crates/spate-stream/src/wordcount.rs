@@ -9,24 +9,77 @@
 //! within the allowed lateness). Words are those of
 //! [`spate_core::text::into_words`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use spate_core::error::{Error, Result};
 
 use spate_core::text::into_words;
 use spate_core::word::Word;
 
-use crate::pipeline::{StreamPipeline, Watermarks};
+use crate::kafka::{KafkaSink, KafkaSource, StartingOffsets};
+use crate::pipeline::{Stream, StreamPipeline, Watermarks};
 use crate::source::DirectorySource;
 use crate::time::Millis;
 use crate::window::Windows;
 
+/// Where the job reads or writes: a directory, or a Kafka topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// Files in a directory.
+    Dir(PathBuf),
+    /// A topic: records' values are the lines.
+    Kafka {
+        /// `host:port[,host:port...]`
+        bootstrap: String,
+        /// The topic.
+        topic: String,
+    },
+}
+
+impl Endpoint {
+    /// `kafka://host:port[,host:port...]/topic`, or a directory.
+    pub fn parse(s: &str) -> Result<Self> {
+        if s.starts_with("kafka:") {
+            let (bootstrap, topic) = crate::kafka::parse_url(s).ok_or_else(|| {
+                Error::Usage(format!(
+                    "{s}: a Kafka topic is kafka://HOST:PORT[,HOST:PORT...]/TOPIC"
+                ))
+            })?;
+            return Ok(Self::Kafka { bootstrap, topic });
+        }
+        Ok(Self::Dir(PathBuf::from(s)))
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Dir(d) => write!(f, "{}", d.display()),
+            Self::Kafka { bootstrap, topic } => write!(f, "kafka://{bootstrap}/{topic}"),
+        }
+    }
+}
+
+impl From<PathBuf> for Endpoint {
+    fn from(p: PathBuf) -> Self {
+        Self::Dir(p)
+    }
+}
+
+impl From<&Path> for Endpoint {
+    fn from(p: &Path) -> Self {
+        Self::Dir(p.to_path_buf())
+    }
+}
+
 /// The job's parameters.
 #[derive(Debug, Clone)]
 pub struct WindowedWordCount {
-    /// Directory of input files.
-    pub input: PathBuf,
-    /// Directory of output files.
-    pub output: PathBuf,
+    /// Directory of input files, or a Kafka topic.
+    pub input: Endpoint,
+    /// Directory of output files, or a Kafka topic.
+    pub output: Endpoint,
     /// Window length.
     pub window: Duration,
     /// How long after a window's end it still takes late lines.
@@ -37,8 +90,12 @@ pub struct WindowedWordCount {
     /// Where lines too late for their window go (`<event time><TAB><word>`
     /// per word); without it they are counted and reported.
     pub late_output: Option<PathBuf>,
-    /// At most this many new files per batch.
+    /// At most this many new files per batch (a directory).
     pub max_files_per_trigger: Option<usize>,
+    /// At most about this many records per batch (a Kafka topic).
+    pub max_offsets_per_trigger: Option<u64>,
+    /// Where a Kafka topic is first read from.
+    pub starting_offsets: StartingOffsets,
 }
 
 /// Splits `<ms><TAB><text>`; a line without an event time stops the job,
@@ -57,17 +114,46 @@ pub fn parse_line(line: String) -> (Millis, String) {
 }
 
 impl WindowedWordCount {
+    /// The job with no lateness allowed, no late output, no per-batch
+    /// limit, Kafka read from the earliest offset.
+    pub fn new(input: impl Into<Endpoint>, output: impl Into<Endpoint>, window: Duration) -> Self {
+        Self {
+            input: input.into(),
+            output: output.into(),
+            window,
+            allowed_lateness: Duration::ZERO,
+            out_of_orderness: Duration::ZERO,
+            late_output: None,
+            max_files_per_trigger: None,
+            max_offsets_per_trigger: None,
+            starting_offsets: StartingOffsets::Earliest,
+        }
+    }
+
+    fn read(&self, p: &StreamPipeline) -> Stream<String> {
+        let watermarks = Watermarks::bounded_out_of_orderness(self.out_of_orderness);
+        match &self.input {
+            Endpoint::Dir(dir) => {
+                let mut source = DirectorySource::text(dir);
+                if let Some(n) = self.max_files_per_trigger {
+                    source = source.max_files_per_trigger(n);
+                }
+                p.read_with("ReadLines", source, watermarks)
+            }
+            Endpoint::Kafka { bootstrap, topic } => {
+                let mut source =
+                    KafkaSource::lines(bootstrap, topic).starting_offsets(self.starting_offsets);
+                if let Some(n) = self.max_offsets_per_trigger {
+                    source = source.max_offsets_per_trigger(n);
+                }
+                p.read_with("ReadLines", source, watermarks)
+            }
+        }
+    }
+
     /// Builds the job into `p`.
     pub fn build(&self, p: &StreamPipeline) {
-        let mut source = DirectorySource::text(&self.input);
-        if let Some(n) = self.max_files_per_trigger {
-            source = source.max_files_per_trigger(n);
-        }
-        let lines = p.read_with(
-            "ReadLines",
-            source,
-            Watermarks::bounded_out_of_orderness(self.out_of_orderness),
-        );
+        let lines = self.read(p);
         let counts = lines
             .map("ParseEventTime", parse_line)
             .with_timestamps("EventTime", |(t, _): &(Millis, String)| *t)
@@ -84,12 +170,24 @@ impl WindowedWordCount {
                     p.window.start, p.window.end, p.key, p.value
                 )
             })
-            .write_text("WriteCounts", &self.output);
+            .write_to("WriteCounts", &self.output);
         if let Some(dir) = &self.late_output {
             counts
                 .late
                 .map_with_timestamp("FormatLate", |ts, (w, _): (Word, u64)| format!("{ts}\t{w}"))
                 .write_text("WriteLate", dir);
+        }
+    }
+}
+
+impl<T: spate_core::Data + std::fmt::Display> Stream<T> {
+    /// Writes lines to a directory or a Kafka topic, exactly once per batch.
+    pub fn write_to(&self, name: &str, to: &Endpoint) {
+        match to {
+            Endpoint::Dir(dir) => self.write_text(name, dir),
+            Endpoint::Kafka { bootstrap, topic } => {
+                self.write_kafka(name, KafkaSink::new(bootstrap, topic))
+            }
         }
     }
 }

@@ -240,13 +240,8 @@ fn the_same_wordcount_streamed_and_in_batch() {
     let input = dir.path().join("in");
     write_input(&input, 6, 300);
     let job = |out: &str, per_batch| WindowedWordCount {
-        input: input.clone(),
-        output: dir.path().join(out),
-        window: Duration::from_secs(60),
-        allowed_lateness: Duration::ZERO,
-        out_of_orderness: Duration::ZERO,
-        late_output: None,
         max_files_per_trigger: per_batch,
+        ..WindowedWordCount::new(input.clone(), dir.path().join(out), Duration::from_secs(60))
     };
     let p = pipeline();
     job("streamed", Some(1)).build(&p);

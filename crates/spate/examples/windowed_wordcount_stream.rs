@@ -1,4 +1,5 @@
-//! Word count per event-time window over files arriving in a directory:
+//! Word count per event-time window over files arriving in a directory
+//! (or records of a Kafka topic, given as `kafka://HOST:PORT/TOPIC`):
 //! the pipeline of `spate stream wordcount` (see
 //! `crates/spate-stream/src/wordcount.rs`), streamed with a checkpoint, or
 //! run once over the files there are with `--bounded`.
@@ -10,10 +11,8 @@
 //! `cargo run --release -p spate --example windowed_wordcount_stream -- IN_DIR OUT_DIR --bounded [--window 60s]`
 #![allow(missing_docs)]
 
-use std::path::PathBuf;
-
 use spate::stream::time::parse_duration;
-use spate::stream::wordcount::WindowedWordCount;
+use spate::stream::wordcount::{Endpoint, WindowedWordCount};
 use spate::stream::{BatchTrigger, StreamPipeline};
 
 fn main() -> spate::Result<()> {
@@ -26,13 +25,14 @@ fn main() -> spate::Result<()> {
             "--window" => window = args.next().unwrap_or_default(),
             "--trigger" => trigger = args.next().unwrap_or_default(),
             "--bounded" => bounded = true,
-            _ => positional.push(PathBuf::from(a)),
+            _ => positional.push(a),
         }
     }
     let usage = || {
         spate::Error::Usage(
-            "usage: windowed_wordcount_stream IN_DIR OUT_DIR (CHECKPOINT_DIR | --bounded) \
-             [--window 60s] [--trigger available-now|once|interval=1s]"
+            "usage: windowed_wordcount_stream IN OUT (CHECKPOINT_DIR | --bounded) \
+             [--window 60s] [--trigger available-now|once|interval=1s] \
+             (IN, OUT: a directory or kafka://HOST:PORT/TOPIC)"
                 .into(),
         )
     };
@@ -40,15 +40,11 @@ fn main() -> spate::Result<()> {
         [i, o, ..] => (i.clone(), o.clone()),
         _ => return Err(usage()),
     };
-    let job = WindowedWordCount {
-        input,
-        output,
-        window: parse_duration(&window)?,
-        allowed_lateness: std::time::Duration::ZERO,
-        out_of_orderness: std::time::Duration::ZERO,
-        late_output: None,
-        max_files_per_trigger: None,
-    };
+    let job = WindowedWordCount::new(
+        Endpoint::parse(&input)?,
+        Endpoint::parse(&output)?,
+        parse_duration(&window)?,
+    );
     let p = StreamPipeline::new(spate::Context::new()?);
     job.build(&p);
     let result = if bounded {
