@@ -1,12 +1,20 @@
 //! `spate stream wordcount` killed with SIGKILL at seeded points and
-//! restarted from its checkpoint: its committed output has every
-//! (window, word) once, and equals `spate run windowed-wordcount`'s.
+//! restarted from its checkpoint, from a directory to a directory and
+//! from a Kafka topic to a Kafka topic (a real broker on loopback): its
+//! committed output has every (window, word) once, and equals
+//! `spate run windowed-wordcount`'s.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "../../spate-stream/tests/support/tansu.rs"]
+mod tansu;
+
+use spate::stream::{KafkaSource, StartingOffsets, StreamPipeline};
+use tansu::Broker;
 
 fn spate() -> Command {
     Command::new(assert_cmd::cargo::cargo_bin("spate"))
@@ -26,27 +34,38 @@ impl Rng {
     }
 }
 
+const WORDS: [&str; 8] = [
+    "storm", "river", "Stone", "ash", "north", "wind", "oak", "fire",
+];
+
+/// `n` lines `<ms><TAB><words>` in event-time order after `t`; returns
+/// them and the greatest time.
+fn gen_lines(mut t: i64, n: usize, rng: &mut Rng) -> (Vec<String>, i64) {
+    let mut lines = Vec::with_capacity(n);
+    for _ in 0..n {
+        t += 50 + rng.below(400) as i64;
+        let k = 1 + rng.below(6);
+        let words: Vec<&str> = (0..k)
+            .map(|_| WORDS[rng.below(WORDS.len() as u64) as usize])
+            .collect();
+        lines.push(format!("{t}\t{}", words.join(" ")));
+    }
+    (lines, t)
+}
+
+const T0: i64 = 1_764_900_000_000;
+
 /// `files` files of lines in event-time order; returns the greatest time.
 fn write_input(dir: &Path, files: usize, lines: usize, rng: &mut Rng) -> i64 {
     std::fs::create_dir_all(dir).unwrap();
-    let words = [
-        "storm", "river", "Stone", "ash", "north", "wind", "oak", "fire",
-    ];
-    let mut t = 1_764_900_000_000i64;
+    let mut t = T0;
     for f in 0..files {
-        let mut text = String::new();
-        for _ in 0..lines {
-            t += 50 + rng.below(400) as i64;
-            let n = 1 + rng.below(6);
-            let line: Vec<&str> = (0..n)
-                .map(|_| words[rng.below(words.len() as u64) as usize])
-                .collect();
-            text += &format!("{t}\t{}\n", line.join(" "));
-        }
+        let (text, last) = gen_lines(t, lines, rng);
+        t = last;
         // Written under a hidden name, then renamed: the source takes
         // whole files only.
         let tmp = dir.join(format!(".in-{f:03}.txt"));
-        std::fs::write(&tmp, text).unwrap();
+        std::fs::write(&tmp, text.join("\n") + "\n").unwrap();
         std::fs::rename(&tmp, dir.join(format!("in-{f:03}.txt"))).unwrap();
     }
     t
@@ -77,44 +96,10 @@ fn highest(dir: &Path) -> Option<u64> {
         .max()
 }
 
-#[test]
-fn a_killed_stream_resumes_with_no_loss_and_no_duplicate() {
-    let seed = 0x5eed_2026_1205;
-    let mut rng = Rng(seed);
-    let dir = tempfile::tempdir().unwrap();
-    let (input, out, cp, batch) = (
-        dir.path().join("in"),
-        dir.path().join("out"),
-        dir.path().join("cp"),
-        dir.path().join("batch"),
-    );
-    let files = 40;
-    let last_time = write_input(&input, files, 300, &mut rng);
-
-    let stream = || {
-        let mut c = spate();
-        c.args(["stream", "wordcount", "--window", "10s", "--threads", "2"])
-            .args([
-                "--trigger",
-                "available-now",
-                "--max-files-per-trigger",
-                "1",
-                "-q",
-            ])
-            .arg("-i")
-            .arg(&input)
-            .arg("-o")
-            .arg(&out)
-            .arg("--checkpoint")
-            .arg(&cp)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        c
-    };
-
-    // Kill it k times, each when the batch log reaches a seeded point:
-    // right after a batch is recorded (its output not yet committed) or
-    // right after one is committed.
+/// Runs `stream` 6 times, killing it with SIGKILL when the checkpoint's
+/// batch log reaches a seeded point: right after a batch is recorded (its
+/// output not yet committed) or right after one is committed.
+fn kill_and_resume(stream: &dyn Fn() -> Command, cp: &Path, rng: &mut Rng, seed: u64) {
     let mut kills = 0;
     for round in 0..6 {
         let mut child = stream().spawn().unwrap();
@@ -155,6 +140,44 @@ fn a_killed_stream_resumes_with_no_loss_and_no_duplicate() {
         kills >= 3,
         "only {kills} of 6 runs were killed before they ended"
     );
+}
+
+#[test]
+fn a_killed_stream_resumes_with_no_loss_and_no_duplicate() {
+    let seed = 0x5eed_2026_1205;
+    let mut rng = Rng(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let (input, out, cp, batch) = (
+        dir.path().join("in"),
+        dir.path().join("out"),
+        dir.path().join("cp"),
+        dir.path().join("batch"),
+    );
+    let files = 40;
+    let last_time = write_input(&input, files, 300, &mut rng);
+
+    let stream = || {
+        let mut c = spate();
+        c.args(["stream", "wordcount", "--window", "10s", "--threads", "2"])
+            .args([
+                "--trigger",
+                "available-now",
+                "--max-files-per-trigger",
+                "1",
+                "-q",
+            ])
+            .arg("-i")
+            .arg(&input)
+            .arg("-o")
+            .arg(&out)
+            .arg("--checkpoint")
+            .arg(&cp)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c
+    };
+
+    kill_and_resume(&stream, &cp, &mut rng, seed);
     let last = stream().output().unwrap();
     assert!(
         last.status.success(),
@@ -164,19 +187,24 @@ fn a_killed_stream_resumes_with_no_loss_and_no_duplicate() {
 
     let out_lines = committed(&out);
     // No duplicate: every (window, word) once.
-    let mut keys = BTreeMap::new();
-    for l in &out_lines {
-        let f: Vec<&str> = l.split('\t').collect();
-        assert_eq!(f.len(), 4, "{l}");
-        let prior = keys.insert((f[0].to_string(), f[2].to_string()), f[3].to_string());
-        assert!(prior.is_none(), "{l} committed twice");
-    }
+    once_each(&out_lines);
     // Every batch committed once, in its own file.
     let logged = std::fs::read_dir(out.join("_spate_log")).unwrap().count();
     assert!(logged >= files, "{logged} batches logged for {files} files");
 
     // No gap: the batch run of the same job, over the windows the
     // stream's watermark (the last event time) has passed.
+    let mut expect = batch_answer(&input, &batch, last_time);
+    let mut got = out_lines;
+    expect.sort();
+    got.sort();
+    assert!(!expect.is_empty());
+    assert_eq!(got, expect);
+}
+
+/// `spate run windowed-wordcount` over `input`: the lines of windows
+/// ending by `until`.
+fn batch_answer(input: &Path, out: &Path, until: i64) -> Vec<String> {
     let status = spate()
         .args([
             "run",
@@ -187,9 +215,9 @@ fn a_killed_stream_resumes_with_no_loss_and_no_duplicate() {
             "2",
             "-i",
         ])
-        .arg(&input)
+        .arg(input)
         .arg("-o")
-        .arg(&batch)
+        .arg(out)
         .output()
         .unwrap();
     assert!(
@@ -197,11 +225,92 @@ fn a_killed_stream_resumes_with_no_loss_and_no_duplicate() {
         "{}",
         String::from_utf8_lossy(&status.stderr)
     );
-    let mut expect: Vec<String> = committed(&batch)
+    committed(out)
         .into_iter()
-        .filter(|l| l.split('\t').nth(1).unwrap().parse::<i64>().unwrap() <= last_time)
-        .collect();
-    let mut got = out_lines;
+        .filter(|l| l.split('\t').nth(1).unwrap().parse::<i64>().unwrap() <= until)
+        .collect()
+}
+
+/// Each (window, word) once: the line of every output key.
+fn once_each(lines: &[String]) {
+    let mut keys = BTreeMap::new();
+    for l in lines {
+        let f: Vec<&str> = l.split('\t').collect();
+        assert_eq!(f.len(), 4, "{l}");
+        let prior = keys.insert((f[0].to_string(), f[2].to_string()), f[3].to_string());
+        assert!(prior.is_none(), "{l} committed twice");
+    }
+}
+
+#[test]
+fn a_killed_kafka_stream_resumes_with_no_loss_and_no_duplicate() {
+    let seed = 0x5eed_2026_1206;
+    let mut rng = Rng(seed);
+    let broker = Broker::start();
+    broker.create_topic("in", 3);
+    broker.create_topic("out", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let (cp, input, batch) = (
+        dir.path().join("cp"),
+        dir.path().join("in"),
+        dir.path().join("batch"),
+    );
+    let (lines, last_time) = gen_lines(T0, 6_000, &mut rng);
+    broker.produce("in", 3, &lines.join("\n"));
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(input.join("in.txt"), lines.join("\n") + "\n").unwrap();
+
+    let (from, to) = (
+        format!("kafka://{}/in", broker.addr),
+        format!("kafka://{}/out", broker.addr),
+    );
+    let stream = || {
+        let mut c = spate();
+        c.args(["stream", "wordcount", "--window", "10s", "--threads", "2"])
+            .args([
+                "--out-of-orderness",
+                "30s",
+                "--starting-offsets",
+                "earliest",
+            ])
+            .args([
+                "--trigger",
+                "available-now",
+                "--max-offsets-per-trigger",
+                "300",
+            ])
+            .args(["-q", "-i", &from, "-o", &to, "--checkpoint"])
+            .arg(&cp)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c
+    };
+    kill_and_resume(&stream, &cp, &mut rng, seed);
+    let last = stream().output().unwrap();
+    assert!(
+        last.status.success(),
+        "{}",
+        String::from_utf8_lossy(&last.stderr)
+    );
+
+    // The topic's committed records, read back with spate's Kafka source.
+    let p = StreamPipeline::new(spate::Context::builder().threads(2).build().unwrap());
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = got.clone();
+    p.read(
+        "Read",
+        KafkaSource::lines(&broker.addr, "out").starting_offsets(StartingOffsets::Earliest),
+    )
+    .for_each_batch("Collect", move |_, rows| {
+        sink.lock()
+            .unwrap()
+            .extend(rows.into_iter().map(|(_, l)| l));
+        Ok(())
+    });
+    p.run_bounded().unwrap();
+    let mut got = got.lock().unwrap().clone();
+    once_each(&got);
+    let mut expect = batch_answer(&input, &batch, last_time - 30_000);
     expect.sort();
     got.sort();
     assert!(!expect.is_empty());

@@ -148,14 +148,12 @@ impl TxnProducer {
                 &addr,
                 "add partitions to the transaction",
                 |r| {
-                    let code = r
-                        .results_by_topic_v3_and_below
+                    r.results_by_topic_v3_and_below
                         .iter()
                         .flat_map(|t| &t.results_by_partition)
                         .map(|p| p.partition_error_code)
                         .find(|c| *c != 0)
-                        .unwrap_or(r.error_code);
-                    code
+                        .unwrap_or(r.error_code)
                 },
                 &req,
             )?;
@@ -202,14 +200,12 @@ impl TxnProducer {
             &addr,
             "commit the batch number",
             |r| {
-                let code = r
-                    .topics
+                r.topics
                     .iter()
                     .flat_map(|t| &t.partitions)
                     .map(|p| p.error_code)
                     .find(|c| *c != 0)
-                    .unwrap_or(0);
-                code
+                    .unwrap_or(0)
             },
             &req,
         )?;
