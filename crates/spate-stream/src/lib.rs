@@ -37,6 +37,7 @@
 mod checkpoint;
 mod dedup;
 mod driver;
+mod join;
 pub mod kafka;
 mod pipeline;
 mod sink;
@@ -50,6 +51,7 @@ pub mod wordcount;
 
 pub use dedup::Deduped;
 pub use driver::{BatchProgress, BatchTrigger, StreamResult};
+pub use join::{CoGrouped, Side};
 pub use kafka::{KafkaSink, KafkaSource, StartingOffsets};
 pub use pipeline::{Aggregated, StopHandle, Stream, StreamPipeline, Watermarks, WindowedStream};
 pub use source::{Current, DirectorySource, JsonLinesSource, SocketSource, Source, TestStream};

@@ -525,11 +525,6 @@ impl<T: Data + Display> Stream<T> {
 }
 
 impl<T: Data> Stream<T> {
-    /// The elements with their event times.
-    pub(crate) fn elements(&self) -> Dataset<(Millis, T)> {
-        self.ds.clone()
-    }
-
     /// Adds a sink the driver commits each batch.
     pub(crate) fn add_sink(&self, sink: Box<dyn Sink>) {
         self.p.inner.sinks.lock().push(sink);
@@ -620,6 +615,19 @@ pub struct WindowedStream<T> {
 }
 
 impl<T: Data> WindowedStream<T> {
+    /// The stream windowed.
+    pub(crate) fn stream(&self) -> &Stream<T> {
+        &self.stream
+    }
+
+    /// `stream`, windowed as this one is.
+    pub(crate) fn with_stream<U>(&self, stream: Stream<U>) -> WindowedStream<U> {
+        WindowedStream {
+            stream,
+            strategy: self.strategy.clone(),
+        }
+    }
+
     /// Fires panes as `trigger` says.
     pub fn triggering(mut self, trigger: impl Into<Trigger>) -> Self {
         self.strategy.trigger = trigger.into();

@@ -375,6 +375,64 @@ fn group_by_key_lists_each_keys_values_per_window() {
     );
 }
 
+#[test]
+fn a_windowed_join_pairs_each_key_within_its_window_and_keeps_late_sides() {
+    let dir = tempfile::tempdir().unwrap();
+    let kv = |t: i64, k: &str, v: u32| (t, (k.to_string(), v));
+    // People (by id) and their auctions (by seller), as in Nexmark's q8.
+    let people = TestStream::new()
+        .add_elements([kv(1, "ann", 1), kv(3, "bob", 2), kv(12, "cy", 3)])
+        .advance_watermark_to(30)
+        .add_elements([kv(5, "dee", 4)])
+        .advance_watermark_to_infinity();
+    let auctions = TestStream::new()
+        .add_elements([
+            kv(2, "ann", 10),
+            kv(4, "ann", 11),
+            kv(9, "cy", 12),
+            kv(14, "cy", 13),
+            kv(15, "eve", 14),
+        ])
+        .advance_watermark_to(30)
+        .advance_watermark_to_infinity();
+    let p = pipeline();
+    let people = p.read("People", people);
+    let auctions = p.read("Auctions", auctions);
+    let joined = people
+        .window_into(Windows::fixed(Duration::from_millis(10)))
+        .join("NewSellers", &auctions);
+    joined
+        .output
+        .map("Format", |p| {
+            format!(
+                "{} {} {:?} {}",
+                p.window.start,
+                p.key,
+                p.value,
+                p.pane.timing.as_str()
+            )
+        })
+        .write_text("Write", dir.path().join("out"));
+    joined
+        .late
+        .map_with_timestamp("FormatLate", |t, (k, side)| format!("{t} {k} {side:?}"))
+        .write_text("WriteLate", dir.path().join("late"));
+    p.run_streaming(dir.path().join("cp"), BatchTrigger::AvailableNow)
+        .unwrap();
+    // ann's person and auctions meet in [0, 10); cy's person (12) meets
+    // only the auction at 14, not the one at 9; bob and eve have no
+    // partner; dee came after the watermark passed her window.
+    assert_eq!(
+        lines(&dir.path().join("out")),
+        [
+            "0 ann (1, 10) ON_TIME",
+            "0 ann (1, 11) ON_TIME",
+            "10 cy (3, 13) ON_TIME"
+        ]
+    );
+    assert_eq!(lines(&dir.path().join("late")), ["5 dee Left(4)"]);
+}
+
 /// Buffers each key's values until 10 ms of event time after its first
 /// one, then emits them: bag and value state and an event-time timer.
 struct BufferFor10ms;

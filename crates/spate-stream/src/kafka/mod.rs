@@ -462,7 +462,7 @@ impl<T: Data + Display> Stream<T> {
             name: name.to_string(),
             id,
             sink,
-            ds: self.elements(),
+            ds: self.dataset().clone(),
             state: Mutex::new(None),
         }));
     }
