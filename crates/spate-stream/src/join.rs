@@ -11,6 +11,8 @@ use spate_core::dataset::Key;
 
 use crate::pipeline::{Aggregated, Stream, WindowedStream};
 use crate::state::Pane;
+use crate::trigger::WindowingStrategy;
+use spate_core::error::Error;
 
 /// A value of the left or the right stream of a co-grouping.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,13 +73,24 @@ impl<K: Key, V: Data + Clone> WindowedStream<(K, V)> {
 
     /// Inner join by key within each window: every pair of a value from
     /// this stream and one from `other` with the same key in the same
-    /// window, when the window's pane fires (with the default trigger:
-    /// once, when the watermark passes the window's end).
+    /// window, once, when the watermark passes the window's end. So that
+    /// each window fires exactly one pane, the join takes the default
+    /// trigger, discarding panes and no allowed lateness (elements later
+    /// than the window go to the late output); for other firings, use
+    /// [`co_group_by_key`](Self::co_group_by_key) and pair its panes.
     pub fn join<W: Data + Clone>(
         &self,
         name: &str,
         other: &Stream<(K, W)>,
     ) -> Aggregated<K, Side<V, W>, (V, W)> {
+        let s = self.strategy();
+        let one_pane = WindowingStrategy::new(s.windows.clone());
+        if *s != one_pane {
+            self.stream().pipeline().fail(Error::Usage(format!(
+                "{name}: a join fires each window once (the default trigger, discarding \
+                 panes, no allowed lateness); for other firings use co_group_by_key"
+            )));
+        }
         let grouped = self.co_group_by_key(name, other);
         let output =
             grouped

@@ -241,3 +241,37 @@ fn a_bad_line_fails_its_step_and_a_missing_topic_is_named() {
         .to_string();
     assert!(err.contains("topic missing does not exist"), "{err}");
 }
+
+#[test]
+fn latest_starts_after_what_is_there_and_a_restart_keeps_that_start() {
+    let broker = Broker::start();
+    broker.create_topic("t", 2);
+    let t0 = 1_764_900_000_000i64;
+    broker.produce("t", 2, &lines_from(t0, 10, 0).join("\n"));
+    let dir = tempfile::tempdir().unwrap();
+    let cp = dir.path().join("cp");
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let run = |trigger| {
+        let p = pipeline();
+        let sink = got.clone();
+        p.read("Read", KafkaSource::lines(&broker.addr, "t"))
+            .for_each_batch("Collect", move |_, rows| {
+                sink.lock().extend(rows.into_iter().map(|(_, l)| l));
+                Ok(())
+            });
+        p.run_streaming(&cp, trigger).unwrap()
+    };
+    // The first run finds the partitions' ends and logs them, reading
+    // nothing; records written before the next run are read by it.
+    let first = run(BatchTrigger::Once);
+    assert_eq!(first.progress.len(), 1);
+    assert!(got.lock().is_empty());
+    let new = lines_from(t0 + 10_000, 6, 1);
+    broker.produce("t", 2, &new.join("\n"));
+    run(BatchTrigger::AvailableNow);
+    let mut v = got.lock().clone();
+    v.sort();
+    let mut want = new.clone();
+    want.sort();
+    assert_eq!(v, want);
+}

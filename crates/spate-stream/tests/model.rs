@@ -431,6 +431,24 @@ fn a_windowed_join_pairs_each_key_within_its_window_and_keeps_late_sides() {
         ]
     );
     assert_eq!(lines(&dir.path().join("late")), ["5 dee Left(4)"]);
+
+    // A join fires each window once: a strategy that fires more is refused.
+    let p = pipeline();
+    let one = TestStream::new().add_elements([kv(1, "ann", 1)]);
+    let two = TestStream::new().add_elements([kv(1, "ann", 2)]);
+    let two = p.read("Two", two);
+    p.read("One", one)
+        .window_into(Windows::fixed(Duration::from_millis(10)))
+        .with_allowed_lateness(Duration::from_millis(5))
+        .join("Join", &two)
+        .output
+        .map("Format", |p| format!("{:?}", p.value))
+        .write_text("Write", dir.path().join("out2"));
+    let err = p
+        .run_streaming(dir.path().join("cp2"), BatchTrigger::AvailableNow)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Join: a join fires each window once"), "{err}");
 }
 
 /// Buffers each key's values until 10 ms of event time after its first

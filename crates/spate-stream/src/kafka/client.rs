@@ -177,6 +177,8 @@ pub(crate) struct Fetched {
     pub next: i64,
     /// The end of the committed part of the log (read-committed reads stop there).
     pub last_stable: i64,
+    /// The size of a batch cut off at the response's end.
+    pub cut: Option<usize>,
 }
 
 /// A client of one Kafka cluster.
@@ -320,8 +322,28 @@ impl Client {
     }
 
     /// Reads `partition` of `topic` from `offset`, read-committed (up to
-    /// the last stable offset), at most about `max_bytes`.
+    /// the last stable offset), about `max_bytes` (more if the first
+    /// record batch is larger).
     pub fn fetch(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: i32,
+    ) -> Result<Fetched> {
+        let mut max = max_bytes;
+        loop {
+            let f = self.fetch_once(topic, partition, offset, max)?;
+            match f.cut {
+                Some(n) if f.next == offset && n > max as usize => {
+                    max = i32::try_from(n).map_err(kafka_error)?;
+                }
+                _ => return Ok(f),
+            }
+        }
+    }
+
+    fn fetch_once(
         &mut self,
         topic: &str,
         partition: i32,
@@ -353,6 +375,7 @@ impl Client {
                     records: Vec::new(),
                     next: offset,
                     last_stable: offset,
+                    cut: None,
                 }));
             };
             if ResponseError::try_from_code(p.error_code) == Some(ResponseError::OffsetOutOfRange) {
@@ -365,7 +388,7 @@ impl Client {
             if p.error_code != 0 {
                 return Ok(Err(p.error_code));
             }
-            let (records, next) = decode_batches(p.records.unwrap_or_default(), offset)
+            let (records, next, cut) = decode_batches(p.records.unwrap_or_default(), offset)
                 .map_err(|e| kafka_error(format!("topic {topic} partition {partition}: {e}")))?;
             let last_stable = if p.last_stable_offset >= 0 {
                 p.last_stable_offset
@@ -376,6 +399,7 @@ impl Client {
                 records,
                 next,
                 last_stable,
+                cut,
             }))
         })
     }
@@ -429,8 +453,12 @@ impl Client {
 }
 
 /// The whole record batches in `raw` (a fetch may end in a partial one),
-/// records before `from` left out; and the offset after the last batch.
-fn decode_batches(mut raw: Bytes, from: i64) -> std::result::Result<(Vec<Record>, i64), String> {
+/// records before `from` left out; the offset after the last batch; and
+/// the size of a batch cut off at the end.
+fn decode_batches(
+    mut raw: Bytes,
+    from: i64,
+) -> std::result::Result<(Vec<Record>, i64, Option<usize>), String> {
     let mut records = Vec::new();
     let mut next = from;
     while raw.len() >= 12 {
@@ -442,7 +470,7 @@ fn decode_batches(mut raw: Bytes, from: i64) -> std::result::Result<(Vec<Record>
             return Err(format!("bad batch length {len}"));
         }
         if raw.len() < whole {
-            break;
+            return Ok((records, next, Some(whole)));
         }
         let mut batch = raw.split_to(whole);
         // The last offset in the batch: base + lastOffsetDelta (bytes 23..27).
@@ -451,5 +479,5 @@ fn decode_batches(mut raw: Bytes, from: i64) -> std::result::Result<(Vec<Record>
         records.extend(set.records.into_iter().filter(|r| r.offset >= from));
         next = next.max(base + i64::from(last_delta) + 1);
     }
-    Ok((records, next))
+    Ok((records, next, None))
 }

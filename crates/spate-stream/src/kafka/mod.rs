@@ -198,29 +198,39 @@ fn read_committed(
     let budget = usize::try_from(budget).unwrap_or(usize::MAX);
     let mut records = Vec::new();
     let mut next = from;
+    // The end is fixed once: the given one (a batch run again), or the
+    // last stable offset the first fetch saw — a busy topic is not chased.
+    let mut stop = end;
+    let deadline = std::time::Instant::now() + client.timeout();
     let (keep, pending) = loop {
-        let done = end.is_some_and(|e| next >= e);
-        if !done {
-            let fetched = client.fetch(topic, partition, next, FETCH_BYTES)?;
-            let stop = end.unwrap_or(fetched.last_stable);
-            records.extend(fetched.records.into_iter().filter(|r| r.offset < stop));
-            let reached = fetched.next.min(stop);
-            let progress = reached > next;
-            next = next.max(reached);
-            if progress && reached < stop {
-                let (keep, pending) = resolve(&records);
-                let ready = keep
-                    .iter()
-                    .zip(&records)
-                    .filter(|(k, r)| **k && pending.is_none_or(|p| r.offset < p))
-                    .count();
-                if ready < budget {
-                    continue;
-                }
+        if stop.is_some_and(|e| next >= e) {
+            break resolve(&records);
+        }
+        let fetched = client.fetch(topic, partition, next, FETCH_BYTES)?;
+        let until = *stop.get_or_insert(fetched.last_stable);
+        records.extend(fetched.records.into_iter().filter(|r| r.offset < until));
+        let reached = fetched.next.min(until);
+        if reached <= next {
+            // Nothing more now. A batch run again must reach the end it
+            // read to before (a new leader may lag for a moment).
+            if end.is_some() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                continue;
+            }
+            break resolve(&records);
+        }
+        next = reached;
+        if next < until && budget != usize::MAX {
+            let (keep, pending) = resolve(&records);
+            let ready = keep
+                .iter()
+                .zip(&records)
+                .filter(|(k, r)| **k && pending.is_none_or(|p| r.offset < p))
+                .count();
+            if ready >= budget {
                 break (keep, pending);
             }
         }
-        break resolve(&records);
     };
     // Up to the first record still undecided, and at most `budget` records.
     let mut until = pending.unwrap_or(next);
@@ -317,22 +327,31 @@ impl<T: Data> Source for KafkaSource<T> {
             u64::MAX
         };
         let mut positions = self.positions.clone();
-        let (ranges, rows) = self.with_client(|client| {
+        // Partitions found after the stream's start (added to the topic)
+        // are read from their beginning, as Spark does.
+        let first = positions.is_empty();
+        let (ranges, rows, starts) = self.with_client(|client| {
             let partitions = client.partitions(&topic)?;
-            let budget = (budget_total / partitions.len().max(1) as u64).max(1);
+            let budget = match budget_total {
+                u64::MAX => u64::MAX,
+                b => (b / partitions.len().max(1) as u64).max(1),
+            };
             let mut ranges = Vec::new();
             let mut rows = Vec::new();
+            let mut starts = BTreeMap::new();
             for p in partitions {
                 let from = match positions.get(&p) {
                     Some(&o) => o,
                     None => {
                         let start = client.log_start(&topic, p)?;
-                        match starting {
-                            StartingOffsets::Earliest => start,
-                            StartingOffsets::Latest => {
+                        let from = match starting {
+                            StartingOffsets::Latest if first => {
                                 client.fetch(&topic, p, start, 1)?.last_stable.max(start)
                             }
-                        }
+                            _ => start,
+                        };
+                        starts.insert(p, from);
+                        from
                     }
                 };
                 positions.insert(p, from);
@@ -343,18 +362,28 @@ impl<T: Data> Source for KafkaSource<T> {
                     ranges.push(range);
                 }
             }
-            Ok((ranges, rows))
+            Ok((ranges, rows, starts))
         })?;
         self.positions = positions;
-        if ranges.is_empty() {
+        // Where new partitions start goes to the offset log too (a batch
+        // with no records if need be), so a restart does not resolve
+        // "latest" again past records written meanwhile.
+        if ranges.is_empty() && starts.is_empty() {
             return Ok(None);
         }
-        let batch = json!({ "ranges": ranges });
+        let batch = json!({ "ranges": ranges, "starts": starts });
         *self.planned.lock() = Some((batch.clone(), rows));
         Ok(Some(batch))
     }
 
     fn replay(&mut self, batch: &Value) -> Result<()> {
+        if let Some(starts) = batch.get("starts") {
+            let starts: BTreeMap<i32, i64> = serde_json::from_value(starts.clone())
+                .map_err(|e| Error::Storage(format!("offset log: bad Kafka starts: {e}")))?;
+            for (p, o) in starts {
+                self.positions.entry(p).or_insert(o);
+            }
+        }
         for r in batch_ranges(batch)? {
             self.positions.insert(r.partition, r.until);
         }
@@ -483,6 +512,7 @@ impl<T> KafkaTextSink<T> {
     fn start(&self) -> Result<(TxnProducer, u64)> {
         let client = Client::new(&self.sink.bootstrap, self.sink.timeout);
         let mut producer = TxnProducer::start(client, &self.sink.topic, &self.id)?;
+        // Read after fencing: no older producer can commit meanwhile.
         let committed = producer.committed_batches()?;
         Ok((producer, committed))
     }
@@ -498,7 +528,8 @@ impl<T: Data + Display> Sink for KafkaTextSink<T> {
     }
 
     fn prepare(&self, fresh: bool) -> Result<()> {
-        let (producer, committed) = self.start()?;
+        let mut client = Client::new(&self.sink.bootstrap, self.sink.timeout);
+        let committed = producer::committed_batches(&mut client, &self.sink.topic, &self.id)?;
         if fresh && committed > 0 {
             return Err(Error::Usage(format!(
                 "Kafka sink {}: transactional id {} already committed {committed} batches to \
@@ -507,7 +538,7 @@ impl<T: Data + Display> Sink for KafkaTextSink<T> {
                 self.name, self.id, self.sink.topic
             )));
         }
-        *self.state.lock() = Some((producer, committed));
+        *self.state.lock() = Some(self.start()?);
         Ok(())
     }
 

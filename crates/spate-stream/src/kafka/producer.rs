@@ -30,11 +30,37 @@ use spate_core::error::Result;
 
 use super::client::{Client, error, kafka_error, retriable};
 
-/// Records per produce request and partition, at most.
+/// Bytes of values per record batch, at most (under Kafka's default
+/// `message.max.bytes` of 1 MiB, with room for the records' headers).
+const BYTES_PER_REQUEST: usize = 768 << 10;
+/// Records per record batch, at most.
 const RECORDS_PER_REQUEST: usize = 10_000;
 
 fn name(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
+}
+
+/// The number after the last batch a sink under transactional id `id`
+/// committed to `topic` (0: none). Needs no producer, so a stream that
+/// is then refused fences nothing.
+pub(crate) fn committed_batches(client: &mut Client, topic: &str, id: &str) -> Result<u64> {
+    let addr = client.coordinator(id, 0)?;
+    let req = OffsetFetchRequest::default()
+        .with_group_id(GroupId(name(id)))
+        .with_topics(Some(vec![
+            OffsetFetchRequestTopic::default()
+                .with_name(TopicName(name(topic)))
+                .with_partition_indexes(vec![0]),
+        ]));
+    let what = "read the committed batch";
+    let resp = retry(client, &addr, what, |r| r.error_code, &req)?;
+    let Some(p) = resp.topics.iter().flat_map(|t| &t.partitions).next() else {
+        return Ok(0);
+    };
+    if p.error_code != 0 {
+        return Err(error(p.error_code, &format!("transactional sink: {what}")));
+    }
+    Ok(u64::try_from(p.committed_offset).unwrap_or(0))
 }
 
 /// A transactional producer writing one topic.
@@ -85,31 +111,9 @@ impl TxnProducer {
         self.client.partitions(&self.topic)
     }
 
-    /// The number after the last batch a transaction committed (0: none).
+    /// The number after the last batch committed under the id.
     pub fn committed_batches(&mut self) -> Result<u64> {
-        let req = OffsetFetchRequest::default()
-            .with_group_id(GroupId(name(&self.id)))
-            .with_topics(Some(vec![
-                OffsetFetchRequestTopic::default()
-                    .with_name(TopicName(name(&self.topic)))
-                    .with_partition_indexes(vec![0]),
-            ]));
-        let addr = self.group_coordinator.clone();
-        let resp = retry(
-            &mut self.client,
-            &addr,
-            "read the committed batch",
-            |r| r.error_code,
-            &req,
-        )?;
-        let offset = resp
-            .topics
-            .iter()
-            .flat_map(|t| &t.partitions)
-            .map(|p| p.committed_offset)
-            .next()
-            .unwrap_or(-1);
-        Ok(u64::try_from(offset).unwrap_or(0))
+        committed_batches(&mut self.client, &self.topic, &self.id)
     }
 
     /// Writes `records` (partition, timestamp, value) and marks batch
@@ -152,15 +156,30 @@ impl TxnProducer {
                         .iter()
                         .flat_map(|t| &t.results_by_partition)
                         .map(|p| p.partition_error_code)
-                        .find(|c| *c != 0)
+                        .filter(|c| *c != 0)
+                        // The cause, not OPERATION_NOT_ATTEMPTED (55).
+                        .min_by_key(|c| *c == 55)
                         .unwrap_or(r.error_code)
                 },
                 &req,
             )?;
         }
         for (&partition, rows) in &by_partition {
-            for chunk in rows.chunks(RECORDS_PER_REQUEST) {
-                self.produce(partition, chunk)?;
+            // Record batches of bounded size (a record larger than the
+            // bound goes alone; the broker names its own limit).
+            let mut start = 0;
+            while start < rows.len() {
+                let mut end = start;
+                let mut bytes = 0;
+                while end < rows.len()
+                    && end - start < RECORDS_PER_REQUEST
+                    && (end == start || bytes + rows[end].1.len() + 32 <= BYTES_PER_REQUEST)
+                {
+                    bytes += rows[end].1.len() + 32;
+                    end += 1;
+                }
+                self.produce(partition, &rows[start..end])?;
+                start = end;
             }
         }
         // The batch's number, as the group's offset, in the same transaction.
