@@ -84,7 +84,7 @@ impl<K: Key, V: Data + Clone> WindowedStream<(K, V)> {
         other: &Stream<(K, W)>,
     ) -> Aggregated<K, Side<V, W>, (V, W)> {
         let s = self.strategy();
-        let one_pane = WindowingStrategy::new(s.windows.clone());
+        let one_pane = WindowingStrategy::new(s.windows);
         if *s != one_pane {
             self.stream().pipeline().fail(Error::Usage(format!(
                 "{name}: a join fires each window once (the default trigger, discarding \
