@@ -160,7 +160,67 @@ fn compression_of(path: &str, extension: &str) -> (FileCompressionType, String) 
         .unwrap_or((FileCompressionType::UNCOMPRESSED, extension.to_string()))
 }
 
+/// Formats of table files [`Context::read_table_files_each_run`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableFormat {
+    /// CSV with a header line (`.csv`, or compressed as `.csv.gz` and the like).
+    Csv,
+    /// Parquet.
+    Parquet,
+}
+
 impl Context {
+    /// Table files (CSV or Parquet) asked for each time the plan is built
+    /// (once per action), read as rows of `T` as [`Context::read_csv`] and
+    /// [`Context::read_parquet`] read them: the micro-batches of a
+    /// directory stream run one plan. A file that cannot be read fails
+    /// naming it.
+    pub fn read_table_files_each_run<T: Data>(
+        &self,
+        format: TableFormat,
+        files: impl Fn() -> Result<Vec<String>> + Send + Sync + 'static,
+    ) -> Dataset<T> {
+        let ctx = self.clone();
+        let step = self.step_name(match format {
+            TableFormat::Csv => "read_csv",
+            TableFormat::Parquet => "read_parquet",
+        });
+        let parts = self.threads();
+        self.dataset(Arc::new(move || {
+            let mut plan: Option<LogicalPlan> = None;
+            for f in files()? {
+                let df = match format {
+                    TableFormat::Parquet => ctx.block_on(
+                        ctx.session()
+                            .read_parquet(f.as_str(), ParquetReadOptions::default()),
+                    ),
+                    TableFormat::Csv => {
+                        let (compression, extension) = compression_of(&f, ".csv");
+                        let options = datafusion::prelude::CsvReadOptions::new()
+                            .has_header(true)
+                            .file_compression_type(compression)
+                            .file_extension(&extension);
+                        ctx.block_on(ctx.session().read_csv(f.as_str(), options))
+                    }
+                }
+                .map_err(|e| Error::Usage(format!("{step}: {f}: {e}")))?;
+                let one = conform::<T>(df.logical_plan().clone())
+                    .map_err(|e| Error::Usage(format!("{step}: {f}: {e}")))?;
+                plan = Some(match plan {
+                    None => one,
+                    Some(all) => LogicalPlanBuilder::from(all)
+                        .union(one)
+                        .and_then(|b| b.build())
+                        .map_err(from_df)?,
+                });
+            }
+            match plan {
+                Some(p) => Ok(p),
+                None => crate::dataset::rows_plan::<T>(&step, &[], parts),
+            }
+        }))
+    }
+
     /// Sets up the object store a URL to read needs (see
     /// [`Context::read_text`]): the one registered for its bucket, or one
     /// from the environment.

@@ -54,7 +54,9 @@ pub use driver::{BatchProgress, BatchTrigger, StreamResult};
 pub use join::{CoGrouped, Side};
 pub use kafka::{KafkaSink, KafkaSource, StartingOffsets};
 pub use pipeline::{Aggregated, StopHandle, Stream, StreamPipeline, Watermarks, WindowedStream};
-pub use source::{Current, DirectorySource, JsonLinesSource, SocketSource, Source, TestStream};
+pub use source::{
+    Current, DirectorySource, JsonLinesSource, SocketSource, Source, TableFilesSource, TestStream,
+};
 pub use state::Pane;
 pub use stateful::{BagState, Emit, StatefulDoFn, Timers, ValueState};
 pub use time::Millis;

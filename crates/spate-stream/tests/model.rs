@@ -688,3 +688,83 @@ fn json_lines_arrive_typed_and_a_bad_one_names_its_line() {
     assert!(err.contains("4000"), "{err}");
     assert!(err.contains("missing field `user`"), "{err}");
 }
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Sale {
+    t: i64,
+    item: String,
+    qty: i64,
+}
+
+/// Sums of `qty` per item and 10 ms window, as `window item sum` lines.
+fn sales_per_window(dir: &Path, source: impl spate_stream::Source<Item = Sale>) -> Vec<String> {
+    let p = pipeline();
+    p.read("Sales", source)
+        .with_timestamps("EventTime", |s: &Sale| s.t)
+        .map("ByItem", |s: Sale| (s.item, s.qty as u64))
+        .window_into(Windows::fixed(Duration::from_millis(10)))
+        .combine_per_key("Sum", spate_core::combine::Sum)
+        .output
+        .map("Format", |p| {
+            format!("{} {} {}", p.window.start, p.key, p.value)
+        })
+        .write_text("Write", dir.join("out"));
+    let r = p
+        .run_streaming(dir.join("cp"), BatchTrigger::AvailableNow)
+        .unwrap();
+    assert_eq!(r.progress.len(), 3, "a batch per file");
+    lines(&dir.join("out"))
+}
+
+#[test]
+fn csv_and_parquet_files_arriving_in_a_directory_are_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let sale = |t: i64, item: &str, qty: i64| Sale {
+        t,
+        item: item.to_string(),
+        qty,
+    };
+    let files = [
+        vec![sale(1, "oak", 2), sale(3, "ash", 1)],
+        vec![sale(5, "oak", 3), sale(12, "ash", 4)],
+        vec![sale(14, "oak", 1), sale(30, "elm", 7)],
+    ];
+    // The last file's element at 30 moves the watermark past [10, 20).
+    let want = ["0 ash 1", "0 oak 5", "10 ash 4", "10 oak 1"];
+
+    let csv = dir.path().join("csv");
+    std::fs::create_dir_all(&csv).unwrap();
+    for (i, rows) in files.iter().enumerate() {
+        let mut text = String::from("t,item,qty\n");
+        for r in rows {
+            text += &format!("{},{},{}\n", r.t, r.item, r.qty);
+        }
+        std::fs::write(csv.join(format!("sales-{i}.csv")), text).unwrap();
+        // Distinct modification times: the source takes files oldest first.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let source = DirectorySource::text(&csv)
+        .max_files_per_trigger(1)
+        .csv::<Sale>();
+    assert_eq!(sales_per_window(&dir.path().join("c"), source), want);
+
+    let parquet = dir.path().join("parquet");
+    std::fs::create_dir_all(&parquet).unwrap();
+    let ctx = Context::builder().threads(1).build().unwrap();
+    for (i, rows) in files.iter().enumerate() {
+        let written = dir.path().join(format!("w{i}"));
+        ctx.from_vec(rows.clone()).write_parquet(&written).unwrap();
+        for e in std::fs::read_dir(&written).unwrap() {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with(['.', '_']) {
+                std::fs::rename(e.path(), parquet.join(format!("{i}-{name}"))).unwrap();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let source = DirectorySource::text(&parquet)
+        .max_files_per_trigger(1)
+        .parquet::<Sale>();
+    assert_eq!(sales_per_window(&dir.path().join("p"), source), want);
+}

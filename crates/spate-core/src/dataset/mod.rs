@@ -108,7 +108,7 @@ impl<T> std::fmt::Debug for Dataset<T> {
 pub use spate_io::output::WriteSummary;
 
 /// A scan of in-memory rows, split into `parts` partitions.
-fn rows_plan<T: Data>(step: &str, rows: &[T], parts: usize) -> Result<LogicalPlan> {
+pub(crate) fn rows_plan<T: Data>(step: &str, rows: &[T], parts: usize) -> Result<LogicalPlan> {
     let codec = RowCodec::<T>::new()?;
     let per = rows.len().div_ceil(parts).max(1);
     let mut partitions: Vec<Vec<RecordBatch>> = rows
