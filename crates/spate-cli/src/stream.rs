@@ -67,9 +67,9 @@ struct StreamWordCountArgs {
     #[arg(long, value_name = "N")]
     max_offsets_per_trigger: Option<u64>,
     /// Where a Kafka input starts the first time: earliest or latest
-    /// (records written after the stream starts).
-    #[arg(long, value_name = "WHERE", default_value = "latest")]
-    starting_offsets: String,
+    /// (records written after the stream starts; the default).
+    #[arg(long, value_name = "WHERE")]
+    starting_offsets: Option<String>,
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -113,6 +113,13 @@ pub fn stream(args: &StreamArgs) -> Result<()> {
                 .into(),
         ));
     }
+    if !kafka_in && a.starting_offsets.is_some() {
+        return Err(Error::Usage(
+            "--starting-offsets is where a Kafka input starts; a directory input reads \
+             every file that has not been read yet: drop it"
+                .into(),
+        ));
+    }
     if !kafka_in && a.max_offsets_per_trigger.is_some() {
         return Err(Error::Usage(
             "--max-offsets-per-trigger limits a Kafka input; for a directory give \
@@ -126,7 +133,11 @@ pub fn stream(args: &StreamArgs) -> Result<()> {
         late_output: a.late_output.clone(),
         max_files_per_trigger: a.max_files_per_trigger,
         max_offsets_per_trigger: a.max_offsets_per_trigger,
-        starting_offsets: a.starting_offsets.parse::<StartingOffsets>()?,
+        starting_offsets: a
+            .starting_offsets
+            .as_deref()
+            .unwrap_or("latest")
+            .parse::<StartingOffsets>()?,
         ..WindowedWordCount::new(
             input,
             Endpoint::parse(&a.output)?,

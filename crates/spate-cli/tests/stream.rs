@@ -98,7 +98,8 @@ fn highest(dir: &Path) -> Option<u64> {
 
 /// Runs `stream` 6 times, killing it with SIGKILL when the checkpoint's
 /// batch log reaches a seeded point: right after a batch is recorded (its
-/// output not yet committed) or right after one is committed.
+/// output not yet committed) or right after one is committed; then runs it
+/// to its end.
 fn kill_and_resume(stream: &dyn Fn() -> Command, cp: &Path, rng: &mut Rng, seed: u64) {
     let mut kills = 0;
     for round in 0..6 {
@@ -140,6 +141,12 @@ fn kill_and_resume(stream: &dyn Fn() -> Command, cp: &Path, rng: &mut Rng, seed:
         kills >= 3,
         "only {kills} of 6 runs were killed before they ended"
     );
+    let last = stream().output().unwrap();
+    assert!(
+        last.status.success(),
+        "{}",
+        String::from_utf8_lossy(&last.stderr)
+    );
 }
 
 #[test]
@@ -178,12 +185,6 @@ fn a_killed_stream_resumes_with_no_loss_and_no_duplicate() {
     };
 
     kill_and_resume(&stream, &cp, &mut rng, seed);
-    let last = stream().output().unwrap();
-    assert!(
-        last.status.success(),
-        "{}",
-        String::from_utf8_lossy(&last.stderr)
-    );
 
     let out_lines = committed(&out);
     // No duplicate: every (window, word) once.
@@ -286,12 +287,6 @@ fn a_killed_kafka_stream_resumes_with_no_loss_and_no_duplicate() {
         c
     };
     kill_and_resume(&stream, &cp, &mut rng, seed);
-    let last = stream().output().unwrap();
-    assert!(
-        last.status.success(),
-        "{}",
-        String::from_utf8_lossy(&last.stderr)
-    );
 
     // The topic's committed records, read back with spate's Kafka source.
     let p = StreamPipeline::new(spate::Context::builder().threads(2).build().unwrap());
@@ -340,4 +335,19 @@ fn stream_flags_are_checked() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs --window"));
+    let out = spate()
+        .args(["stream", "wordcount", "--window", "10s"])
+        .args(["--starting-offsets", "earliest", "-i"])
+        .arg(dir.path())
+        .arg("-o")
+        .arg(dir.path().join("o"))
+        .arg("--checkpoint")
+        .arg(dir.path().join("c"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("--starting-offsets is where a Kafka input starts")
+    );
 }
