@@ -108,15 +108,27 @@ fn status_lists_every_executor_alive_and_each_serves_health() {
         "{text}"
     );
     assert_eq!(text.matches(" alive").count(), 3, "{text}");
-    // Each executor says where its health endpoints are once registered.
+    // Each executor says where its health endpoints are once registered
+    // (it looks every 20 ms: the scheduler may have it first).
     for n in 1..=2 {
-        let out =
-            std::fs::read_to_string(cluster.work_dir().join(format!("executor-{n}.out"))).unwrap();
-        let addr = out
-            .split("health http://")
-            .nth(1)
-            .and_then(|rest| rest.split('/').next())
-            .unwrap_or_else(|| panic!("executor {n} printed no health address:\n{out}"));
+        let path = cluster.work_dir().join(format!("executor-{n}.out"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let addr = loop {
+            let out = std::fs::read_to_string(&path).unwrap();
+            if let Some(addr) = out
+                .split("health http://")
+                .nth(1)
+                .and_then(|rest| rest.split('/').next())
+            {
+                break addr.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "executor {n} printed no health address:\n{out}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let addr = addr.as_str();
         assert_eq!(http_status(addr, "/healthz"), 200, "executor {n}");
         assert_eq!(http_status(addr, "/readyz"), 200, "executor {n}");
     }

@@ -274,9 +274,10 @@ fn killed_during(stage: &str, slots: usize) {
     // Exactly the fault-free answer: no row lost, none twice.
     assert!(
         out == want,
-        "the output differs from the fault-free run: {} lines, expected {}",
+        "the output differs from the fault-free run: {} lines, expected {}\n{}",
         out.lines().count(),
-        want.lines().count()
+        want.lines().count(),
+        diagnosis(cluster.work_dir(), &addr, &job)
     );
     // Every partition succeeded once; what re-ran failed because of the
     // lost executor, and the stages did not re-run whole.
@@ -439,38 +440,50 @@ fn an_executor_killed_while_writing_publishes_nothing_of_its_attempt() {
         .tempdir()
         .unwrap();
     let target = out.path().join("copied");
-    let mut query = sql(data(), Some(cluster.address()))
-        .args([
-            "-c",
-            "SET datafusion.execution.target_partitions = 8",
-            "-c",
-            &format!(
-                "COPY (SELECT value, value AS again FROM t) TO '{}' STORED AS CSV",
-                target.display()
-            ),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let copy = || {
+        sql(data(), Some(cluster.address()))
+            .args([
+                "-c",
+                "SET datafusion.execution.target_partitions = 8",
+                "-c",
+                &format!(
+                    "COPY (SELECT value, value AS again FROM t) TO '{}' STORED AS CSV",
+                    target.display()
+                ),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
     let (_, executors) = cluster.pids();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let writer = loop {
-        assert!(
-            Instant::now() < deadline,
-            "no executor ever wrote the output"
-        );
-        assert!(
-            query.try_wait().unwrap().is_none(),
-            "the COPY ended before an executor was seen writing"
-        );
-        if let Some(pid) = executors
-            .iter()
-            .find(|pid| has_open(**pid, &["/.copied.spate-staging"]))
-        {
-            break *pid;
+    // A writer holds its files open for a few milliseconds only: a busy
+    // machine can run the whole COPY between two looks. Then it runs again
+    // (its output replaced), until a look lands inside a write.
+    let mut tries = 0;
+    let (query, writer) = 'copy: loop {
+        tries += 1;
+        assert!(tries <= 10, "no look ever found an executor writing");
+        let mut query = copy();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "no executor ever wrote the output"
+            );
+            if let Some(pid) = executors
+                .iter()
+                .find(|pid| has_open(**pid, &["/.copied.spate-staging"]))
+            {
+                break 'copy (query, *pid);
+            }
+            if let Some(status) = query.try_wait().unwrap() {
+                assert!(status.success(), "a COPY without a fault failed");
+                std::fs::remove_dir_all(&target).unwrap();
+                continue 'copy;
+            }
+            std::thread::sleep(Duration::from_millis(2));
         }
-        std::thread::sleep(Duration::from_millis(2));
     };
     kill(writer);
     let (code, stdout, err, took) = finish(query, Instant::now());

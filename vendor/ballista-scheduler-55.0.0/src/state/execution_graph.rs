@@ -468,16 +468,7 @@ impl StaticExecutionGraph {
         let job_id = &self.job_id;
         if output_links.is_empty() {
             // If `output_links` is empty, then this is a final stage
-            //
-            // spate patch: a final partition re-run after a rollback
-            // replaces its earlier location (see `StageOutput::add_partition`).
-            for location in locations {
-                self.output_locations.retain(|p| {
-                    p.partition_id.partition_id != location.partition_id.partition_id
-                        || p.map_partition_id != location.map_partition_id
-                });
-                self.output_locations.push(location);
-            }
+            self.output_locations.extend(locations);
         } else {
             for link in output_links.iter() {
                 // If this is an intermediate stage, we need to push its `PartitionLocation`s to the parent stage
@@ -540,6 +531,26 @@ impl StaticExecutionGraph {
         running_stage_id
     }
 
+    /// spate patch: withdraws every output a stage published, for a new
+    /// attempt that cannot keep its previous attempt's tasks (see
+    /// `ResolvedStage::to_running`) and runs all its partitions again: its
+    /// consumers (unresolved: a consumer resolves only once this stage has
+    /// succeeded) forget this stage's outputs until the new attempt
+    /// publishes them, and a final stage's result list is emptied.
+    fn withdraw_stage_outputs(&mut self, stage_id: usize, output_links: &[usize]) {
+        if output_links.is_empty() {
+            self.output_locations.clear();
+        }
+        for link in output_links {
+            if let Some(ExecutionStage::UnResolved(consumer)) = self.stages.get_mut(link)
+                && let Some(input) = consumer.inputs.get_mut(&stage_id)
+            {
+                input.partition_locations.clear();
+                input.complete = false;
+            }
+        }
+    }
+
     fn reset_stages_internal(
         &mut self,
         executor_id: &str,
@@ -553,11 +564,33 @@ impl StaticExecutionGraph {
         let mut rollback_running_stages = HashSet::new();
         let mut resubmit_successful_stages = HashSet::new();
 
+        // spate patch: a final stage's outputs on the lost executor are gone
+        // too; its reset tasks publish them again from elsewhere.
+        self.output_locations
+            .retain(|loc| loc.executor_meta.id != executor_id);
+
         let mut empty_inputs: HashMap<usize, StageOutput> = HashMap::new();
         // check the unresolved, resolved and running stages
         self.stages
             .iter_mut()
             .for_each(|(stage_id, stage)| {
+                // spate patch: a stage rolled back earlier keeps its previous
+                // attempt's tasks (`PreviousAttempt`); those that ran on the
+                // lost executor lost their outputs and run again.
+                let previous_attempt = match stage {
+                    ExecutionStage::UnResolved(stage) => stage.previous_attempt.as_mut(),
+                    ExecutionStage::Resolved(stage) => stage.previous_attempt.as_mut(),
+                    _ => None,
+                };
+                if let Some(previous) = previous_attempt {
+                    let reset = Arc::make_mut(previous).reset_tasks(executor_id);
+                    if reset > 0 {
+                        warn!(
+                            "Reset {reset} tasks of the previous attempt of job/stage {job_id}/{stage_id} on lost Executor {executor_id}"
+                        );
+                        reset_running_stage.insert(*stage_id);
+                    }
+                }
                 let stage_inputs = match stage {
                     ExecutionStage::UnResolved(stage) => {
                         &mut stage.inputs
@@ -756,6 +789,12 @@ impl ExecutionGraph for StaticExecutionGraph {
         if running_stages.is_empty() {
             false
         } else {
+            for running_stage in &running_stages {
+                if running_stage.previous_attempt_discarded {
+                    let output_links = running_stage.output_links.clone();
+                    self.withdraw_stage_outputs(running_stage.stage_id, &output_links);
+                }
+            }
             for running_stage in running_stages {
                 self.stages.insert(
                     running_stage.stage_id,

@@ -157,6 +157,8 @@ pub struct UnresolvedStage {
     pub last_attempt_failure_reasons: HashSet<String>,
     /// [SessionConfig] used for this stage
     pub session_config: Arc<SessionConfig>,
+    /// spate patch: the rolled-back attempt's tasks, for the next attempt.
+    pub previous_attempt: Option<Arc<PreviousAttempt>>,
 }
 
 /// For a stage, if it has no inputs or all of its input stages are completed,
@@ -181,6 +183,8 @@ pub struct ResolvedStage {
     pub last_attempt_failure_reasons: HashSet<String>,
     /// [SessionConfig] used for this stage
     pub session_config: Arc<SessionConfig>,
+    /// spate patch: the rolled-back attempt's tasks, for the next attempt.
+    pub previous_attempt: Option<Arc<PreviousAttempt>>,
 }
 
 /// Different from the resolved stage, a running stage will
@@ -242,6 +246,65 @@ pub struct RunningStage {
     /// Prefix-merged in global partition order to seed a downstream
     /// `PrefixMergeExec`; dropped when the stage transitions to Successful.
     pub window_state_reports: Vec<TaskWindowState>,
+    /// spate patch: set when this attempt could not keep its previous
+    /// attempt's tasks (see `ResolvedStage::to_running`): the graph then
+    /// withdraws the outputs that attempt published.
+    pub previous_attempt_discarded: bool,
+}
+
+/// spate patch: what a running stage had done when it was rolled back (its
+/// input lost with an executor, or a fetch failure), kept for its next
+/// attempt. Upstream's next attempt started from no tasks: it ran every
+/// partition again, its task ids began again at 0, and the locations the
+/// old attempt's successful tasks had already published stayed with the
+/// consumer beside the new attempt's (duplicate rows), or — the task id
+/// being a location's `map_partition_id` and a shuffle file's name — a new
+/// task wrote over an old task's file of the same name, or replaced its
+/// location (lost rows). Keeping the tasks, as a successful stage does when
+/// it runs again: a partition a task finished before the rollback is done
+/// (its output is complete and published, and is withdrawn like any other
+/// if its executor is lost later); the tasks still running are cancelled
+/// and recorded so; new tasks get new ids.
+#[derive(Clone)]
+pub struct PreviousAttempt {
+    /// Plan input partitions of the rolled-back attempt.
+    pub partitions: usize,
+    /// Its tasks, those still running marked as killed by the rollback.
+    pub task_infos: Vec<TaskInfo>,
+    /// Its combined metrics.
+    pub stage_metrics: Option<Vec<MetricsSet>>,
+    /// Its runtime-stats reports.
+    pub runtime_stats_reports: Vec<TaskRuntimeStats>,
+    /// Its window-state reports.
+    pub window_state_reports: Vec<TaskWindowState>,
+}
+
+impl PreviousAttempt {
+    /// Marks the tasks that ran on a lost executor as lost, so that the next
+    /// attempt runs their partitions again: their outputs went with it.
+    /// Returns how many.
+    pub fn reset_tasks(&mut self, executor: &str) -> usize {
+        let mut reset_task_ids = HashSet::new();
+        for (task_id, task) in self.task_infos.iter_mut().enumerate() {
+            if let task_status::Status::Successful(SuccessfulTask { executor_id, .. }) =
+                &task.task_status
+                && executor_id == executor
+            {
+                task.task_status = task_status::Status::Failed(FailedTask {
+                    error: format!("Task failure due to Executor {executor} lost"),
+                    retryable: true,
+                    count_to_failures: false,
+                    failed_reason: Some(FailedReason::ResultLost(ResultLost {})),
+                });
+                reset_task_ids.insert(task_id);
+            }
+        }
+        self.runtime_stats_reports
+            .retain(|s| !reset_task_ids.contains(&s.producer_task_id));
+        self.window_state_reports
+            .retain(|s| !reset_task_ids.contains(&s.producer_task_id));
+        reset_task_ids.len()
+    }
 }
 
 /// If a stage finishes successfully, its task statuses and metrics will be finalized
@@ -420,6 +483,7 @@ impl UnresolvedStage {
             plan,
             last_attempt_failure_reasons: Default::default(),
             session_config,
+            previous_attempt: None,
         }
     }
 
@@ -441,6 +505,7 @@ impl UnresolvedStage {
             plan,
             last_attempt_failure_reasons,
             session_config,
+            previous_attempt: None,
         }
     }
 
@@ -535,7 +600,7 @@ impl UnresolvedStage {
         let optimize_aggregate = AggregateStatistics::new();
         let plan = optimize_aggregate.optimize(plan, options)?;
 
-        Ok(ResolvedStage::new(
+        let mut resolved = ResolvedStage::new(
             self.stage_id,
             self.stage_attempt_num,
             plan,
@@ -543,7 +608,9 @@ impl UnresolvedStage {
             self.inputs.clone(),
             self.last_attempt_failure_reasons.clone(),
             self.session_config.clone(),
-        ))
+        );
+        resolved.previous_attempt = self.previous_attempt.clone();
+        Ok(resolved)
     }
 }
 
@@ -585,12 +652,20 @@ impl ResolvedStage {
             plan,
             last_attempt_failure_reasons,
             session_config,
+            previous_attempt: None,
         }
     }
 
     /// Change to the running state
+    ///
+    /// spate patch: with the previous attempt's tasks, if the stage was
+    /// rolled back (see `PreviousAttempt`): only the partitions that attempt
+    /// had not finished run. Should the stage's partitions have changed
+    /// (its plan is resolved again), the previous tasks' partitions mean
+    /// nothing: all run again, and the outputs published before are
+    /// withdrawn (`previous_attempt_discarded`).
     pub fn to_running(&self) -> RunningStage {
-        RunningStage::new(
+        let mut running = RunningStage::new(
             self.stage_id,
             self.stage_attempt_num,
             self.plan.clone(),
@@ -598,14 +673,54 @@ impl ResolvedStage {
             self.output_links.clone(),
             self.inputs.clone(),
             self.session_config.clone(),
-        )
+        );
+        let Some(previous) = &self.previous_attempt else {
+            return running;
+        };
+        // Task ids stay unique across attempts either way: they name the
+        // tasks' shuffle files.
+        running.task_infos = previous.task_infos.clone();
+        if previous.partitions != self.partitions {
+            for info in running.task_infos.iter_mut() {
+                if matches!(info.task_status, task_status::Status::Successful(_)) {
+                    info.task_status = task_status::Status::Failed(FailedTask {
+                        error: format!(
+                            "discarded: stage {} has {} partitions now, {} before its rollback",
+                            self.stage_id, self.partitions, previous.partitions
+                        ),
+                        retryable: true,
+                        count_to_failures: false,
+                        failed_reason: Some(FailedReason::TaskKilled(TaskKilled {})),
+                    });
+                }
+            }
+            running.previous_attempt_discarded = true;
+            return running;
+        }
+        let mut done = vec![false; self.partitions];
+        for info in &previous.task_infos {
+            if matches!(info.task_status, task_status::Status::Successful(_)) {
+                for &p in &info.global_input_partition_ids {
+                    if let Some(d) = done.get_mut(p) {
+                        *d = true;
+                    }
+                }
+            }
+        }
+        let mut pending = PendingPartitions::empty(self.partitions);
+        pending.reschedule((0..self.partitions).filter(|p| !done[*p]));
+        running.pending = pending;
+        running.stage_metrics = previous.stage_metrics.clone();
+        running.runtime_stats_reports = previous.runtime_stats_reports.clone();
+        running.window_state_reports = previous.window_state_reports.clone();
+        running
     }
 
     /// Change to the unresolved state
     pub fn to_unresolved(&self) -> Result<UnresolvedStage> {
         let new_plan = crate::planner::rollback_resolved_shuffles(self.plan.clone())?;
 
-        let unresolved = UnresolvedStage::new_with_inputs(
+        let mut unresolved = UnresolvedStage::new_with_inputs(
             self.stage_id,
             self.stage_attempt_num,
             new_plan,
@@ -614,6 +729,7 @@ impl ResolvedStage {
             self.last_attempt_failure_reasons.clone(),
             self.session_config.clone(),
         );
+        unresolved.previous_attempt = self.previous_attempt.clone();
         Ok(unresolved)
     }
 }
@@ -659,6 +775,7 @@ impl RunningStage {
             session_config,
             runtime_stats_reports: Vec::new(),
             window_state_reports: Vec::new(),
+            previous_attempt_discarded: false,
         }
     }
 
@@ -754,7 +871,39 @@ impl RunningStage {
     ) -> Result<UnresolvedStage> {
         let new_plan = crate::planner::rollback_resolved_shuffles(self.plan.clone())?;
 
-        let unresolved = UnresolvedStage::new_with_inputs(
+        let mut lost: Vec<&str> = failure_reasons.iter().map(String::as_str).collect();
+        lost.sort_unstable();
+        let task_infos = self
+            .task_infos
+            .iter()
+            .map(|info| {
+                if matches!(info.task_status, task_status::Status::Running(_)) {
+                    TaskInfo {
+                        task_status: task_status::Status::Failed(FailedTask {
+                            error: format!(
+                                "Task cancelled: stage {} rolled back because input on Executor {} was lost",
+                                self.stage_id,
+                                lost.join(", ")
+                            ),
+                            retryable: true,
+                            count_to_failures: false,
+                            failed_reason: Some(FailedReason::TaskKilled(TaskKilled {})),
+                        }),
+                        ..info.clone()
+                    }
+                } else {
+                    info.clone()
+                }
+            })
+            .collect();
+        let previous = PreviousAttempt {
+            partitions: self.partitions,
+            task_infos,
+            stage_metrics: self.stage_metrics.clone(),
+            runtime_stats_reports: self.runtime_stats_reports.clone(),
+            window_state_reports: self.window_state_reports.clone(),
+        };
+        let mut unresolved = UnresolvedStage::new_with_inputs(
             self.stage_id,
             self.stage_attempt_num + 1,
             new_plan,
@@ -763,6 +912,7 @@ impl RunningStage {
             failure_reasons,
             self.session_config.clone(),
         );
+        unresolved.previous_attempt = Some(Arc::new(previous));
         Ok(unresolved)
     }
 
@@ -1267,6 +1417,7 @@ impl SuccessfulStage {
             // Merged-cut logging fires per-attempt on final success.
             runtime_stats_reports: Vec::new(),
             window_state_reports: Vec::new(),
+            previous_attempt_discarded: false,
         }
     }
 
@@ -1406,18 +1557,11 @@ impl StageOutput {
     }
 
     /// Adds a `PartitionLocation` to this stage output.
-    ///
-    /// spate patch: a map partition has one location per output partition.
-    /// When a stage is rolled back after an executor is lost, the outputs its
-    /// tasks already published are not withdrawn, and the re-run publishes
-    /// them again; the newer location replaces the older one, so the
-    /// consumer reads each map partition once (without this, duplicate rows).
     pub fn add_partition(&mut self, partition_location: PartitionLocation) {
         if let Some(parts) = self
             .partition_locations
             .get_mut(&partition_location.partition_id.partition_id)
         {
-            parts.retain(|p| p.map_partition_id != partition_location.map_partition_id);
             parts.push(partition_location)
         } else {
             self.partition_locations.insert(
