@@ -453,6 +453,7 @@ fn bad_requests_get_one_error_shape() {
         "/api/v1/jobs/{id}:cancel",
         "/api/v1/jobs/{id}/logs",
         "/api/v1/jobs/{id}/graph",
+        "/api/v1/jobs/{id}/progress",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} in {doc}");
     }
@@ -1400,6 +1401,41 @@ fn a_stream_job_logs_its_batches_and_resumes_from_its_checkpoint_when_resubmitte
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(server.value("stream-live", "status.state"), "RUNNING");
+    // Its progress: the recent batches as a table and as JSON, and its
+    // latest batch among the server's metrics, labelled by the job.
+    let table = server.jobs(&["progress", "stream-live"]);
+    assert!(table.status.success(), "{}", text(&table.stderr));
+    let table = text(&table.stdout);
+    assert!(table.contains(" this run: 2 rows in"), "{table}");
+    assert!(table.contains("WATERMARK"), "{table}");
+    let json = server.jobs(&["progress", "stream-live", "--format", "json"]);
+    let progress: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let first = &progress["recent"][0];
+    assert_eq!(first["batch"], 0, "{progress}");
+    assert_eq!(first["inputRows"], 2, "{progress}");
+    // Batch 0 moved the watermark past the first window's end.
+    assert!(first["watermark"].as_i64().unwrap() >= 60_000, "{progress}");
+    assert!(first["stateEntries"].as_u64().unwrap() > 0, "{progress}");
+    let secret = std::fs::read_to_string(server.home.path().join("server/token")).unwrap();
+    let metrics = runtime().block_on(async {
+        reqwest::Client::new()
+            .get(format!("{}/metrics", server.url))
+            .bearer_auth(secret.trim())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    for series in [
+        "spate_stream_input_rows_total{job=\"stream-live\"} 2\n",
+        "spate_stream_batch_duration_seconds{job=\"stream-live\"} ",
+        "spate_stream_state_entries{job=\"stream-live\"} ",
+        "spate_stream_watermark_lag_seconds{job=\"stream-live\"} ",
+    ] {
+        assert!(metrics.contains(series), "{series} in {metrics}");
+    }
     let killed = server.jobs(&["kill", "stream-live"]);
     assert!(killed.status.success(), "{}", text(&killed.stderr));
     server.wait_for("stream-live", "CANCELLED");

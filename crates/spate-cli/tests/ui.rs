@@ -5,7 +5,7 @@
 //! Signing in, the jobs page, a finished job's page with its output and
 //! graph (every step drawn with its metrics, the slowest marked), a running
 //! job's output appearing while it runs, and cancelling it from its page;
-//! no page logs an error to the console. Screenshots of the pages are left
+//! a stream job's batches; no page logs an error to the console. Screenshots of the pages are left
 //! in the test's temporary directory (`ui-*.png`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -352,6 +352,44 @@ fn the_web_ui_shows_jobs_their_graph_and_live_output_and_cancels() {
     );
     assert_eq!(server.value("slow-ui", "status.state"), "CANCELLED");
     assert!(!server::runs(marker), "the cancelled job's process is gone");
+
+    // A stream job's page: its batches in the stream progress table.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    std::fs::write(input.join("a.txt"), "1000\tthe cat\n65000\tthe end\n").unwrap();
+    let streamed = server.jobs(&[
+        "submit",
+        "stream",
+        "--id",
+        "stream-ui",
+        "--",
+        "wordcount",
+        "--window",
+        "60s",
+        "--trigger",
+        "available-now",
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        dir.path().join("out").to_str().unwrap(),
+        "--checkpoint",
+        dir.path().join("cp").to_str().unwrap(),
+    ]);
+    assert!(streamed.status.success(), "{}", text(&streamed.stderr));
+    browser.go(&format!("{}/jobs/stream-ui", server.url));
+    browser.wait_for(
+        "the stream's batches",
+        "const s = document.getElementById('stream'); \
+         return !!s && !s.hidden && document.getElementById('batches').rows.length >= 1 \
+           && document.getElementById('stream-totals').textContent.includes('2 rows in')",
+    );
+    let row = browser.script("return document.getElementById('batches').rows[0].innerText");
+    assert!(
+        row.as_str().unwrap().contains("1970-01-01T00:01:05"),
+        "{row}"
+    );
+    browser.screenshot("stream");
 
     // The clusters page: a cluster with its executors' health.
     let created = server.spate(&["clusters", "create", "ui-c", "--executors", "1"]);

@@ -10,6 +10,7 @@
 //! | `GET /api/v1/jobs/{id}/logs?offset=&limit=` | its output, a page of bytes |
 //! | `GET /api/v1/jobs/{id}/logs?follow=true` | its output as server-sent events, live |
 //! | `GET /api/v1/jobs/{id}/graph` | the plans it ran: steps, edges, metrics |
+//! | `GET /api/v1/jobs/{id}/progress` | a stream job's recent batches and totals |
 //! | `POST /api/v1/clusters` | creates a cluster (an operation) |
 //! | `GET /api/v1/clusters` | lists clusters |
 //! | `GET /api/v1/clusters/{name}` | a cluster, with its executors and active jobs |
@@ -80,6 +81,7 @@ pub fn router(jobs: Arc<Jobs>, token: Option<String>, https: bool) -> Router {
         )
         .route("/api/v1/jobs/{id}/logs", get(logs))
         .route("/api/v1/jobs/{id}/graph", get(graph))
+        .route("/api/v1/jobs/{id}/progress", get(progress))
         .route("/api/v1/clusters", get(list_clusters).post(create_cluster))
         .route(
             "/api/v1/clusters/{name}",
@@ -206,14 +208,36 @@ async fn count(State(app): State<App>, request: Request, next: Next) -> Response
     response
 }
 
-/// `GET /metrics`: the server's metrics for Prometheus.
+/// `GET /metrics`: the server's metrics for Prometheus, with the latest
+/// batch of every running stream job.
 async fn prometheus(State(app): State<App>) -> Result<Response, ApiError> {
     let jobs = app.jobs.store.state_counts()?;
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.jobs.metrics.render(&jobs),
-    )
-        .into_response())
+    let mut streams = Vec::new();
+    for (job, _) in app.jobs.store.unfinished()? {
+        if job.state() != crate::model::State::Running {
+            continue;
+        }
+        if let Some(progress) = read_progress(&app, &job)? {
+            streams.push((job.reference.job_id.clone(), progress));
+        }
+    }
+    let mut text = app.jobs.metrics.render(&jobs);
+    text.push_str(&crate::metrics::render_streams(&streams));
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+/// A job's progress file, if its process wrote one (a stream job does).
+fn read_progress(app: &App, job: &Job) -> Result<Option<serde_json::Value>, ApiError> {
+    let path = app.jobs.progress_path(&job.job_uuid);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| ApiError::internal(format!("reading the job's progress: {e}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ApiError::internal(format!(
+            "reading the job's progress: {e}"
+        ))),
+    }
 }
 
 /// Compares in time independent of where the texts differ.
@@ -405,6 +429,30 @@ async fn graph(State(app): State<App>, Path(id): Path<String>) -> Result<Respons
         object.insert("cluster_stages".into(), stages);
     }
     Ok(axum::Json(graph).into_response())
+}
+
+/// `GET /api/v1/jobs/{id}/progress`: a stream job's progress, as its
+/// process last wrote it (after every batch): `runStarted`, `updated`,
+/// `bounded`, the run's `batches`, `inputRows` and `outputLines`,
+/// `lateRecordsByStep` over the life of its checkpoint, and `recent`, its
+/// last 100 batches oldest first (Spark's `recentProgress`: each with
+/// `batch`, `processingTime`, `inputRows`, `inputRowsPerSecond`,
+/// `processedRowsPerSecond`, `durationMs`, `watermark`, `watermarkLagMs`,
+/// `stateEntries`, `panes`, `lateRecords`, `outputLines`). A job that ran
+/// no batch, or is no stream, has `{"recent": []}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{id}/progress",
+    params(("id" = String, Path, description = "The job's id or uuid")),
+    responses(
+        (status = 200, description = "The stream's recent batches and totals", body = Object),
+        (status = 404, description = "No such job", body = ErrorBody),
+    )
+)]
+async fn progress(State(app): State<App>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let job = find(&app, &id)?;
+    let progress = read_progress(&app, &job)?.unwrap_or_else(|| serde_json::json!({"recent": []}));
+    Ok(axum::Json(progress).into_response())
 }
 
 #[derive(Deserialize)]
@@ -777,6 +825,7 @@ fn follow(
         delete,
         logs,
         graph,
+        progress,
         create_cluster,
         list_clusters,
         describe_cluster,

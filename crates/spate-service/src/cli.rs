@@ -103,6 +103,9 @@ enum JobsCommand {
     /// Show the steps a job ran, with rows, compute time, spills and skew;
     /// the slowest step of each plan is marked.
     Graph(IdArg),
+    /// Show a stream job's recent batches: rows in, rates, duration,
+    /// watermark and its lag, state, late records and lines out.
+    Progress(IdArg),
 }
 
 #[derive(Args, Debug)]
@@ -518,6 +521,18 @@ async fn run_jobs(client: &Client, args: JobsArgs) -> Result<i32, ClientError> {
             }
             Ok(0)
         }
+        JobsCommand::Progress(i) => {
+            let progress = client.progress(&i.id).await?;
+            match format {
+                None | Some("table") => print_raw(&progress_table(&progress)),
+                Some("json") => {
+                    print_raw(&(serde_json::to_string_pretty(&progress).unwrap_or_default() + "\n"))
+                }
+                Some("yaml") => print_raw(&yaml(&progress, 0)),
+                Some(f) => print_raw(&values_of(&[progress], f)?),
+            }
+            Ok(0)
+        }
         JobsCommand::Logs(l) => {
             if l.executors {
                 let bytes = client.executor_logs(&l.id).await?;
@@ -905,6 +920,68 @@ fn table(jobs: &[Job]) -> String {
 /// their metrics; `<- slowest` marks each plan's most expensive step and
 /// `<- skewed` a step whose largest partition has over twice the median's
 /// rows.
+/// A stream job's progress as a table of its last 20 batches under a line
+/// of the run's totals.
+fn progress_table(progress: &Value) -> String {
+    let recent = progress["recent"].as_array().cloned().unwrap_or_default();
+    if recent.is_empty() {
+        return "no batch recorded (the job is no stream, or has run no batch yet)\n".into();
+    }
+    let late: u64 = progress["lateRecordsByStep"]
+        .as_object()
+        .map_or(0, |m| m.values().filter_map(Value::as_u64).sum());
+    let batches = progress["batches"].as_u64().unwrap_or(0);
+    let mut out = format!(
+        "{batches} {} this run: {} rows in, {} lines out; {} late records over the checkpoint's life\n",
+        if batches == 1 { "batch" } else { "batches" },
+        progress["inputRows"].as_u64().unwrap_or(0),
+        progress["outputLines"].as_u64().unwrap_or(0),
+        late
+    );
+    out.push_str(&format!(
+        "{:>7} {:>10} {:>11} {:>11} {:>8} {:<24} {:>9} {:>8} {:>6} {:>6} {:>8}\n",
+        "BATCH",
+        "ROWS IN",
+        "IN ROWS/S",
+        "PROC ROWS/S",
+        "MS",
+        "WATERMARK",
+        "LAG S",
+        "STATE",
+        "PANES",
+        "LATE",
+        "OUT"
+    ));
+    for b in recent.iter().skip(recent.len().saturating_sub(20)) {
+        // spate-stream's least and greatest timestamps: no event time seen
+        // yet, and the end of the input.
+        let watermark = match b["watermark"].as_i64() {
+            Some(w) if w <= i64::MIN / 4 => "-".to_string(),
+            Some(w) if w >= i64::MAX / 4 => "end of input".to_string(),
+            Some(w) => crate::runner::rfc3339_millis(w),
+            None => "-".to_string(),
+        };
+        let lag = b["watermarkLagMs"]
+            .as_i64()
+            .map_or("-".to_string(), |l| format!("{:.1}", l as f64 / 1000.0));
+        out.push_str(&format!(
+            "{:>7} {:>10} {:>11.0} {:>11.0} {:>8} {:<24} {:>9} {:>8} {:>6} {:>6} {:>8}\n",
+            b["batch"].as_u64().unwrap_or(0),
+            b["inputRows"].as_u64().unwrap_or(0),
+            b["inputRowsPerSecond"].as_f64().unwrap_or(0.0),
+            b["processedRowsPerSecond"].as_f64().unwrap_or(0.0),
+            b["durationMs"].as_u64().unwrap_or(0),
+            watermark,
+            lag,
+            b["stateEntries"].as_u64().unwrap_or(0),
+            b["panes"].as_u64().unwrap_or(0),
+            b["lateRecords"].as_u64().unwrap_or(0),
+            b["outputLines"].as_u64().unwrap_or(0),
+        ));
+    }
+    out
+}
+
 fn graph_table(graph: &Value) -> String {
     let mut out = String::new();
     let plans = graph["plans"].as_array().cloned().unwrap_or_default();

@@ -289,6 +289,15 @@ impl Client {
         .await
     }
 
+    /// A stream job's progress (see `GET /api/v1/jobs/{id}/progress`).
+    pub async fn progress(&self, id: &str) -> Result<serde_json::Value, ClientError> {
+        self.json(self.request(
+            reqwest::Method::GET,
+            &format!("/api/v1/jobs/{}/progress", enc(id)),
+        ))
+        .await
+    }
+
     /// A page of a job's log from `offset`: its bytes, the next offset,
     /// and whether the job had ended.
     pub async fn log_page(

@@ -102,6 +102,11 @@ pub fn now() -> String {
     rfc3339(since.as_secs() as i64, since.subsec_millis())
 }
 
+/// `ms` since the epoch as RFC 3339 in UTC with milliseconds.
+pub(crate) fn rfc3339_millis(ms: i64) -> String {
+    rfc3339(ms.div_euclid(1000), ms.rem_euclid(1000) as u32)
+}
+
 /// `secs` since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 fn rfc3339(secs: i64, millis: u32) -> String {
     let days = secs.div_euclid(86_400);
@@ -196,6 +201,13 @@ impl Jobs {
     /// the job's process when it ends (see `spate_core::graph`).
     pub(crate) fn graph_path(&self, uuid: &str) -> PathBuf {
         self.job_dir(uuid).join("graph.json")
+    }
+
+    /// A stream job's progress: its recent batches and totals, rewritten by
+    /// the job's process after every batch (see `spate_stream`'s
+    /// `record_progress`).
+    pub(crate) fn progress_path(&self, uuid: &str) -> PathBuf {
+        self.job_dir(uuid).join("progress.json")
     }
 
     /// Where an upload is kept (its id is checked: never a client's path).
@@ -826,6 +838,7 @@ impl Jobs {
             .current_dir(work)
             .env("SPATE_HOME", &self.home)
             .env("SPATE_JOB_GRAPH", self.graph_path(uuid))
+            .env("SPATE_JOB_PROGRESS", self.progress_path(uuid))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -194,6 +194,13 @@ async function jobPage(id) {
   const logs = el('pre', { class: 'logs', id: 'logs' });
   const graph = el('div', { class: 'graph', id: 'graph' }, el('p', { class: 'muted' }, 'The graph is drawn when the job has ended.'));
   const steps = el('tbody', { id: 'steps' });
+  // A stream job's batches (hidden until it has run one).
+  const streamTotals = el('p', { id: 'stream-totals' });
+  const batches = el('tbody', { id: 'batches' });
+  const stream = el('section', { id: 'stream', hidden: true },
+    el('h2', {}, 'Stream progress'),
+    streamTotals,
+    el('table', {}, el('thead', {}, el('tr', {}, ['Batch', 'Rows in', 'In rows/s', 'Processed rows/s', 'Duration', 'Watermark', 'Lag', 'State', 'Panes', 'Late', 'Lines out'].map((h) => el('th', {}, h)))), batches));
   show(
     el('h1', {}, 'Job ', el('code', {}, job.reference.jobId)),
     el('dl', { class: 'summary' },
@@ -205,6 +212,7 @@ async function jobPage(id) {
       el('dt', {}, 'Labels'), el('dd', {}, Object.entries(job.labels || {}).map(([k, v]) => el('span', { class: 'label' }, k + '=' + v))),
       el('dt', {}, 'UUID'), el('dd', {}, el('code', {}, job.jobUuid))),
     el('div', { class: 'controls' }, cancel),
+    stream,
     el('h2', {}, 'Output'), logs,
     el('h2', {}, 'Job graph'),
     el('p', { class: 'legend' }, 'Each step: rows produced, compute time, spills. ',
@@ -251,16 +259,50 @@ async function jobPage(id) {
     }
   }
 
+  async function drawProgress() {
+    try {
+      renderProgress(await api(path + '/progress'), stream, streamTotals, batches);
+    } catch (error) { /* the page keeps its last view */ }
+  }
+
   const poll = setInterval(async () => {
     try { render(await api(path)); } catch (error) { /* the page keeps its last view */ }
+    await drawProgress();
   }, 1000);
+  await drawProgress();
 
   await followLogs(path, logs, async (finalState) => {
     clearInterval(poll);
     render(await api(path));
+    await drawProgress();
     await drawGraph();
     document.body.dataset.ended = finalState;
   });
+}
+
+// A stream job's progress: the run's totals and its last 20 batches,
+// newest first.
+function renderProgress(p, section, totals, body) {
+  const recent = p.recent || [];
+  if (!recent.length) return;
+  section.hidden = false;
+  const late = Object.values(p.lateRecordsByStep || {}).reduce((a, b) => a + b, 0);
+  totals.textContent = count(p.batches) + (p.batches === 1 ? ' batch' : ' batches') + ' this run: ' + count(p.inputRows) + ' rows in, ' +
+    count(p.outputLines) + ' lines out; ' + count(late) + ' late records over the checkpoint\'s life.';
+  // spate-stream's least and greatest timestamps: none seen yet, end of input.
+  const watermark = (w) => w <= -2305843009213693952 ? '-' : w >= 2305843009213693951 ? 'end of input' : new Date(w).toISOString();
+  body.replaceChildren(...recent.slice(-20).reverse().map((b) => el('tr', {},
+    el('td', {}, String(b.batch)),
+    el('td', {}, count(b.inputRows)),
+    el('td', {}, count(Math.round(b.inputRowsPerSecond))),
+    el('td', {}, count(Math.round(b.processedRowsPerSecond))),
+    el('td', {}, b.durationMs + ' ms'),
+    el('td', {}, watermark(b.watermark)),
+    el('td', {}, b.watermarkLagMs == null ? '-' : (b.watermarkLagMs / 1000).toFixed(1) + ' s'),
+    el('td', {}, count(b.stateEntries)),
+    el('td', {}, count(b.panes)),
+    el('td', { class: b.lateRecords ? 'skew' : '' }, count(b.lateRecords)),
+    el('td', {}, count(b.outputLines)))));
 }
 
 // Reads the job's output as server-sent events (fetch, so the request

@@ -44,10 +44,13 @@ impl FromStr for BatchTrigger {
 }
 
 /// One micro-batch, as Spark's `StreamingQueryProgress` reports it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct BatchProgress {
     /// The batch's number (from 0 over the life of the checkpoint).
     pub batch: u64,
+    /// The processing time the batch ran at (ms since the epoch).
+    pub processing_time: Millis,
     /// Elements the sources gave the batch.
     pub input_rows: u64,
     /// Input rows over the time since the previous batch started.
@@ -101,6 +104,8 @@ struct Run<'a> {
     /// A bounded run: the watermark stays at the start until `ended`.
     bounded: bool,
     last_start: Option<Instant>,
+    /// Where each batch's progress is recorded, if anywhere.
+    progress_file: Option<crate::progress::ProgressFile>,
 }
 
 impl StreamPipeline {
@@ -178,7 +183,7 @@ impl StreamPipeline {
         for sink in sinks.iter() {
             sink.prepare(fresh)?;
         }
-        let mut run = Run::new(self, &mut sources, &mut stages, &sinks);
+        let mut run = Run::new(self, &mut sources, &mut stages, &sinks, false);
         let (mut next, mut wm) = (0, MIN_TIMESTAMP);
         if let Some((n, snap)) = &resume.snapshot {
             run.restore(snap)?;
@@ -258,10 +263,9 @@ impl StreamPipeline {
         for sink in sinks.iter() {
             sink.prepare(true)?;
         }
-        let mut run = Run::new(self, &mut sources, &mut stages, &sinks);
         // A batch job has no late data: the watermark stays at its start
         // until the input is read, then moves to the end of time.
-        run.bounded = true;
+        let mut run = Run::new(self, &mut sources, &mut stages, &sinks, true);
         let (mut batch, mut wm) = (0, MIN_TIMESTAMP);
         let mut progress = Vec::new();
         loop {
@@ -279,7 +283,7 @@ impl StreamPipeline {
                 done: Default::default(),
             };
             let (p, w) = run.execute(&entry)?;
-            run.report(&p);
+            run.publish(&p);
             progress.push(p);
             (batch, wm) = (batch + 1, w);
             if run.ended {
@@ -324,6 +328,7 @@ impl<'a> Run<'a> {
         sources: &'a mut Vec<SourceSlot>,
         stages: &'a mut Vec<Box<dyn Stage>>,
         sinks: &'a [Box<dyn Sink>],
+        bounded: bool,
     ) -> Self {
         Run {
             p,
@@ -332,8 +337,11 @@ impl<'a> Run<'a> {
             sinks,
             started: crate::time::now(),
             ended: false,
-            bounded: false,
+            bounded,
             last_start: None,
+            progress_file: p
+                .progress_path()
+                .map(|path| crate::progress::ProgressFile::new(&path, bounded)),
         }
     }
 
@@ -347,7 +355,7 @@ impl<'a> Run<'a> {
     ) -> Result<Millis> {
         let (p, wm) = self.execute(entry)?;
         cp.commit(entry.batch, &self.snapshot(wm)?)?;
-        self.report(&p);
+        self.publish(&p);
         progress.push(p);
         Ok(wm)
     }
@@ -453,6 +461,7 @@ impl<'a> Run<'a> {
         let secs = took.as_secs_f64().max(1e-9);
         let progress = BatchProgress {
             batch: entry.batch,
+            processing_time: now,
             input_rows,
             input_rows_per_second: input_rows as f64
                 / since_last.map_or(secs, |d| d.as_secs_f64().max(1e-9)),
@@ -554,6 +563,19 @@ impl<'a> Run<'a> {
             stage.set_late_total(snap.late.get(stage.name()).copied().unwrap_or(0));
         }
         Ok(())
+    }
+
+    /// Tells of a batch: its progress line (if asked for) and the
+    /// progress file (if there is one).
+    fn publish(&mut self, p: &BatchProgress) {
+        // The file first: whoever reads the line finds the batch there.
+        if self.progress_file.is_some() {
+            let late = self.late_totals();
+            if let Some(file) = self.progress_file.as_mut() {
+                file.record(p, &late);
+            }
+        }
+        self.report(p);
     }
 
     fn report(&self, p: &BatchProgress) {

@@ -40,6 +40,7 @@ mod driver;
 mod join;
 pub mod kafka;
 mod pipeline;
+mod progress;
 mod sink;
 mod source;
 mod state;

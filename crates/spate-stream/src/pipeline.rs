@@ -222,6 +222,8 @@ pub(crate) struct Inner {
     pub own_times: Mutex<std::collections::HashMap<usize, Arc<AtomicBool>>>,
     pub stop: Arc<AtomicBool>,
     pub progress: AtomicBool,
+    /// Where each batch's progress is recorded (`record_progress`).
+    pub progress_path: Mutex<Option<std::path::PathBuf>>,
 }
 
 /// A pipeline over streams: run it on unbounded input with
@@ -288,6 +290,7 @@ impl StreamPipeline {
                 own_times: Mutex::new(std::collections::HashMap::new()),
                 stop: Arc::new(AtomicBool::new(false)),
                 progress: AtomicBool::new(false),
+                progress_path: Mutex::new(None),
             }),
         }
     }
@@ -300,6 +303,25 @@ impl StreamPipeline {
     /// Prints a progress line per batch to standard error.
     pub fn print_progress(&self, on: bool) {
         self.inner.progress.store(on, Ordering::Relaxed);
+    }
+
+    /// Records the run's progress in the file at `path` after every batch,
+    /// as JSON: the run's totals, late elements per step and the last 100
+    /// batches (what the job service shows of a stream job). Without it,
+    /// the file named by `SPATE_JOB_PROGRESS` is used, which the job
+    /// service sets for the jobs it runs.
+    pub fn record_progress(&self, path: impl AsRef<Path>) {
+        *self.inner.progress_path.lock() = Some(path.as_ref().to_path_buf());
+    }
+
+    /// The progress file: [`record_progress`](Self::record_progress)'s,
+    /// else `SPATE_JOB_PROGRESS`'s.
+    pub(crate) fn progress_path(&self) -> Option<std::path::PathBuf> {
+        self.inner.progress_path.lock().clone().or_else(|| {
+            std::env::var_os("SPATE_JOB_PROGRESS")
+                .filter(|p| !p.is_empty())
+                .map(std::path::PathBuf::from)
+        })
     }
 
     /// A handle that stops the stream after its current batch.

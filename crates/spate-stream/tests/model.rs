@@ -134,6 +134,35 @@ fn early_on_time_and_late_panes_in_both_modes() {
     }
 }
 
+/// The progress file holds every batch the run ran, and the late element.
+#[test]
+fn a_stream_records_its_progress_for_the_job_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = script_pipeline(false, &dir.path().join("out"), &dir.path().join("late"));
+    let file = dir.path().join("progress.json");
+    p.record_progress(&file);
+    let result = p
+        .run_streaming(dir.path().join("cp"), BatchTrigger::AvailableNow)
+        .unwrap();
+    let progress: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(progress["batches"], result.progress.len() as u64);
+    assert_eq!(progress["bounded"], false);
+    assert_eq!(progress["inputRows"], 6, "{progress}");
+    assert_eq!(progress["lateRecordsByStep"]["Count"], 1, "{progress}");
+    let recent = progress["recent"].as_array().unwrap();
+    assert_eq!(recent.len(), result.progress.len());
+    for (json, batch) in recent.iter().zip(&result.progress) {
+        assert_eq!(json["batch"], batch.batch);
+        assert_eq!(json["inputRows"], batch.input_rows);
+        assert_eq!(json["watermark"], batch.watermark);
+        assert_eq!(json["lateRecords"], batch.late_records);
+        assert_eq!(json["outputLines"], batch.output_lines);
+    }
+    let out_lines: u64 = result.progress.iter().map(|b| b.output_lines).sum();
+    assert_eq!(progress["outputLines"], out_lines);
+}
+
 #[test]
 fn a_finished_run_resumed_does_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
