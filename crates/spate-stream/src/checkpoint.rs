@@ -5,8 +5,15 @@
 //! CHECKPOINT/metadata          the job's stateful steps and sources, checked on restart
 //! CHECKPOINT/offsets/N         batch N's input, processing time and watermark, written before it runs
 //! CHECKPOINT/state/N           state after batch N: windows, source positions, watermark
+//! CHECKPOINT/state/N.delta     or what batch N changed in the state after batch N-1
 //! CHECKPOINT/commits/N         batch N is complete (its output is committed)
 //! ```
+//!
+//! The state is written whole every [`SNAPSHOT_EVERY`] batches (and when
+//! the batch before left none); in between, each step that keeps track of
+//! its changed keys writes only those (Spark's delta files and snapshots),
+//! and the small rest (source positions, watermark, late counts) whole. A
+//! restart reads the last whole state and applies the deltas after it.
 //!
 //! Every file is written under a hidden name, flushed to disk and renamed,
 //! so a file that exists is whole. On restart, the newest batch with an
@@ -26,6 +33,10 @@ use crate::time::Millis;
 
 /// Batches whose offsets and commits are kept (Spark keeps 100).
 const KEEP_LOGS: u64 = 100;
+
+/// Every this many batches the state is written whole (Spark's
+/// `minDeltasForSnapshot`, 10): a restart applies at most this many deltas.
+pub(crate) const SNAPSHOT_EVERY: u64 = 10;
 
 /// One batch's entry in the offset log.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -62,14 +73,19 @@ pub(crate) struct Snapshot {
     #[serde(default)]
     pub started: Millis,
     pub sources: BTreeMap<String, SourceState>,
+    /// Steps' states written whole.
     pub stages: BTreeMap<String, Vec<u8>>,
+    /// Steps' changes since the batch before (only in a delta file).
+    #[serde(default)]
+    pub deltas: BTreeMap<String, Vec<u8>>,
     pub late: BTreeMap<String, u64>,
 }
 
 /// Where a restarted stream resumes.
 pub(crate) struct Resume {
-    /// The state after the last complete batch (`None`: no batch completed).
-    pub snapshot: Option<(u64, Snapshot)>,
+    /// The state after the last complete batch (`None`: no batch
+    /// completed): its last whole snapshot, then the deltas after it.
+    pub snapshot: Option<(u64, Vec<Snapshot>)>,
     /// A batch that was planned but not completed: run it again.
     pub redo: Option<OffsetEntry>,
 }
@@ -168,7 +184,7 @@ impl Checkpoint {
         let commits = numbered(&self.dir.join("commits"))?;
         let last_commit = commits.last().copied();
         let snapshot = match last_commit {
-            Some(n) => Some((n, self.read_state(n)?)),
+            Some(n) => Some((n, self.read_states(n)?)),
             None => None,
         };
         let redo = match offsets.last() {
@@ -198,10 +214,54 @@ impl Checkpoint {
         self.read_json(self.dir.join("offsets").join(n.to_string()))
     }
 
-    fn read_state(&self, n: u64) -> Result<Snapshot> {
-        let path = self.dir.join("state").join(n.to_string());
-        let bytes = std::fs::read(&path).map_err(|e| storage(&path, e))?;
-        ciborium::from_reader(bytes.as_slice()).map_err(|e| storage(&path, e))
+    fn state_path(&self, n: u64, whole: bool) -> PathBuf {
+        let name = if whole {
+            n.to_string()
+        } else {
+            format!("{n}.delta")
+        };
+        self.dir.join("state").join(name)
+    }
+
+    /// Whether the state after batch `n` was written (whole or a delta).
+    pub fn has_state(&self, n: u64) -> bool {
+        self.state_path(n, true).exists() || self.state_path(n, false).exists()
+    }
+
+    /// The state after batch `n`: its last whole snapshot, then the deltas
+    /// up to `n`, oldest first.
+    fn read_states(&self, n: u64) -> Result<Vec<Snapshot>> {
+        let mut chain = Vec::new();
+        let mut at = n;
+        loop {
+            let whole = self.state_path(at, true);
+            let path = if whole.exists() {
+                whole
+            } else {
+                self.state_path(at, false)
+            };
+            let bytes = std::fs::read(&path).map_err(|e| {
+                storage(
+                    &path,
+                    format!("{e}: the state after batch {n} needs it; the checkpoint is damaged"),
+                )
+            })?;
+            let snap: Snapshot =
+                ciborium::from_reader(bytes.as_slice()).map_err(|e| storage(&path, e))?;
+            let is_whole = path.extension().is_none();
+            chain.push(snap);
+            if is_whole {
+                break;
+            }
+            at = at.checked_sub(1).ok_or_else(|| {
+                storage(
+                    &path,
+                    "a delta of batch 0 (no state before it): the checkpoint is damaged",
+                )
+            })?;
+        }
+        chain.reverse();
+        Ok(chain)
     }
 
     /// Records a batch before it runs.
@@ -213,11 +273,17 @@ impl Checkpoint {
         )
     }
 
-    /// Records the state after a batch, then the batch as complete.
-    pub fn commit(&self, batch: u64, snapshot: &Snapshot) -> Result<()> {
+    /// Records the state after a batch (whole, or a delta of the state
+    /// after the batch before), then the batch as complete.
+    pub fn commit(&self, batch: u64, snapshot: &Snapshot, whole: bool) -> Result<()> {
         let mut bytes = Vec::new();
         ciborium::into_writer(snapshot, &mut bytes).map_err(|e| storage(&self.dir, e))?;
-        write_atomic(&self.dir.join("state").join(batch.to_string()), &bytes)?;
+        write_atomic(&self.state_path(batch, whole), &bytes)?;
+        // A run killed after writing this batch's state the other way.
+        let other = self.state_path(batch, !whole);
+        if other.exists() {
+            std::fs::remove_file(&other).map_err(|e| storage(&other, e))?;
+        }
         let commit = serde_json::json!({ "batch": batch, "watermark": snapshot.watermark });
         write_atomic(
             &self.dir.join("commits").join(batch.to_string()),
@@ -226,7 +292,9 @@ impl Checkpoint {
         self.prune(batch)
     }
 
-    /// Keeps the last two states and the last [`KEEP_LOGS`] log entries.
+    /// Keeps the states from the last whole one before `batch` (the
+    /// state of `batch - 1` may still be needed) and the last
+    /// [`KEEP_LOGS`] log entries.
     fn prune(&self, batch: u64) -> Result<()> {
         let remove = |sub: &str, below: u64| -> Result<()> {
             let dir = self.dir.join(sub);
@@ -237,7 +305,22 @@ impl Checkpoint {
             }
             Ok(())
         };
-        remove("state", batch.saturating_sub(1))?;
+        let states = self.dir.join("state");
+        let whole = numbered(&states)?;
+        if let Some(&keep) = whole.iter().rev().find(|&&n| n < batch) {
+            remove("state", keep)?;
+            for entry in std::fs::read_dir(&states).map_err(|e| storage(&states, e))? {
+                let entry = entry.map_err(|e| storage(&states, e))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if let Some(n) = name
+                    .strip_suffix(".delta")
+                    .and_then(|n| n.parse::<u64>().ok())
+                    && n < keep
+                {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
         remove("offsets", batch.saturating_sub(KEEP_LOGS))?;
         remove("commits", batch.saturating_sub(KEEP_LOGS))
     }

@@ -4,7 +4,7 @@
 //! state holds only the keys that can still repeat — never every key ever
 //! seen.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -86,6 +86,10 @@ struct DedupStage<K, T> {
     plan: Dataset<((K, bool), FirstAcc<T>)>,
     /// Each key remembered, until the watermark passes this time.
     seen: HashMap<K, Millis>,
+    /// Keys remembered or forgotten since the state was last written.
+    changed: HashSet<K>,
+    /// Whether `changed` is kept (not in a bounded run).
+    tracking: bool,
     output: Cell<T>,
     late: Cell<T>,
     late_total: u64,
@@ -116,6 +120,9 @@ impl<K: Key, T: Data + Clone> Stage for DedupStage<K, T> {
             let Some((ts, x)) = first else { continue };
             n += 1;
             if let std::collections::hash_map::Entry::Vacant(e) = self.seen.entry(key) {
+                if self.tracking {
+                    self.changed.insert(e.key().clone());
+                }
                 e.insert(ts.saturating_add(self.horizon));
                 out.push((ts, x));
             }
@@ -125,7 +132,14 @@ impl<K: Key, T: Data + Clone> Stage for DedupStage<K, T> {
     }
 
     fn fire(&mut self, watermark: Millis, _now: Millis) -> u64 {
-        self.seen.retain(|_, until| *until > watermark);
+        let (changed, tracking) = (&mut self.changed, self.tracking);
+        self.seen.retain(|key, until| {
+            let keep = *until > watermark;
+            if tracking && !keep && !changed.contains(key) {
+                changed.insert(key.clone());
+            }
+            keep
+        });
         0
     }
 
@@ -158,6 +172,37 @@ impl<K: Key, T: Data + Clone> Stage for DedupStage<K, T> {
     fn restore(&mut self, bytes: &[u8]) -> Result<()> {
         let entries: Vec<(K, Millis)> = decode("dedup state", bytes)?;
         self.seen = entries.into_iter().collect();
+        self.changed.clear();
+        Ok(())
+    }
+
+    fn delta(&mut self) -> Result<Option<Vec<u8>>> {
+        let entries: Vec<(&K, Option<&Millis>)> =
+            self.changed.iter().map(|k| (k, self.seen.get(k))).collect();
+        let bytes = encode("dedup state delta", &entries)?;
+        self.changed.clear();
+        Ok(Some(bytes))
+    }
+
+    fn forget_changes(&mut self) {
+        self.changed.clear();
+    }
+
+    fn track_changes(&mut self, on: bool) {
+        self.tracking = on;
+        if !on {
+            self.changed.clear();
+        }
+    }
+
+    fn apply_delta(&mut self, bytes: &[u8]) -> Result<()> {
+        let entries: Vec<(K, Option<Millis>)> = decode("dedup state delta", bytes)?;
+        for (key, until) in entries {
+            match until {
+                Some(until) => self.seen.insert(key, until),
+                None => self.seen.remove(&key),
+            };
+        }
         Ok(())
     }
 }
@@ -192,6 +237,8 @@ impl<T: Data + Clone> Stream<T> {
             horizon: h,
             plan,
             seen: HashMap::new(),
+            changed: HashSet::new(),
+            tracking: true,
             output: output.clone(),
             late: late.clone(),
             late_total: 0,

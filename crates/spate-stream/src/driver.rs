@@ -185,11 +185,13 @@ impl StreamPipeline {
         }
         let mut run = Run::new(self, &mut sources, &mut stages, &sinks, false);
         let (mut next, mut wm) = (0, MIN_TIMESTAMP);
-        if let Some((n, snap)) = &resume.snapshot {
-            run.restore(snap)?;
-            (next, wm) = (n + 1, snap.watermark);
-            if snap.started != 0 {
-                run.started = snap.started;
+        if let Some((n, chain)) = &resume.snapshot {
+            run.restore(chain)?;
+            if let Some(snap) = chain.last() {
+                (next, wm) = (n + 1, snap.watermark);
+                if snap.started != 0 {
+                    run.started = snap.started;
+                }
             }
         }
         let mut progress = Vec::new();
@@ -262,6 +264,10 @@ impl StreamPipeline {
         );
         for sink in sinks.iter() {
             sink.prepare(true)?;
+        }
+        // No checkpoint: the steps need not note what changes.
+        for stage in stages.iter_mut() {
+            stage.track_changes(false);
         }
         // A batch job has no late data: the watermark stays at its start
         // until the input is read, then moves to the end of time.
@@ -354,7 +360,12 @@ impl<'a> Run<'a> {
         progress: &mut Vec<BatchProgress>,
     ) -> Result<Millis> {
         let (p, wm) = self.execute(entry)?;
-        cp.commit(entry.batch, &self.snapshot(wm)?)?;
+        let whole = entry
+            .batch
+            .is_multiple_of(crate::checkpoint::SNAPSHOT_EVERY)
+            || !cp.has_state(entry.batch - 1);
+        let snapshot = self.snapshot(wm, whole)?;
+        cp.commit(entry.batch, &snapshot, whole)?;
         self.publish(&p);
         progress.push(p);
         Ok(wm)
@@ -520,7 +531,9 @@ impl<'a> Run<'a> {
             .collect()
     }
 
-    fn snapshot(&self, watermark: Millis) -> Result<Snapshot> {
+    /// The state after a batch: each step's whole, or (`whole` false) what
+    /// changed since the batch before, for the steps that keep track.
+    fn snapshot(&mut self, watermark: Millis, whole: bool) -> Result<Snapshot> {
         let mut snap = Snapshot {
             watermark,
             started: self.started,
@@ -536,31 +549,51 @@ impl<'a> Run<'a> {
                 },
             );
         }
-        for s in self.stages.iter() {
-            snap.stages.insert(s.name().to_string(), s.snapshot()?);
-            snap.late.insert(s.name().to_string(), s.late_total());
+        for s in self.stages.iter_mut() {
+            let name = s.name().to_string();
+            let delta = if whole { None } else { s.delta()? };
+            match delta {
+                Some(d) => {
+                    snap.deltas.insert(name.clone(), d);
+                }
+                None => {
+                    snap.stages.insert(name.clone(), s.snapshot()?);
+                    s.forget_changes();
+                }
+            }
+            snap.late.insert(name, s.late_total());
         }
         Ok(snap)
     }
 
-    fn restore(&mut self, snap: &Snapshot) -> Result<()> {
+    /// Restores the state after a batch: its last whole snapshot, then the
+    /// deltas after it, in order.
+    fn restore(&mut self, chain: &[Snapshot]) -> Result<()> {
+        let Some(last) = chain.last() else {
+            return Ok(());
+        };
         for slot in self.sources.iter_mut() {
-            if let Some(st) = snap.sources.get(&slot.name) {
+            if let Some(st) = last.sources.get(&slot.name) {
                 slot.source.restore(&st.position)?;
                 slot.max_event.store(st.max_event, Ordering::Relaxed);
                 slot.last_data = st.last_data;
             }
         }
         for stage in self.stages.iter_mut() {
-            if let Some(bytes) = snap.stages.get(stage.name()) {
-                stage.restore(bytes).map_err(|e| {
-                    Error::Usage(format!(
-                        "the checkpoint's state of step {} does not fit the job: {e}",
-                        stage.name()
-                    ))
-                })?;
+            let name = stage.name().to_string();
+            let misfit = |e: Error| {
+                Error::Usage(format!(
+                    "the checkpoint's state of step {name} does not fit the job: {e}"
+                ))
+            };
+            for snap in chain {
+                if let Some(bytes) = snap.stages.get(stage.name()) {
+                    stage.restore(bytes).map_err(misfit)?;
+                } else if let Some(bytes) = snap.deltas.get(stage.name()) {
+                    stage.apply_delta(bytes).map_err(misfit)?;
+                }
             }
-            stage.set_late_total(snap.late.get(stage.name()).copied().unwrap_or(0));
+            stage.set_late_total(last.late.get(stage.name()).copied().unwrap_or(0));
         }
         Ok(())
     }

@@ -196,6 +196,24 @@ pub(crate) trait Stage: Send {
     fn set_late_total(&mut self, _n: u64) {}
     fn snapshot(&self) -> Result<Vec<u8>>;
     fn restore(&mut self, bytes: &[u8]) -> Result<()>;
+    /// What changed in its state since it was last written (a whole
+    /// snapshot or a delta), as bytes for [`apply_delta`](Self::apply_delta);
+    /// `None` if it only writes its state whole.
+    fn delta(&mut self) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+    /// Its state counts as written: a whole snapshot was taken.
+    fn forget_changes(&mut self) {}
+    /// Whether to note what changes, for deltas (not in a bounded run,
+    /// which keeps no checkpoint).
+    fn track_changes(&mut self, _on: bool) {}
+    /// Applies a delta to the state restored from the snapshot before it.
+    fn apply_delta(&mut self, _bytes: &[u8]) -> Result<()> {
+        Err(Error::Internal(format!(
+            "step {} keeps no deltas, yet the checkpoint holds one for it",
+            self.name()
+        )))
+    }
 }
 
 /// A sink, as the driver runs it.
@@ -940,5 +958,21 @@ where
     fn restore(&mut self, bytes: &[u8]) -> Result<()> {
         self.state = KeyedWindows::restore(bytes)?;
         Ok(())
+    }
+
+    fn delta(&mut self) -> Result<Option<Vec<u8>>> {
+        self.state.delta().map(Some)
+    }
+
+    fn forget_changes(&mut self) {
+        self.state.forget_changes();
+    }
+
+    fn track_changes(&mut self, on: bool) {
+        self.state.track_changes(on);
+    }
+
+    fn apply_delta(&mut self, bytes: &[u8]) -> Result<()> {
+        self.state.apply_delta(bytes)
     }
 }

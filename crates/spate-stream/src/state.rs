@@ -1,7 +1,7 @@
 //! Keyed window state: each key's windows, their accumulators and their
 //! triggers' memory, snapshotted with every checkpoint.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 
 use serde::de::DeserializeOwned;
@@ -52,6 +52,11 @@ struct WindowState<A> {
 pub(crate) struct KeyedWindows<K, A> {
     map: HashMap<K, Vec<WindowState<A>>>,
     windows: usize,
+    /// Keys whose windows changed since the state was last written (a
+    /// checkpoint's delta holds just these).
+    changed: HashSet<K>,
+    /// Whether `changed` is kept (not in a bounded run).
+    tracking: bool,
 }
 
 impl<K, A> KeyedWindows<K, A>
@@ -63,6 +68,8 @@ where
         Self {
             map: HashMap::new(),
             windows: 0,
+            changed: HashSet::new(),
+            tracking: true,
         }
     }
 
@@ -84,6 +91,9 @@ where
         n: u64,
         now: Millis,
     ) {
+        if self.tracking && !self.changed.contains(&key) {
+            self.changed.insert(key.clone());
+        }
         let list = self.map.entry(key).or_default();
         if !merges {
             if let Some(st) = list.iter_mut().find(|s| s.window == window) {
@@ -139,6 +149,7 @@ where
         out: &mut Vec<Pane<K, C::Output>>,
     ) {
         let mut dropped = 0;
+        let (changed, tracking) = (&mut self.changed, self.tracking);
         self.map.retain(|key, list| {
             list.retain_mut(|st| {
                 let expiring = watermark >= s.expiry(&st.window);
@@ -162,6 +173,9 @@ where
                 if expiring {
                     dropped += 1;
                 }
+                if tracking && (fires.is_some() || expiring) && !changed.contains(key) {
+                    changed.insert(key.clone());
+                }
                 !expiring
             });
             !list.is_empty()
@@ -182,7 +196,48 @@ where
         Ok(Self {
             map: entries.into_iter().collect(),
             windows,
+            changed: HashSet::new(),
+            tracking: true,
         })
+    }
+
+    /// The keys changed since the state was last written, as bytes: each
+    /// with its windows now, or none when it has none left. The state
+    /// counts as written after this.
+    pub fn delta(&mut self) -> Result<Vec<u8>> {
+        let entries: Vec<(&K, Option<&Vec<WindowState<A>>>)> =
+            self.changed.iter().map(|k| (k, self.map.get(k))).collect();
+        let bytes = encode("window state delta", &entries)?;
+        self.changed.clear();
+        Ok(bytes)
+    }
+
+    /// The state counts as written (a whole snapshot was taken).
+    pub fn forget_changes(&mut self) {
+        self.changed.clear();
+    }
+
+    /// Whether to note changed keys (a bounded run writes no state).
+    pub fn track_changes(&mut self, on: bool) {
+        self.tracking = on;
+        if !on {
+            self.changed.clear();
+        }
+    }
+
+    /// Applies [`delta`](Self::delta)'s bytes.
+    pub fn apply_delta(&mut self, bytes: &[u8]) -> Result<()> {
+        let entries: Vec<(K, Option<Vec<WindowState<A>>>)> = decode("window state delta", bytes)?;
+        for (key, list) in entries {
+            if let Some(old) = self.map.remove(&key) {
+                self.windows -= old.len();
+            }
+            if let Some(list) = list {
+                self.windows += list.len();
+                self.map.insert(key, list);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -268,6 +323,38 @@ mod tests {
         st.fire::<u64, _>(&Sum, &s, 100, 0, &mut out);
         let got: Vec<(u64, bool)> = out.iter().map(|p| (p.value, p.pane.is_last)).collect();
         assert_eq!(got, [(2, false), (5, true)]);
+    }
+
+    #[test]
+    fn deltas_hold_the_changed_keys_only_and_rebuild_the_state() {
+        let s = WindowingStrategy::new(Windows::fixed(Duration::from_millis(100)));
+        let mut st: KeyedWindows<String, u64> = KeyedWindows::new();
+        for i in 0..1000 {
+            st.absorb::<u64, _>(&Sum, false, format!("k{i}"), w(0, 100), 1, 1, 0);
+        }
+        st.absorb::<u64, _>(&Sum, false, "late".into(), w(100, 200), 1, 1, 0);
+        let full = st.snapshot().unwrap();
+        st.forget_changes();
+        let mut copy = KeyedWindows::<String, u64>::restore(&full).unwrap();
+        // One key grows; the watermark passes 0..100: 1000 keys fire and go.
+        st.absorb::<u64, _>(&Sum, false, "late".into(), w(100, 200), 4, 4, 0);
+        let delta = st.delta().unwrap();
+        assert!(
+            delta.len() < full.len() / 10,
+            "{} of {}",
+            delta.len(),
+            full.len()
+        );
+        let mut out = Vec::new();
+        st.fire::<u64, _>(&Sum, &s, 100, 0, &mut out);
+        assert_eq!(out.len(), 1000);
+        let removed = st.delta().unwrap();
+        copy.apply_delta(&delta).unwrap();
+        copy.apply_delta(&removed).unwrap();
+        assert_eq!((copy.len(), st.len()), (1, 1));
+        assert_eq!(copy.map["late"][0].acc, 5);
+        // Nothing changed since: an empty list (one byte of CBOR).
+        assert_eq!(st.delta().unwrap().len(), 1);
     }
 
     #[test]

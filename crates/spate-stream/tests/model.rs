@@ -163,6 +163,70 @@ fn a_stream_records_its_progress_for_the_job_service() {
     assert_eq!(progress["outputLines"], out_lines);
 }
 
+/// Between whole snapshots, a batch's state file holds what the batch
+/// changed: one word among thousands is a small delta, and a stream
+/// restarted on a snapshot and deltas goes on with the right counts.
+#[test]
+fn state_is_written_whole_every_ten_batches_and_as_deltas_between() {
+    use spate_stream::wordcount::WindowedWordCount;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    // 3000 words of letters (`into_words` keeps letters): "aaa" to "ekj".
+    let word = |i: usize| -> String {
+        [i / 676, i / 26 % 26, i % 26]
+            .iter()
+            .map(|&d| char::from(b'a' + d as u8))
+            .collect()
+    };
+    let words: String = (0..3000).map(|i| format!("1000\t{}\n", word(i))).collect();
+    std::fs::write(input.join("in-000.txt"), words).unwrap();
+    for f in 1..=11 {
+        std::fs::write(input.join(format!("in-{f:03}.txt")), "2000\tabc\n").unwrap();
+    }
+    let job = |out: &str, per_batch| WindowedWordCount {
+        max_files_per_trigger: per_batch,
+        ..WindowedWordCount::new(
+            input.clone(),
+            dir.path().join(out),
+            Duration::from_secs(3600),
+        )
+    };
+    let cp = dir.path().join("cp");
+    let p = pipeline();
+    job("streamed", Some(1)).build(&p);
+    let first = p.run_streaming(&cp, BatchTrigger::AvailableNow).unwrap();
+    assert_eq!(first.progress.len(), 12);
+    // Batch 10 wrote the state whole, batch 11 a delta; older states are gone.
+    let mut states: Vec<String> = std::fs::read_dir(cp.join("state"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    states.sort();
+    assert_eq!(states, ["10", "11.delta"]);
+    let whole = std::fs::metadata(cp.join("state/10")).unwrap().len();
+    let delta = std::fs::metadata(cp.join("state/11.delta")).unwrap().len();
+    assert!(delta * 20 < whole, "delta {delta} bytes, whole {whole}");
+
+    // Restarted on 10 and 11's delta: the window fires with every count.
+    std::fs::write(input.join("in-012.txt"), "7200000\tend\n").unwrap();
+    let p = pipeline();
+    job("streamed", Some(1)).build(&p);
+    p.run_streaming(&cp, BatchTrigger::AvailableNow).unwrap();
+    let p = pipeline();
+    job("batch", None).build(&p);
+    p.run_bounded().unwrap();
+    let streamed = lines(&dir.path().join("streamed"));
+    assert_eq!(streamed.len(), 3000);
+    assert!(streamed.contains(&"0\t3600000\tabc\t12".to_string()));
+    let batch: Vec<String> = lines(&dir.path().join("batch"))
+        .into_iter()
+        .filter(|l| !l.contains("\tend\t"))
+        .collect();
+    assert_eq!(streamed, batch);
+}
+
 #[test]
 fn a_finished_run_resumed_does_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
@@ -341,30 +405,45 @@ fn bad_input_names_the_step_and_the_line() {
 fn dedup_remembers_keys_only_until_the_watermark_passes_the_horizon() {
     let dir = tempfile::tempdir().unwrap();
     let s = |t: i64, k: &str| (t, k.to_string());
-    let events = TestStream::new()
-        .add_elements([s(1_000, "a"), s(1_500, "a"), s(2_000, "b")])
-        .advance_watermark_to(5_000)
-        .add_elements([s(6_000, "a")])
-        .advance_watermark_to(12_000)
-        .add_elements([s(13_000, "a"), s(1_000, "c")])
-        .advance_watermark_to_infinity();
-    let p = pipeline();
-    let deduped = p.read("Events", events).dedup_within_watermark(
-        "Dedup",
-        |k: &String| k.clone(),
-        Duration::from_secs(10),
-    );
-    deduped
-        .output
-        .map_with_timestamp("Format", |t, k| format!("{t} {k}"))
-        .write_text("Write", dir.path().join("out"));
-    deduped
-        .late
-        .map_with_timestamp("FormatLate", |t, k| format!("{t} {k}"))
-        .write_text("WriteLate", dir.path().join("late"));
-    let result = p
+    let build = || {
+        let events = TestStream::new()
+            .add_elements([s(1_000, "a"), s(1_500, "a"), s(2_000, "b")])
+            .advance_watermark_to(5_000)
+            .add_elements([s(6_000, "a")])
+            .advance_watermark_to(12_000)
+            .add_elements([s(13_000, "a"), s(1_000, "c")])
+            .advance_watermark_to_infinity();
+        let p = pipeline();
+        let deduped = p.read("Events", events).dedup_within_watermark(
+            "Dedup",
+            |k: &String| k.clone(),
+            Duration::from_secs(10),
+        );
+        deduped
+            .output
+            .map_with_timestamp("Format", |t, k| format!("{t} {k}"))
+            .write_text("Write", dir.path().join("out"));
+        deduped
+            .late
+            .map_with_timestamp("FormatLate", |t, k| format!("{t} {k}"))
+            .write_text("WriteLate", dir.path().join("late"));
+        p
+    };
+    let result = build()
         .run_streaming(dir.path().join("cp"), BatchTrigger::AvailableNow)
         .unwrap();
+    // Its state after the first batch was whole, then deltas: a restart
+    // rebuilds it from them and has nothing left to do.
+    let states = std::fs::read_dir(dir.path().join("cp/state")).unwrap();
+    assert!(
+        states
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .any(|n| n.ends_with(".delta"))
+    );
+    let again = build()
+        .run_streaming(dir.path().join("cp"), BatchTrigger::AvailableNow)
+        .unwrap();
+    assert!(again.progress.is_empty(), "{:?}", again.progress);
     // `a` at 6 000 repeats the one at 1 000, remembered until 11 000; at
     // 13 000 it is new again. `c` at 1 000 came when the watermark (12 000)
     // had passed 1 000 + 10 s: it cannot be checked, and is kept as late.
