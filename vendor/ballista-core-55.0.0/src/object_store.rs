@@ -122,6 +122,10 @@ pub fn state_with_s3_support() -> datafusion::common::Result<SessionState> {
 pub struct CustomObjectStoreRegistry {
     local: Arc<LocalFileSystem>,
     s3options: S3Options,
+    /// spate patch: stores registered by `register_store`, by
+    /// `scheme://authority`; they take precedence over those made from the
+    /// options.
+    registered: RwLock<std::collections::HashMap<String, Arc<dyn ObjectStore>>>,
 }
 
 impl CustomObjectStoreRegistry {
@@ -130,20 +134,27 @@ impl CustomObjectStoreRegistry {
         Self {
             s3options,
             local: Arc::new(LocalFileSystem::new()),
+            registered: RwLock::default(),
         }
     }
 }
 
 impl ObjectStoreRegistry for CustomObjectStoreRegistry {
+    /// spate patch: upstream panicked here (the call was not supported). A registered
+    /// store serves its `scheme://authority`; the store it replaces, if
+    /// any, is returned.
     fn register_store(
         &self,
-        _url: &Url,
-        _store: Arc<dyn ObjectStore>,
+        url: &Url,
+        store: Arc<dyn ObjectStore>,
     ) -> Option<Arc<dyn ObjectStore>> {
-        unimplemented!("register_store not supported")
+        self.registered.write().insert(Self::store_key(url), store)
     }
 
     fn get_store(&self, url: &Url) -> Result<Arc<dyn ObjectStore>> {
+        if let Some(store) = self.registered.read().get(&Self::store_key(url)) {
+            return Ok(Arc::clone(store));
+        }
         let scheme = url.scheme();
         log::trace!("get_store: {:?}", self.s3options.config.read());
         match scheme {
@@ -168,6 +179,11 @@ impl ObjectStoreRegistry for CustomObjectStoreRegistry {
 }
 
 impl CustomObjectStoreRegistry {
+    /// The key a store is registered under: `scheme://authority`.
+    fn store_key(url: &Url) -> String {
+        format!("{}://{}", url.scheme(), &url[url::Position::BeforeHost..url::Position::AfterPort])
+    }
+
     fn s3_object_store_builder(
         url: &Url,
         aws_options: &S3RegistryConfiguration,
