@@ -28,6 +28,22 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// The server's `/metrics`, read with its token.
+fn prometheus(server: &Server) -> String {
+    let token = std::fs::read_to_string(server.home.path().join("server/token")).unwrap();
+    runtime().block_on(async {
+        reqwest::Client::new()
+            .get(format!("{}/metrics", server.url))
+            .bearer_auth(token.trim())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    })
+}
+
 fn input(dir: &Path) -> PathBuf {
     let path = dir.join("words.txt");
     std::fs::write(&path, "b a c\na b\nb\n").unwrap();
@@ -463,17 +479,7 @@ fn bad_requests_get_one_error_shape() {
         "bearer"
     );
     assert_eq!(call("GET", "/metrics", None, "").0, 401);
-    let metrics = rt.block_on(async {
-        reqwest::Client::new()
-            .get(format!("{}/metrics", server.url))
-            .bearer_auth(&secret)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    });
+    let metrics = prometheus(server);
     assert!(metrics.contains("# TYPE spate_jobs gauge"), "{metrics}");
     assert!(
         metrics.contains("spate_http_requests_total{method=\"GET\",code=\"401\"}"),
@@ -1416,18 +1422,7 @@ fn a_stream_job_logs_its_batches_and_resumes_from_its_checkpoint_when_resubmitte
     // Batch 0 moved the watermark past the first window's end.
     assert!(first["watermark"].as_i64().unwrap() >= 60_000, "{progress}");
     assert!(first["stateEntries"].as_u64().unwrap() > 0, "{progress}");
-    let secret = std::fs::read_to_string(server.home.path().join("server/token")).unwrap();
-    let metrics = runtime().block_on(async {
-        reqwest::Client::new()
-            .get(format!("{}/metrics", server.url))
-            .bearer_auth(secret.trim())
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    });
+    let metrics = prometheus(server);
     for series in [
         "spate_stream_input_rows_total{job=\"stream-live\"} 2\n",
         "spate_stream_batch_duration_seconds{job=\"stream-live\"} ",

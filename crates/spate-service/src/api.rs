@@ -226,18 +226,21 @@ async fn prometheus(State(app): State<App>) -> Result<Response, ApiError> {
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
-/// A job's progress file, if its process wrote one (a stream job does).
-fn read_progress(app: &App, job: &Job) -> Result<Option<serde_json::Value>, ApiError> {
-    let path = app.jobs.progress_path(&job.job_uuid);
-    match std::fs::read(&path) {
+/// A JSON file the job's process writes in its directory (`graph.json`,
+/// `stages.json`, `progress.json`), if it wrote it.
+fn read_job_json(app: &App, job: &Job, name: &str) -> Result<Option<serde_json::Value>, ApiError> {
+    match std::fs::read(app.jobs.job_dir(&job.job_uuid).join(name)) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| ApiError::internal(format!("reading the job's progress: {e}"))),
+            .map_err(|e| ApiError::internal(format!("reading the job's {name}: {e}"))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(ApiError::internal(format!(
-            "reading the job's progress: {e}"
-        ))),
+        Err(e) => Err(ApiError::internal(format!("reading the job's {name}: {e}"))),
     }
+}
+
+/// A job's progress file, if its process wrote one (a stream job does).
+fn read_progress(app: &App, job: &Job) -> Result<Option<serde_json::Value>, ApiError> {
+    read_job_json(app, job, crate::runner::PROGRESS_FILE)
 }
 
 /// Compares in time independent of where the texts differ.
@@ -412,16 +415,7 @@ async fn delete(
 )]
 async fn graph(State(app): State<App>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let job = find(&app, &id)?;
-    let dir = app.jobs.job_dir(&job.job_uuid);
-    let read = |name: &str| -> Result<Option<serde_json::Value>, ApiError> {
-        match std::fs::read(dir.join(name)) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| ApiError::internal(format!("reading the job's {name}: {e}"))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(ApiError::internal(format!("reading the job's {name}: {e}"))),
-        }
-    };
+    let read = |name: &str| read_job_json(&app, &job, name);
     let mut graph = read("graph.json")?.unwrap_or_else(|| serde_json::json!({"plans": []}));
     if let Some(stages) = read("stages.json")?
         && let Some(object) = graph.as_object_mut()

@@ -322,6 +322,7 @@ async fn run_clusters(client: &Client, args: ClustersArgs) -> Result<i32, Client
             print_value(
                 &serde_json::to_value(&cluster).unwrap_or(Value::Null),
                 format,
+                as_yaml,
             )?;
             return Ok(0);
         }
@@ -378,18 +379,31 @@ async fn run_clusters(client: &Client, args: ClustersArgs) -> Result<i32, Client
     print_value(
         &serde_json::to_value(&operation).unwrap_or(Value::Null),
         format,
+        as_yaml,
     )?;
     Ok(0)
 }
 
-fn print_value(value: &Value, format: Option<&str>) -> Result<(), ClientError> {
-    let text = match format.unwrap_or("yaml") {
+/// A resource read as JSON, in `format`: `table` (the default) is what
+/// `table` makes of it.
+fn print_value(
+    value: &Value,
+    format: Option<&str>,
+    table: fn(&Value) -> String,
+) -> Result<(), ClientError> {
+    let text = match format.unwrap_or("table") {
         "json" => serde_json::to_string_pretty(value).unwrap_or_default() + "\n",
-        "yaml" | "table" => yaml(value, 0),
+        "yaml" => yaml(value, 0),
+        "table" => table(value),
         f => values_of(std::slice::from_ref(value), f)?,
     };
     print_raw(&text);
     Ok(())
+}
+
+/// The "table" of a resource without columns of its own: its YAML.
+fn as_yaml(value: &Value) -> String {
+    yaml(value, 0)
 }
 
 /// gcloud's cluster listing columns.
@@ -510,27 +524,11 @@ async fn run_jobs(client: &Client, args: JobsArgs) -> Result<i32, ClientError> {
             Ok(0)
         }
         JobsCommand::Graph(i) => {
-            let graph = client.graph(&i.id).await?;
-            match format {
-                None | Some("table") => print_raw(&graph_table(&graph)),
-                Some("json") => {
-                    print_raw(&(serde_json::to_string_pretty(&graph).unwrap_or_default() + "\n"))
-                }
-                Some("yaml") => print_raw(&yaml(&graph, 0)),
-                Some(f) => print_raw(&values_of(&[graph], f)?),
-            }
+            print_value(&client.graph(&i.id).await?, format, graph_table)?;
             Ok(0)
         }
         JobsCommand::Progress(i) => {
-            let progress = client.progress(&i.id).await?;
-            match format {
-                None | Some("table") => print_raw(&progress_table(&progress)),
-                Some("json") => {
-                    print_raw(&(serde_json::to_string_pretty(&progress).unwrap_or_default() + "\n"))
-                }
-                Some("yaml") => print_raw(&yaml(&progress, 0)),
-                Some(f) => print_raw(&values_of(&[progress], f)?),
-            }
+            print_value(&client.progress(&i.id).await?, format, progress_table)?;
             Ok(0)
         }
         JobsCommand::Logs(l) => {

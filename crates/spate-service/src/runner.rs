@@ -94,6 +94,9 @@ impl Live {
     }
 }
 
+/// A stream job's progress file in its directory.
+pub(crate) const PROGRESS_FILE: &str = "progress.json";
+
 /// Now, as RFC 3339 in UTC with milliseconds.
 pub fn now() -> String {
     let since = std::time::SystemTime::now()
@@ -207,7 +210,7 @@ impl Jobs {
     /// the job's process after every batch (see `spate_stream`'s
     /// `record_progress`).
     pub(crate) fn progress_path(&self, uuid: &str) -> PathBuf {
-        self.job_dir(uuid).join("progress.json")
+        self.job_dir(uuid).join(PROGRESS_FILE)
     }
 
     /// Where an upload is kept (its id is checked: never a client's path).

@@ -85,8 +85,8 @@ impl ProgressFile {
             recent: &self.recent,
         };
         let written = serde_json::to_vec(&report)
-            .map_err(|e| spate_core::error::Error::Internal(e.to_string()))
-            .and_then(|json| crate::checkpoint::write_atomic(&self.path, &json));
+            .map_err(std::io::Error::other)
+            .and_then(|json| replace(&self.path, &json));
         if let Err(e) = written
             && !self.failed
         {
@@ -97,4 +97,14 @@ impl ProgressFile {
             );
         }
     }
+}
+
+/// Replaces the file at `path` whole (a reader never sees half of it), by
+/// a rename; not flushed to disk: the file is a view of the stream, which
+/// its next batch rewrites, not state a restart needs.
+fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
 }

@@ -201,24 +201,32 @@ impl DirectorySource {
     }
 }
 
+/// A typed source's offsets: those of the directory source it reads
+/// (`self.files`), which picks each batch's files.
+macro_rules! offsets_of_files {
+    () => {
+        fn next_batch(&mut self, limited: bool) -> Result<Option<Value>> {
+            self.files.next_batch(limited)
+        }
+        fn replay(&mut self, batch: &Value) -> Result<()> {
+            self.files.replay(batch)
+        }
+        fn position(&self) -> Value {
+            self.files.position()
+        }
+        fn restore(&mut self, position: &Value) -> Result<()> {
+            self.files.restore(position)
+        }
+    };
+}
+
 impl<T: Data + serde::de::DeserializeOwned> Source for JsonLinesSource<T> {
     type Item = T;
 
     fn describe(&self) -> String {
         format!("JSON lines in {}", self.files.dir.display())
     }
-    fn next_batch(&mut self, limited: bool) -> Result<Option<Value>> {
-        self.files.next_batch(limited)
-    }
-    fn replay(&mut self, batch: &Value) -> Result<()> {
-        self.files.replay(batch)
-    }
-    fn position(&self) -> Value {
-        self.files.position()
-    }
-    fn restore(&mut self, position: &Value) -> Result<()> {
-        self.files.restore(position)
-    }
+    offsets_of_files!();
     // A step's closure fails its step (and the batch) by panicking.
     #[allow(clippy::panic)]
     fn stream(&self, ctx: &Context, current: Current) -> Dataset<(Millis, T)> {
@@ -524,18 +532,7 @@ impl<T: Data> Source for TableFilesSource<T> {
         };
         format!("{kind} files in {}", self.files.dir.display())
     }
-    fn next_batch(&mut self, limited: bool) -> Result<Option<Value>> {
-        self.files.next_batch(limited)
-    }
-    fn replay(&mut self, batch: &Value) -> Result<()> {
-        self.files.replay(batch)
-    }
-    fn position(&self) -> Value {
-        self.files.position()
-    }
-    fn restore(&mut self, position: &Value) -> Result<()> {
-        self.files.restore(position)
-    }
+    offsets_of_files!();
     fn stream(&self, ctx: &Context, current: Current) -> Dataset<(Millis, T)> {
         let dir = self.files.dir.clone();
         ctx.read_table_files_each_run(self.format, move || {
