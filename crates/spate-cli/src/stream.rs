@@ -34,11 +34,14 @@ struct StreamWordCountArgs {
     /// (every partition, offsets kept in the checkpoint, read-committed).
     #[arg(long, short)]
     input: String,
-    /// Output directory (one file per batch, visible once committed), or a
-    /// Kafka topic: kafka://HOST:PORT/TOPIC (one transaction per batch).
+    /// Output directory (one file per batch, visible once committed), also
+    /// on an object store (s3://BUCKET/PREFIX, gs://, az://), or a Kafka
+    /// topic: kafka://HOST:PORT/TOPIC (one transaction per batch).
     #[arg(long, short)]
     output: String,
-    /// Checkpoint directory (offsets, state, commits); give the same one to resume.
+    /// Checkpoint directory (offsets, state, commits), local or on an
+    /// object store (s3://BUCKET/PREFIX, gs://, az://; credentials from the
+    /// usual AWS_*, GOOGLE_*, AZURE_* variables); give the same one to resume.
     #[arg(long)]
     checkpoint: PathBuf,
     /// Window length, e.g. 60s, 5m.

@@ -1,6 +1,8 @@
 //! `spate stream wordcount` killed with SIGKILL at seeded points and
-//! restarted from its checkpoint, from a directory to a directory and
-//! from a Kafka topic to a Kafka topic (a real broker on loopback): its
+//! restarted from its checkpoint, from a directory to a directory, with
+//! checkpoint and output on an S3-compatible store (a real server on
+//! loopback), and from a Kafka topic to a Kafka topic (a real broker on
+//! loopback): its
 //! committed output has every (window, word) once, and equals
 //! `spate run windowed-wordcount`'s.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -10,6 +12,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "common/s3.rs"]
+mod s3;
 #[path = "../../spate-stream/tests/support/tansu.rs"]
 mod tansu;
 
@@ -201,6 +205,67 @@ fn a_killed_stream_resumes_with_no_loss_and_no_duplicate() {
     got.sort();
     assert!(!expect.is_empty());
     assert_eq!(got, expect);
+}
+
+#[test]
+fn a_killed_stream_with_checkpoint_and_output_on_s3_resumes_with_no_loss_and_no_duplicate() {
+    let seed = 0x5eed_2026_1206;
+    let mut rng = Rng(seed);
+    let s3 = s3::S3::start();
+    let bucket = s3.root.path().join("stream");
+    std::fs::create_dir_all(&bucket).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (input, batch) = (dir.path().join("in"), dir.path().join("batch"));
+    let files = 24;
+    let last_time = write_input(&input, files, 200, &mut rng);
+
+    let stream_on = |checkpoint: &str| {
+        let mut c = spate();
+        c.args(["stream", "wordcount", "--window", "10s", "--threads", "2"])
+            .args(["--trigger", "available-now", "--max-files-per-trigger", "1"])
+            .args(["-q", "-o", "s3://stream/out", "--checkpoint", checkpoint])
+            .arg("-i")
+            .arg(&input)
+            .envs(s3.env())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c
+    };
+    let stream = || stream_on("s3://stream/cp/");
+    // The server keeps each object as a file under its root: the test
+    // watches the checkpoint's logs there.
+    kill_and_resume(&stream, &bucket.join("cp"), &mut rng, seed);
+
+    let out = bucket.join("out");
+    let out_lines = committed(&out);
+    once_each(&out_lines);
+    let logged = highest(&out.join("_spate_log")).unwrap();
+    assert!(
+        logged + 1 >= files as u64,
+        "{logged} batches logged for {files} files"
+    );
+    // Nothing is left under a hidden name: every batch finished its rename.
+    let hidden: Vec<_> = s3::objects(&s3, "stream", "out")
+        .into_iter()
+        .filter(|o| o.contains("/."))
+        .collect();
+    assert!(hidden.is_empty(), "{hidden:?}");
+
+    let mut expect = batch_answer(&input, &batch, last_time);
+    let mut got = out_lines;
+    expect.sort();
+    got.sort();
+    assert!(!expect.is_empty());
+    assert_eq!(got, expect);
+
+    // A second stream on the same output is refused, naming it.
+    let other = stream_on("s3://stream/cp2").output().unwrap();
+    assert!(!other.status.success());
+    let err = String::from_utf8_lossy(&other.stderr);
+    assert!(
+        err.contains("output directory s3://stream/out is not empty"),
+        "{err}"
+    );
 }
 
 /// `spate run windowed-wordcount` over `input`: the lines of windows

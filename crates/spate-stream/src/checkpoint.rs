@@ -15,20 +15,26 @@
 //! and the small rest (source positions, watermark, late counts) whole. A
 //! restart reads the last whole state and applies the deltas after it.
 //!
-//! Every file is written under a hidden name, flushed to disk and renamed,
-//! so a file that exists is whole. On restart, the newest batch with an
+//! The checkpoint is a local directory or a prefix in an object store
+//! (`s3://bucket/ck`; see the `dir` module). Every file is written whole or
+//! not at all (locally under a hidden name, flushed to disk and renamed).
+//! Offset entries and commits are only ever created, never replaced: a
+//! run that finds one there already has another run beside it and stops
+//! (on a local directory a lock keeps the second run out sooner). On restart, the newest batch with an
 //! offset entry but no commit is run again from its offset entry, on the
 //! state of the batch before it: the same input, processing time and
 //! watermark give the same output, which the sinks commit once.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use spate_core::error::{Error, Result};
 
+use spate_core::Context;
+
+use crate::dir::Dir;
 use crate::time::Millis;
 
 /// Batches whose offsets and commits are kept (Spark keeps 100).
@@ -91,98 +97,87 @@ pub(crate) struct Resume {
 }
 
 pub(crate) struct Checkpoint {
-    dir: PathBuf,
-    /// Held (an exclusive lock on `CHECKPOINT/lock`) while the run lasts:
-    /// two runs on one checkpoint would plan the same batch twice.
-    _lock: std::fs::File,
+    dir: Dir,
+    offsets: Dir,
+    state: Dir,
+    commits: Dir,
+    /// Held (an exclusive lock on `CHECKPOINT/lock`) while the run lasts,
+    /// on a local checkpoint: two runs on one checkpoint would plan the
+    /// same batch twice. An object store has no locks: there a second run
+    /// is found out when it creates a batch's offset entry or commit that
+    /// already exists.
+    _lock: Option<std::fs::File>,
+    /// The last batch committed (found on opening, then each commit).
+    last_commit: std::cell::Cell<Option<u64>>,
 }
 
-fn storage(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Storage(format!("checkpoint {}: {e}", path.display()))
+fn storage(dir: &Dir, e: impl std::fmt::Display) -> Error {
+    Error::Storage(format!("checkpoint {dir}: {e}"))
 }
 
-/// Writes `bytes` to `path` whole or not at all.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let mut f = std::fs::File::create(&tmp).map_err(|e| storage(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| storage(&tmp, e))?;
-    f.sync_all().map_err(|e| storage(&tmp, e))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| storage(path, e))?;
-    sync_dir(dir)
-}
-
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| storage(dir, e))
-}
-
-fn numbered(dir: &Path) -> Result<Vec<u64>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| storage(dir, e))? {
-        let entry = entry.map_err(|e| storage(dir, e))?;
-        if let Ok(n) = entry.file_name().to_string_lossy().parse::<u64>() {
-            out.push(n);
-        }
+/// Takes the lock of a local checkpoint directory.
+fn lock(dir: &Path) -> Result<std::fs::File> {
+    let path = dir.join("lock");
+    let err = |e: std::io::Error| Error::Storage(format!("checkpoint {}: {e}", path.display()));
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(err)?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(in_use(&dir.display().to_string())),
+        Err(std::fs::TryLockError::Error(e)) => Err(err(e)),
     }
-    out.sort_unstable();
-    Ok(out)
+}
+
+fn in_use(dir: &str) -> Error {
+    Error::Usage(format!(
+        "checkpoint {dir} is in use by another run of the stream; \
+         one run at a time resumes a checkpoint"
+    ))
 }
 
 impl Checkpoint {
-    /// Opens (creating) the checkpoint at `dir` for a job described by
-    /// `metadata`, and says where to resume. A checkpoint of a job whose
-    /// stateful steps or sources differ is refused, naming the step.
-    pub fn open(dir: &Path, metadata: &BTreeMap<String, String>) -> Result<(Self, Resume)> {
-        for sub in ["offsets", "state", "commits"] {
-            std::fs::create_dir_all(dir.join(sub)).map_err(|e| storage(dir, e))?;
+    /// Opens (creating) the checkpoint at `location` (a local directory
+    /// or an object-store URL) for a job described by `metadata`, and
+    /// says where to resume. A checkpoint of a job whose stateful steps or
+    /// sources differ is refused, naming the step.
+    pub fn open(
+        ctx: &Context,
+        location: &Path,
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<(Self, Resume)> {
+        let dir = Dir::open(ctx, location, "checkpoint")?;
+        let (offsets, state, commits) = (dir.sub("offsets"), dir.sub("state"), dir.sub("commits"));
+        for d in [&offsets, &state, &commits] {
+            d.create_all()?;
         }
-        let lock_path = dir.join("lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| storage(&lock_path, e))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(Error::Usage(format!(
-                    "checkpoint {} is in use by another run of the stream; \
-                     one run at a time resumes a checkpoint",
-                    dir.display()
-                )));
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(storage(&lock_path, e)),
-        }
+        let lock = dir.local().map(lock).transpose()?;
         let cp = Self {
-            dir: dir.to_path_buf(),
+            dir,
+            offsets,
+            state,
+            commits,
             _lock: lock,
+            last_commit: std::cell::Cell::new(None),
         };
-        let meta_path = dir.join("metadata");
-        match std::fs::read(&meta_path) {
-            Ok(bytes) => {
-                let old: BTreeMap<String, String> =
-                    serde_json::from_slice(&bytes).map_err(|e| storage(&meta_path, e))?;
-                check_same_job(dir, &old, metadata)?;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let json = serde_json::to_vec_pretty(metadata).map_err(|e| storage(dir, e))?;
-                write_atomic(&meta_path, &json)?;
-            }
-            Err(e) => return Err(storage(&meta_path, e)),
+        let json = serde_json::to_vec_pretty(metadata).map_err(|e| storage(&cp.dir, e))?;
+        // Written by the first run; a run racing it reads what it wrote.
+        if !cp.dir.create("metadata", &json)? {
+            let old: BTreeMap<String, String> = cp.read_json(&cp.dir, "metadata")?;
+            check_same_job(&cp.dir, &old, metadata)?;
         }
         let resume = cp.resume()?;
         Ok((cp, resume))
     }
 
     fn resume(&self) -> Result<Resume> {
-        let offsets = numbered(&self.dir.join("offsets"))?;
-        let commits = numbered(&self.dir.join("commits"))?;
+        let offsets = self.offsets.numbered()?;
+        let commits = self.commits.numbered()?;
         let last_commit = commits.last().copied();
+        self.last_commit.set(last_commit);
         let snapshot = match last_commit {
             Some(n) => Some((n, self.read_states(n)?)),
             None => None,
@@ -198,34 +193,33 @@ impl Checkpoint {
                         ),
                     ));
                 }
-                Some(self.read_offsets(n)?)
+                Some(self.read_json(&self.offsets, &n.to_string())?)
             }
             _ => None,
         };
         Ok(Resume { snapshot, redo })
     }
 
-    fn read_json<T: serde::de::DeserializeOwned>(&self, path: PathBuf) -> Result<T> {
-        let bytes = std::fs::read(&path).map_err(|e| storage(&path, e))?;
-        serde_json::from_slice(&bytes).map_err(|e| storage(&path, e))
+    fn read_json<T: serde::de::DeserializeOwned>(&self, dir: &Dir, name: &str) -> Result<T> {
+        let bytes = dir
+            .read(name)?
+            .ok_or_else(|| Error::Storage(format!("{}: missing", dir.shown(name))))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Storage(format!("{}: {e}", dir.shown(name))))
     }
 
-    fn read_offsets(&self, n: u64) -> Result<OffsetEntry> {
-        self.read_json(self.dir.join("offsets").join(n.to_string()))
-    }
-
-    fn state_path(&self, n: u64, whole: bool) -> PathBuf {
-        let name = if whole {
+    fn state_name(n: u64, whole: bool) -> String {
+        if whole {
             n.to_string()
         } else {
             format!("{n}.delta")
-        };
-        self.dir.join("state").join(name)
+        }
     }
 
-    /// Whether the state after batch `n` was written (whole or a delta).
+    /// Whether the state after batch `n` is there (whole or a delta): `n`
+    /// is the last batch committed.
     pub fn has_state(&self, n: u64) -> bool {
-        self.state_path(n, true).exists() || self.state_path(n, false).exists()
+        self.last_commit.get() == Some(n)
     }
 
     /// The state after batch `n`: its last whole snapshot, then the deltas
@@ -234,43 +228,46 @@ impl Checkpoint {
         let mut chain = Vec::new();
         let mut at = n;
         loop {
-            let whole = self.state_path(at, true);
-            let path = if whole.exists() {
-                whole
-            } else {
-                self.state_path(at, false)
+            let whole = Self::state_name(at, true);
+            let delta = Self::state_name(at, false);
+            let (name, bytes, is_whole) = match self.state.read(&whole)? {
+                Some(b) => (whole, b, true),
+                None => match self.state.read(&delta)? {
+                    Some(b) => (delta, b, false),
+                    None => {
+                        return Err(Error::Storage(format!(
+                            "{}: missing: the state after batch {n} needs it; the checkpoint is damaged",
+                            self.state.shown(&delta)
+                        )));
+                    }
+                },
             };
-            let bytes = std::fs::read(&path).map_err(|e| {
-                storage(
-                    &path,
-                    format!("{e}: the state after batch {n} needs it; the checkpoint is damaged"),
-                )
-            })?;
-            let snap: Snapshot =
-                ciborium::from_reader(bytes.as_slice()).map_err(|e| storage(&path, e))?;
-            let is_whole = path.extension().is_none();
+            let snap: Snapshot = ciborium::from_reader(bytes.as_slice())
+                .map_err(|e| Error::Storage(format!("{}: {e}", self.state.shown(&name))))?;
             chain.push(snap);
             if is_whole {
                 break;
             }
             at = at.checked_sub(1).ok_or_else(|| {
-                storage(
-                    &path,
-                    "a delta of batch 0 (no state before it): the checkpoint is damaged",
-                )
+                Error::Storage(format!(
+                    "{}: a delta of batch 0 (no state before it): the checkpoint is damaged",
+                    self.state.shown(&name)
+                ))
             })?;
         }
         chain.reverse();
         Ok(chain)
     }
 
-    /// Records a batch before it runs.
+    /// Records a batch before it runs. A run that finds the entry already
+    /// there has another run beside it on the same checkpoint.
     pub fn write_offsets(&self, entry: &OffsetEntry) -> Result<()> {
         let json = serde_json::to_vec(entry).map_err(|e| storage(&self.dir, e))?;
-        write_atomic(
-            &self.dir.join("offsets").join(entry.batch.to_string()),
-            &json,
-        )
+        if self.offsets.create(&entry.batch.to_string(), &json)? {
+            Ok(())
+        } else {
+            Err(in_use(&self.dir.to_string()))
+        }
     }
 
     /// Records the state after a batch (whole, or a delta of the state
@@ -278,56 +275,51 @@ impl Checkpoint {
     pub fn commit(&self, batch: u64, snapshot: &Snapshot, whole: bool) -> Result<()> {
         let mut bytes = Vec::new();
         ciborium::into_writer(snapshot, &mut bytes).map_err(|e| storage(&self.dir, e))?;
-        write_atomic(&self.state_path(batch, whole), &bytes)?;
+        self.state.write(&Self::state_name(batch, whole), &bytes)?;
         // A run killed after writing this batch's state the other way.
-        let other = self.state_path(batch, !whole);
-        if other.exists() {
-            std::fs::remove_file(&other).map_err(|e| storage(&other, e))?;
-        }
+        self.state.remove(&Self::state_name(batch, !whole))?;
         let commit = serde_json::json!({ "batch": batch, "watermark": snapshot.watermark });
-        write_atomic(
-            &self.dir.join("commits").join(batch.to_string()),
-            commit.to_string().as_bytes(),
-        )?;
+        if !self
+            .commits
+            .create(&batch.to_string(), commit.to_string().as_bytes())?
+        {
+            return Err(in_use(&self.dir.to_string()));
+        }
+        self.last_commit.set(Some(batch));
         self.prune(batch)
     }
 
     /// Keeps the states from the last whole one before `batch` (the
     /// state of `batch - 1` may still be needed) and the last
-    /// [`KEEP_LOGS`] log entries.
+    /// [`KEEP_LOGS`] log entries. What cannot be removed now is removed
+    /// by a later batch.
     fn prune(&self, batch: u64) -> Result<()> {
-        let remove = |sub: &str, below: u64| -> Result<()> {
-            let dir = self.dir.join(sub);
-            for n in numbered(&dir)? {
-                if n < below {
-                    let _ = std::fs::remove_file(dir.join(n.to_string()));
-                }
+        let remove = |dir: &Dir, below: u64| -> Result<()> {
+            for n in dir.numbered()?.into_iter().filter(|&n| n < below) {
+                let _ = dir.remove(&n.to_string());
             }
             Ok(())
         };
-        let states = self.dir.join("state");
-        let whole = numbered(&states)?;
+        let whole = self.state.numbered()?;
         if let Some(&keep) = whole.iter().rev().find(|&&n| n < batch) {
-            remove("state", keep)?;
-            for entry in std::fs::read_dir(&states).map_err(|e| storage(&states, e))? {
-                let entry = entry.map_err(|e| storage(&states, e))?;
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if let Some(n) = name
+            remove(&self.state, keep)?;
+            for name in self.state.names()? {
+                if name
                     .strip_suffix(".delta")
                     .and_then(|n| n.parse::<u64>().ok())
-                    && n < keep
+                    .is_some_and(|n| n < keep)
                 {
-                    let _ = std::fs::remove_file(entry.path());
+                    let _ = self.state.remove(&name);
                 }
             }
         }
-        remove("offsets", batch.saturating_sub(KEEP_LOGS))?;
-        remove("commits", batch.saturating_sub(KEEP_LOGS))
+        remove(&self.offsets, batch.saturating_sub(KEEP_LOGS))?;
+        remove(&self.commits, batch.saturating_sub(KEEP_LOGS))
     }
 }
 
 fn check_same_job(
-    dir: &Path,
+    dir: &Dir,
     old: &BTreeMap<String, String>,
     new: &BTreeMap<String, String>,
 ) -> Result<()> {
@@ -335,16 +327,14 @@ fn check_same_job(
         match new.get(step) {
             None => {
                 return Err(Error::Usage(format!(
-                    "checkpoint {} holds {step} ({was}), which this job does not have: \
-                     give the job its old steps back, or start it with a new checkpoint directory",
-                    dir.display()
+                    "checkpoint {dir} holds {step} ({was}), which this job does not have: \
+                     give the job its old steps back, or start it with a new checkpoint directory"
                 )));
             }
             Some(now) if now != was => {
                 return Err(Error::Usage(format!(
-                    "checkpoint {} holds {step} as {was}, but the job now has it as {now}: \
-                     its state does not fit; start the changed job with a new checkpoint directory",
-                    dir.display()
+                    "checkpoint {dir} holds {step} as {was}, but the job now has it as {now}: \
+                     its state does not fit; start the changed job with a new checkpoint directory"
                 )));
             }
             _ => {}
@@ -352,10 +342,66 @@ fn check_same_job(
     }
     if let Some((step, now)) = new.iter().find(|(s, _)| !old.contains_key(*s)) {
         return Err(Error::Usage(format!(
-            "the job has {step} ({now}), which checkpoint {} does not know: \
-             a step added to a running stream would start without its state; start with a new checkpoint directory",
-            dir.display()
+            "the job has {step} ({now}), which checkpoint {dir} does not know: \
+             a step added to a running stream would start without its state; start with a new checkpoint directory"
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(batch: u64) -> OffsetEntry {
+        OffsetEntry {
+            batch,
+            processing_time: 0,
+            watermark: 0,
+            sources: BTreeMap::new(),
+            idle: Default::default(),
+            done: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_second_run_on_an_object_store_checkpoint_is_found_out() {
+        let (ctx, _) = crate::dir::tests::memory_store();
+        let meta = BTreeMap::from([("step Count".to_string(), "count".to_string())]);
+        let at = Path::new("s3://mem/ck");
+        let (a, resume) = Checkpoint::open(&ctx, at, &meta).unwrap();
+        assert!(resume.snapshot.is_none() && resume.redo.is_none());
+        a.write_offsets(&entry(0)).unwrap();
+        a.commit(0, &Snapshot::default(), true).unwrap();
+        a.write_offsets(&entry(1)).unwrap();
+
+        // A second run beside the first: it would redo batch 1, and the
+        // batch after it, planned by both, is refused to the later one.
+        let (b, resume) = Checkpoint::open(&ctx, at, &meta).unwrap();
+        assert_eq!(resume.snapshot.as_ref().map(|s| s.0), Some(0));
+        assert_eq!(resume.redo.as_ref().map(|e| e.batch), Some(1));
+        a.commit(1, &Snapshot::default(), false).unwrap();
+        let err = b.commit(1, &Snapshot::default(), false).unwrap_err();
+        assert!(err.to_string().contains("in use by another run"), "{err}");
+        a.write_offsets(&entry(2)).unwrap();
+        let err = b.write_offsets(&entry(2)).unwrap_err();
+        assert!(err.to_string().contains("in use by another run"), "{err}");
+
+        // A restart reads the state chain back from the store.
+        let (_, resume) = Checkpoint::open(&ctx, at, &meta).unwrap();
+        let (n, chain) = resume.snapshot.unwrap();
+        assert_eq!((n, chain.len()), (1, 2));
+        assert_eq!(resume.redo.unwrap().batch, 2);
+
+        // Another job's steps are refused, naming the step and the URL.
+        let other = BTreeMap::from([("step Count".to_string(), "sum".to_string())]);
+        let err = Checkpoint::open(&ctx, at, &other)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("checkpoint s3://mem/ck holds step Count as count"),
+            "{err}"
+        );
+    }
 }

@@ -156,7 +156,9 @@ impl StreamPipeline {
     }
 
     /// Runs the pipeline over unbounded input, resuming from (or starting)
-    /// the checkpoint in `checkpoint`. Each batch's input is recorded
+    /// the checkpoint in `checkpoint` (a local directory, or an
+    /// object-store URL such as `s3://bucket/ck` whose store is set up from
+    /// the environment or registered on the pipeline's context). Each batch's input is recorded
     /// before it runs, and its output and state are committed after, so
     /// a killed run resumes with no loss and no duplicate.
     pub fn run_streaming(
@@ -178,7 +180,7 @@ impl StreamPipeline {
         for s in stages.iter() {
             metadata.insert(format!("step {}", s.name()), s.signature());
         }
-        let (cp, resume) = Checkpoint::open(checkpoint.as_ref(), &metadata)?;
+        let (cp, resume) = Checkpoint::open(&inner.ctx, checkpoint.as_ref(), &metadata)?;
         let fresh = resume.snapshot.is_none() && resume.redo.is_none();
         for sink in sinks.iter() {
             sink.prepare(fresh)?;

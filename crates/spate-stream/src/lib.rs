@@ -36,6 +36,7 @@
 
 mod checkpoint;
 mod dedup;
+mod dir;
 mod driver;
 mod join;
 pub mod kafka;

@@ -549,16 +549,20 @@ impl<T: Data> Stream<T> {
 }
 
 impl<T: Data + Display> Stream<T> {
-    /// Writes each batch's elements as lines into `dir`, exactly once per
-    /// batch (see the `sink` module: one sorted file per batch, visible
-    /// only once committed).
+    /// Writes each batch's elements as lines into `dir` (a local directory
+    /// or an object-store URL: `s3://bucket/out`), exactly once per batch
+    /// (see the `sink` module: one sorted file per batch, visible only once
+    /// committed).
     pub fn write_text(&self, name: &str, dir: impl AsRef<Path>) {
-        let ds = self.ds.clone();
+        let files = match crate::sink::FileSink::new(&self.p.inner.ctx, dir.as_ref()) {
+            Ok(f) => f,
+            Err(e) => return self.p.fail(e),
+        };
         let sink = TextSink {
             name: name.to_string(),
             dir: dir.as_ref().to_path_buf(),
-            files: crate::sink::FileSink::new(dir.as_ref()),
-            ds,
+            files,
+            ds: self.ds.clone(),
         };
         self.p.inner.sinks.lock().push(Box::new(sink));
     }
@@ -639,7 +643,7 @@ impl<T: Data + Display> Sink for TextSink<T> {
         self.files.prepare(fresh)
     }
     fn write(&self, batch: u64) -> Result<u64> {
-        if self.files.is_committed(batch) {
+        if self.files.is_committed(batch)? {
             return self.files.commit(batch, Vec::new());
         }
         let rows = self.ds.clone().collect()?;

@@ -10,35 +10,34 @@
 //! A batch run again after a crash finds its log entry and only finishes
 //! renaming what the entry names; without an entry it writes the file
 //! again. Readers that skip hidden names (`.`, `_`) see whole batches only.
+//! The directory may be a prefix in an object store (`s3://bucket/out`):
+//! there a file is PUT whole under its hidden name, and the rename is a
+//! copy and a delete (a crash between them leaves the same bytes twice,
+//! one hidden; the replay finishes).
 //! The log keeps the entries of the last 100 batches.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use spate_core::Context;
 use spate_core::error::{Error, Result};
 
-use crate::checkpoint::{sync_dir, write_atomic};
+use crate::dir::Dir;
 
 /// Commit log entries kept (as Spark keeps 100 batches of metadata).
 const KEEP_LOG: u64 = 100;
 
 pub(crate) struct FileSink {
-    dir: PathBuf,
-}
-
-fn storage(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Storage(format!("output {}: {e}", path.display()))
+    dir: Dir,
+    log: Dir,
 }
 
 impl FileSink {
-    pub fn new(dir: &Path) -> Self {
-        Self {
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    fn log(&self) -> PathBuf {
-        self.dir.join("_spate_log")
+    /// The sink writing into `dir`: a local directory or an object-store
+    /// URL (`s3://bucket/out`).
+    pub fn new(ctx: &Context, dir: &Path) -> Result<Self> {
+        let dir = Dir::open(ctx, dir, "output")?;
+        let log = dir.sub("_spate_log");
+        Ok(Self { dir, log })
     }
 
     /// Makes the directory ready. A stream starting afresh (`fresh`)
@@ -48,89 +47,79 @@ impl FileSink {
     pub fn prepare(&self, fresh: bool) -> Result<()> {
         // A stream stopped before its first batch leaves only an empty
         // commit log: that is still an empty output.
-        let empty_log = || std::fs::read_dir(self.log()).is_ok_and(|mut e| e.next().is_none());
         if fresh
-            && let Ok(entries) = std::fs::read_dir(&self.dir)
-            && entries
-                .filter_map(|e| e.ok())
-                .any(|e| !(e.file_name() == "_spate_log" && empty_log()))
+            && (self.dir.names()?.iter().any(|n| n != "_spate_log")
+                || !self.log.names()?.is_empty())
         {
             return Err(Error::Usage(format!(
                 "output directory {} is not empty; a new stream needs an empty or missing one \
                  (a stream resumed from its checkpoint goes on writing into its own)",
-                self.dir.display()
+                self.dir
             )));
         }
-        std::fs::create_dir_all(self.log()).map_err(|e| storage(&self.dir, e))
+        self.log.create_all()
     }
 
     /// Whether batch `batch` is committed (its files may still await their
     /// rename: [`commit`](Self::commit) finishes that).
-    pub fn is_committed(&self, batch: u64) -> bool {
-        self.log().join(batch.to_string()).exists()
+    pub fn is_committed(&self, batch: u64) -> Result<bool> {
+        self.log.exists(&batch.to_string())
     }
 
     /// Commits batch `batch`'s lines (sorted first, so a batch run again
     /// writes the same bytes). Returns the lines written.
     pub fn commit(&self, batch: u64, mut lines: Vec<String>) -> Result<u64> {
         let name = format!("part-{batch:05}");
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        let entry = self.log().join(batch.to_string());
-        if !entry.exists() {
-            let files: Vec<String> = if lines.is_empty() {
-                Vec::new()
-            } else {
-                lines.sort_unstable();
-                let mut f = std::io::BufWriter::new(
-                    std::fs::File::create(&tmp).map_err(|e| storage(&tmp, e))?,
-                );
-                for l in &lines {
-                    f.write_all(l.as_bytes()).map_err(|e| storage(&tmp, e))?;
-                    f.write_all(b"\n").map_err(|e| storage(&tmp, e))?;
-                }
-                let f = f.into_inner().map_err(|e| storage(&tmp, e))?;
-                f.sync_all().map_err(|e| storage(&tmp, e))?;
-                // The file's name must be on disk before a log entry names it.
-                sync_dir(&self.dir)?;
-                vec![name.clone()]
-            };
-            let json = serde_json::to_vec(&files).map_err(|e| storage(&entry, e))?;
-            write_atomic(&entry, &json)?;
-        }
-        let json = std::fs::read(&entry).map_err(|e| storage(&entry, e))?;
-        let files: Vec<String> = serde_json::from_slice(&json).map_err(|e| storage(&entry, e))?;
+        let hidden = |f: &str| format!(".{f}.tmp");
+        let entry = batch.to_string();
+        let files: Vec<String> = match self.log.read(&entry)? {
+            Some(json) => serde_json::from_slice(&json)
+                .map_err(|e| Error::Storage(format!("{}: {e}", self.log.shown(&entry))))?,
+            None => {
+                let files = if lines.is_empty() {
+                    Vec::new()
+                } else {
+                    lines.sort_unstable();
+                    let mut bytes =
+                        Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum::<usize>());
+                    for l in &lines {
+                        bytes.extend_from_slice(l.as_bytes());
+                        bytes.push(b'\n');
+                    }
+                    // Whole (and its name on disk) before a log entry names it.
+                    self.dir.write(&hidden(&name), &bytes)?;
+                    vec![name]
+                };
+                let json = serde_json::to_vec(&files)
+                    .map_err(|e| Error::Storage(format!("{}: {e}", self.log.shown(&entry))))?;
+                self.log.write(&entry, &json)?;
+                files
+            }
+        };
         for f in &files {
-            let hidden = self.dir.join(format!(".{f}.tmp"));
-            if hidden.exists() {
-                std::fs::rename(&hidden, self.dir.join(f)).map_err(|e| storage(&hidden, e))?;
-            } else if !self.dir.join(f).exists() {
-                return Err(storage(
-                    &self.dir,
-                    format!("batch {batch} committed {f}, which is gone"),
-                ));
+            if self.dir.exists(&hidden(f))? {
+                self.dir.rename(&hidden(f), f)?;
+            } else if !self.dir.exists(f)? {
+                return Err(Error::Storage(format!(
+                    "output {}: batch {batch} committed {f}, which is gone",
+                    self.dir
+                )));
             }
         }
-        sync_dir(&self.dir)?;
         self.prune(batch);
         Ok(lines.len() as u64)
     }
 
     /// Drops log entries of batches long committed (only the batch in
-    /// flight is ever looked up again), keeping the last [`KEEP_LOG`].
+    /// flight is ever looked up again), keeping the last [`KEEP_LOG`]; what
+    /// cannot be dropped now is dropped by a later batch.
     fn prune(&self, batch: u64) {
         let Some(below) = batch.checked_sub(KEEP_LOG) else {
             return;
         };
-        if let Ok(entries) = std::fs::read_dir(self.log()) {
-            for e in entries.flatten() {
-                let name = e.file_name();
-                if name
-                    .to_str()
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .is_some_and(|n| n < below)
-                {
-                    let _ = std::fs::remove_file(e.path());
-                }
+        if let Ok(numbers) = self.log.numbered() {
+            for n in numbers.into_iter().filter(|&n| n < below) {
+                let _ = self.log.remove(&n.to_string());
             }
         }
     }
@@ -143,22 +132,19 @@ mod tests {
     #[test]
     fn the_log_keeps_the_last_entries_and_replays_finish_renames() {
         let dir = tempfile::tempdir().unwrap();
-        let sink = FileSink::new(dir.path());
+        let ctx = Context::builder().build().unwrap();
+        let sink = FileSink::new(&ctx, dir.path()).unwrap();
         sink.prepare(true).unwrap();
         for b in 0..105 {
             sink.commit(b, vec![format!("line {b}")]).unwrap();
         }
-        let mut logged: Vec<u64> = std::fs::read_dir(sink.log())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_str().unwrap().parse().unwrap())
-            .collect();
-        logged.sort();
+        let logged = sink.log.numbered().unwrap();
         assert_eq!(logged.first(), Some(&4));
         assert_eq!(logged.len(), 101);
         // Every batch's file stays.
         assert!(dir.path().join("part-00000").exists());
         // A batch committed again (a replay) changes nothing.
-        assert!(sink.is_committed(104));
+        assert!(sink.is_committed(104).unwrap());
         sink.commit(104, Vec::new()).unwrap();
         assert_eq!(
             std::fs::read_to_string(dir.path().join("part-00104")).unwrap(),
