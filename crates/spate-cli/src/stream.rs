@@ -30,7 +30,7 @@ enum StreamJob {
 #[derive(Args, Debug)]
 struct StreamWordCountArgs {
     /// Directory to watch for new files (names starting with `.` or `_` are
-    /// skipped), or a Kafka topic: kafka://HOST:PORT[,HOST:PORT...]/TOPIC
+    /// skipped), local or on an object store (s3://BUCKET/PREFIX), or a Kafka topic: kafka://HOST:PORT[,HOST:PORT...]/TOPIC
     /// (every partition, offsets kept in the checkpoint, read-committed).
     #[arg(long, short)]
     input: String,

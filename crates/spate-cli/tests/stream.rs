@@ -1,6 +1,6 @@
 //! `spate stream wordcount` killed with SIGKILL at seeded points and
 //! restarted from its checkpoint, from a directory to a directory, with
-//! checkpoint and output on an S3-compatible store (a real server on
+//! input, checkpoint and output on an S3-compatible store (a real server on
 //! loopback), and from a Kafka topic to a Kafka topic (a real broker on
 //! loopback): its
 //! committed output has every (window, word) once, and equals
@@ -208,14 +208,16 @@ fn a_killed_stream_resumes_with_no_loss_and_no_duplicate() {
 }
 
 #[test]
-fn a_killed_stream_with_checkpoint_and_output_on_s3_resumes_with_no_loss_and_no_duplicate() {
+fn a_killed_stream_with_input_checkpoint_and_output_on_s3_resumes_with_no_loss_and_no_duplicate() {
     let seed = 0x5eed_2026_1206;
     let mut rng = Rng(seed);
     let s3 = s3::S3::start();
     let bucket = s3.root.path().join("stream");
     std::fs::create_dir_all(&bucket).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (input, batch) = (dir.path().join("in"), dir.path().join("batch"));
+    // The input is on the store too: files put under its root appear as
+    // objects of the bucket.
+    let (input, batch) = (bucket.join("in"), dir.path().join("batch"));
     let files = 24;
     let last_time = write_input(&input, files, 200, &mut rng);
 
@@ -223,9 +225,8 @@ fn a_killed_stream_with_checkpoint_and_output_on_s3_resumes_with_no_loss_and_no_
         let mut c = spate();
         c.args(["stream", "wordcount", "--window", "10s", "--threads", "2"])
             .args(["--trigger", "available-now", "--max-files-per-trigger", "1"])
-            .args(["-q", "-o", "s3://stream/out", "--checkpoint", checkpoint])
-            .arg("-i")
-            .arg(&input)
+            .args(["-q", "-i", "s3://stream/in", "-o", "s3://stream/out"])
+            .args(["--checkpoint", checkpoint])
             .envs(s3.env())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

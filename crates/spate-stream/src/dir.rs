@@ -252,6 +252,28 @@ impl Dir {
         Ok(out)
     }
 
+    /// The objects under this store prefix (not below its sub-prefixes):
+    /// name, size and last modification, hidden names left out. `None` for
+    /// a local directory.
+    pub fn objects(&self) -> Result<Option<Vec<(String, u64, std::time::SystemTime)>>> {
+        let Place::Store { ctx, store, prefix } = &self.place else {
+            return Ok(None);
+        };
+        let listed = ctx
+            .block_on(store.list_with_delimiter(Some(prefix)))
+            .map_err(|e| Error::Storage(format!("{}: {e}", self.shown)))?;
+        Ok(Some(
+            listed
+                .objects
+                .into_iter()
+                .filter_map(|o| {
+                    let name = o.location.filename()?.to_string();
+                    Some((name, o.size, std::time::SystemTime::from(o.last_modified)))
+                })
+                .collect(),
+        ))
+    }
+
     /// The numbers that name files here (`7`, not `7.delta`), ascending.
     pub fn numbered(&self) -> Result<Vec<u64>> {
         let mut out: Vec<u64> = self

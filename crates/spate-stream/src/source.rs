@@ -70,12 +70,17 @@ pub trait Source: Send + 'static {
 /// source). Files are taken oldest first (modification time, then name);
 /// names starting with `.` or `_` are skipped, so a producer writes a
 /// hidden name and renames it when complete. A file is read once, whole:
-/// files must not change after they appear.
+/// files must not change after they appear. The directory may be a prefix
+/// of an object store (`s3://bucket/incoming`), listed each batch (an
+/// object appears whole when its upload completes).
 #[derive(Debug, Clone)]
 pub struct DirectorySource {
     dir: PathBuf,
     max_files: Option<usize>,
     seen: BTreeSet<String>,
+    /// The context of the pipeline reading the directory, set when it is
+    /// read: a directory on an object store is listed through it.
+    ctx: Arc<std::sync::OnceLock<Context>>,
 }
 
 impl DirectorySource {
@@ -85,6 +90,7 @@ impl DirectorySource {
             dir: dir.as_ref().to_path_buf(),
             max_files: None,
             seen: BTreeSet::new(),
+            ctx: Arc::default(),
         }
     }
 
@@ -95,13 +101,30 @@ impl DirectorySource {
         self
     }
 
+    /// The files not read yet, oldest first: `(name, bytes)`.
     fn list(&self) -> Result<Vec<(String, u64)>> {
-        let entries = std::fs::read_dir(&self.dir).map_err(|e| {
-            Error::Usage(format!(
-                "input directory {}: {e} (a stream reads a local directory)",
-                self.dir.display()
-            ))
-        })?;
+        if crate::dir::is_url(&self.dir.to_string_lossy()) {
+            let ctx = self.ctx.get().ok_or_else(|| {
+                Error::Internal(format!(
+                    "input directory {} was listed before its pipeline read it",
+                    self.dir.display()
+                ))
+            })?;
+            let dir = crate::dir::Dir::open(ctx, &self.dir, "input directory")?;
+            let mut files: Vec<_> = dir
+                .objects()?
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(name, ..)| {
+                    !(name.starts_with('.') || name.starts_with('_') || self.seen.contains(name))
+                })
+                .map(|(name, len, modified)| (Some(modified), name, len))
+                .collect();
+            files.sort();
+            return Ok(files.into_iter().map(|(_, n, len)| (n, len)).collect());
+        }
+        let entries = std::fs::read_dir(&self.dir)
+            .map_err(|e| Error::Usage(format!("input directory {}: {e}", self.dir.display())))?;
         let mut files = Vec::new();
         for entry in entries {
             let entry =
@@ -165,6 +188,7 @@ impl Source for DirectorySource {
     }
 
     fn stream(&self, ctx: &Context, current: Current) -> Dataset<(Millis, String)> {
+        let _ = self.ctx.set(ctx.clone());
         let dir = self.dir.clone();
         ctx.read_text_each_run(move || {
             let batch = current.lock().clone();
@@ -534,6 +558,7 @@ impl<T: Data> Source for TableFilesSource<T> {
     }
     offsets_of_files!();
     fn stream(&self, ctx: &Context, current: Current) -> Dataset<(Millis, T)> {
+        let _ = self.files.ctx.set(ctx.clone());
         let dir = self.files.dir.clone();
         ctx.read_table_files_each_run(self.format, move || {
             let batch = current.lock().clone();

@@ -876,3 +876,53 @@ fn csv_and_parquet_files_arriving_in_a_directory_are_streams() {
         .parquet::<Sale>();
     assert_eq!(sales_per_window(&dir.path().join("p"), source), want);
 }
+
+#[test]
+fn csv_files_arriving_in_an_object_store_prefix_are_a_stream() {
+    use object_store::{ObjectStore, ObjectStoreExt};
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = Context::builder().threads(2).build().unwrap();
+    let store = std::sync::Arc::new(object_store::memory::InMemory::new());
+    ctx.session()
+        .runtime_env()
+        .register_object_store(&url::Url::parse("s3://landing").unwrap(), store.clone());
+    let put = |name: &str, text: &str| {
+        let path = object_store::path::Path::from(format!("sales/{name}"));
+        ctx.block_on(store.put(&path, text.as_bytes().to_vec().into()))
+            .unwrap();
+    };
+    put("sales-0.csv", "t,item,qty\n1,oak,2\n3,ash,1\n");
+    put("sales-1.csv", "t,item,qty\n5,oak,3\n12,ash,4\n");
+    // Hidden objects (an upload in progress, a marker) are not input.
+    put(".sales-2.csv.tmp", "t,item,qty\n1,oak,100\n");
+    put("_SUCCESS", "");
+    put("sales-2.csv", "t,item,qty\n14,oak,1\n30,elm,7\n");
+
+    let p = StreamPipeline::new(ctx.clone());
+    let source = DirectorySource::text("s3://landing/sales")
+        .max_files_per_trigger(1)
+        .csv::<Sale>();
+    p.read("Sales", source)
+        .with_timestamps("EventTime", |s: &Sale| s.t)
+        .map("ByItem", |s: Sale| (s.item, s.qty as u64))
+        .window_into(Windows::fixed(Duration::from_millis(10)))
+        .combine_per_key("Sum", spate_core::combine::Sum)
+        .output
+        .map("Format", |p| {
+            format!("{} {} {}", p.window.start, p.key, p.value)
+        })
+        .write_text("Write", dir.path().join("out"));
+    let r = p
+        .run_streaming("s3://landing/ck", BatchTrigger::AvailableNow)
+        .unwrap();
+    assert_eq!(r.progress.len(), 3, "a batch per file");
+    assert_eq!(
+        lines(&dir.path().join("out")),
+        ["0 ash 1", "0 oak 5", "10 ash 4", "10 oak 1"]
+    );
+    // The checkpoint is in the store: a rerun finds every file read.
+    let listed = ctx
+        .block_on(store.list_with_delimiter(Some(&"ck/commits".into())))
+        .unwrap();
+    assert_eq!(listed.objects.len(), 3);
+}
