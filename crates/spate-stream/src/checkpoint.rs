@@ -109,6 +109,9 @@ pub(crate) struct Checkpoint {
     _lock: Option<std::fs::File>,
     /// The last batch committed (found on opening, then each commit).
     last_commit: std::cell::Cell<Option<u64>>,
+    /// This run's id, in every offset entry and commit it creates: a
+    /// create that a store's retry finds done is told from another run's.
+    run: String,
 }
 
 fn storage(dir: &Dir, e: impl std::fmt::Display) -> Error {
@@ -162,7 +165,15 @@ impl Checkpoint {
             commits,
             _lock: lock,
             last_commit: std::cell::Cell::new(None),
+            run: uuid::Uuid::new_v4().simple().to_string(),
         };
+        if cp.dir.local().is_some() {
+            // This run holds the lock: what other runs left half-written
+            // is theirs no more.
+            for d in [&cp.dir, &cp.offsets, &cp.state, &cp.commits] {
+                d.remove_leftovers()?;
+            }
+        }
         let json = serde_json::to_vec_pretty(metadata).map_err(|e| storage(&cp.dir, e))?;
         // Written by the first run; a run racing it reads what it wrote.
         if !cp.dir.create("metadata", &json)? {
@@ -259,15 +270,24 @@ impl Checkpoint {
         Ok(chain)
     }
 
-    /// Records a batch before it runs. A run that finds the entry already
-    /// there has another run beside it on the same checkpoint.
-    pub fn write_offsets(&self, entry: &OffsetEntry) -> Result<()> {
-        let json = serde_json::to_vec(entry).map_err(|e| storage(&self.dir, e))?;
-        if self.offsets.create(&entry.batch.to_string(), &json)? {
+    /// Creates `name` in `dir` as this run's: one that is there already
+    /// and is not this run's (a retried PUT finds its own first attempt)
+    /// means another run beside this one on the same checkpoint.
+    fn create_own(&self, dir: &Dir, name: &str, mut value: Value) -> Result<()> {
+        value["run"] = Value::String(self.run.clone());
+        let json = serde_json::to_vec(&value).map_err(|e| storage(&self.dir, e))?;
+        if dir.create(name, &json)? || dir.read(name)?.as_deref() == Some(&json[..]) {
             Ok(())
         } else {
             Err(in_use(&self.dir.to_string()))
         }
+    }
+
+    /// Records a batch before it runs. A run that finds the entry already
+    /// there has another run beside it on the same checkpoint.
+    pub fn write_offsets(&self, entry: &OffsetEntry) -> Result<()> {
+        let value = serde_json::to_value(entry).map_err(|e| storage(&self.dir, e))?;
+        self.create_own(&self.offsets, &entry.batch.to_string(), value)
     }
 
     /// Records the state after a batch (whole, or a delta of the state
@@ -279,14 +299,12 @@ impl Checkpoint {
         // A run killed after writing this batch's state the other way.
         self.state.remove(&Self::state_name(batch, !whole))?;
         let commit = serde_json::json!({ "batch": batch, "watermark": snapshot.watermark });
-        if !self
-            .commits
-            .create(&batch.to_string(), commit.to_string().as_bytes())?
-        {
-            return Err(in_use(&self.dir.to_string()));
-        }
+        self.create_own(&self.commits, &batch.to_string(), commit)?;
         self.last_commit.set(Some(batch));
-        self.prune(batch)
+        // The batch is committed: a failure to tidy up (a listing that
+        // failed) is left for a later batch's prune.
+        let _ = self.prune(batch);
+        Ok(())
     }
 
     /// Keeps the states from the last whole one before `batch` (the
@@ -383,6 +401,9 @@ mod tests {
         a.commit(1, &Snapshot::default(), false).unwrap();
         let err = b.commit(1, &Snapshot::default(), false).unwrap_err();
         assert!(err.to_string().contains("in use by another run"), "{err}");
+        a.write_offsets(&entry(2)).unwrap();
+        // A run that finds its own entry (a store's retry of a PUT that
+        // landed) goes on.
         a.write_offsets(&entry(2)).unwrap();
         let err = b.write_offsets(&entry(2)).unwrap_err();
         assert!(err.to_string().contains("in use by another run"), "{err}");

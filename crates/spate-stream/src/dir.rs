@@ -36,6 +36,9 @@ enum Place {
     },
 }
 
+/// How the hidden temporary files of local writes end.
+const TEMP_SUFFIX: &str = ".spate-tmp";
+
 /// Is `location` an object-store URL (`scheme://...`, not `file://`)?
 pub(crate) fn is_url(location: &str) -> bool {
     location
@@ -142,7 +145,10 @@ impl Dir {
     /// Whether file `name` exists.
     pub fn exists(&self, name: &str) -> Result<bool> {
         match &self.place {
-            Place::Local(p) => Ok(p.join(name).exists()),
+            Place::Local(p) => p
+                .join(name)
+                .try_exists()
+                .map_err(|e| io_err(&p.join(name), e)),
             Place::Store { ctx, store, prefix } => {
                 let path = prefix.clone().join(name);
                 match ctx.block_on(store.head(&path)) {
@@ -180,13 +186,26 @@ impl Dir {
             Place::Local(p) => {
                 let tmp = Self::flushed_temp(p, name, bytes)?;
                 let path = p.join(name);
-                let linked = std::fs::hard_link(&tmp, &path);
-                let _ = std::fs::remove_file(&tmp);
-                match linked {
-                    Ok(()) => sync_dir(p).map(|()| true),
+                let created = match std::fs::hard_link(&tmp, &path) {
+                    Ok(()) => Ok(true),
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-                    Err(e) => Err(io_err(&path, e)),
+                    // A file system without hard links (SMB, some FUSE
+                    // mounts): a local checkpoint's lock keeps other runs
+                    // out, so checking, then renaming, is safe there.
+                    Err(_) => match path.try_exists() {
+                        Ok(true) => Ok(false),
+                        Ok(false) => std::fs::rename(&tmp, &path)
+                            .map(|()| true)
+                            .map_err(|e| io_err(&path, e)),
+                        Err(e) => Err(io_err(&path, e)),
+                    },
+                };
+                let _ = std::fs::remove_file(&tmp);
+                if created? {
+                    sync_dir(p)?;
+                    return Ok(true);
                 }
+                Ok(false)
             }
             Place::Store { ctx, store, prefix } => {
                 let path = prefix.clone().join(name);
@@ -210,10 +229,20 @@ impl Dir {
     }
 
     /// `bytes` in a hidden temporary file next to `name`, flushed to disk.
+    /// Its name is new (never an older run's leftover, which may be a
+    /// hard link to a committed file: writing through it would change
+    /// that file).
     fn flushed_temp(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
         use std::io::Write;
-        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-        let mut f = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+        let tmp = dir.join(format!(
+            ".{name}.{}{TEMP_SUFFIX}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| io_err(&tmp, e))?;
         f.write_all(bytes)
             .and_then(|()| f.sync_all())
             .map_err(|e| io_err(&tmp, e))?;
@@ -221,8 +250,9 @@ impl Dir {
     }
 
     /// The names of the files (and directories) in this directory, sorted.
-    /// On an object store, names hidden from readers (`.x`, `_x`) are
-    /// left out, as `spate_io::store::HidingStore` lists.
+    /// On an object store set up from the environment, names hidden from
+    /// readers (`.x`, `_x`) are left out, as `spate_io::store::HidingStore`
+    /// lists (a store registered on the context by hand lists them all).
     pub fn names(&self) -> Result<Vec<String>> {
         let mut out = match &self.place {
             Place::Local(p) => match std::fs::read_dir(p) {
@@ -272,6 +302,21 @@ impl Dir {
                 })
                 .collect(),
         ))
+    }
+
+    /// Removes the temporary files that runs killed while writing left
+    /// here (locally: on a store a write leaves nothing). Only for a
+    /// directory no other run writes into at the same time.
+    pub fn remove_leftovers(&self) -> Result<()> {
+        let Place::Local(p) = &self.place else {
+            return Ok(());
+        };
+        for name in self.names()? {
+            if name.starts_with('.') && name.ends_with(TEMP_SUFFIX) {
+                let _ = std::fs::remove_file(p.join(name));
+            }
+        }
+        Ok(())
     }
 
     /// The numbers that name files here (`7`, not `7.delta`), ascending.

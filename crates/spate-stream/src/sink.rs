@@ -57,7 +57,10 @@ impl FileSink {
                 self.dir
             )));
         }
-        self.log.create_all()
+        self.log.create_all()?;
+        // The stream holds its checkpoint: no other run writes here now.
+        self.dir.remove_leftovers()?;
+        self.log.remove_leftovers()
     }
 
     /// Whether batch `batch` is committed (its files may still await their
@@ -158,5 +161,30 @@ mod tests {
         .unwrap();
         sink.commit(104, Vec::new()).unwrap();
         assert!(dir.path().join("part-00104").exists());
+    }
+
+    #[test]
+    fn a_sink_on_an_object_store_commits_once_and_replays_finish_renames() {
+        let (ctx, _) = crate::dir::tests::memory_store();
+        let sink = FileSink::new(&ctx, Path::new("s3://mem/out")).unwrap();
+        sink.prepare(true).unwrap();
+        assert_eq!(sink.commit(0, vec!["b".into(), "a".into()]).unwrap(), 2);
+        assert_eq!(sink.dir.read("part-00000").unwrap().unwrap(), b"a\nb\n");
+        assert!(!sink.dir.exists(".part-00000.tmp").unwrap());
+        // Killed between its log entry and the copy: the replay copies.
+        sink.dir.write(".part-00001.tmp", b"c\n").unwrap();
+        sink.log.write("1", br#"["part-00001"]"#).unwrap();
+        assert!(sink.is_committed(1).unwrap());
+        sink.commit(1, Vec::new()).unwrap();
+        assert_eq!(sink.dir.read("part-00001").unwrap().unwrap(), b"c\n");
+        assert!(!sink.dir.exists(".part-00001.tmp").unwrap());
+        // A new stream refuses the prefix, naming it.
+        let again = FileSink::new(&ctx, Path::new("s3://mem/out/")).unwrap();
+        let err = again.prepare(true).unwrap_err().to_string();
+        assert!(
+            err.contains("output directory s3://mem/out is not empty"),
+            "{err}"
+        );
+        again.prepare(false).unwrap();
     }
 }

@@ -86,8 +86,14 @@ pub struct DirectorySource {
 impl DirectorySource {
     /// Lines of the text files in `dir` (`.gz` and `.zst` decompressed).
     pub fn text(dir: impl AsRef<Path>) -> Self {
+        let dir = dir.as_ref();
+        // `file:///x` is the local directory `/x`.
+        let dir = dir
+            .to_str()
+            .and_then(|d| d.strip_prefix("file://"))
+            .map_or_else(|| dir.to_path_buf(), PathBuf::from);
         Self {
-            dir: dir.as_ref().to_path_buf(),
+            dir,
             max_files: None,
             seen: BTreeSet::new(),
             ctx: Arc::default(),
