@@ -100,25 +100,44 @@ fn highest(dir: &Path) -> Option<u64> {
         .max()
 }
 
+/// Whether a batch's output file is written but not yet committed (its
+/// hidden name, before the commit log names it and it is renamed).
+fn uncommitted_file(out: &Path) -> bool {
+    std::fs::read_dir(out).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(".part-"))
+    })
+}
+
 /// Runs `stream` 6 times, killing it with SIGKILL when the checkpoint's
 /// batch log reaches a seeded point: right after a batch is recorded (its
-/// output not yet committed) or right after one is committed; then runs it
-/// to its end.
-fn kill_and_resume(stream: &dyn Fn() -> Command, cp: &Path, rng: &mut Rng, seed: u64) {
+/// output not yet committed), right after one is committed, or — with an
+/// output directory `out` — while a batch's output file is written but not
+/// committed; then runs it to its end.
+fn kill_and_resume(
+    stream: &dyn Fn() -> Command,
+    cp: &Path,
+    out: Option<&Path>,
+    rng: &mut Rng,
+    seed: u64,
+) {
     let mut kills = 0;
     for round in 0..6 {
         let mut child = stream().spawn().unwrap();
         let done = highest(&cp.join("commits")).map_or(0, |n| n + 1);
         let target = done + 1 + rng.below(5);
-        let log = if rng.below(2) == 0 {
-            "offsets"
-        } else {
-            "commits"
+        let (log, in_sink) = match (rng.below(3), out) {
+            (0, _) => ("offsets", None),
+            (1, _) | (_, None) => ("commits", None),
+            (_, Some(out)) => ("offsets", Some(out)),
         };
         let deadline = Instant::now() + Duration::from_secs(120);
         let mut killed = false;
         loop {
-            if highest(&cp.join(log)).is_some_and(|n| n >= target) {
+            if highest(&cp.join(log)).is_some_and(|n| n >= target)
+                && in_sink.is_none_or(uncommitted_file)
+            {
                 child.kill().unwrap();
                 killed = true;
                 break;
@@ -139,7 +158,12 @@ fn kill_and_resume(stream: &dyn Fn() -> Command, cp: &Path, rng: &mut Rng, seed:
                 String::from_utf8_lossy(&status.stderr)
             );
         }
-        eprintln!("round {round}: killed at {log} {target}: {killed} (seed {seed:#x})");
+        let at = if in_sink.is_some() {
+            "an uncommitted output file after offsets"
+        } else {
+            log
+        };
+        eprintln!("round {round}: killed at {at} {target}: {killed} (seed {seed:#x})");
     }
     assert!(
         kills >= 3,
@@ -188,7 +212,7 @@ fn a_killed_stream_resumes_with_no_loss_and_no_duplicate() {
         c
     };
 
-    kill_and_resume(&stream, &cp, &mut rng, seed);
+    kill_and_resume(&stream, &cp, Some(&out), &mut rng, seed);
 
     let out_lines = committed(&out);
     // No duplicate: every (window, word) once.
@@ -235,7 +259,13 @@ fn a_killed_stream_with_input_checkpoint_and_output_on_s3_resumes_with_no_loss_a
     let stream = || stream_on("s3://stream/cp/");
     // The server keeps each object as a file under its root: the test
     // watches the checkpoint's logs there.
-    kill_and_resume(&stream, &bucket.join("cp"), &mut rng, seed);
+    kill_and_resume(
+        &stream,
+        &bucket.join("cp"),
+        Some(&bucket.join("out")),
+        &mut rng,
+        seed,
+    );
 
     let out = bucket.join("out");
     let out_lines = committed(&out);
@@ -352,7 +382,7 @@ fn a_killed_kafka_stream_resumes_with_no_loss_and_no_duplicate() {
             .stderr(Stdio::piped());
         c
     };
-    kill_and_resume(&stream, &cp, &mut rng, seed);
+    kill_and_resume(&stream, &cp, None, &mut rng, seed);
 
     // The topic's committed records, read back with spate's Kafka source.
     let p = StreamPipeline::new(spate::Context::builder().threads(2).build().unwrap());
