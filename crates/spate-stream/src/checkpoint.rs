@@ -177,7 +177,7 @@ impl Checkpoint {
         let json = serde_json::to_vec_pretty(metadata).map_err(|e| storage(&cp.dir, e))?;
         // Written by the first run; a run racing it reads what it wrote.
         if !cp.dir.create("metadata", &json)? {
-            let old: BTreeMap<String, String> = cp.read_json(&cp.dir, "metadata")?;
+            let old: BTreeMap<String, String> = read_json(&cp.dir, "metadata")?;
             check_same_job(&cp.dir, &old, metadata)?;
         }
         let resume = cp.resume()?;
@@ -204,19 +204,11 @@ impl Checkpoint {
                         ),
                     ));
                 }
-                Some(self.read_json(&self.offsets, &n.to_string())?)
+                Some(read_json(&self.offsets, &n.to_string())?)
             }
             _ => None,
         };
         Ok(Resume { snapshot, redo })
-    }
-
-    fn read_json<T: serde::de::DeserializeOwned>(&self, dir: &Dir, name: &str) -> Result<T> {
-        let bytes = dir
-            .read(name)?
-            .ok_or_else(|| Error::Storage(format!("{}: missing", dir.shown(name))))?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Storage(format!("{}: {e}", dir.shown(name))))
     }
 
     fn state_name(n: u64, whole: bool) -> String {
@@ -334,6 +326,14 @@ impl Checkpoint {
         remove(&self.offsets, batch.saturating_sub(KEEP_LOGS))?;
         remove(&self.commits, batch.saturating_sub(KEEP_LOGS))
     }
+}
+
+/// A JSON file of the checkpoint, which must be there.
+fn read_json<T: serde::de::DeserializeOwned>(dir: &Dir, name: &str) -> Result<T> {
+    let bytes = dir
+        .read(name)?
+        .ok_or_else(|| Error::Storage(format!("{}: missing", dir.shown(name))))?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Storage(format!("{}: {e}", dir.shown(name))))
 }
 
 fn check_same_job(

@@ -806,7 +806,17 @@ struct Sale {
 
 /// Sums of `qty` per item and 10 ms window, as `window item sum` lines.
 fn sales_per_window(dir: &Path, source: impl spate_stream::Source<Item = Sale>) -> Vec<String> {
-    let p = pipeline();
+    sales_per_window_on(pipeline(), dir.join("out"), dir.join("cp"), source)
+}
+
+/// The sales' sums per 10 ms window, streamed by `p` into `out` with its
+/// checkpoint in `cp`, a batch per file.
+fn sales_per_window_on(
+    p: StreamPipeline,
+    out: impl AsRef<Path>,
+    cp: impl AsRef<Path>,
+    source: impl spate_stream::Source<Item = Sale>,
+) -> Vec<String> {
     p.read("Sales", source)
         .with_timestamps("EventTime", |s: &Sale| s.t)
         .map("ByItem", |s: Sale| (s.item, s.qty as u64))
@@ -816,12 +826,10 @@ fn sales_per_window(dir: &Path, source: impl spate_stream::Source<Item = Sale>) 
         .map("Format", |p| {
             format!("{} {} {}", p.window.start, p.key, p.value)
         })
-        .write_text("Write", dir.join("out"));
-    let r = p
-        .run_streaming(dir.join("cp"), BatchTrigger::AvailableNow)
-        .unwrap();
+        .write_text("Write", out.as_ref());
+    let r = p.run_streaming(cp, BatchTrigger::AvailableNow).unwrap();
     assert_eq!(r.progress.len(), 3, "a batch per file");
-    lines(&dir.join("out"))
+    lines(out.as_ref())
 }
 
 #[test]
@@ -898,26 +906,12 @@ fn csv_files_arriving_in_an_object_store_prefix_are_a_stream() {
     put("_SUCCESS", "");
     put("sales-2.csv", "t,item,qty\n14,oak,1\n30,elm,7\n");
 
-    let p = StreamPipeline::new(ctx.clone());
     let source = DirectorySource::text("s3://landing/sales")
         .max_files_per_trigger(1)
         .csv::<Sale>();
-    p.read("Sales", source)
-        .with_timestamps("EventTime", |s: &Sale| s.t)
-        .map("ByItem", |s: Sale| (s.item, s.qty as u64))
-        .window_into(Windows::fixed(Duration::from_millis(10)))
-        .combine_per_key("Sum", spate_core::combine::Sum)
-        .output
-        .map("Format", |p| {
-            format!("{} {} {}", p.window.start, p.key, p.value)
-        })
-        .write_text("Write", dir.path().join("out"));
-    let r = p
-        .run_streaming("s3://landing/ck", BatchTrigger::AvailableNow)
-        .unwrap();
-    assert_eq!(r.progress.len(), 3, "a batch per file");
+    let p = StreamPipeline::new(ctx.clone());
     assert_eq!(
-        lines(&dir.path().join("out")),
+        sales_per_window_on(p, dir.path().join("out"), "s3://landing/ck", source),
         ["0 ash 1", "0 oak 5", "10 ash 4", "10 oak 1"]
     );
     // The checkpoint is in the store: a rerun finds every file read.
