@@ -337,12 +337,12 @@ fn the_web_ui_shows_jobs_their_graph_and_live_output_and_cancels() {
     browser.go(&format!("{}/jobs/slow-ui", server.url));
     browser.wait_for(
         "the running job's output",
-        "return document.getElementById('logs').textContent.includes('first line')",
+        "return document.getElementById('logs')?.textContent.includes('first line') === true",
     );
     assert_eq!(server.value("slow-ui", "done"), "false");
     browser.wait_for(
         "the running state",
-        "return document.getElementById('state').textContent === 'RUNNING'",
+        "return document.getElementById('state')?.textContent === 'RUNNING'",
     );
     browser.screenshot("running");
     browser.click("#cancel");
