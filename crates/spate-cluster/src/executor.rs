@@ -3,7 +3,7 @@
 //! [`Registry`]), fast heartbeats, shuffle files under the cluster's work
 //! directory, and `/healthz` + `/readyz`.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -65,21 +65,11 @@ fn ports(host: &str, base: Option<u16>) -> Result<Ports> {
             health: over(2)?,
         });
     }
-    // Hold all three until each is known, so no two are the same.
-    let free = || {
-        TcpListener::bind((host, 0))
-            .map_err(|e| Error::Usage(format!("executor: cannot listen on {host}: {e}")))
-    };
-    let (a, b, c) = (free()?, free()?, free()?);
-    let port = |l: &TcpListener| {
-        l.local_addr()
-            .map(|a| a.port())
-            .map_err(|e| Error::Internal(format!("executor port: {e}")))
-    };
+    let free = crate::ports::free_ports(host, 3)?;
     Ok(Ports {
-        flight: port(&a)?,
-        grpc: port(&b)?,
-        health: port(&c)?,
+        flight: free[0],
+        grpc: free[1],
+        health: free[2],
     })
 }
 

@@ -76,13 +76,6 @@ fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(5)..].join("\n")
 }
 
-fn free_port(host: &str) -> Result<u16> {
-    std::net::TcpListener::bind((host, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| Error::Usage(format!("cannot listen on {host}: {e}")))
-}
-
 impl LocalCluster {
     /// Starts the scheduler, then the executors, and returns once every
     /// executor has registered (within [`START_TIMEOUT`]).
@@ -94,7 +87,7 @@ impl LocalCluster {
             Error::Usage(format!("work directory {}: {e}", opts.work_dir.display()))
         })?;
         let port = match opts.port {
-            0 => free_port(&opts.host)?,
+            0 => crate::ports::free_ports(&opts.host, 1)?[0],
             p => p,
         };
         let address = Address::parse(&format!("{}:{port}", opts.host))?;

@@ -12,6 +12,8 @@
 //! - [`launch`]: a scheduler and N executors on this host, as processes of
 //!   this program (`spate cluster up`).
 //! - [`status`]: what the scheduler knows of its executors.
+//! - [`ports`]: free ports for the servers Ballista binds, drawn from below
+//!   the kernel's ephemeral range.
 //!
 //! The driver's side (a `Context` whose jobs run on a cluster) is
 //! `spate_core::cluster`. A job binary gets every role through [`main`]. Failure detection is deliberately fast
@@ -21,6 +23,7 @@ pub mod cli;
 pub mod executor;
 pub mod launch;
 mod logs;
+pub mod ports;
 pub mod scheduler;
 pub mod status;
 pub mod timing;
