@@ -162,9 +162,7 @@ impl Cursor {
         // then keep the word's bytes only.
         let v = (load16(line, start) | 0x2020_2020_2020_2020_2020_2020_2020_2020)
             & ((1u128 << (8 * n)) - 1);
-        let mut buf = [0u8; INLINE];
-        buf.copy_from_slice(&v.to_le_bytes()[..INLINE]);
-        Word::from_ascii_buf(buf, n as u8)
+        Word::from_ascii_le(v, n)
     }
 
     /// Hands every remaining word to `f`. Short and long words reach `f`
