@@ -5,6 +5,7 @@
 //! `cluster.pids`.
 
 use std::fs::File;
+use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -74,6 +75,17 @@ fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(5)..].join("\n")
+}
+
+/// Whether an executor's Arrow Flight port, on the interface the
+/// executors listen on, accepts a connection.
+fn serves(host: &str, port: u16) -> bool {
+    let Ok(addrs) = (host, port).to_socket_addrs() else {
+        return false;
+    };
+    addrs
+        .into_iter()
+        .any(|a| TcpStream::connect_timeout(&a, Duration::from_secs(1)).is_ok())
 }
 
 impl LocalCluster {
@@ -147,10 +159,23 @@ impl LocalCluster {
             )?;
             cluster.executors.push(child);
         }
-        let wanted = opts.executors;
-        cluster.wait_until(deadline, "every executor to register", |c| {
-            Ok(status(&c.address)?.alive() >= wanted)
+        let (wanted, host) = (opts.executors, opts.host.clone());
+        // An executor registers before it binds its Arrow Flight port:
+        // ready once every one also accepts connections there, and none
+        // has exited on the way (a port taken in between ends it).
+        cluster.wait_until(deadline, "every executor to register and serve", |c| {
+            let st = status(&c.address)?;
+            Ok(st.alive() >= wanted
+                && st
+                    .executors
+                    .iter()
+                    .filter(|e| e.alive())
+                    .all(|e| serves(&host, e.info.port)))
         })?;
+        if let Some(exited) = cluster.exited() {
+            cluster.stop();
+            return Err(Error::Usage(format!("local cluster: {exited}")));
+        }
         cluster.write_pids()?;
         Ok(cluster)
     }
