@@ -90,7 +90,8 @@ fn serves(host: &str, port: u16) -> bool {
 
 impl LocalCluster {
     /// Starts the scheduler, then the executors, and returns once every
-    /// executor has registered (within [`START_TIMEOUT`]).
+    /// executor has registered and serves its Flight port (within
+    /// [`START_TIMEOUT`]).
     pub fn start(opts: &UpOptions) -> Result<Self> {
         if opts.executors == 0 {
             return Err(Error::Usage("--executors must be at least 1".into()));
@@ -131,7 +132,16 @@ impl LocalCluster {
         cluster.wait_until(deadline, "the scheduler to answer", |c| {
             Ok(scheduler_version(&c.address).is_ok())
         })?;
-        for n in 0..opts.executors {
+        // Every executor's three ports at once (the scheduler's is taken
+        // by now): no two executors can draw the same one.
+        let bases = match crate::ports::free_runs(&opts.host, opts.executors, 3) {
+            Ok(b) => b,
+            Err(e) => {
+                cluster.stop();
+                return Err(e);
+            }
+        };
+        for (n, base) in bases.into_iter().enumerate() {
             let mut args: Vec<String> = vec![
                 "cluster".into(),
                 "executor".into(),
@@ -139,6 +149,8 @@ impl LocalCluster {
                 cluster.address.to_string(),
                 "--bind".into(),
                 opts.host.clone(),
+                "--port".into(),
+                base.to_string(),
                 "--slots".into(),
                 opts.slots.to_string(),
                 "--work-dir".into(),

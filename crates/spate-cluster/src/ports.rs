@@ -8,58 +8,90 @@
 //! exactly the kind someone else takes next: it comes from the ephemeral
 //! range, which every outgoing connection and every other `bind(.., 0)` on
 //! the host draws from. So ports are drawn at random from the range just
-//! below it, which the kernel never hands out on its own; other spate roles
-//! starting at the same instant are the only competition left.
+//! below it, which the kernel never hands out on its own, and a local
+//! cluster's executors get theirs in one call, all held until all are
+//! chosen; other clusters starting at the same instant are the only
+//! competition left.
 
 use std::hash::{BuildHasher, Hasher};
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 
 use crate::{Error, Result};
 
 /// How many ports below the ephemeral range are drawn from.
 const SPAN: u16 = 12_000;
 
+/// Lowest port drawn from (the ones below need privileges).
+const LOWEST: u16 = 1024;
+
 /// `n` distinct ports free on `host` now, none in the kernel's ephemeral
 /// range (kernel-chosen ones if none below it is free).
 pub fn free_ports(host: &str, n: usize) -> Result<Vec<u16>> {
-    let (low, high) = below_ephemeral();
-    let mut held: Vec<TcpListener> = Vec::with_capacity(n);
-    let mut draw = Draw::new();
-    let span = u32::from(high - low);
-    for _ in 0..(64 * n) {
-        if held.len() == n {
-            break;
-        }
-        let port = low + (draw.next() % span) as u16;
-        if held.iter().any(|l| local_port(l).ok() == Some(port)) {
-            continue;
-        }
-        if let Ok(l) = TcpListener::bind((host, port)) {
-            held.push(l);
+    free_runs(host, n, 1)
+}
+
+/// `n` base ports, each the first of `width` consecutive ports free on
+/// `host` now, no two runs overlapping: the executors of one cluster get
+/// theirs in one call, so they cannot draw the same port as each other.
+pub fn free_runs(host: &str, n: usize, width: u16) -> Result<Vec<u16>> {
+    let width = width.max(1);
+    let addr = (host, 0)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| Error::Usage(format!("cannot listen on {host}: no such address")))?;
+    let listen = |port: u16| {
+        let mut a: SocketAddr = addr;
+        a.set_port(port);
+        TcpListener::bind(a)
+    };
+    // Held until every run is chosen, so no two runs share a port.
+    let mut held: Vec<TcpListener> = Vec::new();
+    let mut bases: Vec<u16> = Vec::with_capacity(n);
+    if let Some((low, high)) = below_ephemeral() {
+        let mut draw = Draw::new();
+        let span = u32::from(high - low - width);
+        for _ in 0..(64 * n) {
+            if bases.len() == n {
+                break;
+            }
+            let base = low + (draw.next() % span) as u16;
+            let run: Vec<TcpListener> =
+                (base..base + width).map_while(|p| listen(p).ok()).collect();
+            if run.len() == usize::from(width) {
+                held.extend(run);
+                bases.push(base);
+            }
         }
     }
-    while held.len() < n {
-        let l = TcpListener::bind((host, 0))
-            .map_err(|e| Error::Usage(format!("cannot listen on {host}: {e}")))?;
+    // Kernel-chosen ports otherwise (single ports only: the kernel gives
+    // no runs).
+    while bases.len() < n {
+        if width > 1 {
+            return Err(Error::Usage(format!(
+                "cannot find {width} consecutive free ports on {host}"
+            )));
+        }
+        let l = listen(0).map_err(|e| Error::Usage(format!("cannot listen on {host}: {e}")))?;
+        bases.push(
+            l.local_addr()
+                .map_err(|e| Error::Internal(format!("listening port: {e}")))?
+                .port(),
+        );
         held.push(l);
     }
-    held.iter().map(local_port).collect()
+    Ok(bases)
 }
 
-fn local_port(l: &TcpListener) -> Result<u16> {
-    l.local_addr()
-        .map(|a| a.port())
-        .map_err(|e| Error::Internal(format!("listening port: {e}")))
-}
-
-/// The ports just below the kernel's ephemeral range, `[low, high)`.
-fn below_ephemeral() -> (u16, u16) {
-    let first_ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+/// The ports just below the kernel's ephemeral range, `[low, high)`; none
+/// when that range starts too low to leave room below it.
+fn below_ephemeral() -> Option<(u16, u16)> {
+    let high = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
         .unwrap_or(32_768);
-    let high = first_ephemeral.max(1024 + 1000);
-    (high.saturating_sub(SPAN).max(1024), high)
+    let low = high.saturating_sub(SPAN).max(LOWEST);
+    (high >= low + 1000).then_some((low, high))
 }
 
 /// Random numbers enough to spread ports (std's per-process random keys).
@@ -85,16 +117,20 @@ mod tests {
 
     #[test]
     fn ports_are_distinct_free_and_below_the_ephemeral_range() {
-        let (low, high) = below_ephemeral();
+        let (low, high) = below_ephemeral().expect("this host leaves room below");
         let ports = free_ports("127.0.0.1", 3).unwrap();
-        assert_eq!(ports.len(), 3);
-        let mut sorted = ports.clone();
-        sorted.sort_unstable();
-        sorted.dedup();
-        assert_eq!(sorted.len(), 3, "{ports:?}");
-        for p in ports {
+        let bases = free_runs("127.0.0.1", 4, 3).unwrap();
+        let mut runs: Vec<u16> = bases.iter().flat_map(|&b| b..b + 3).collect();
+        for &p in runs.iter().chain(&ports) {
             assert!((low..high).contains(&p), "{p} not in {low}..{high}");
             TcpListener::bind(("127.0.0.1", p)).expect("released");
         }
+        runs.sort_unstable();
+        runs.dedup();
+        assert_eq!(runs.len(), 12, "runs overlap: {bases:?}");
+        let mut distinct = ports.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 3, "{ports:?}");
     }
 }

@@ -295,6 +295,17 @@ mod tests {
                 .collect();
             let got: Vec<String> = words(&line).map(String::from).collect();
             assert_eq!(got, reference(&line), "{line:?}");
+            // A tokenizer-made word is the very word `Word::new` makes
+            // (same representation, same hash), at every length.
+            for (w, s) in words(&line).zip(&got) {
+                let made = Word::new(s);
+                let hash = |w: &Word| {
+                    use std::hash::{BuildHasher, BuildHasherDefault};
+                    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+                        .hash_one(w)
+                };
+                assert!(w == made && hash(&w) == hash(&made), "{s:?}");
+            }
             let owned: Vec<String> = into_words(line.clone()).map(String::from).collect();
             assert_eq!(owned, got);
             // Internal iteration (fold), also after some words were taken.

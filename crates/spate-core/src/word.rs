@@ -1,6 +1,7 @@
 //! `Word`: a small string stored inline (no heap allocation up to 15 bytes),
-//! so tokenizing and counting words allocates almost nothing. It hashes,
-//! compares and serializes exactly like the `str` it holds.
+//! so tokenizing and counting words allocates almost nothing. It compares,
+//! orders and serializes exactly like the `str` it holds (its hash is its
+//! own: equal words hash alike).
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -17,7 +18,8 @@ pub(crate) const INLINE: usize = 15;
 
 /// A word of up to [`INLINE`] bytes, as two machine words: in memory, the
 /// word's bytes from byte 0, zeros after them, and its length plus one in
-/// byte 15 (never zero: `Repr` marks a heap word by a zero there).
+/// byte 15 (never zero, so the high half never is: `Repr` marks a heap word
+/// by a zero high half, the niche of `NonZeroU64`; `is_small` checks it).
 ///
 /// Two whole words, not bytes, because of how words are made and used: the
 /// tokenizer builds one in a register and stores it with two plain stores,
@@ -50,6 +52,7 @@ impl Inline {
     /// The inline word holding `b` (at most [`INLINE`] bytes).
     #[inline(always)]
     fn of(b: &[u8]) -> Self {
+        debug_assert!(b.len() <= INLINE);
         let mut all = [0u8; 16];
         all[..b.len()].copy_from_slice(b);
         all[15] = b.len() as u8 + 1;
@@ -81,8 +84,8 @@ impl Inline {
 #[derive(Clone, PartialEq, Eq)]
 enum Repr {
     Inline(Inline),
-    // A thin pointer keeps `Word` at 16 bytes (its tag is `Inline`'s zero
-    // byte 15): a `(Word, u64)` hash-map bucket is 24 bytes, and most
+    // A thin pointer keeps `Word` at 16 bytes (its tag is a zero high half
+    // of `Inline`): a `(Word, u64)` hash-map bucket is 24 bytes, and most
     // English words fit inline.
     #[expect(
         clippy::box_collection,
@@ -126,6 +129,10 @@ impl Word {
     /// path, kept in registers until the word is stored.
     #[inline(always)]
     pub(crate) fn from_ascii_le(v: u128, len: usize) -> Self {
+        debug_assert!(
+            len <= INLINE && v >> (8 * len) == 0,
+            "{len} bytes in {v:#x}"
+        );
         let all = (v | ((len as u128 + 1) << 120)).to_le_bytes();
         Word(Repr::Inline(Inline::from_bytes(all)))
     }
