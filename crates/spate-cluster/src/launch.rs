@@ -184,10 +184,7 @@ impl LocalCluster {
                     .filter(|e| e.alive())
                     .all(|e| serves(&host, e.info.port)))
         })?;
-        if let Some(exited) = cluster.exited() {
-            cluster.stop();
-            return Err(Error::Usage(format!("local cluster: {exited}")));
-        }
+        cluster.fail_if_exited()?;
         cluster.write_pids()?;
         Ok(cluster)
     }
@@ -203,10 +200,7 @@ impl LocalCluster {
         loop {
             // Exits first: with a port already taken, another scheduler may
             // answer there while ours has gone.
-            if let Some(exited) = self.exited() {
-                self.stop();
-                return Err(Error::Usage(format!("local cluster: {exited}")));
-            }
+            self.fail_if_exited()?;
             if ready(self)? {
                 return Ok(());
             }
@@ -218,6 +212,18 @@ impl LocalCluster {
                 )));
             }
             std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Stops the cluster and fails, with the process's output, if any of
+    /// its processes has exited.
+    fn fail_if_exited(&mut self) -> Result<()> {
+        match self.exited() {
+            Some(exited) => {
+                self.stop();
+                Err(Error::Usage(format!("local cluster: {exited}")))
+            }
+            None => Ok(()),
         }
     }
 

@@ -13,7 +13,6 @@
 //! chosen; other clusters starting at the same instant are the only
 //! competition left.
 
-use std::hash::{BuildHasher, Hasher};
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 
 use crate::{Error, Result};
@@ -49,13 +48,11 @@ pub fn free_runs(host: &str, n: usize, width: u16) -> Result<Vec<u16>> {
     let mut held: Vec<TcpListener> = Vec::new();
     let mut bases: Vec<u16> = Vec::with_capacity(n);
     if let Some((low, high)) = below_ephemeral() {
-        let mut draw = Draw::new();
-        let span = u32::from(high - low - width);
         for _ in 0..(64 * n) {
             if bases.len() == n {
                 break;
             }
-            let base = low + (draw.next() % span) as u16;
+            let base = rand::random_range(low..high - width);
             let run: Vec<TcpListener> =
                 (base..base + width).map_while(|p| listen(p).ok()).collect();
             if run.len() == usize::from(width) {
@@ -92,23 +89,6 @@ fn below_ephemeral() -> Option<(u16, u16)> {
         .unwrap_or(32_768);
     let low = high.saturating_sub(SPAN).max(LOWEST);
     (high >= low + 1000).then_some((low, high))
-}
-
-/// Random numbers enough to spread ports (std's per-process random keys).
-struct Draw(std::collections::hash_map::DefaultHasher, u64);
-
-impl Draw {
-    fn new() -> Self {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u32(std::process::id());
-        Draw(h, 0)
-    }
-
-    fn next(&mut self) -> u32 {
-        self.1 += 1;
-        self.0.write_u64(self.1);
-        self.0.finish() as u32
-    }
 }
 
 #[cfg(test)]

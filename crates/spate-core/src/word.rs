@@ -70,6 +70,12 @@ impl Inline {
         usize::from(self.last() - 1)
     }
 
+    /// The word's bytes.
+    #[inline(always)]
+    fn text(&self) -> &[u8] {
+        &self.bytes()[..self.len()]
+    }
+
     /// The 16 bytes in memory order.
     #[inline(always)]
     #[allow(unsafe_code)]
@@ -155,7 +161,7 @@ impl Word {
     #[inline]
     pub fn as_bytes(&self) -> &[u8] {
         match &self.0 {
-            Repr::Inline(i) => &i.bytes()[..i.len()],
+            Repr::Inline(i) => i.text(),
             Repr::Heap(s) => s.as_bytes(),
         }
     }
@@ -165,7 +171,7 @@ impl Word {
     pub fn as_str(&self) -> &str {
         match &self.0 {
             // Inline bytes always come from a `str` or from ASCII.
-            Repr::Inline(i) => std::str::from_utf8(&i.bytes()[..i.len()]).unwrap_or_default(),
+            Repr::Inline(i) => std::str::from_utf8(i.text()).unwrap_or_default(),
             Repr::Heap(s) => s.as_str(),
         }
     }
