@@ -180,20 +180,30 @@ impl<I: Data> Default for Steps<I, I> {
 /// count's 22 k distinct words downstream ~2 700 times per GiB.
 const COMBINE_BUFFER_BYTES: usize = 16 << 20;
 
-/// At most this many buffered values, whatever their estimated size (the
-/// estimate does not see values' heap data, e.g. long strings).
+/// At most this many value slots (`GROUP` per key), whatever their
+/// estimated size (the estimate does not see values' heap data, e.g. long
+/// strings).
 const COMBINE_BUFFER_VALUES: usize = 1 << 20;
 
 /// Hash-table overhead guessed per distinct key, beyond the key and its
-/// value list.
+/// group's index.
 const KEY_OVERHEAD: usize = 16;
 
-/// A key's buffered values are folded by the combiner, in place, when
-/// their number reaches this (and again at each doubling while the combiner
-/// does not shrink them): a frequent key's list stays short and in cache.
-/// Allowed because a combiner may run any number of times, also over its
-/// own output (as Hadoop's does when it merges spills).
-const COMBINE_EARLY: usize = 64;
+/// Values a key holds in a map task before the combiner folds them, in
+/// place. A key's values sit together in one small group (two cache lines
+/// for 8-byte values), and the table maps a key to its group's place, so a
+/// short key's bucket is 16 bytes as in the Dataset face's combiner: a
+/// frequent key's values stay in cache and the table stays half the size
+/// of one holding a value list per key (a word count's map tasks: 4.7–4.9 s
+/// against 5.5–6.6 s with lists folded at 64 values, 5.0–5.2 s with groups
+/// of 4). Allowed because a combiner may run any number of times, also over
+/// its own output (as Hadoop's does when it merges spills).
+const GROUP: usize = 8;
+
+/// Mapper output gathered before it is buffered by key: the lookups of a
+/// run of pairs overlap their cache misses, where a record's few pairs at a
+/// time leave each miss to stall alone between the mapper's calls.
+const ABSORB_RUN: usize = 512;
 
 impl<I: Data, O: Data> Steps<I, O> {
     /// A job of one step.
@@ -271,13 +281,21 @@ impl MapReduce for Context {
     }
 }
 
+/// Where a key's values are in a map task's `held` slots.
+#[derive(Clone, Copy)]
+struct Group {
+    /// First slot (`GROUP` of them); `u32::MAX` until the key's first value.
+    at: u32,
+    /// Slots in use.
+    len: u32,
+}
+
 struct MapTask<S: MRStep> {
     step: S,
-    buffer: KeyTable<S::Key, Vec<S::Value>>,
-    /// Estimated bytes in `buffer`.
-    buffered: usize,
-    /// Values in `buffer`.
-    values: usize,
+    /// Each buffered key's group of value slots.
+    groups: KeyTable<S::Key, Group>,
+    /// Value slots, `GROUP` per key; the first `len` of a group are `Some`.
+    held: Vec<Option<S::Value>>,
     /// The mapper's output for the current record, before buffering.
     pending: Vec<(S::Key, S::Value)>,
     /// The combiner's output while folding one key.
@@ -288,76 +306,81 @@ impl<S: MRStep> MapTask<S> {
     fn new(step: S) -> Self {
         Self {
             step,
-            buffer: KeyTable::default(),
-            buffered: 0,
-            values: 0,
+            groups: KeyTable::default(),
+            held: Vec::new(),
             pending: Vec::new(),
             folded: Vec::new(),
         }
     }
 
-    /// Moves `pending` pairs into the buffer, folding long value lists
-    /// with the combiner; combiner output for other keys goes to `emit`.
+    /// Moves `pending` pairs into their keys' groups; a full group is
+    /// folded by the combiner, its output for the same key kept in the group
+    /// (while it leaves room for the next value) and the rest sent to `emit`.
     fn absorb(&mut self, emit: &mut dyn FnMut((S::Key, S::Value))) {
-        let value_bytes = std::mem::size_of::<S::Value>();
         let MapTask {
             step,
-            buffer,
-            buffered,
-            values: count,
+            groups,
+            held,
             pending,
             folded,
+            ..
         } = self;
-        let key_bytes =
-            std::mem::size_of::<S::Key>() + std::mem::size_of::<Vec<S::Value>>() + KEY_OVERHEAD;
         for (k, v) in pending.drain(..) {
-            let emptied = buffer.slot_with(k, Vec::new, |key, list| {
-                if list.is_empty() {
-                    *buffered += key_bytes;
+            let new = || Group {
+                at: u32::MAX,
+                len: 0,
+            };
+            groups.slot_with(k, new, |key, g| {
+                if g.at == u32::MAX {
+                    // `full()` flushes long before `held` nears u32::MAX slots.
+                    g.at = held.len() as u32;
+                    held.resize_with(held.len() + GROUP, || None);
                 }
-                list.push(v);
-                *buffered += value_bytes;
-                *count += 1;
-                let n = list.len();
-                if n < COMBINE_EARLY || !n.is_power_of_two() {
-                    return None;
+                let at = g.at as usize;
+                held[at + g.len as usize] = Some(v);
+                g.len += 1;
+                if (g.len as usize) < GROUP {
+                    return;
                 }
-                // Draining keeps the list's allocation for the values to come.
-                step.combiner(key, &mut list.drain(..), &mut Emitter::to_buffer(folded));
+                let mut values = held[at..at + GROUP].iter_mut().filter_map(Option::take);
+                step.combiner(key, &mut values, &mut Emitter::to_buffer(folded));
+                g.len = 0;
                 for (k2, v2) in folded.drain(..) {
-                    if k2 == *key {
-                        list.push(v2);
+                    if (g.len as usize) < GROUP - 1 && k2 == *key {
+                        held[at + g.len as usize] = Some(v2);
+                        g.len += 1;
                     } else {
                         emit((k2, v2));
                     }
                 }
-                let kept = list.len();
-                *count = (*count + kept).saturating_sub(n);
-                *buffered = (*buffered + kept * value_bytes).saturating_sub(n * value_bytes);
-                // The combiner took every value (or moved them to other
-                // keys): a later combiner call never sees an empty list.
-                (kept == 0).then(|| key.clone())
             });
-            if let Some(key) = emptied {
-                buffer.remove(&key);
-                *buffered = buffered.saturating_sub(key_bytes);
-            }
         }
     }
 
     /// Is the buffer full?
     fn full(&self) -> bool {
-        self.buffered >= COMBINE_BUFFER_BYTES || self.values >= COMBINE_BUFFER_VALUES
+        let key_bytes = std::mem::size_of::<S::Key>() + KEY_OVERHEAD;
+        let slot_bytes = std::mem::size_of::<Option<S::Value>>();
+        self.held.len() >= COMBINE_BUFFER_VALUES
+            || self.groups.len() * key_bytes + self.held.len() * slot_bytes >= COMBINE_BUFFER_BYTES
     }
 
     fn combine_all(&mut self, emit: &mut dyn FnMut((S::Key, S::Value))) {
-        self.buffered = 0;
-        self.values = 0;
-        // Draining keeps the table's allocation for the next round.
-        for (k, vs) in self.buffer.drain() {
-            self.step
-                .combiner(&k, &mut vs.into_iter(), &mut Emitter::new(emit));
+        let MapTask {
+            step, groups, held, ..
+        } = self;
+        // Draining keeps the table's and the slots' memory for the next round.
+        for (k, g) in groups.drain() {
+            if g.len == 0 {
+                continue;
+            }
+            let at = g.at as usize;
+            let mut values = held[at..at + g.len as usize]
+                .iter_mut()
+                .filter_map(Option::take);
+            step.combiner(&k, &mut values, &mut Emitter::new(emit));
         }
+        held.clear();
     }
 }
 
@@ -378,9 +401,11 @@ fn run_step<S: MRStep>(input: Dataset<S::Input>, step: S) -> Dataset<S::Output> 
             }
             let MapTask { step, pending, .. } = t;
             step.mapper(rec, &mut Emitter::to_buffer(pending));
-            t.absorb(emit);
-            if t.full() {
-                t.combine_all(emit);
+            if pending.len() >= ABSORB_RUN {
+                t.absorb(emit);
+                if t.full() {
+                    t.combine_all(emit);
+                }
             }
         },
         Some(Arc::new(

@@ -331,8 +331,9 @@ impl MRJob for RekeyJob {
 
 #[test]
 fn combiners_may_run_many_times_and_lose_nothing() {
-    // One task whose `hot` list is emptied by its last fold (64 000 is a
-    // multiple of 64), and two tasks with lists left over.
+    // One task whose `hot` values are all taken by its last fold (64 000 is
+    // a multiple of the values a key holds before a fold), and two tasks
+    // with values left over.
     for (threads, n) in [(1, 64_000u64), (2, 100_000)] {
         let ctx = Context::builder().threads(threads).build().unwrap();
         let out = ctx
@@ -345,5 +346,69 @@ fn combiners_may_run_many_times_and_lose_nothing() {
         // Long lists were folded early: many more combiner runs than the
         // map tasks' final ones.
         assert!(get("moved") > 100, "{out:?}");
+    }
+}
+
+/// A combiner that gives back every value it is handed (it reduces
+/// nothing): map tasks must still pass every value on, once.
+#[derive(Clone)]
+struct Echo;
+
+impl MRStep for Echo {
+    type Input = u64;
+    type Key = u64;
+    type Value = u64;
+    type Output = (u64, u64);
+
+    fn mapper(&mut self, i: u64, out: &mut Emitter<'_, (u64, u64)>) {
+        out.emit_kv(i % 3, i);
+    }
+    fn has_combiner(&self) -> bool {
+        true
+    }
+    fn combiner(
+        &mut self,
+        k: &u64,
+        vs: &mut dyn Iterator<Item = u64>,
+        out: &mut Emitter<'_, (u64, u64)>,
+    ) {
+        for v in vs {
+            out.emit_kv(*k, v);
+        }
+    }
+    fn reducer(
+        &mut self,
+        k: &u64,
+        vs: &mut dyn Iterator<Item = u64>,
+        out: &mut Emitter<'_, (u64, u64)>,
+    ) {
+        let mut vs: Vec<u64> = vs.collect();
+        vs.sort_unstable();
+        let want: Vec<u64> = (0..10_000).filter(|i| i % 3 == *k).collect();
+        assert_eq!(vs, want, "key {k}: every value once");
+        out.emit((*k, vs.len() as u64));
+    }
+}
+
+struct EchoJob;
+
+impl MRJob for EchoJob {
+    type Input = u64;
+    type Output = (u64, u64);
+    fn steps(&self) -> Steps<u64, (u64, u64)> {
+        Steps::of(Echo)
+    }
+}
+
+#[test]
+fn a_combiner_that_reduces_nothing_loses_and_doubles_nothing() {
+    for threads in [1, 2] {
+        let ctx = Context::builder().threads(threads).build().unwrap();
+        let mut out = ctx
+            .run_job(&EchoJob, ctx.from_vec((0..10_000).collect()))
+            .collect()
+            .unwrap();
+        out.sort_unstable();
+        assert_eq!(out, [(0, 3334), (1, 3333), (2, 3333)]);
     }
 }
