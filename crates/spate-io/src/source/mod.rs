@@ -29,6 +29,7 @@ use crate::progress::Progress;
 
 mod files;
 mod groups;
+mod newlines;
 mod objects;
 mod read;
 mod split;

@@ -257,7 +257,7 @@ fn read_range_inner(
         // Emit complete lines that start inside the range.
         let mut line_start = consumed;
         let mut done = false;
-        for nl in memchr::memchr_iter(b'\n', &data[consumed..]) {
+        for nl in super::newlines::newlines(&data[consumed..]) {
             let nl = consumed + nl;
             if pos + line_start as u64 >= range.end {
                 done = true;
