@@ -86,6 +86,36 @@ impl<'a> BatchSink<'a> {
     #[inline]
     fn push(&mut self, line: &[u8], offset: u64, raw_len: u64) -> Result<(), FlushError> {
         self.values.extend_from_slice(line);
+        self.pushed(offset, raw_len)
+    }
+
+    /// Pushes `data[start..end]`, copied as the 64 bytes from `start` (a
+    /// fixed-size copy, inlined, where a short line's own length costs a
+    /// call to `memmove`) when `data` has them, then cut to the line.
+    #[inline]
+    fn push_at(
+        &mut self,
+        data: &[u8],
+        start: usize,
+        end: usize,
+        offset: u64,
+        raw_len: u64,
+    ) -> Result<(), FlushError> {
+        let block: Option<&[u8; 64]> = data.get(start..start + 64).and_then(|b| b.try_into().ok());
+        match block {
+            Some(block) if end - start <= 64 => {
+                let at = self.values.len();
+                self.values.extend_from_slice(block);
+                self.values.truncate(at + (end - start));
+            }
+            _ => self.values.extend_from_slice(&data[start..end]),
+        }
+        self.pushed(offset, raw_len)
+    }
+
+    /// Notes the line just pushed onto `values`; flushes a full batch.
+    #[inline]
+    fn pushed(&mut self, offset: u64, raw_len: u64) -> Result<(), FlushError> {
         // Batches stay far below i32::MAX: they are flushed past BATCH_BYTES.
         self.offsets.push(self.values.len() as i32);
         self.line_starts.push(offset);
@@ -263,11 +293,18 @@ fn read_range_inner(
                 done = true;
                 break;
             }
-            emit_line(
-                &data[line_start..nl],
+            // Without its `\r` when it ends in CRLF.
+            let end = if nl > line_start && data[nl - 1] == b'\r' {
+                nl - 1
+            } else {
+                nl
+            };
+            sink.push_at(
+                data,
+                line_start,
+                end,
                 pos + line_start as u64,
                 (nl + 1 - line_start) as u64,
-                sink,
             )?;
             line_start = nl + 1;
         }
