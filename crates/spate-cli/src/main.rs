@@ -450,7 +450,7 @@ fn demo(args: &DemoArgs) -> Result<()> {
     );
     let top = ctx
         .read_text(&inputs)?
-        .flat_map(into_words)
+        .flat_map_lines(|line, out| words(line).for_each(|w| out.push(w)))
         .count_by_value()
         .top_by(10, jobs::by_count_then_word)
         .collect()?;

@@ -60,8 +60,8 @@ pub mod prelude {
     pub use crate::mapreduce::{Emitter, MRJob, MRMapStep, MRStep, MapReduce, Steps};
     pub use crate::ops::cache::StorageLevel;
     pub use crate::pipeline::{
-        Combine, Count, Create, Filter, FlatMap, GroupByKey, Map, PCollection, PTransform,
-        Pipeline, ReadText, Top, WriteText,
+        Combine, Count, Create, Filter, FlatMap, FlatMapLines, GroupByKey, Map, PCollection,
+        PTransform, Pipeline, ReadText, Top, WriteText,
     };
     pub use crate::rows::Data;
     pub use crate::shared::{Accumulator, Broadcast};

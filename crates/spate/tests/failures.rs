@@ -53,6 +53,34 @@ fn panicking_map_names_the_step_and_leaves_no_output() {
 }
 
 #[test]
+fn a_panic_in_a_borrowed_line_closure_names_its_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lines.txt");
+    let text: String = (0..5000).map(|i| format!("line {i}\n")).collect();
+    std::fs::write(&path, text).unwrap();
+    let out = dir.path().join("out");
+    let err = ctx()
+        .read_text(&[&path])
+        .unwrap()
+        .flat_map_lines(|line, out| {
+            if line == "line 4321" {
+                panic!("bad line {line}");
+            }
+            out.push(line.len() as u64);
+        })
+        .write_text(&out)
+        .unwrap_err();
+    match &err {
+        Error::Step { step, message } => {
+            assert_eq!(step, "flat_map");
+            assert!(message.contains("bad line line 4321"), "{message}");
+        }
+        other => panic!("unexpected error {other:?}"),
+    }
+    assert!(!out.exists());
+}
+
+#[test]
 fn panicking_reducer_and_pipeline_step_are_named() {
     let err = ctx()
         .from_vec(vec![("a".to_string(), 1u32), ("b".to_string(), 2)])

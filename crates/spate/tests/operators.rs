@@ -56,6 +56,28 @@ proptest! {
     }
 
     #[test]
+    fn flat_map_lines_matches_flat_map(lines in prop::collection::vec("[a-zA-Z' ,.äé中]{0,60}", 0..400)) {
+        let want: Vec<Word> = sorted(lines.iter().flat_map(|l| words(l)).collect());
+        // Lines read from their batches (borrowed), and lines a closure made.
+        let borrowed = CTX.from_vec(lines.clone())
+            .flat_map_lines(|line, out| out.extend(words(line)))
+            .collect().unwrap();
+        prop_assert_eq!(sorted(borrowed), want.clone());
+        let made = CTX.from_vec(lines.clone())
+            .map(|l| l.to_uppercase())
+            .flat_map_lines(|line, out| out.extend(words(line)))
+            .collect().unwrap();
+        let upper: Vec<Word> = sorted(lines.iter().flat_map(|l| words(&l.to_uppercase()).collect::<Vec<_>>()).collect());
+        prop_assert_eq!(sorted(made), upper);
+        let counted: BTreeMap<Word, u64> = CTX.from_vec(lines)
+            .flat_map_lines(|line, out| out.extend(words(line)))
+            .count_by_value().collect().unwrap().into_iter().collect();
+        let mut want_counts = BTreeMap::new();
+        for w in want { *want_counts.entry(w).or_insert(0u64) += 1; }
+        prop_assert_eq!(counted, want_counts);
+    }
+
+    #[test]
     fn count_by_value_matches(xs in prop::collection::vec(key_strategy(), 0..400)) {
         let got: BTreeMap<String, u64> = CTX.from_vec(xs.clone()).count_by_value().collect().unwrap().into_iter().collect();
         let mut want = BTreeMap::new();

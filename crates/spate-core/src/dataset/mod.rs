@@ -21,7 +21,7 @@ use spate_io::source::InputFile;
 use crate::context::Context;
 use crate::error::Result;
 use crate::node::{OpNode, PartitionOp, TextScanNode};
-use crate::ops::chain::{ChainFactory, decode_chain, stage, stateless};
+use crate::ops::chain::{ChainFactory, LineFn, borrow_lines_chain, decode_chain, stage, stateless};
 use crate::ops::map::MapOp;
 use crate::ops::partial::PartialAggOp;
 use crate::ops::table::KeyTable;
@@ -540,6 +540,59 @@ impl<T: Data> Dataset<T> {
         key: impl Fn(&T) -> K + Send + Sync + 'static,
     ) -> Result<Option<T>> {
         Ok(self.top_by(1, key).collect()?.into_iter().next())
+    }
+}
+
+impl Dataset<String> {
+    /// [`flat_map`](Dataset::flat_map) for lines of text, with each line
+    /// borrowed from the Arrow batch it was read into instead of handed
+    /// over as a `String` (no allocation, copy or free per line); `f`
+    /// pushes the line's outputs onto `out`. Lines that an earlier closure
+    /// made are borrowed from it.
+    ///
+    /// ```
+    /// use spate_core::prelude::*;
+    /// let ctx = Context::builder().threads(1).build()?;
+    /// let lines = ctx.from_vec(vec!["To be, or".to_string(), "not to be".into()]);
+    /// let counts = lines
+    ///     .flat_map_lines(|line, out| words(line).for_each(|w| out.push(w)))
+    ///     .count_by_value()
+    ///     .sort_by_key(true)
+    ///     .collect()?;
+    /// assert_eq!(counts, [("be".into(), 2), ("not".into(), 1), ("or".into(), 1), ("to".into(), 2)]);
+    /// # Ok::<(), spate_core::Error>(())
+    /// ```
+    pub fn flat_map_lines<U: Data>(
+        self,
+        f: impl Fn(&str, &mut Vec<U>) + Send + Sync + 'static,
+    ) -> Dataset<U> {
+        let f: LineFn<U> = Arc::new(f);
+        match self.kind {
+            Kind::Plan(base) => {
+                let name = self.ctx.step_name("flat_map");
+                let step: Arc<str> = Arc::from(name.as_str());
+                let chain: Lazy<ChainFactory<U>> = Arc::new(move || {
+                    Ok(borrow_lines_chain(
+                        RowCodec::<String>::new()?,
+                        step.clone(),
+                        f.clone(),
+                    ))
+                });
+                Dataset {
+                    ctx: self.ctx,
+                    kind: Kind::Chain {
+                        base,
+                        chain,
+                        steps: vec![name],
+                    },
+                    cache: None,
+                }
+            }
+            Kind::Chain { .. } => self.push_stage("flat_map", move |prev, step| {
+                let f = f.clone();
+                stateless(prev, step, move |line: String, out| f(&line, out))
+            }),
+        }
     }
 }
 

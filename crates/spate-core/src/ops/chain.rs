@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use arrow::array::{Array, AsArray};
 use arrow::record_batch::RecordBatch;
 
 use super::{StepName, call_user};
@@ -62,6 +63,78 @@ pub fn decode_chain<T: Data>(codec: RowCodec<T>, step: StepName) -> ChainFactory
         Box::new(Decode {
             codec: codec.clone(),
             step: step.clone(),
+        })
+    })
+}
+
+/// Per-line function of a stage that borrows its lines: outputs are pushed
+/// onto the current run.
+pub type LineFn<U> = Arc<dyn Fn(&str, &mut Vec<U>) + Send + Sync>;
+
+/// The start of a chain whose first stage borrows each line from its
+/// batch's string array, where [`Decode`] would copy it into a `String`:
+/// no allocation, copy or free per line.
+struct BorrowLines<U> {
+    codec: RowCodec<String>,
+    step: StepName,
+    each: LineFn<U>,
+    run: Vec<U>,
+}
+
+impl<U: Send + 'static> Chain<U> for BorrowLines<U> {
+    fn push_batch(&mut self, batch: &RecordBatch, emit: Emit<'_, U>) -> Result<(), StepError> {
+        let BorrowLines {
+            codec,
+            step,
+            each,
+            run,
+        } = self;
+        crate::shared::in_step(step);
+        let mut line = |line: &str| {
+            call_user(step, || each(line, run));
+            if run.len() >= RUN {
+                flush(run, emit);
+                crate::shared::in_step(step);
+            }
+        };
+        let strings = batch
+            .columns()
+            .first()
+            .and_then(|c| c.as_string_opt::<i32>());
+        match strings {
+            Some(a) if batch.num_columns() == 1 && a.null_count() == 0 => {
+                (0..a.len()).for_each(|i| line(a.value(i)))
+            }
+            // Other string types, or nulls (which decoding reports): decoded.
+            _ => codec
+                .decode_runs(batch, RUN, &mut |rows: &mut Vec<String>| {
+                    rows.drain(..).for_each(|r| line(&r))
+                })
+                .map_err(|e| StepError {
+                    step: step.to_string(),
+                    message: e.to_string(),
+                })?,
+        }
+        flush(run, emit);
+        Ok(())
+    }
+    fn finish(&mut self, _emit: Emit<'_, U>) -> Result<(), StepError> {
+        Ok(())
+    }
+}
+
+/// A chain that starts with a stage borrowing each line of its batches.
+pub fn borrow_lines_chain<U: Send + 'static>(
+    codec: RowCodec<String>,
+    step: StepName,
+    each: LineFn<U>,
+) -> ChainFactory<U> {
+    Arc::new(move || {
+        Box::new(BorrowLines {
+            codec: codec.clone(),
+            step: step.clone(),
+            each: each.clone(),
+            run: Vec::new(),
         })
     })
 }

@@ -470,6 +470,59 @@ where
     }
 }
 
+/// [`FlatMap`] for lines of text with each line borrowed from its batch
+/// ([`Dataset::flat_map_lines`](crate::dataset::Dataset::flat_map_lines)):
+/// no `String` is made per line. `f` pushes the line's outputs onto `out`.
+///
+/// ```
+/// use spate_core::prelude::*;
+/// let p = Pipeline::new()?;
+/// let words = p
+///     .apply("Lines", Create(vec!["To be, or".to_string(), "not to be".into()]))
+///     .apply("Words", FlatMapLines::new(|line, out| out.extend(words(line))));
+/// p.run()?;
+/// assert_eq!(words.into_dataset().count()?, 6);
+/// # Ok::<(), spate_core::Error>(())
+/// ```
+pub struct FlatMapLines<F, U> {
+    f: F,
+    sides: Sides,
+    _u: PhantomData<fn() -> U>,
+}
+
+impl<F, U> FlatMapLines<F, U>
+where
+    U: Data,
+    F: Fn(&str, &mut Vec<U>) + Send + Sync + 'static,
+{
+    /// Flat-maps each line with `f`.
+    pub fn new(f: F) -> Self {
+        Self {
+            f,
+            sides: Vec::new(),
+            _u: PhantomData,
+        }
+    }
+
+    /// Declares a side input `f` reads (computed before the step runs).
+    pub fn with_side<S: Data>(mut self, side: &SideInput<S>) -> Self {
+        self.sides.push(Arc::new(side.clone()));
+        self
+    }
+}
+
+impl<F, U> PTransform<PCollection<String>> for FlatMapLines<F, U>
+where
+    U: Data,
+    F: Fn(&str, &mut Vec<U>) + Send + Sync + 'static,
+{
+    type Out = PCollection<U>;
+    fn expand(self, input: PCollection<String>) -> PCollection<U> {
+        let ds = side::after_sides(input.consume(), self.sides).flat_map_lines(self.f);
+        input.with(ds)
+    }
+}
+
 /// Keeps the elements a predicate accepts (Beam's `Filter`).
 pub struct Filter<F> {
     f: F,

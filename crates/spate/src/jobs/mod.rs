@@ -116,7 +116,10 @@ fn build_unscoped(
     inputs: &[PathBuf],
 ) -> Result<Dataset<(Word, u64)>> {
     let counts = match face {
-        Face::Dataset => ctx.read_text(inputs)?.flat_map(into_words).count_by_value(),
+        Face::Dataset => ctx
+            .read_text(inputs)?
+            .flat_map_lines(|line, out| words(line).for_each(|w| out.push(w)))
+            .count_by_value(),
         Face::Pipeline => {
             let p = Pipeline::with_context(ctx.clone());
             let counts = p

@@ -11,7 +11,10 @@ impl PTransform<PCollection<String>> for CountWords {
     type Out = PCollection<(Word, u64)>;
     fn expand(self, lines: PCollection<String>) -> PCollection<(Word, u64)> {
         lines
-            .apply("ExtractWords", FlatMap::new(into_words))
+            .apply(
+                "ExtractWords",
+                FlatMapLines::new(|line, out| words(line).for_each(|w| out.push(w))),
+            )
             .apply("CountPerElement", Count::per_element())
     }
 }
