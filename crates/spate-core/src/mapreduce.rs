@@ -284,18 +284,37 @@ impl MapReduce for Context {
 /// Where a key's values are in a map task's `held` slots.
 #[derive(Clone, Copy)]
 struct Group {
-    /// First slot (`GROUP` of them); `u32::MAX` until the key's first value.
+    /// First slot (`GROUP` of them), or with [`LISTED`] in `len` the key's
+    /// index in `lists`; `u32::MAX` until the key's first value.
     at: u32,
-    /// Slots in use.
+    /// Slots in use, or [`LISTED`].
     len: u32,
+}
+
+/// `Group::len` of a key whose values moved to a list of their own.
+const LISTED: u32 = u32::MAX;
+
+/// Values of a key whose combiner did not halve a full group (a top-k with
+/// k ≥ 5, a distinct-values combiner): folded in place, its values would
+/// leave the task about one per value and run the combiner once per value.
+/// Its values gather in a list instead, folded each time the list doubles
+/// past what the last fold kept (Hadoop combines a key's whole spill).
+struct Listed<V> {
+    values: Vec<V>,
+    fold_at: usize,
 }
 
 struct MapTask<S: MRStep> {
     step: S,
     /// Each buffered key's group of value slots.
     groups: KeyTable<S::Key, Group>,
-    /// Value slots, `GROUP` per key; the first `len` of a group are `Some`.
+    /// Value slots, `GROUP` per key; the first `len` of a group hold the
+    /// key's values (slots past them may hold values a combiner left
+    /// unread: they are overwritten or cleared, never read).
     held: Vec<Option<S::Value>>,
+    /// Listed keys' values, and how many values they hold in all.
+    lists: Vec<Listed<S::Value>>,
+    listed: usize,
     /// The mapper's output for the current record, before buffering.
     pending: Vec<(S::Key, S::Value)>,
     /// The combiner's output while folding one key.
@@ -308,6 +327,8 @@ impl<S: MRStep> MapTask<S> {
             step,
             groups: KeyTable::default(),
             held: Vec::new(),
+            lists: Vec::new(),
+            listed: 0,
             pending: Vec::new(),
             folded: Vec::new(),
         }
@@ -315,62 +336,132 @@ impl<S: MRStep> MapTask<S> {
 
     /// Moves `pending` pairs into their keys' groups; a full group is
     /// folded by the combiner, its output for the same key kept in the group
-    /// (while it leaves room for the next value) and the rest sent to `emit`.
+    /// (or in a list, when it is more than half a group) and the rest sent
+    /// to `emit`. The buffer is combined whenever it fills, also within a
+    /// long run (a `mapper_final` that emits millions of pairs).
     fn absorb(&mut self, emit: &mut dyn FnMut((S::Key, S::Value))) {
+        let mut pending = std::mem::take(&mut self.pending);
+        let mut since_check = 0;
+        for (k, v) in pending.drain(..) {
+            self.absorb_one(k, v, emit);
+            since_check += 1;
+            if since_check == ABSORB_RUN {
+                since_check = 0;
+                if self.full() {
+                    self.combine_all(emit);
+                }
+            }
+        }
+        // Kept for its capacity.
+        self.pending = pending;
+    }
+
+    fn absorb_one(&mut self, k: S::Key, v: S::Value, emit: &mut dyn FnMut((S::Key, S::Value))) {
         let MapTask {
             step,
             groups,
             held,
-            pending,
+            lists,
+            listed,
             folded,
             ..
         } = self;
-        for (k, v) in pending.drain(..) {
-            let new = || Group {
-                at: u32::MAX,
-                len: 0,
-            };
-            groups.slot_with(k, new, |key, g| {
-                if g.at == u32::MAX {
-                    // `full()` flushes long before `held` nears u32::MAX slots.
-                    g.at = held.len() as u32;
-                    held.resize_with(held.len() + GROUP, || None);
+        let new = || Group {
+            at: u32::MAX,
+            len: 0,
+        };
+        groups.slot_with(k, new, |key, g| {
+            if g.len == LISTED {
+                let list = &mut lists[g.at as usize];
+                list.values.push(v);
+                *listed += 1;
+                if list.values.len() >= list.fold_at {
+                    *listed -= list.values.len();
+                    let mut values = list.values.drain(..);
+                    step.combiner(key, &mut values, &mut Emitter::to_buffer(folded));
+                    drop(values);
+                    for (k2, v2) in folded.drain(..) {
+                        if k2 == *key {
+                            list.values.push(v2);
+                        } else {
+                            emit((k2, v2));
+                        }
+                    }
+                    *listed += list.values.len();
+                    list.fold_at = (2 * list.values.len()).max(list.fold_at);
                 }
-                let at = g.at as usize;
-                held[at + g.len as usize] = Some(v);
-                g.len += 1;
-                if (g.len as usize) < GROUP {
-                    return;
-                }
-                let mut values = held[at..at + GROUP].iter_mut().filter_map(Option::take);
-                step.combiner(key, &mut values, &mut Emitter::to_buffer(folded));
-                g.len = 0;
+                return;
+            }
+            if g.at == u32::MAX {
+                // `full()`, checked every `ABSORB_RUN` pairs, combines at
+                // `COMBINE_BUFFER_VALUES` slots: far below u32::MAX.
+                g.at = held.len() as u32;
+                held.resize_with(held.len() + GROUP, || None);
+            }
+            let at = g.at as usize;
+            held[at + g.len as usize] = Some(v);
+            g.len += 1;
+            if (g.len as usize) < GROUP {
+                return;
+            }
+            let mut values = held[at..at + GROUP].iter_mut().filter_map(Option::take);
+            step.combiner(key, &mut values, &mut Emitter::to_buffer(folded));
+            let kept = folded.iter().filter(|(k2, _)| k2 == key).count();
+            if kept > GROUP / 2 {
+                let mut values = Vec::with_capacity(2 * kept);
                 for (k2, v2) in folded.drain(..) {
-                    if (g.len as usize) < GROUP - 1 && k2 == *key {
-                        held[at + g.len as usize] = Some(v2);
-                        g.len += 1;
+                    if k2 == *key {
+                        values.push(v2);
                     } else {
                         emit((k2, v2));
                     }
                 }
-            });
-        }
+                *listed += values.len();
+                // Fewer lists than slots (above).
+                g.at = lists.len() as u32;
+                g.len = LISTED;
+                let fold_at = (2 * values.len()).max(4 * GROUP);
+                lists.push(Listed { values, fold_at });
+                return;
+            }
+            g.len = 0;
+            for (k2, v2) in folded.drain(..) {
+                if k2 == *key {
+                    held[at + g.len as usize] = Some(v2);
+                    g.len += 1;
+                } else {
+                    emit((k2, v2));
+                }
+            }
+        });
     }
 
     /// Is the buffer full?
     fn full(&self) -> bool {
         let key_bytes = std::mem::size_of::<S::Key>() + KEY_OVERHEAD;
         let slot_bytes = std::mem::size_of::<Option<S::Value>>();
-        self.held.len() >= COMBINE_BUFFER_VALUES
-            || self.groups.len() * key_bytes + self.held.len() * slot_bytes >= COMBINE_BUFFER_BYTES
+        let values = self.held.len() + self.listed;
+        values >= COMBINE_BUFFER_VALUES
+            || self.groups.len() * key_bytes + values * slot_bytes >= COMBINE_BUFFER_BYTES
     }
 
     fn combine_all(&mut self, emit: &mut dyn FnMut((S::Key, S::Value))) {
         let MapTask {
-            step, groups, held, ..
+            step,
+            groups,
+            held,
+            lists,
+            listed,
+            ..
         } = self;
         // Draining keeps the table's and the slots' memory for the next round.
         for (k, g) in groups.drain() {
+            let mut emitter = Emitter::new(emit);
+            if g.len == LISTED {
+                let values = std::mem::take(&mut lists[g.at as usize].values);
+                step.combiner(&k, &mut values.into_iter(), &mut emitter);
+                continue;
+            }
             if g.len == 0 {
                 continue;
             }
@@ -378,9 +469,11 @@ impl<S: MRStep> MapTask<S> {
             let mut values = held[at..at + g.len as usize]
                 .iter_mut()
                 .filter_map(Option::take);
-            step.combiner(&k, &mut values, &mut Emitter::new(emit));
+            step.combiner(&k, &mut values, &mut emitter);
         }
         held.clear();
+        lists.clear();
+        *listed = 0;
     }
 }
 

@@ -412,3 +412,83 @@ fn a_combiner_that_reduces_nothing_loses_and_doubles_nothing() {
         assert_eq!(out, [(0, 3334), (1, 3333), (2, 3333)]);
     }
 }
+
+/// A top-8 combiner (it keeps a map task's whole group of 8 values): its keys' values must still be combined in the map tasks, not
+/// leave them about one per value.
+#[derive(Clone)]
+struct Top8;
+
+impl MRStep for Top8 {
+    type Input = u64;
+    type Key = u64;
+    type Value = u64;
+    type Output = (u64, Vec<u64>);
+
+    fn mapper(&mut self, i: u64, out: &mut Emitter<'_, (u64, u64)>) {
+        out.emit_kv(i % 3, i);
+    }
+    fn has_combiner(&self) -> bool {
+        true
+    }
+    fn combiner(
+        &mut self,
+        k: &u64,
+        vs: &mut dyn Iterator<Item = u64>,
+        out: &mut Emitter<'_, (u64, u64)>,
+    ) {
+        let mut vs: Vec<u64> = vs.collect();
+        vs.sort_unstable_by(|a, b| b.cmp(a));
+        vs.truncate(8);
+        for v in vs {
+            out.emit_kv(*k, v);
+        }
+    }
+    fn reducer(
+        &mut self,
+        k: &u64,
+        vs: &mut dyn Iterator<Item = u64>,
+        out: &mut Emitter<'_, (u64, Vec<u64>)>,
+    ) {
+        let mut vs: Vec<u64> = vs.collect();
+        // Combined map-side: a few values per map task reach the reducer.
+        assert!(vs.len() <= 8 * 16, "key {k}: {} values", vs.len());
+        vs.sort_unstable_by(|a, b| b.cmp(a));
+        vs.truncate(8);
+        out.emit((*k, vs));
+    }
+}
+
+struct Top8Job;
+
+impl MRJob for Top8Job {
+    type Input = u64;
+    type Output = (u64, Vec<u64>);
+    fn steps(&self) -> Steps<u64, (u64, Vec<u64>)> {
+        Steps::of(Top8)
+    }
+}
+
+#[test]
+fn a_combiner_that_keeps_most_of_a_group_still_combines() {
+    for threads in [1, 2] {
+        let ctx = Context::builder().threads(threads).build().unwrap();
+        let mut out = ctx
+            .run_job(&Top8Job, ctx.from_vec((0..30_000).collect()))
+            .collect()
+            .unwrap();
+        out.sort_unstable();
+        let want: Vec<(u64, Vec<u64>)> = (0..3)
+            .map(|k| {
+                (
+                    k,
+                    (0..30_000u64)
+                        .rev()
+                        .filter(|i| i % 3 == k)
+                        .take(8)
+                        .collect(),
+                )
+            })
+            .collect();
+        assert_eq!(out, want);
+    }
+}

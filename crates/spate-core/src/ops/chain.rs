@@ -89,26 +89,19 @@ impl<U: Send + 'static> Chain<U> for BorrowLines<U> {
             each,
             run,
         } = self;
-        crate::shared::in_step(step);
-        let mut line = |line: &str| {
-            call_user(step, || each(line, run));
-            if run.len() >= RUN {
-                flush(run, emit);
-                crate::shared::in_step(step);
-            }
-        };
         let strings = batch
             .columns()
             .first()
             .and_then(|c| c.as_string_opt::<i32>());
         match strings {
             Some(a) if batch.num_columns() == 1 && a.null_count() == 0 => {
-                (0..a.len()).for_each(|i| line(a.value(i)))
+                let lines = (0..a.len()).map(|i| a.value(i));
+                feed_with(step, lines, run, emit, |line, run| each(line, run))
             }
             // Other string types, or nulls (which decoding reports): decoded.
             _ => codec
                 .decode_runs(batch, RUN, &mut |rows: &mut Vec<String>| {
-                    rows.drain(..).for_each(|r| line(&r))
+                    feed_with(step, rows.iter(), run, emit, |line, run| each(line, run))
                 })
                 .map_err(|e| StepError {
                     step: step.to_string(),
@@ -175,12 +168,26 @@ fn feed<S, T, U>(
     run: &mut Vec<U>,
     emit: Emit<'_, U>,
 ) {
+    feed_with(step, rows.drain(..), run, emit, |t, run| {
+        each(state, t, run)
+    });
+}
+
+/// Calls `each` (user code) on every row, handing its outputs on whenever
+/// `RUN` of them have gathered.
+fn feed_with<T, U>(
+    step: &StepName,
+    rows: impl Iterator<Item = T>,
+    run: &mut Vec<U>,
+    emit: Emit<'_, U>,
+    mut each: impl FnMut(T, &mut Vec<U>),
+) {
     // Metrics updated by `each` belong to this step: noted once per run of
     // rows, and again after handing a run on (the stages after this one,
     // which `flush` runs, note their own).
     crate::shared::in_step(step);
-    for t in rows.drain(..) {
-        call_user(step, || each(state, t, run));
+    for t in rows {
+        call_user(step, || each(t, run));
         if run.len() >= RUN {
             flush(run, emit);
             crate::shared::in_step(step);
