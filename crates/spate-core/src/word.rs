@@ -157,6 +157,32 @@ impl Word {
         }
     }
 
+    /// The word as a wide packed key of the combiner's table: its 16
+    /// inline bytes (length plus one in byte 15), when it is 8 to
+    /// [`INLINE`] bytes long.
+    #[inline]
+    pub(crate) fn wide(&self) -> Option<u128> {
+        match &self.0 {
+            Repr::Inline(i) if i.last() > 8 => {
+                Some(u128::from(i.lo) | u128::from(i.hi.get()) << 64)
+            }
+            _ => None,
+        }
+    }
+
+    /// The word whose [`wide`](Self::wide) key is `k`.
+    pub(crate) fn from_wide(k: u128) -> Option<Self> {
+        let i = Inline {
+            lo: k as u64,
+            hi: NonZeroU64::new((k >> 64) as u64)?,
+        };
+        if !(9..=16).contains(&i.last()) {
+            return None;
+        }
+        let text = std::str::from_utf8(i.text()).ok()?;
+        Some(Word::new(text))
+    }
+
     /// The bytes of the word.
     #[inline]
     pub fn as_bytes(&self) -> &[u8] {

@@ -44,6 +44,7 @@ impl<K: Key, V: Data> Dataset<(K, V)> {
                 name.clone(),
                 describe("reduce", &steps),
                 chain()?,
+                |(k, _): &(K, V)| k,
                 insert,
                 RowCodec::new()?,
             );
@@ -86,6 +87,7 @@ impl<K: Key, V: Data> Dataset<(K, V)> {
                 name.clone(),
                 describe("combine", &steps),
                 chain()?,
+                |(k, _): &(K, V)| k,
                 insert,
                 RowCodec::new()?,
             );

@@ -448,6 +448,7 @@ impl<T: Data> Dataset<T> {
                 name.clone(),
                 describe("count", &steps),
                 chain()?,
+                |t: &T| t,
                 insert,
                 RowCodec::new()?,
             );

@@ -19,6 +19,7 @@ pub mod chain;
 pub mod group;
 pub mod indexed;
 pub mod map;
+mod packed;
 pub mod partial;
 pub mod pull;
 pub mod spread;

@@ -6,10 +6,11 @@
 //! core's L2 cache while the text streams through it. So short text keys —
 //! a [`Word`] or `String` of at most 7 bytes, most words of any language's
 //! running text — are packed into one `u64` (the bytes, and the length in
-//! the top byte) and kept in a table of their own, whose buckets are 16
-//! bytes with a `u64` accumulator and whose keys compare in one instruction.
-//! Other keys, and longer text keys, go to an ordinary hash table. Keys
-//! come out as the type they went in.
+//! the top byte) and kept in a table of their own ([`PackedTable`]), whose
+//! buckets are 16 bytes with a `u64` accumulator, whose keys compare in one
+//! instruction, and whose lookups can be prefetched a few rows ahead
+//! ([`KeyTable::prefetch`]). Other keys, and longer text keys, go to an
+//! ordinary hash table. Keys come out as the type they went in.
 
 use std::any::{Any, TypeId};
 use std::hash::Hash;
@@ -17,56 +18,81 @@ use std::hash::Hash;
 use hashbrown::hash_map::{Entry, HashMap, RawEntryMut};
 use rustc_hash::FxBuildHasher;
 
+use super::packed::PackedTable;
 use crate::text::Word;
 
-/// Longest text key kept packed.
+/// Longest text key kept packed in a `u64`.
 const PACKED: usize = 7;
 
 /// Keys to accumulators, short text keys packed (see the module docs).
 pub struct KeyTable<K, A> {
-    packed: HashMap<u64, A, FxBuildHasher>,
+    /// Text of 1 to 7 bytes.
+    packed: PackedTable<u64, A>,
+    /// Text of 8 to 15 bytes.
+    wide: PackedTable<u128, A>,
     other: HashMap<K, A, FxBuildHasher>,
 }
 
 impl<K, A> Default for KeyTable<K, A> {
     fn default() -> Self {
         Self {
-            packed: HashMap::with_hasher(FxBuildHasher),
+            packed: PackedTable::default(),
+            wide: PackedTable::default(),
             other: HashMap::with_hasher(FxBuildHasher),
         }
     }
 }
 
-/// `bytes` as a packed key, when short enough: little-endian bytes, the
-/// length in the top byte (so keys holding zero bytes stay distinct).
+/// A key's packed form, if it has one.
+enum Pack {
+    Narrow(u64),
+    Wide(u128),
+    No,
+}
+
+/// `bytes` as a packed key, when short enough: for up to 7 bytes, the
+/// little-endian bytes and the length in the top byte (so keys holding
+/// zero bytes stay distinct); for up to 15, the same bytes as a [`Word`]
+/// holds them inline.
 #[inline(always)]
-fn pack_bytes(bytes: &[u8]) -> Option<u64> {
-    if bytes.is_empty() || bytes.len() > PACKED {
-        return None;
+fn pack_str(s: &str) -> Pack {
+    let bytes = s.as_bytes();
+    if bytes.is_empty() {
+        return Pack::No;
+    }
+    if bytes.len() > PACKED {
+        return Word::new(s).wide().map_or(Pack::No, Pack::Wide);
     }
     let mut b = [0u8; 8];
     b[..bytes.len()].copy_from_slice(bytes);
     b[7] = bytes.len() as u8;
-    Some(u64::from_le_bytes(b))
+    Pack::Narrow(u64::from_le_bytes(b))
 }
 
 /// The packed form of `k`, if its type packs and it is short.
 #[inline(always)]
-fn pack<K: 'static>(k: &K) -> Option<u64> {
+fn pack<K: 'static>(k: &K) -> Pack {
     // Decided per key type at compile time: the type ids are constants.
     if TypeId::of::<K>() == TypeId::of::<Word>() {
-        (k as &dyn Any).downcast_ref::<Word>()?.packed()
+        match (k as &dyn Any).downcast_ref::<Word>() {
+            Some(w) => match w.packed() {
+                Some(p) => Pack::Narrow(p),
+                None => w.wide().map_or(Pack::No, Pack::Wide),
+            },
+            None => Pack::No,
+        }
     } else if TypeId::of::<K>() == TypeId::of::<String>() {
-        pack_bytes((k as &dyn Any).downcast_ref::<String>()?.as_bytes())
+        match (k as &dyn Any).downcast_ref::<String>() {
+            Some(s) => pack_str(s),
+            None => Pack::No,
+        }
     } else {
-        None
+        Pack::No
     }
 }
 
-/// The key a packed key was made from.
-fn unpack<K: 'static>(p: u64) -> Option<K> {
-    let b = p.to_le_bytes();
-    let text = std::str::from_utf8(&b[..(b[7] as usize).min(PACKED)]).ok()?;
+/// `text` as a key of type `K` (a `Word` or `String`).
+fn text_key<K: 'static>(text: &str) -> Option<K> {
     let mut out: Option<K> = None;
     let slot = &mut out as &mut dyn Any;
     if let Some(w) = slot.downcast_mut::<Option<Word>>() {
@@ -77,13 +103,38 @@ fn unpack<K: 'static>(p: u64) -> Option<K> {
     out
 }
 
+/// The key a narrow packed key was made from.
+fn unpack<K: 'static>(p: u64) -> Option<K> {
+    let b = p.to_le_bytes();
+    text_key(std::str::from_utf8(&b[..(b[7] as usize).min(PACKED)]).ok()?)
+}
+
+/// The key a wide packed key was made from.
+fn unpack_wide<K: 'static>(p: u128) -> Option<K> {
+    text_key(Word::from_wide(p)?.as_str())
+}
+
 impl<K: Hash + Eq + 'static, A> KeyTable<K, A> {
+    /// Asks for the memory `k`'s lookup will read (short text keys only):
+    /// called a few rows ahead of [`slot`](Self::slot) or
+    /// [`merge`](Self::merge), it lets a run of lookups wait for the cache
+    /// together instead of one after another.
+    #[inline(always)]
+    pub fn prefetch(&self, k: &K) {
+        match pack(k) {
+            Pack::Narrow(p) => self.packed.prefetch(p),
+            Pack::Wide(p) => self.wide.prefetch(p),
+            Pack::No => {}
+        }
+    }
+
     /// The accumulator of `k`, made by `init` if `k` is new.
     #[inline]
     pub fn slot(&mut self, k: K, init: impl FnOnce() -> A) -> &mut A {
         match pack(&k) {
-            Some(p) => self.packed.entry(p).or_insert_with(init),
-            None => self.other.entry(k).or_insert_with(init),
+            Pack::Narrow(p) => self.packed.slot(p, init),
+            Pack::Wide(p) => self.wide.slot(p, init),
+            Pack::No => self.other.entry(k).or_insert_with(init),
         }
     }
 
@@ -96,8 +147,9 @@ impl<K: Hash + Eq + 'static, A> KeyTable<K, A> {
         then: impl FnOnce(&K, &mut A) -> R,
     ) -> R {
         match pack(&k) {
-            Some(p) => then(&k, self.packed.entry(p).or_insert_with(init)),
-            None => {
+            Pack::Narrow(p) => then(&k, self.packed.slot(p, init)),
+            Pack::Wide(p) => then(&k, self.wide.slot(p, init)),
+            Pack::No => {
                 let (k, a) = match self.other.raw_entry_mut().from_key(&k) {
                     RawEntryMut::Occupied(e) => e.into_key_value(),
                     RawEntryMut::Vacant(e) => e.insert(k, init()),
@@ -107,41 +159,27 @@ impl<K: Hash + Eq + 'static, A> KeyTable<K, A> {
         }
     }
 
-    /// Removes `k` and its accumulator.
-    pub fn remove(&mut self, k: &K) -> Option<A> {
-        match pack(k) {
-            Some(p) => self.packed.remove(&p),
-            None => self.other.remove(k),
-        }
-    }
-
     /// Stores `v` for a new `k`, else replaces `k`'s value `old` with
     /// `f(old, v)` (one lookup).
     #[inline]
     pub fn merge(&mut self, k: K, v: A, f: impl FnOnce(A, A) -> A) {
-        fn put<Q: Hash + Eq, A>(
-            e: Entry<'_, Q, A, FxBuildHasher>,
-            v: A,
-            f: impl FnOnce(A, A) -> A,
-        ) {
-            match e {
+        match pack(&k) {
+            Pack::Narrow(p) => self.packed.merge(p, v, f),
+            Pack::Wide(p) => self.wide.merge(p, v, f),
+            Pack::No => match self.other.entry(k) {
                 Entry::Occupied(e) => {
                     e.replace_entry_with(|_, old| Some(f(old, v)));
                 }
                 Entry::Vacant(e) => {
                     e.insert(v);
                 }
-            }
-        }
-        match pack(&k) {
-            Some(p) => put(self.packed.entry(p), v, f),
-            None => put(self.other.entry(k), v, f),
+            },
         }
     }
 
     /// Number of keys.
     pub fn len(&self) -> usize {
-        self.packed.len() + self.other.len()
+        self.packed.len() + self.wide.len() + self.other.len()
     }
 
     /// Whether the table holds no key.
@@ -152,9 +190,12 @@ impl<K: Hash + Eq + 'static, A> KeyTable<K, A> {
     /// Bytes the tables' buckets take (their capacity, not their length),
     /// with `extra` more per key for what keys and accumulators own.
     pub fn bytes(&self, extra: usize) -> usize {
-        let bucket = |entry: usize, cap: usize| cap * (entry + 1 + extra);
-        bucket(std::mem::size_of::<(u64, A)>(), self.packed.capacity())
-            + bucket(std::mem::size_of::<(K, A)>(), self.other.capacity())
+        // Packed buckets hold no control byte, and only the keys in use
+        // own anything (their accumulators).
+        let packed = self.packed.capacity() * std::mem::size_of::<(u64, A)>()
+            + self.wide.capacity() * std::mem::size_of::<(u128, A)>()
+            + (self.packed.len() + self.wide.len()) * extra;
+        packed + self.other.capacity() * (std::mem::size_of::<(K, A)>() + 1 + extra)
     }
 
     /// Takes every key and accumulator out; the table keeps its memory.
@@ -162,6 +203,11 @@ impl<K: Hash + Eq + 'static, A> KeyTable<K, A> {
         self.packed
             .drain()
             .filter_map(|(p, a)| Some((unpack::<K>(p)?, a)))
+            .chain(
+                self.wide
+                    .drain()
+                    .filter_map(|(p, a)| Some((unpack_wide::<K>(p)?, a))),
+            )
             .chain(self.other.drain())
     }
 }
@@ -184,6 +230,8 @@ mod tests {
             "\0",
             "seven77",
             "eight888",
+            "fifteen-bytes-1",
+            "sixteen-bytes-16",
             "é",
             "中文字",
             "x",
@@ -200,6 +248,7 @@ mod tests {
         }
         assert_eq!(words.len(), keys.len());
         assert!(words.packed.len() >= 5, "short words are packed");
+        assert_eq!(words.wide.len(), 3, "8 to 15 bytes are packed wide");
         let want: Vec<(String, u64)> = keys
             .iter()
             .enumerate()
@@ -210,19 +259,27 @@ mod tests {
         assert!(words.is_empty());
         assert_eq!(sorted(strings.drain().collect()), sorted(want));
         assert_eq!(ints.len(), keys.len());
-        assert!(ints.packed.is_empty());
-        // Keys seen by slot_with, and removed.
+        assert_eq!(ints.packed.len() + ints.wide.len(), 0);
+        // Keys seen by slot_with.
         let mut lists: KeyTable<Word, Vec<u8>> = KeyTable::default();
         for k in ["short", "a-much-longer-key", "short"] {
+            lists.prefetch(&Word::new(k));
             let seen = lists.slot_with(Word::new(k), Vec::new, |key, l| {
                 l.push(1);
                 key.to_string()
             });
             assert_eq!(seen, k);
         }
-        assert_eq!(lists.remove(&Word::new("short")), Some(vec![1, 1]));
-        assert_eq!(lists.remove(&Word::new("short")), None);
-        assert_eq!(lists.remove(&Word::new("a-much-longer-key")), Some(vec![1]));
+        let mut got: Vec<(String, Vec<u8>)> =
+            lists.drain().map(|(k, l)| (k.to_string(), l)).collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("a-much-longer-key".to_string(), vec![1]),
+                ("short".to_string(), vec![1, 1])
+            ]
+        );
         assert!(lists.is_empty());
         // A word made by the tokenizer and one made from a str pack alike.
         let mut t: KeyTable<Word, u64> = KeyTable::default();
