@@ -205,6 +205,9 @@ const GROUP: usize = 8;
 /// time leave each miss to stall alone between the mapper's calls.
 const ABSORB_RUN: usize = 512;
 
+/// Pairs between a key's prefetch and its buffering (as the combiner's).
+const PREFETCH_AHEAD: usize = 16;
+
 impl<I: Data, O: Data> Steps<I, O> {
     /// A job of one step.
     pub fn of<S: MRStep<Input = I, Output = O>>(step: S) -> Self {
@@ -342,7 +345,15 @@ impl<S: MRStep> MapTask<S> {
     fn absorb(&mut self, emit: &mut dyn FnMut((S::Key, S::Value))) {
         let mut pending = std::mem::take(&mut self.pending);
         let mut since_check = 0;
-        for (k, v) in pending.drain(..) {
+        for (k, _) in pending.iter().take(PREFETCH_AHEAD) {
+            self.groups.prefetch(k);
+        }
+        let mut pairs = pending.drain(..);
+        while let Some((k, v)) = pairs.next() {
+            // The key's bucket, asked for ahead (see `KeyTable::prefetch`).
+            if let Some((ahead, _)) = pairs.as_slice().get(PREFETCH_AHEAD - 1) {
+                self.groups.prefetch(ahead);
+            }
             self.absorb_one(k, v, emit);
             since_check += 1;
             if since_check == ABSORB_RUN {
@@ -352,6 +363,7 @@ impl<S: MRStep> MapTask<S> {
                 }
             }
         }
+        drop(pairs);
         // Kept for its capacity.
         self.pending = pending;
     }
