@@ -185,8 +185,8 @@ const COMBINE_BUFFER_BYTES: usize = 16 << 20;
 /// strings).
 const COMBINE_BUFFER_VALUES: usize = 1 << 20;
 
-/// Hash-table overhead guessed per distinct key, beyond the key and its
-/// group's index.
+/// Heap bytes guessed per distinct key beyond the table's buckets (a long
+/// key's text).
 const KEY_OVERHEAD: usize = 16;
 
 /// Values a key holds in a map task before the combiner folds them, in
@@ -450,11 +450,10 @@ impl<S: MRStep> MapTask<S> {
 
     /// Is the buffer full?
     fn full(&self) -> bool {
-        let key_bytes = std::mem::size_of::<S::Key>() + KEY_OVERHEAD;
         let slot_bytes = std::mem::size_of::<Option<S::Value>>();
         let values = self.held.len() + self.listed;
         values >= COMBINE_BUFFER_VALUES
-            || self.groups.len() * key_bytes + values * slot_bytes >= COMBINE_BUFFER_BYTES
+            || self.groups.bytes(KEY_OVERHEAD) + values * slot_bytes >= COMBINE_BUFFER_BYTES
     }
 
     fn combine_all(&mut self, emit: &mut dyn FnMut((S::Key, S::Value))) {

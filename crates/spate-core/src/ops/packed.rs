@@ -2,10 +2,12 @@
 //!
 //! The combiner's lookups of short words miss the cache (see
 //! [`KeyTable`](super::table::KeyTable)). A SwissTable (hashbrown) reads a
-//! group of control bytes and then the bucket: two cache lines per miss.
-//! Here a bucket is the key and its accumulator side by side (16 bytes for
-//! a `u64` count), found by linear probing from the key's multiplicative
-//! hash at most half full: a lookup reads one line, and
+//! group of control bytes and then the bucket, and its address is not known
+//! before the lookup. Here a bucket is the key and its accumulator side by
+//! side (16 bytes for a `u64` key and count, 32 for a `u128` key), found by
+//! linear probing from the key's multiplicative hash, the table at most
+//! half full: a lookup reads the home bucket's line (and the next one when
+//! its probe or a wide bucket crosses into it), and
 //! [`prefetch`](PackedTable::prefetch) can ask for that line ahead of time,
 //! so a run of lookups overlaps its misses instead of waiting on each.
 //!
@@ -70,7 +72,8 @@ impl<P: Packed, A> Bucket<P, A> {
 /// Packed keys (never all zeros or all ones) to accumulators.
 pub(crate) struct PackedTable<P: Packed, A> {
     buckets: Vec<Bucket<P, A>>,
-    /// Buckets in use (full or taken).
+    /// Buckets in use: full, or taken (a key lost to a panicking merge,
+    /// until the table grows or is drained).
     len: usize,
     /// `64 - log2(buckets.len())`: a hash's top bits index the buckets.
     shift: u32,
@@ -186,21 +189,22 @@ impl<P: Packed, A> PackedTable<P, A> {
         b.key = key;
     }
 
-    /// Number of keys.
+    /// Number of keys (and of keys lost to a panicking merge, until the
+    /// table grows or is drained).
     pub(crate) fn len(&self) -> usize {
         self.len
     }
 
-    /// Buckets allocated.
-    pub(crate) fn capacity(&self) -> usize {
-        self.buckets.len()
+    /// Bytes of the buckets allocated.
+    pub(crate) fn bytes(&self) -> usize {
+        self.buckets.len() * std::mem::size_of::<Bucket<P, A>>()
     }
 
     /// Takes every key and accumulator out; the table keeps its buckets.
     pub(crate) fn drain(&mut self) -> Drain<'_, P, A> {
-        self.len = 0;
         Drain {
             buckets: self.buckets.iter_mut(),
+            len: &mut self.len,
         }
     }
 }
@@ -209,6 +213,9 @@ impl<P: Packed, A> PackedTable<P, A> {
 /// read (and all of them when dropped).
 pub(crate) struct Drain<'a, P: Packed, A> {
     buckets: std::slice::IterMut<'a, Bucket<P, A>>,
+    /// The table's count, lowered as buckets are emptied (so a drain that
+    /// is forgotten leaves the table consistent).
+    len: &'a mut usize,
 }
 
 impl<P: Packed, A> Iterator for Drain<'_, P, A> {
@@ -216,7 +223,11 @@ impl<P: Packed, A> Iterator for Drain<'_, P, A> {
     fn next(&mut self) -> Option<(P, A)> {
         for b in self.buckets.by_ref() {
             let key = std::mem::replace(&mut b.key, P::EMPTY);
-            if key != P::EMPTY && key != P::TAKEN {
+            if key == P::EMPTY {
+                continue;
+            }
+            *self.len -= 1;
+            if key != P::TAKEN {
                 #[allow(unsafe_code)]
                 // SAFETY: the bucket held a key, so its accumulator is
                 // initialized; the bucket is now empty, so it is read once.
@@ -282,15 +293,19 @@ mod tests {
             *want.entry(key).or_default() += 1;
         }
         assert_eq!(t.len(), want.len());
-        assert!(t.len() * 2 <= t.capacity());
+        assert!(t.len() * 2 * std::mem::size_of::<Bucket<u128, (u64, Rc<()>)>>() <= t.bytes());
         assert_eq!(Rc::strong_count(&live), 1 + want.len());
         let mut got: HashMap<u128, u64> = HashMap::new();
         let mut d = t.drain();
-        // Half read, the rest dropped with the drain: all taken out.
+        // Half read.
         for (k, (n, _)) in d.by_ref().take(want.len() / 2) {
             got.insert(k, n);
         }
-        drop(d);
+        std::mem::forget(d);
+        // A forgotten drain leaves the rest in the table, counted.
+        assert_eq!(t.len(), want.len() - want.len() / 2);
+        assert_eq!(Rc::strong_count(&live), 1 + t.len());
+        drop(t.drain());
         assert_eq!(Rc::strong_count(&live), 1);
         assert_eq!(t.len(), 0);
         assert!(t.drain().next().is_none());
@@ -318,6 +333,7 @@ mod tests {
         }));
         assert!(panicked.is_err());
         assert_eq!(Rc::strong_count(&live), 100);
+        assert_eq!(t.len(), 100, "the lost key's bucket stays in use");
         // Keys after the taken bucket are still found, and the lost key is
         // new again; the table still grows.
         for k in 1..=1000u64 {

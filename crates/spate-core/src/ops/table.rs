@@ -6,11 +6,13 @@
 //! core's L2 cache while the text streams through it. So short text keys —
 //! a [`Word`] or `String` of at most 7 bytes, most words of any language's
 //! running text — are packed into one `u64` (the bytes, and the length in
-//! the top byte) and kept in a table of their own ([`PackedTable`]), whose
-//! buckets are 16 bytes with a `u64` accumulator, whose keys compare in one
-//! instruction, and whose lookups can be prefetched a few rows ahead
-//! ([`KeyTable::prefetch`]). Other keys, and longer text keys, go to an
-//! ordinary hash table. Keys come out as the type they went in.
+//! the top byte), and those of 8 to 15 bytes into a `u128` (a `Word`'s
+//! inline bytes), each kept in an open-addressing table of their own
+//! (`PackedTable`, `packed.rs`): buckets of 16 bytes for a `u64` key and
+//! count, keys that compare in one or two instructions, and lookups that
+//! can be prefetched a few rows ahead ([`KeyTable::prefetch`]). Other keys,
+//! and text keys over 15 bytes, go to an ordinary hash table. Keys come out
+//! as the type they went in.
 
 use std::any::{Any, TypeId};
 use std::hash::Hash;
@@ -20,6 +22,7 @@ use rustc_hash::FxBuildHasher;
 
 use super::packed::PackedTable;
 use crate::text::Word;
+use crate::word::INLINE;
 
 /// Longest text key kept packed in a `u64`.
 const PACKED: usize = 7;
@@ -58,6 +61,9 @@ enum Pack {
 fn pack_str(s: &str) -> Pack {
     let bytes = s.as_bytes();
     if bytes.is_empty() {
+        return Pack::No;
+    }
+    if bytes.len() > INLINE {
         return Pack::No;
     }
     if bytes.len() > PACKED {
@@ -187,15 +193,15 @@ impl<K: Hash + Eq + 'static, A> KeyTable<K, A> {
         self.len() == 0
     }
 
-    /// Bytes the tables' buckets take (their capacity, not their length),
-    /// with `extra` more per key for what keys and accumulators own.
+    /// Bytes the tables' buckets take (all allocated, not only those in
+    /// use), and `extra` more for what a key and its accumulator own: per
+    /// packed key in use, and per hashbrown bucket (as hashbrown reports
+    /// capacity, not buckets).
     pub fn bytes(&self, extra: usize) -> usize {
-        // Packed buckets hold no control byte, and only the keys in use
-        // own anything (their accumulators).
-        let packed = self.packed.capacity() * std::mem::size_of::<(u64, A)>()
-            + self.wide.capacity() * std::mem::size_of::<(u128, A)>()
-            + (self.packed.len() + self.wide.len()) * extra;
-        packed + self.other.capacity() * (std::mem::size_of::<(K, A)>() + 1 + extra)
+        self.packed.bytes()
+            + self.wide.bytes()
+            + (self.packed.len() + self.wide.len()) * extra
+            + self.other.capacity() * (std::mem::size_of::<(K, A)>() + 1 + extra)
     }
 
     /// Takes every key and accumulator out; the table keeps its memory.
@@ -215,6 +221,7 @@ impl<K: Hash + Eq + 'static, A> KeyTable<K, A> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::panic::panic_any;
 
     fn sorted<K: Ord, A: Ord>(mut v: Vec<(K, A)>) -> Vec<(K, A)> {
         v.sort();
@@ -260,6 +267,29 @@ mod tests {
         assert_eq!(sorted(strings.drain().collect()), sorted(want));
         assert_eq!(ints.len(), keys.len());
         assert_eq!(ints.packed.len() + ints.wide.len(), 0);
+        // A String and a Word of the same text pack alike, at every length.
+        for text in [
+            "a",
+            "seven77",
+            "eight888",
+            "nul\0in-the-mid",
+            "fifteen-bytes-1",
+            "sixteen-bytes-16",
+            "é中文字",
+            "\0\0\0\0\0\0\0\0",
+        ] {
+            let (w, s) = (pack(&Word::new(text)), pack(&text.to_string()));
+            match (w, s) {
+                (Pack::Narrow(a), Pack::Narrow(b)) => {
+                    assert_eq!((a, unpack::<String>(a)), (b, Some(text.to_string())))
+                }
+                (Pack::Wide(a), Pack::Wide(b)) => {
+                    assert_eq!((a, unpack_wide::<Word>(a)), (b, Some(Word::new(text))))
+                }
+                (Pack::No, Pack::No) => assert!(text.len() > INLINE, "{text:?}"),
+                _ => panic_any(format!("{text:?} packs differently as Word and String")),
+            }
+        }
         // Keys seen by slot_with.
         let mut lists: KeyTable<Word, Vec<u8>> = KeyTable::default();
         for k in ["short", "a-much-longer-key", "short"] {
