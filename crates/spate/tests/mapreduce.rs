@@ -400,15 +400,25 @@ impl MRJob for EchoJob {
     }
 }
 
+/// The sorted output of `job` over `0..n`, run on `threads` threads.
+fn run_sorted<J>(job: &J, n: u64, threads: usize) -> Vec<J::Output>
+where
+    J: MRJob<Input = u64>,
+    J::Output: Ord,
+{
+    let ctx = Context::builder().threads(threads).build().unwrap();
+    let mut out = ctx
+        .run_job(job, ctx.from_vec((0..n).collect()))
+        .collect()
+        .unwrap();
+    out.sort_unstable();
+    out
+}
+
 #[test]
 fn a_combiner_that_reduces_nothing_loses_and_doubles_nothing() {
     for threads in [1, 2] {
-        let ctx = Context::builder().threads(threads).build().unwrap();
-        let mut out = ctx
-            .run_job(&EchoJob, ctx.from_vec((0..10_000).collect()))
-            .collect()
-            .unwrap();
-        out.sort_unstable();
+        let out = run_sorted(&EchoJob, 10_000, threads);
         assert_eq!(out, [(0, 3334), (1, 3333), (2, 3333)]);
     }
 }
@@ -436,10 +446,7 @@ impl MRStep for Top8 {
         vs: &mut dyn Iterator<Item = u64>,
         out: &mut Emitter<'_, (u64, u64)>,
     ) {
-        let mut vs: Vec<u64> = vs.collect();
-        vs.sort_unstable_by(|a, b| b.cmp(a));
-        vs.truncate(8);
-        for v in vs {
+        for v in top8(vs.collect()) {
             out.emit_kv(*k, v);
         }
     }
@@ -449,13 +456,18 @@ impl MRStep for Top8 {
         vs: &mut dyn Iterator<Item = u64>,
         out: &mut Emitter<'_, (u64, Vec<u64>)>,
     ) {
-        let mut vs: Vec<u64> = vs.collect();
+        let vs: Vec<u64> = vs.collect();
         // Combined map-side: a few values per map task reach the reducer.
         assert!(vs.len() <= 8 * 16, "key {k}: {} values", vs.len());
-        vs.sort_unstable_by(|a, b| b.cmp(a));
-        vs.truncate(8);
-        out.emit((*k, vs));
+        out.emit((*k, top8(vs)));
     }
+}
+
+/// The 8 largest of `vs`, largest first.
+fn top8(mut vs: Vec<u64>) -> Vec<u64> {
+    vs.sort_unstable_by(|a, b| b.cmp(a));
+    vs.truncate(8);
+    vs
 }
 
 struct Top8Job;
@@ -471,12 +483,7 @@ impl MRJob for Top8Job {
 #[test]
 fn a_combiner_that_keeps_most_of_a_group_still_combines() {
     for threads in [1, 2] {
-        let ctx = Context::builder().threads(threads).build().unwrap();
-        let mut out = ctx
-            .run_job(&Top8Job, ctx.from_vec((0..30_000).collect()))
-            .collect()
-            .unwrap();
-        out.sort_unstable();
+        let out = run_sorted(&Top8Job, 30_000, threads);
         let want: Vec<(u64, Vec<u64>)> = (0..3)
             .map(|k| {
                 (
