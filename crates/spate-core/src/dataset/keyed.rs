@@ -9,8 +9,7 @@ use datafusion::logical_expr::{LogicalPlanBuilder, lit};
 use crate::combine::CombineFn;
 use crate::ops::chain::stateless;
 use crate::ops::group::{GroupFactory, GroupFn, GroupOp};
-use crate::ops::partial::PartialAggOp;
-use crate::ops::table::KeyTable;
+use crate::ops::partial::{Combine, PartialAggOp, Reduce};
 use crate::rows::{Data, Held, RowCodec};
 
 use super::{Dataset, Key, describe, qcol};
@@ -37,15 +36,11 @@ impl<K: Key, V: Data> Dataset<(K, V)> {
         let f = Arc::new(f);
         let ctx2 = ctx.clone();
         ctx.dataset(Arc::new(move || {
-            let f1 = f.clone();
-            let insert =
-                move |m: &mut KeyTable<K, V>, (k, v): (K, V)| m.merge(k, v, |old, v| f1(old, v));
             let partial = PartialAggOp::new(
                 name.clone(),
                 describe("reduce", &steps),
                 chain()?,
-                |(k, _): &(K, V)| k,
-                insert,
+                Reduce(f.clone()),
                 RowCodec::new()?,
             );
             let plan = ctx2.op_plan(Arc::new(partial), base()?)?;
@@ -79,16 +74,11 @@ impl<K: Key, V: Data> Dataset<(K, V)> {
         let c = Arc::new(combine);
         let ctx2 = ctx.clone();
         ctx.dataset(Arc::new(move || {
-            let c1 = c.clone();
-            let insert = move |m: &mut KeyTable<K, C::Acc>, (k, v): (K, V)| {
-                c1.add(m.slot(k, || c1.create()), v)
-            };
             let partial = PartialAggOp::new(
                 name.clone(),
                 describe("combine", &steps),
                 chain()?,
-                |(k, _): &(K, V)| k,
-                insert,
+                Combine(c.clone()),
                 RowCodec::new()?,
             );
             let plan = ctx2.op_plan(Arc::new(partial), base()?)?;

@@ -21,10 +21,9 @@ use spate_io::source::InputFile;
 use crate::context::Context;
 use crate::error::Result;
 use crate::node::{OpNode, PartitionOp, TextScanNode};
-use crate::ops::chain::{ChainFactory, LineFn, borrow_lines_chain, decode_chain, stage, stateless};
+use crate::ops::chain::{ChainFactory, borrow_lines_chain, decode_chain, stage, stateless};
 use crate::ops::map::MapOp;
-use crate::ops::partial::PartialAggOp;
-use crate::ops::table::KeyTable;
+use crate::ops::partial::{Count, PartialAggOp};
 use crate::ops::top::{KeyFn, TopOp};
 use crate::rows::{Data, RowCodec};
 
@@ -443,13 +442,11 @@ impl<T: Data> Dataset<T> {
         let (ctx, base, chain, steps) = self.into_chain(&name);
         let ctx2 = ctx.clone();
         ctx.dataset(Arc::new(move || {
-            let insert = |m: &mut KeyTable<T, u64>, t: T| *m.slot(t, || 0) += 1;
             let op = PartialAggOp::new(
                 name.clone(),
                 describe("count", &steps),
                 chain()?,
-                |t: &T| t,
-                insert,
+                Count,
                 RowCodec::new()?,
             );
             let partial = ctx2.op_plan(Arc::new(op), base()?)?;
@@ -567,7 +564,7 @@ impl Dataset<String> {
         self,
         f: impl Fn(&str, &mut Vec<U>) + Send + Sync + 'static,
     ) -> Dataset<U> {
-        let f: LineFn<U> = Arc::new(f);
+        let f = Arc::new(f);
         match self.kind {
             Kind::Plan(base) => {
                 let name = self.ctx.step_name("flat_map");

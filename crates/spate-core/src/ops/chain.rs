@@ -69,19 +69,22 @@ pub fn decode_chain<T: Data>(codec: RowCodec<T>, step: StepName) -> ChainFactory
 
 /// Per-line function of a stage that borrows its lines: outputs are pushed
 /// onto the current run.
-pub type LineFn<U> = Arc<dyn Fn(&str, &mut Vec<U>) + Send + Sync>;
+pub trait LineFn<U>: Fn(&str, &mut Vec<U>) + Send + Sync + 'static {}
+impl<U, F: Fn(&str, &mut Vec<U>) + Send + Sync + 'static> LineFn<U> for F {}
 
 /// The start of a chain whose first stage borrows each line from its
 /// batch's string array, where [`Decode`] would copy it into a `String`:
-/// no allocation, copy or free per line.
-struct BorrowLines<U> {
+/// no allocation, copy or free per line. The function's type is a
+/// parameter: the loop over a batch's lines calls it directly (inlined),
+/// not through a pointer per line.
+struct BorrowLines<U, F> {
     codec: RowCodec<String>,
     step: StepName,
-    each: LineFn<U>,
+    each: Arc<F>,
     run: Vec<U>,
 }
 
-impl<U: Send + 'static> Chain<U> for BorrowLines<U> {
+impl<U: Send + 'static, F: LineFn<U>> Chain<U> for BorrowLines<U, F> {
     fn push_batch(&mut self, batch: &RecordBatch, emit: Emit<'_, U>) -> Result<(), StepError> {
         let BorrowLines {
             codec,
@@ -117,10 +120,10 @@ impl<U: Send + 'static> Chain<U> for BorrowLines<U> {
 }
 
 /// A chain that starts with a stage borrowing each line of its batches.
-pub fn borrow_lines_chain<U: Send + 'static>(
+pub fn borrow_lines_chain<U: Send + 'static, F: LineFn<U>>(
     codec: RowCodec<String>,
     step: StepName,
-    each: LineFn<U>,
+    each: Arc<F>,
 ) -> ChainFactory<U> {
     Arc::new(move || {
         Box::new(BorrowLines {

@@ -75,6 +75,13 @@ fn pack_str(s: &str) -> Pack {
     Pack::Narrow(u64::from_le_bytes(b))
 }
 
+/// Whether keys of type `K` can pack (a `Word` or `String`): known at
+/// compile time.
+#[inline(always)]
+fn packs<K: 'static>() -> bool {
+    TypeId::of::<K>() == TypeId::of::<Word>() || TypeId::of::<K>() == TypeId::of::<String>()
+}
+
 /// The packed form of `k`, if its type packs and it is short.
 #[inline(always)]
 fn pack<K: 'static>(k: &K) -> Pack {
@@ -135,17 +142,25 @@ impl<K: Hash + Eq + 'static, A> KeyTable<K, A> {
     }
 
     /// The accumulator of `k`, made by `init` if `k` is new.
-    #[inline]
+    #[inline(always)]
     pub fn slot(&mut self, k: K, init: impl FnOnce() -> A) -> &mut A {
         match pack(&k) {
             Pack::Narrow(p) => self.packed.slot(p, init),
             Pack::Wide(p) => self.wide.slot(p, init),
+            // A long text key is rare: its lookup, out of line, keeps the
+            // packed ones small enough to inline into the combiner's loop.
+            Pack::No if packs::<K>() => self.long_slot(k, init),
             Pack::No => self.other.entry(k).or_insert_with(init),
         }
     }
 
+    #[inline(never)]
+    fn long_slot(&mut self, k: K, init: impl FnOnce() -> A) -> &mut A {
+        self.other.entry(k).or_insert_with(init)
+    }
+
     /// Like [`slot`](Self::slot), and `then` sees the key too.
-    #[inline]
+    #[inline(always)]
     pub fn slot_with<R>(
         &mut self,
         k: K,
@@ -167,19 +182,31 @@ impl<K: Hash + Eq + 'static, A> KeyTable<K, A> {
 
     /// Stores `v` for a new `k`, else replaces `k`'s value `old` with
     /// `f(old, v)` (one lookup).
-    #[inline]
+    #[inline(always)]
     pub fn merge(&mut self, k: K, v: A, f: impl FnOnce(A, A) -> A) {
         match pack(&k) {
             Pack::Narrow(p) => self.packed.merge(p, v, f),
             Pack::Wide(p) => self.wide.merge(p, v, f),
-            Pack::No => match self.other.entry(k) {
-                Entry::Occupied(e) => {
-                    e.replace_entry_with(|_, old| Some(f(old, v)));
-                }
-                Entry::Vacant(e) => {
-                    e.insert(v);
-                }
-            },
+            // Out of line for text keys, as in `slot`.
+            Pack::No if packs::<K>() => self.long_merge(k, v, f),
+            Pack::No => self.other_merge(k, v, f),
+        }
+    }
+
+    #[inline(never)]
+    fn long_merge(&mut self, k: K, v: A, f: impl FnOnce(A, A) -> A) {
+        self.other_merge(k, v, f)
+    }
+
+    #[inline(always)]
+    fn other_merge(&mut self, k: K, v: A, f: impl FnOnce(A, A) -> A) {
+        match self.other.entry(k) {
+            Entry::Occupied(e) => {
+                e.replace_entry_with(|_, old| Some(f(old, v)));
+            }
+            Entry::Vacant(e) => {
+                e.insert(v);
+            }
         }
     }
 
