@@ -307,6 +307,89 @@ struct Listed<V> {
     fold_at: usize,
 }
 
+/// A map task's buffers, borrowed apart from its table.
+type Buffers<'a, V, K> = (
+    &'a mut Vec<Option<V>>,
+    &'a mut Vec<Listed<V>>,
+    &'a mut usize,
+    &'a mut Vec<(K, V)>,
+);
+
+/// [`MapTask::absorb_one`] for a key's first value, a value that fills its
+/// group (which the combiner then folds) and a listed key's value.
+#[inline(never)]
+fn absorb_rare<S: MRStep>(
+    step: &mut S,
+    (held, lists, listed, folded): Buffers<'_, S::Value, S::Key>,
+    key: &S::Key,
+    g: &mut Group,
+    v: S::Value,
+    emit: &mut dyn FnMut((S::Key, S::Value)),
+) {
+    if g.len == LISTED {
+        let list = &mut lists[g.at as usize];
+        list.values.push(v);
+        *listed += 1;
+        if list.values.len() >= list.fold_at {
+            *listed -= list.values.len();
+            let mut values = list.values.drain(..);
+            step.combiner(key, &mut values, &mut Emitter::to_buffer(folded));
+            drop(values);
+            for (k2, v2) in folded.drain(..) {
+                if k2 == *key {
+                    list.values.push(v2);
+                } else {
+                    emit((k2, v2));
+                }
+            }
+            *listed += list.values.len();
+            list.fold_at = (2 * list.values.len()).max(list.fold_at);
+        }
+        return;
+    }
+    if g.at == u32::MAX {
+        // `full()`, checked every `ABSORB_RUN` pairs, combines at
+        // `COMBINE_BUFFER_VALUES` slots: far below u32::MAX.
+        g.at = held.len() as u32;
+        held.resize_with(held.len() + GROUP, || None);
+    }
+    let at = g.at as usize;
+    held[at + g.len as usize] = Some(v);
+    g.len += 1;
+    if (g.len as usize) < GROUP {
+        return;
+    }
+    let mut values = held[at..at + GROUP].iter_mut().filter_map(Option::take);
+    step.combiner(key, &mut values, &mut Emitter::to_buffer(folded));
+    let kept = folded.iter().filter(|(k2, _)| k2 == key).count();
+    if kept > GROUP / 2 {
+        let mut values = Vec::with_capacity(2 * kept);
+        for (k2, v2) in folded.drain(..) {
+            if k2 == *key {
+                values.push(v2);
+            } else {
+                emit((k2, v2));
+            }
+        }
+        *listed += values.len();
+        // Fewer lists than slots (above).
+        g.at = lists.len() as u32;
+        g.len = LISTED;
+        let fold_at = (2 * values.len()).max(4 * GROUP);
+        lists.push(Listed { values, fold_at });
+        return;
+    }
+    g.len = 0;
+    for (k2, v2) in folded.drain(..) {
+        if k2 == *key {
+            held[at + g.len as usize] = Some(v2);
+            g.len += 1;
+        } else {
+            emit((k2, v2));
+        }
+    }
+}
+
 struct MapTask<S: MRStep> {
     step: S,
     /// Each buffered key's group of value slots.
@@ -383,67 +466,14 @@ impl<S: MRStep> MapTask<S> {
             len: 0,
         };
         groups.slot_with(k, new, |key, g| {
-            if g.len == LISTED {
-                let list = &mut lists[g.at as usize];
-                list.values.push(v);
-                *listed += 1;
-                if list.values.len() >= list.fold_at {
-                    *listed -= list.values.len();
-                    let mut values = list.values.drain(..);
-                    step.combiner(key, &mut values, &mut Emitter::to_buffer(folded));
-                    drop(values);
-                    for (k2, v2) in folded.drain(..) {
-                        if k2 == *key {
-                            list.values.push(v2);
-                        } else {
-                            emit((k2, v2));
-                        }
-                    }
-                    *listed += list.values.len();
-                    list.fold_at = (2 * list.values.len()).max(list.fold_at);
-                }
-                return;
-            }
-            if g.at == u32::MAX {
-                // `full()`, checked every `ABSORB_RUN` pairs, combines at
-                // `COMBINE_BUFFER_VALUES` slots: far below u32::MAX.
-                g.at = held.len() as u32;
-                held.resize_with(held.len() + GROUP, || None);
-            }
-            let at = g.at as usize;
-            held[at + g.len as usize] = Some(v);
-            g.len += 1;
-            if (g.len as usize) < GROUP {
-                return;
-            }
-            let mut values = held[at..at + GROUP].iter_mut().filter_map(Option::take);
-            step.combiner(key, &mut values, &mut Emitter::to_buffer(folded));
-            let kept = folded.iter().filter(|(k2, _)| k2 == key).count();
-            if kept > GROUP / 2 {
-                let mut values = Vec::with_capacity(2 * kept);
-                for (k2, v2) in folded.drain(..) {
-                    if k2 == *key {
-                        values.push(v2);
-                    } else {
-                        emit((k2, v2));
-                    }
-                }
-                *listed += values.len();
-                // Fewer lists than slots (above).
-                g.at = lists.len() as u32;
-                g.len = LISTED;
-                let fold_at = (2 * values.len()).max(4 * GROUP);
-                lists.push(Listed { values, fold_at });
-                return;
-            }
-            g.len = 0;
-            for (k2, v2) in folded.drain(..) {
-                if k2 == *key {
-                    held[at + g.len as usize] = Some(v2);
-                    g.len += 1;
-                } else {
-                    emit((k2, v2));
-                }
+            // Most pairs join a group with room to spare: that store is
+            // all, inlined into the absorbing loop. A key's first value, a
+            // group that fills and a listed key go out of line.
+            if g.len != LISTED && g.at != u32::MAX && (g.len as usize) + 1 < GROUP {
+                held[g.at as usize + g.len as usize] = Some(v);
+                g.len += 1;
+            } else {
+                absorb_rare(step, (held, lists, listed, folded), key, g, v, emit);
             }
         });
     }
