@@ -348,8 +348,8 @@ mod tests {
         };
         for case in 0..9000 {
             // A third of the lines end near a 64-byte block edge, a third
-            // are short (every length of 0 to 79 bytes: one block, or one
-            // and a bit); some words run across several blocks.
+            // are short (every length of 0 to 79 characters, some of them
+            // 2 or 3 bytes); some words run across several blocks.
             let len = match case % 3 {
                 0 => rnd(300),
                 1 => 64 * (1 + rnd(3)) + rnd(3) - 1,
@@ -391,6 +391,30 @@ mod tests {
             let mut mixed2: Vec<String> = it.by_ref().take(2).map(String::from).collect();
             it.for_each(|w| mixed2.push(String::from(w)));
             assert_eq!((&mixed, &mixed2), (&got, &got));
+        }
+    }
+
+    /// Every word position in every line of 0 to 80 bytes: a run of
+    /// letters (mixed case, `'` inside) among other bytes, so words end
+    /// exactly at the line's end, at 15 and 16 bytes, and at 64.
+    #[test]
+    fn every_word_position_in_short_lines() {
+        for len in 0..=80usize {
+            for start in 0..len {
+                for n in 1..=len - start {
+                    let line: String = (0..len)
+                        .map(|i| match i.checked_sub(start) {
+                            Some(j) if j < n => ['a', 'Q', '\'', 'z', 'M'][j % 5],
+                            _ => ['.', ' ', '@', '[', '{'][i % 5],
+                        })
+                        .collect();
+                    let want = reference(&line);
+                    let next: Vec<String> = words(&line).map(String::from).collect();
+                    let mut folded = Vec::new();
+                    words(&line).for_each(|w| folded.push(String::from(w)));
+                    assert_eq!((&next, &folded), (&want, &want), "{line:?}");
+                }
+            }
         }
     }
 

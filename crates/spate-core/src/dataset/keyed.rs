@@ -9,7 +9,7 @@ use datafusion::logical_expr::{LogicalPlanBuilder, lit};
 use crate::combine::CombineFn;
 use crate::ops::chain::stateless;
 use crate::ops::group::{GroupFactory, GroupFn, GroupOp};
-use crate::ops::partial::{Combine, PartialAggOp, Reduce};
+use crate::ops::partial::{CombineFold, PartialAggOp, ReduceFold};
 use crate::rows::{Data, Held, RowCodec};
 
 use super::{Dataset, Key, describe, qcol};
@@ -40,7 +40,7 @@ impl<K: Key, V: Data> Dataset<(K, V)> {
                 name.clone(),
                 describe("reduce", &steps),
                 chain()?,
-                Reduce(f.clone()),
+                ReduceFold(f.clone()),
                 RowCodec::new()?,
             );
             let plan = ctx2.op_plan(Arc::new(partial), base()?)?;
@@ -78,7 +78,7 @@ impl<K: Key, V: Data> Dataset<(K, V)> {
                 name.clone(),
                 describe("combine", &steps),
                 chain()?,
-                Combine(c.clone()),
+                CombineFold(c.clone()),
                 RowCodec::new()?,
             );
             let plan = ctx2.op_plan(Arc::new(partial), base()?)?;

@@ -23,7 +23,7 @@ use crate::error::Result;
 use crate::node::{OpNode, PartitionOp, TextScanNode};
 use crate::ops::chain::{ChainFactory, borrow_lines_chain, decode_chain, stage, stateless};
 use crate::ops::map::MapOp;
-use crate::ops::partial::{Count, PartialAggOp};
+use crate::ops::partial::{CountFold, PartialAggOp};
 use crate::ops::top::{KeyFn, TopOp};
 use crate::rows::{Data, RowCodec};
 
@@ -446,7 +446,7 @@ impl<T: Data> Dataset<T> {
                 name.clone(),
                 describe("count", &steps),
                 chain()?,
-                Count,
+                CountFold,
                 RowCodec::new()?,
             );
             let partial = ctx2.op_plan(Arc::new(op), base()?)?;

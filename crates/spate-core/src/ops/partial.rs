@@ -39,9 +39,9 @@ pub trait Fold<I, K, A>: Send + Sync + 'static {
 }
 
 /// Counts each row (`count_by_value`).
-pub struct Count;
+pub struct CountFold;
 
-impl<T: Hash + Eq + 'static> Fold<T, T, u64> for Count {
+impl<T: Hash + Eq + 'static> Fold<T, T, u64> for CountFold {
     #[inline(always)]
     fn key<'r>(&self, row: &'r T) -> &'r T {
         row
@@ -54,9 +54,9 @@ impl<T: Hash + Eq + 'static> Fold<T, T, u64> for Count {
 
 /// Merges the values of each key with an associative, commutative function
 /// (`reduce_by_key`).
-pub struct Reduce<F>(pub Arc<F>);
+pub struct ReduceFold<F>(pub Arc<F>);
 
-impl<K, V, F> Fold<(K, V), K, V> for Reduce<F>
+impl<K, V, F> Fold<(K, V), K, V> for ReduceFold<F>
 where
     K: Hash + Eq + 'static,
     F: Fn(V, V) -> V + Send + Sync + 'static,
@@ -72,9 +72,9 @@ where
 }
 
 /// Adds each value to its key's accumulator (`combine_per_key`).
-pub struct Combine<C>(pub Arc<C>);
+pub struct CombineFold<C>(pub Arc<C>);
 
-impl<K, V, C> Fold<(K, V), K, C::Acc> for Combine<C>
+impl<K, V, C> Fold<(K, V), K, C::Acc> for CombineFold<C>
 where
     K: Hash + Eq + 'static,
     C: CombineFn<V>,

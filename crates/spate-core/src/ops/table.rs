@@ -147,8 +147,9 @@ impl<K: Hash + Eq + 'static, A> KeyTable<K, A> {
         match pack(&k) {
             Pack::Narrow(p) => self.packed.slot(p, init),
             Pack::Wide(p) => self.wide.slot(p, init),
-            // A long text key is rare: its lookup, out of line, keeps the
-            // packed ones small enough to inline into the combiner's loop.
+            // An unpacked text key (over 15 bytes, or empty) is rare: its
+            // lookup, out of line, keeps the packed ones small enough to
+            // inline into the combiner's loop.
             Pack::No if packs::<K>() => self.long_slot(k, init),
             Pack::No => self.other.entry(k).or_insert_with(init),
         }
