@@ -335,13 +335,7 @@ fn absorb_rare<S: MRStep>(
             let mut values = list.values.drain(..);
             step.combiner(key, &mut values, &mut Emitter::to_buffer(folded));
             drop(values);
-            for (k2, v2) in folded.drain(..) {
-                if k2 == *key {
-                    list.values.push(v2);
-                } else {
-                    emit((k2, v2));
-                }
-            }
+            keep_own(folded, key, emit, |v| list.values.push(v));
             *listed += list.values.len();
             list.fold_at = (2 * list.values.len()).max(list.fold_at);
         }
@@ -364,13 +358,7 @@ fn absorb_rare<S: MRStep>(
     let kept = folded.iter().filter(|(k2, _)| k2 == key).count();
     if kept > GROUP / 2 {
         let mut values = Vec::with_capacity(2 * kept);
-        for (k2, v2) in folded.drain(..) {
-            if k2 == *key {
-                values.push(v2);
-            } else {
-                emit((k2, v2));
-            }
-        }
+        keep_own(folded, key, emit, |v| values.push(v));
         *listed += values.len();
         // Fewer lists than slots (above).
         g.at = lists.len() as u32;
@@ -380,10 +368,23 @@ fn absorb_rare<S: MRStep>(
         return;
     }
     g.len = 0;
+    keep_own(folded, key, emit, |v| {
+        held[at + g.len as usize] = Some(v);
+        g.len += 1;
+    });
+}
+
+/// Takes a combiner's output: values for `key` go to `keep`, other keys'
+/// pairs to `emit`.
+fn keep_own<K: PartialEq, V>(
+    folded: &mut Vec<(K, V)>,
+    key: &K,
+    emit: &mut dyn FnMut((K, V)),
+    mut keep: impl FnMut(V),
+) {
     for (k2, v2) in folded.drain(..) {
         if k2 == *key {
-            held[at + g.len as usize] = Some(v2);
-            g.len += 1;
+            keep(v2);
         } else {
             emit((k2, v2));
         }

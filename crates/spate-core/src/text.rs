@@ -94,12 +94,18 @@ fn load16(line: &[u8], at: usize) -> u128 {
     }
 }
 
+/// The `N` bytes of `line` at `at` (`at + N` is at most its length).
+#[inline(always)]
+fn bytes_at<const N: usize>(line: &[u8], at: usize) -> [u8; N] {
+    let mut b = [0u8; N];
+    b.copy_from_slice(&line[at..at + N]);
+    b
+}
+
 /// The 16 bytes of `line` at `at` (`at + 16` is at most its length).
 #[inline(always)]
 fn chunk_at(line: &[u8], at: usize) -> u128 {
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&line[at..at + 16]);
-    u128::from_le_bytes(b)
+    u128::from_le_bytes(bytes_at(line, at))
 }
 
 /// A line shorter than 16 bytes as one value: its bytes, zeros after them.
@@ -108,21 +114,13 @@ fn chunk_at(line: &[u8], at: usize) -> u128 {
 #[inline(always)]
 fn small_value(line: &[u8]) -> u128 {
     let n = line.len();
-    let u64_at = |i: usize| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&line[i..i + 8]);
-        u64::from_le_bytes(b)
-    };
-    let u32_at = |i: usize| {
-        let mut b = [0u8; 4];
-        b.copy_from_slice(&line[i..i + 4]);
-        u64::from(u32::from_le_bytes(b))
-    };
     if n >= 8 {
-        return u128::from(u64_at(0)) | u128::from(u64_at(n - 8)) << (8 * (n - 8));
+        let at = |i| u128::from(u64::from_le_bytes(bytes_at(line, i)));
+        return at(0) | at(n - 8) << (8 * (n - 8));
     }
     let v = if n >= 4 {
-        u32_at(0) | u32_at(n - 4) << (8 * (n - 4))
+        let at = |i| u64::from(u32::from_le_bytes(bytes_at(line, i)));
+        at(0) | at(n - 4) << (8 * (n - 4))
     } else if n > 0 {
         let byte = |i: usize| u64::from(line[i]) << (8 * i);
         byte(0) | byte(n / 2) | byte(n - 1)
@@ -201,21 +199,13 @@ impl Cursor {
     #[inline(always)]
     fn word(&self, line: &[u8], start: usize, end: usize) -> Word {
         if end - start <= INLINE {
-            self.short_word(line, start, end)
+            lower_word(load16(line, start), end - start)
         } else {
             Word::ascii_lowercase(&line[start..end])
         }
     }
 
-    /// The word at `start..end`, at most `INLINE` bytes long, lowercased.
-    #[inline(always)]
-    fn short_word(&self, line: &[u8], start: usize, end: usize) -> Word {
-        lower_word(load16(line, start), end - start)
-    }
-
-    /// Hands every remaining word to `f`. Short and long words reach `f`
-    /// from two call sites, so each is built where `f` stores it (no
-    /// `Option<Word>` merged from two shapes and copied again).
+    /// Hands every remaining word to `f`.
     #[inline(always)]
     fn fold<B>(&mut self, line: &[u8], init: B, mut f: impl FnMut(B, Word) -> B) -> B {
         let mut acc = init;
@@ -229,22 +219,26 @@ impl Cursor {
                 let start = rest.trailing_zeros() as usize;
                 let n = (!(rest >> start)).trailing_zeros() as usize;
                 rest &= rest.wrapping_add(1 << start);
-                acc = if n <= INLINE {
-                    f(acc, lower_word(load16(line, start), n))
-                } else {
-                    f(acc, Word::ascii_lowercase(&line[start..start + n]))
-                };
+                acc = hand(line, start, start + n, acc, &mut f);
             }
             return acc;
         }
         while let Some((start, end)) = self.next_span(line) {
-            acc = if end - start <= INLINE {
-                f(acc, self.short_word(line, start, end))
-            } else {
-                f(acc, Word::ascii_lowercase(&line[start..end]))
-            };
+            acc = hand(line, start, end, acc, &mut f);
         }
         acc
+    }
+}
+
+/// Hands the word at `start..end`, lowercased, to `f`. Short and long words
+/// reach `f` from two call sites, so each is built where `f` stores it (no
+/// `Option<Word>` merged from two shapes and copied again).
+#[inline(always)]
+fn hand<B>(line: &[u8], start: usize, end: usize, acc: B, f: &mut impl FnMut(B, Word) -> B) -> B {
+    if end - start <= INLINE {
+        f(acc, lower_word(load16(line, start), end - start))
+    } else {
+        f(acc, Word::ascii_lowercase(&line[start..end]))
     }
 }
 
