@@ -10,9 +10,12 @@
 //! by key (spills) → one reducer call per key, keys ascending within each
 //! reducer, with an iterator over the values.
 
+mod slots;
+
 use std::sync::Arc;
 
 use crate::ops::table::KeyTable;
+use slots::Slots;
 
 use crate::context::Context;
 use crate::dataset::{Dataset, Key};
@@ -190,8 +193,8 @@ const COMBINE_BUFFER_VALUES: usize = 1 << 20;
 const KEY_OVERHEAD: usize = 16;
 
 /// Values a key holds in a map task before the combiner folds them, in
-/// place. A key's values sit together in one small group (two cache lines
-/// for 8-byte values), and the table maps a key to its group's place, so a
+/// place. A key's values sit together in one small group (one cache line
+/// for 8-byte values: see `slots.rs`), and the table maps a key to its group's place, so a
 /// short key's bucket is 16 bytes as in the Dataset face's combiner: a
 /// frequent key's values stay in cache and the table stays half the size
 /// of one holding a value list per key (a word count's map tasks: 4.7–4.9 s
@@ -287,7 +290,7 @@ impl MapReduce for Context {
 /// Where a key's values are in a map task's `held` slots.
 #[derive(Clone, Copy)]
 struct Group {
-    /// First slot (`GROUP` of them), or with [`LISTED`] in `len` the key's
+    /// The key's group of slots, or with [`LISTED`] in `len` the key's
     /// index in `lists`; `u32::MAX` until the key's first value.
     at: u32,
     /// Slots in use, or [`LISTED`].
@@ -309,7 +312,7 @@ struct Listed<V> {
 
 /// A map task's buffers, borrowed apart from its table.
 type Buffers<'a, V, K> = (
-    &'a mut Vec<Option<V>>,
+    &'a mut Slots<V>,
     &'a mut Vec<Listed<V>>,
     &'a mut usize,
     &'a mut Vec<(K, V)>,
@@ -343,18 +346,22 @@ fn absorb_rare<S: MRStep>(
     }
     if g.at == u32::MAX {
         // `full()`, checked every `ABSORB_RUN` pairs, combines at
-        // `COMBINE_BUFFER_VALUES` slots: far below u32::MAX.
-        g.at = held.len() as u32;
-        held.resize_with(held.len() + GROUP, || None);
+        // `COMBINE_BUFFER_VALUES` slots: far below u32::MAX groups.
+        g.at = held.alloc();
     }
-    let at = g.at as usize;
-    held[at + g.len as usize] = Some(v);
+    let at = g.at;
+    held.put(at, g.len as usize, v);
     g.len += 1;
     if (g.len as usize) < GROUP {
         return;
     }
-    let mut values = held[at..at + GROUP].iter_mut().filter_map(Option::take);
+    g.len = 0;
+    // SAFETY: the group's slots all hold values (`len` counted them), and
+    // it counts none from here on.
+    #[allow(unsafe_code)]
+    let mut values = unsafe { held.take(at, GROUP) };
     step.combiner(key, &mut values, &mut Emitter::to_buffer(folded));
+    drop(values);
     let kept = folded.iter().filter(|(k2, _)| k2 == key).count();
     if kept > GROUP / 2 {
         let mut values = Vec::with_capacity(2 * kept);
@@ -367,9 +374,8 @@ fn absorb_rare<S: MRStep>(
         lists.push(Listed { values, fold_at });
         return;
     }
-    g.len = 0;
     keep_own(folded, key, emit, |v| {
-        held[at + g.len as usize] = Some(v);
+        held.put(at, g.len as usize, v);
         g.len += 1;
     });
 }
@@ -395,10 +401,9 @@ struct MapTask<S: MRStep> {
     step: S,
     /// Each buffered key's group of value slots.
     groups: KeyTable<S::Key, Group>,
-    /// Value slots, `GROUP` per key; the first `len` of a group hold the
-    /// key's values (slots past them may hold values a combiner left
-    /// unread: they are overwritten or cleared, never read).
-    held: Vec<Option<S::Value>>,
+    /// Value slots, a group per key; the first `len` of a group hold the
+    /// key's values.
+    held: Slots<S::Value>,
     /// Listed keys' values, and how many values they hold in all.
     lists: Vec<Listed<S::Value>>,
     listed: usize,
@@ -413,7 +418,7 @@ impl<S: MRStep> MapTask<S> {
         Self {
             step,
             groups: KeyTable::default(),
-            held: Vec::new(),
+            held: Slots::default(),
             lists: Vec::new(),
             listed: 0,
             pending: Vec::new(),
@@ -471,7 +476,7 @@ impl<S: MRStep> MapTask<S> {
             // all, inlined into the absorbing loop. A key's first value, a
             // group that fills and a listed key go out of line.
             if g.len != LISTED && g.at != u32::MAX && (g.len as usize) + 1 < GROUP {
-                held[g.at as usize + g.len as usize] = Some(v);
+                held.put(g.at, g.len as usize, v);
                 g.len += 1;
             } else {
                 absorb_rare(step, (held, lists, listed, folded), key, g, v, emit);
@@ -481,7 +486,7 @@ impl<S: MRStep> MapTask<S> {
 
     /// Is the buffer full?
     fn full(&self) -> bool {
-        let slot_bytes = std::mem::size_of::<Option<S::Value>>();
+        let slot_bytes = Slots::<S::Value>::SLOT_BYTES;
         let values = self.held.len() + self.listed;
         values >= COMBINE_BUFFER_VALUES
             || self.groups.bytes(KEY_OVERHEAD) + values * slot_bytes >= COMBINE_BUFFER_BYTES
@@ -507,15 +512,33 @@ impl<S: MRStep> MapTask<S> {
             if g.len == 0 {
                 continue;
             }
-            let at = g.at as usize;
-            let mut values = held[at..at + g.len as usize]
-                .iter_mut()
-                .filter_map(Option::take);
+            // SAFETY: the group's first `len` slots hold values; the group
+            // left the table with the drain.
+            #[allow(unsafe_code)]
+            let mut values = unsafe { held.take(g.at, g.len as usize) };
             step.combiner(&k, &mut values, &mut emitter);
         }
         held.clear();
         lists.clear();
         *listed = 0;
+    }
+}
+
+impl<S: MRStep> Drop for MapTask<S> {
+    /// A task that ends early (an error, a cancelled job) drops the values
+    /// still buffered.
+    fn drop(&mut self) {
+        if !std::mem::needs_drop::<S::Value>() {
+            return;
+        }
+        for (_, g) in self.groups.drain() {
+            if g.len != LISTED && g.len > 0 {
+                // SAFETY: the group's first `len` slots hold values; the
+                // group left the table with the drain.
+                #[allow(unsafe_code)]
+                drop(unsafe { self.held.take(g.at, g.len as usize) });
+            }
+        }
     }
 }
 
@@ -612,5 +635,104 @@ impl<S: MRStep> GroupFn<S::Key, S::Value, S::Output> for ReduceTask<S> {
     }
     fn finish(&mut self, emit: &mut dyn FnMut(S::Output)) {
         self.0.reducer_final(&mut Emitter::new(emit));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::{Deserialize, Serialize};
+    use std::sync::atomic::{AtomicIsize, Ordering};
+
+    /// Values alive: each `Tracked` made counts +1, each dropped −1.
+    static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+    #[derive(Serialize, Deserialize)]
+    struct Tracked(u64);
+
+    impl Tracked {
+        fn new(n: u64) -> Self {
+            LIVE.fetch_add(1, Ordering::SeqCst);
+            Tracked(n)
+        }
+    }
+
+    impl Clone for Tracked {
+        fn clone(&self) -> Self {
+            Tracked::new(self.0)
+        }
+    }
+
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            LIVE.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Sums a key's values; with `keep_two`, reads only the first two
+    /// (the rest must still be dropped).
+    #[derive(Clone)]
+    struct SumStep {
+        keep_two: bool,
+    }
+
+    impl MRStep for SumStep {
+        type Input = u64;
+        type Key = u64;
+        type Value = Tracked;
+        type Output = u64;
+        fn mapper(&mut self, _: u64, _: &mut Emitter<'_, (u64, Tracked)>) {}
+        fn has_combiner(&self) -> bool {
+            true
+        }
+        fn combiner(
+            &mut self,
+            key: &u64,
+            values: &mut dyn Iterator<Item = Tracked>,
+            out: &mut Emitter<'_, (u64, Tracked)>,
+        ) {
+            let n = if self.keep_two { 2 } else { usize::MAX };
+            let sum = values.take(n).map(|v| v.0).sum();
+            out.emit_kv(*key, Tracked::new(sum));
+        }
+        fn reducer(
+            &mut self,
+            _: &u64,
+            _: &mut dyn Iterator<Item = Tracked>,
+            _: &mut Emitter<'_, u64>,
+        ) {
+        }
+    }
+
+    #[test]
+    fn every_buffered_value_is_folded_emitted_or_dropped() {
+        for keep_two in [false, true] {
+            for finish in [true, false] {
+                let mut task = MapTask::new(SumStep { keep_two });
+                let mut out: Vec<(u64, Tracked)> = Vec::new();
+                let mut emit = |p: (u64, Tracked)| out.push(p);
+                // 7 keys, 1000 values each: groups fill and fold many times.
+                for i in 0..7000u64 {
+                    task.pending.push((i % 7, Tracked::new(1)));
+                    if task.pending.len() == ABSORB_RUN {
+                        task.absorb(&mut emit);
+                    }
+                }
+                task.absorb(&mut emit);
+                if finish {
+                    task.combine_all(&mut emit);
+                    let total: u64 = out.iter().map(|(_, v)| v.0).sum();
+                    if !keep_two {
+                        assert_eq!(total, 7000, "every value counted once");
+                    }
+                }
+                // A task that ends early drops what it still buffers.
+                drop(task);
+                let emitted = out.len() as isize;
+                assert_eq!(LIVE.load(Ordering::SeqCst), emitted, "{keep_two} {finish}");
+                drop(out);
+                assert_eq!(LIVE.load(Ordering::SeqCst), 0);
+            }
+        }
     }
 }
