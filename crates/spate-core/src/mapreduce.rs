@@ -194,7 +194,8 @@ const KEY_OVERHEAD: usize = 16;
 
 /// Values a key holds in a map task before the combiner folds them, in
 /// place. A key's values sit together in one small group (one cache line
-/// for 8-byte values: see `slots.rs`), and the table maps a key to its group's place, so a
+/// for 8-byte values: `slots.rs`), and the table maps a key to its
+/// group's place, so a
 /// short key's bucket is 16 bytes as in the Dataset face's combiner: a
 /// frequent key's values stay in cache and the table stays half the size
 /// of one holding a value list per key (a word count's map tasks: 4.7–4.9 s
@@ -502,7 +503,8 @@ impl<S: MRStep> MapTask<S> {
             ..
         } = self;
         // Draining keeps the table's and the slots' memory for the next round.
-        for (k, g) in groups.drain() {
+        let mut drained = Drained::new(groups.drain(), held);
+        for (k, g) in drained.groups.by_ref() {
             let mut emitter = Emitter::new(emit);
             if g.len == LISTED {
                 let values = std::mem::take(&mut lists[g.at as usize].values);
@@ -515,9 +517,10 @@ impl<S: MRStep> MapTask<S> {
             // SAFETY: the group's first `len` slots hold values; the group
             // left the table with the drain.
             #[allow(unsafe_code)]
-            let mut values = unsafe { held.take(g.at, g.len as usize) };
+            let mut values = unsafe { drained.held.take(g.at, g.len as usize) };
             step.combiner(&k, &mut values, &mut emitter);
         }
+        drop(drained);
         held.clear();
         lists.clear();
         *listed = 0;
@@ -528,10 +531,34 @@ impl<S: MRStep> Drop for MapTask<S> {
     /// A task that ends early (an error, a cancelled job) drops the values
     /// still buffered.
     fn drop(&mut self) {
-        if !std::mem::needs_drop::<S::Value>() {
-            return;
+        if std::mem::needs_drop::<S::Value>() {
+            drop(Drained::new(self.groups.drain(), &mut self.held));
         }
-        for (_, g) in self.groups.drain() {
+    }
+}
+
+/// Groups drained from a map task's table, with the slots they point to.
+/// Whatever groups are left when it is dropped — all of them, or those a
+/// panicking combiner did not reach — have their values dropped.
+struct Drained<'a, K, I: Iterator<Item = (K, Group)>, V> {
+    groups: I,
+    held: &'a mut Slots<V>,
+    key: std::marker::PhantomData<K>,
+}
+
+impl<'a, K, I: Iterator<Item = (K, Group)>, V> Drained<'a, K, I, V> {
+    fn new(groups: I, held: &'a mut Slots<V>) -> Self {
+        Self {
+            groups,
+            held,
+            key: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<K, I: Iterator<Item = (K, Group)>, V> Drop for Drained<'_, K, I, V> {
+    fn drop(&mut self) {
+        for (_, g) in self.groups.by_ref() {
             if g.len != LISTED && g.len > 0 {
                 // SAFETY: the group's first `len` slots hold values; the
                 // group left the table with the drain.
@@ -669,35 +696,53 @@ mod tests {
         }
     }
 
-    /// Sums a key's values; with `keep_two`, reads only the first two
-    /// (the rest must still be dropped).
-    #[derive(Clone)]
-    struct SumStep {
-        keep_two: bool,
+    /// What the test's combiner does.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum Mode {
+        /// Sums the values.
+        Sum,
+        /// Sums the first two values and reads no further.
+        ReadTwo,
+        /// Gives every value back (never halves: the key moves to a list).
+        KeepAll,
+        /// Sums, until `end`: then panics.
+        PanicAtEnd,
     }
 
-    impl MRStep for SumStep {
+    #[derive(Clone)]
+    struct TestStep {
+        mode: Mode,
+        end: bool,
+    }
+
+    impl MRStep for TestStep {
         type Input = u64;
-        type Key = u64;
+        type Key = String;
         type Value = Tracked;
         type Output = u64;
-        fn mapper(&mut self, _: u64, _: &mut Emitter<'_, (u64, Tracked)>) {}
+        fn mapper(&mut self, _: u64, _: &mut Emitter<'_, (String, Tracked)>) {}
         fn has_combiner(&self) -> bool {
             true
         }
         fn combiner(
             &mut self,
-            key: &u64,
+            key: &String,
             values: &mut dyn Iterator<Item = Tracked>,
-            out: &mut Emitter<'_, (u64, Tracked)>,
+            out: &mut Emitter<'_, (String, Tracked)>,
         ) {
-            let n = if self.keep_two { 2 } else { usize::MAX };
-            let sum = values.take(n).map(|v| v.0).sum();
-            out.emit_kv(*key, Tracked::new(sum));
+            match self.mode {
+                Mode::KeepAll => values.for_each(|v| out.emit_kv(key.clone(), v)),
+                Mode::PanicAtEnd if self.end => std::panic::panic_any("the combiner fails"),
+                mode => {
+                    let n = if mode == Mode::ReadTwo { 2 } else { usize::MAX };
+                    let sum = values.take(n).map(|v| v.0).sum();
+                    out.emit_kv(key.clone(), Tracked::new(sum));
+                }
+            }
         }
         fn reducer(
             &mut self,
-            _: &u64,
+            _: &String,
             _: &mut dyn Iterator<Item = Tracked>,
             _: &mut Emitter<'_, u64>,
         ) {
@@ -706,30 +751,35 @@ mod tests {
 
     #[test]
     fn every_buffered_value_is_folded_emitted_or_dropped() {
-        for keep_two in [false, true] {
+        use Mode::*;
+        for mode in [Sum, ReadTwo, KeepAll, PanicAtEnd] {
             for finish in [true, false] {
-                let mut task = MapTask::new(SumStep { keep_two });
-                let mut out: Vec<(u64, Tracked)> = Vec::new();
-                let mut emit = |p: (u64, Tracked)| out.push(p);
+                let mut task = MapTask::new(TestStep { mode, end: false });
+                let mut out: Vec<(String, Tracked)> = Vec::new();
+                let mut emit = |p: (String, Tracked)| out.push(p);
                 // 7 keys, 1000 values each: groups fill and fold many times.
                 for i in 0..7000u64 {
-                    task.pending.push((i % 7, Tracked::new(1)));
+                    task.pending.push((format!("k{}", i % 7), Tracked::new(1)));
                     if task.pending.len() == ABSORB_RUN {
                         task.absorb(&mut emit);
                     }
                 }
                 task.absorb(&mut emit);
                 if finish {
-                    task.combine_all(&mut emit);
+                    task.step.end = true;
+                    let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        task.combine_all(&mut emit)
+                    }));
+                    assert_eq!(ended.is_err(), mode == PanicAtEnd);
                     let total: u64 = out.iter().map(|(_, v)| v.0).sum();
-                    if !keep_two {
-                        assert_eq!(total, 7000, "every value counted once");
+                    if mode == Sum || mode == KeepAll {
+                        assert_eq!(total, 7000, "{mode:?}: every value counted once");
                     }
                 }
                 // A task that ends early drops what it still buffers.
                 drop(task);
                 let emitted = out.len() as isize;
-                assert_eq!(LIVE.load(Ordering::SeqCst), emitted, "{keep_two} {finish}");
+                assert_eq!(LIVE.load(Ordering::SeqCst), emitted, "{mode:?} {finish}");
                 drop(out);
                 assert_eq!(LIVE.load(Ordering::SeqCst), 0);
             }

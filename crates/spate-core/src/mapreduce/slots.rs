@@ -2,10 +2,11 @@
 //! the combiner.
 //!
 //! A key's values sit together in a group of `GROUP` slots. The slots are
-//! bare (`MaybeUninit`), not `Option`s: an 8-byte value takes 8 bytes, not
-//! 16, so a group of 8 counts is one cache line (groups are aligned to
-//! lines), and the buffer of a word count's ~50 000 keys is half the size
-//! it was. A value is written into its group as it arrives and read back
+//! bare (`MaybeUninit`), not `Option`s: an 8-byte value without a spare
+//! bit pattern (a count) takes 8 bytes, not 16, so a group of 8 counts is
+//! one cache line (groups are aligned to lines), and the buffer of a word
+//! count's ~50 000 keys is half the size it was. (A slot takes at least 8
+//! bytes: the alignment of a group spreads over its 8 slots.) A value is written into its group as it arrives and read back
 //! once, when the combiner folds the group; the task's group table says
 //! which slots hold a value (the first `len` of a group), and `Slots` trusts
 //! it through [`Slots::take`], the one unsafe promise.
@@ -42,7 +43,7 @@ impl<V> Slots<V> {
     pub(super) fn alloc(&mut self) -> u32 {
         let at = self.chunks.len();
         self.chunks
-            .push(Chunk(std::array::from_fn(|_| MaybeUninit::uninit())));
+            .push(Chunk([const { MaybeUninit::uninit() }; GROUP]));
         // The buffer is combined at `COMBINE_BUFFER_VALUES` slots, far
         // below u32::MAX groups.
         at as u32
@@ -57,7 +58,8 @@ impl<V> Slots<V> {
     }
 
     /// The first `len` values of group `at`, moved out: what the iterator
-    /// does not yield is dropped with it. The slots are empty after.
+    /// does not yield is dropped with it (or leaked, if it is forgotten).
+    /// The slots are empty after.
     ///
     /// # Safety
     /// Slots `0..len` of the group hold values (each `put` since the group
