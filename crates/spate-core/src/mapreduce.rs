@@ -195,12 +195,11 @@ const KEY_OVERHEAD: usize = 16;
 /// Values a key holds in a map task before the combiner folds them, in
 /// place. A key's values sit together in one small group (one cache line
 /// for 8-byte values: `slots.rs`), and the table maps a key to its
-/// group's place, so a
-/// short key's bucket is 16 bytes as in the Dataset face's combiner: a
-/// frequent key's values stay in cache and the table stays half the size
-/// of one holding a value list per key (a word count's map tasks: 4.7–4.9 s
-/// against 5.5–6.6 s with lists folded at 64 values, 5.0–5.2 s with groups
-/// of 4). Allowed because a combiner may run any number of times, also over
+/// group's place, so a short key's bucket is 16 bytes as in the Dataset
+/// face's combiner: a frequent key's values stay in cache and the table
+/// stays half the size of one holding a value list per key (a word count's
+/// map tasks: 4.7–4.9 s against 5.5–6.6 s with lists folded at 64 values,
+/// 5.0–5.2 s with groups of 4). Allowed because a combiner may run any number of times, also over
 /// its own output (as Hadoop's does when it merges spills).
 const GROUP: usize = 8;
 

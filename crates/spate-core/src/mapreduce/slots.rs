@@ -6,10 +6,11 @@
 //! bit pattern (a count) takes 8 bytes, not 16, so a group of 8 counts is
 //! one cache line (groups are aligned to lines), and the buffer of a word
 //! count's ~50 000 keys is half the size it was. (A slot takes at least 8
-//! bytes: the alignment of a group spreads over its 8 slots.) A value is written into its group as it arrives and read back
-//! once, when the combiner folds the group; the task's group table says
-//! which slots hold a value (the first `len` of a group), and `Slots` trusts
-//! it through [`Slots::take`], the one unsafe promise.
+//! bytes: the alignment of a group spreads over its 8 slots.) A value is
+//! written into its group as it arrives and read back once, when the
+//! combiner folds the group; the task's group table says which slots hold
+//! a value (the first `len` of a group), and `Slots` trusts it through
+//! [`Slots::take`], the one unsafe promise.
 
 use std::mem::MaybeUninit;
 
@@ -51,7 +52,9 @@ impl<V> Slots<V> {
 
     /// Stores `v` in slot `i` of group `at`. A slot that held a value not
     /// taken yet would leak it (never unsafe): the caller writes past the
-    /// group's values only.
+    /// group's values only. Bounds-checked on purpose: a combiner whose
+    /// keys compare inconsistently could keep more values than a group
+    /// holds, and the check stops it there.
     #[inline(always)]
     pub(super) fn put(&mut self, at: u32, i: usize, v: V) {
         self.chunks[at as usize].0[i].write(v);
