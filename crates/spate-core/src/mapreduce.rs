@@ -345,8 +345,6 @@ fn absorb_rare<S: MRStep>(
         return;
     }
     if g.at == u32::MAX {
-        // `full()`, checked every `ABSORB_RUN` pairs, combines at
-        // `COMBINE_BUFFER_VALUES` slots: far below u32::MAX groups.
         g.at = held.alloc();
     }
     let at = g.at;

@@ -45,8 +45,9 @@ impl<V> Slots<V> {
         let at = self.chunks.len();
         self.chunks
             .push(Chunk([const { MaybeUninit::uninit() }; GROUP]));
-        // The buffer is combined at `COMBINE_BUFFER_VALUES` slots, far
-        // below u32::MAX groups.
+        // `full()`, checked every `ABSORB_RUN` pairs, has the buffer
+        // combined at `COMBINE_BUFFER_VALUES` slots: far below u32::MAX
+        // groups.
         at as u32
     }
 
