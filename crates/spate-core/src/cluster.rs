@@ -427,6 +427,7 @@ pub fn with_spate_planner(state: SessionState) -> SessionState {
         .with_session_id(session_id)
         .with_query_planner(Arc::new(SpateQueryPlanner))
         .with_physical_optimizer_rule(Arc::new(FixedPartitions))
+        .with_physical_optimizer_rule(Arc::new(crate::compact::CompactBeforeSort))
         .with_physical_optimizer_rule(Arc::new(crate::cluster_scans::TextScansAsFileScans))
         .with_physical_optimizer_rule(Arc::new(crate::cluster_scans::KeepScanCompression))
         .with_physical_optimizer_rule(Arc::new(crate::cluster_writes::WritesByAttempt))

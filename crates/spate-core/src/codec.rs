@@ -31,6 +31,7 @@ use spate_io::text_table::TextTable;
 
 use crate::cluster_scans::CompressedScanExec;
 use crate::cluster_writes::AttemptWriteExec;
+use crate::compact::CompactExec;
 use crate::context::Registry;
 use crate::node::{InputShape, OpExec, OpNode, PartitionOp, TextScanNode};
 
@@ -185,6 +186,8 @@ enum PhysicalNode {
     },
     /// A file writer (its child) that writes by task attempt.
     AttemptWrite,
+    /// Compacts its child's batches before a sort.
+    Compact,
 }
 
 fn encode<T: Serialize>(value: &T, buf: &mut Vec<u8>) -> DfResult<()> {
@@ -422,6 +425,7 @@ impl PhysicalExtensionCodec for SpatePhysicalCodec {
                 CompressedScanExec::restore(first()?, &compression)?
             }
             PhysicalNode::AttemptWrite => Arc::new(AttemptWriteExec::new(first()?)?),
+            PhysicalNode::Compact => Arc::new(CompactExec::new(first()?)),
         })
     }
 
@@ -468,6 +472,9 @@ impl PhysicalExtensionCodec for SpatePhysicalCodec {
         }
         if node.downcast_ref::<AttemptWriteExec>().is_some() {
             return encode(&PhysicalNode::AttemptWrite, buf);
+        }
+        if node.downcast_ref::<CompactExec>().is_some() {
+            return encode(&PhysicalNode::Compact, buf);
         }
         if let Some(n) = node.downcast_ref::<WriteExec>() {
             return encode(

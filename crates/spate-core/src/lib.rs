@@ -27,6 +27,7 @@ pub mod cluster_scans;
 pub mod cluster_writes;
 pub mod codec;
 pub mod combine;
+pub mod compact;
 pub mod context;
 pub mod dataset;
 pub mod error;
