@@ -214,8 +214,10 @@ fn sorts_aggregate(plan: &Arc<dyn ExecutionPlan>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Int64Array, StringArray};
-    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::array::{AsArray, Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+    use datafusion::datasource::MemTable;
+    use datafusion::physical_plan::{collect, displayable};
 
     fn words(n: usize) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![
@@ -266,5 +268,76 @@ mod tests {
         assert_eq!(out, whole.slice(100, 8000));
         assert_eq!(count.value(), 0);
         Ok(())
+    }
+
+    fn fail(e: impl std::fmt::Display) -> ! {
+        std::panic::panic_any(e.to_string())
+    }
+
+    /// The plan of `sql`, as text, and its rows as (word, count).
+    fn run(ctx: &crate::context::Context, sql: &str) -> (String, Vec<(String, i64)>) {
+        ctx.block_on(async {
+            let frame = ctx.session().sql(sql).await.unwrap_or_else(|e| fail(e));
+            let plan = frame
+                .create_physical_plan()
+                .await
+                .unwrap_or_else(|e| fail(e));
+            let text = displayable(plan.as_ref()).indent(false).to_string();
+            let batches = collect(plan, ctx.session().task_ctx())
+                .await
+                .unwrap_or_else(|e| fail(e));
+            let mut rows = Vec::new();
+            for b in &batches {
+                let w = b.column(0).as_string::<i32>();
+                let n = b.column(1).as_primitive::<Int64Type>();
+                rows.extend((0..b.num_rows()).map(|i| (w.value(i).to_string(), n.value(i))));
+            }
+            (text, rows)
+        })
+    }
+
+    #[test]
+    fn a_sorted_aggregate_is_compacted_and_exact() {
+        let ctx = crate::context::Context::builder()
+            .threads(2)
+            .batch_size(512)
+            .build()
+            .unwrap_or_else(|e| fail(e));
+        // 6 000 distinct words, word i seen i % 5 + 1 times, in two partitions.
+        let all = words(6000);
+        let mut parts = vec![Vec::new(), Vec::new()];
+        for times in 0..5 {
+            let keep: Vec<u32> = (0..6000u32).filter(|i| (i % 5) as usize >= times).collect();
+            let rows =
+                arrow::compute::take_record_batch(&all, &arrow::array::UInt32Array::from(keep))
+                    .unwrap_or_else(|e| fail(e));
+            parts[times % 2].push(rows);
+        }
+        let table = MemTable::try_new(all.schema(), parts).unwrap_or_else(|e| fail(e));
+        ctx.session()
+            .register_table("t", Arc::new(table))
+            .unwrap_or_else(|e| fail(e));
+        let (plan, rows) = run(&ctx, "SELECT w, count(*) AS n FROM t GROUP BY w ORDER BY w");
+        assert!(plan.contains("CompactExec"), "{plan}");
+        let want: Vec<(String, i64)> = (0..6000)
+            .map(|i| (format!("word{i:08}"), i % 5 + 1))
+            .collect();
+        assert_eq!(rows, want);
+        let (plan, rows) = run(
+            &ctx,
+            "SELECT w, count(*) AS n FROM t GROUP BY w ORDER BY n DESC, w LIMIT 3",
+        );
+        assert!(
+            !plan.contains("CompactExec"),
+            "a top-k keeps no slices: {plan}"
+        );
+        assert_eq!(
+            rows,
+            vec![
+                ("word00000004".to_string(), 5),
+                ("word00000009".to_string(), 5),
+                ("word00000014".to_string(), 5)
+            ]
+        );
     }
 }

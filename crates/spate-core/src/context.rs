@@ -624,6 +624,15 @@ mod tests {
     }
 
     #[test]
+    fn sort_runs_shrink_with_the_memory_limit() {
+        assert_eq!(sort_run_bytes(None, 2), 16 << 20);
+        assert_eq!(sort_run_bytes(Some(1 << 30), 2), 16 << 20);
+        assert_eq!(sort_run_bytes(Some(64 << 20), 2), 8 << 20);
+        // Never below DataFusion's own default.
+        assert_eq!(sort_run_bytes(Some(4 << 20), 8), 1 << 20);
+    }
+
+    #[test]
     fn sizes() {
         assert_eq!(parse_bytes("2GiB").unwrap(), 2 << 30);
         assert_eq!(parse_bytes("32MiB").unwrap(), 32 << 20);
