@@ -10,7 +10,7 @@ use std::any::{Any, TypeId};
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, StringArray};
+use arrow::array::{Array, ArrayRef, AsArray, StringArray, StringBuilder, UInt64Array};
 use arrow::datatypes::{DataType, FieldRef, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use serde::de::DeserializeOwned;
@@ -209,24 +209,59 @@ impl<T: Data> RowCodec<T> {
         boxed.downcast::<Vec<T>>().ok().map(|b| Ok(*b))
     }
 
+    /// `String` rows and string-keyed counts skip serde.
     fn encode_fast(&self, rows: &[T]) -> Option<Result<RecordBatch>> {
-        if TypeId::of::<T>() != TypeId::of::<String>()
-            || self.fields.len() != 1
-            || self.fields[0].data_type() != &DataType::Utf8
+        let columns: Vec<ArrayRef> = if TypeId::of::<T>() == TypeId::of::<String>()
+            && self.fields.len() == 1
+            && self.fields[0].data_type() == &DataType::Utf8
         {
-            return None;
-        }
-        let strings = rows
-            .iter()
-            .filter_map(|r| (r as &dyn Any).downcast_ref::<String>());
-        let array: ArrayRef = Arc::new(StringArray::from_iter_values(strings));
+            let strings = rows
+                .iter()
+                .filter_map(|r| (r as &dyn Any).downcast_ref::<String>());
+            vec![Arc::new(StringArray::from_iter_values(strings))]
+        } else {
+            string_counts::<T, String>(&self.fields, rows)
+                .or_else(|| string_counts::<T, crate::word::Word>(&self.fields, rows))?
+        };
         Some(
-            RecordBatch::try_new(self.schema.clone(), vec![array]).map_err(|e| Error::Schema {
+            RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| Error::Schema {
                 type_name: std::any::type_name::<T>(),
                 message: e.to_string(),
             }),
         )
     }
+}
+
+/// `(key, count)` rows with a string key — what a combiner of a
+/// `count_by_value` or a sum by key emits, one row per key: as `Utf8` and
+/// `UInt64` columns, without serde (12 M distinct words spent ~5 % of
+/// their word count in serde_arrow's builders).
+fn string_counts<T: 'static, K: AsRef<str> + 'static>(
+    fields: &[FieldRef],
+    rows: &[T],
+) -> Option<Vec<ArrayRef>> {
+    if TypeId::of::<T>() != TypeId::of::<(K, u64)>()
+        || fields.len() != 2
+        || fields[0].data_type() != &DataType::Utf8
+        || fields[1].data_type() != &DataType::UInt64
+    {
+        return None;
+    }
+    let pairs = || {
+        rows.iter()
+            .filter_map(|r| (r as &dyn Any).downcast_ref::<(K, u64)>())
+    };
+    let bytes = pairs().map(|(k, _)| k.as_ref().len()).sum();
+    let mut keys = StringBuilder::with_capacity(rows.len(), bytes);
+    let mut counts = Vec::with_capacity(rows.len());
+    for (k, n) in pairs() {
+        keys.append_value(k.as_ref());
+        counts.push(*n);
+    }
+    Some(vec![
+        Arc::new(keys.finish()),
+        Arc::new(UInt64Array::from(counts)),
+    ])
 }
 
 #[cfg(test)]
@@ -266,6 +301,29 @@ mod tests {
         roundtrip(vec![(1i64, ("a".to_string(), 2.5f64))]);
         roundtrip(vec![(("k".to_string(), 1u32), vec![1u8, 2])]);
         roundtrip::<String>(vec![]);
+    }
+
+    #[test]
+    fn string_counts_encode_as_serde_would() {
+        let rows = vec![
+            ("b".to_string(), 2u64),
+            (String::new(), 0),
+            ("é".into(), u64::MAX),
+        ];
+        let codec = RowCodec::<(String, u64)>::new().unwrap();
+        let fast = codec.encode(&rows).unwrap();
+        let slow = serde_arrow::to_record_batch(&codec.fields, &rows).unwrap();
+        assert_eq!(fast.columns(), slow.columns());
+        assert_eq!(codec.decode(&fast).unwrap(), rows);
+        let words: Vec<(crate::word::Word, u64)> =
+            rows.iter().map(|(k, n)| (k.as_str().into(), *n)).collect();
+        let codec = RowCodec::<(crate::word::Word, u64)>::new().unwrap();
+        let fast = codec.encode(&words).unwrap();
+        assert_eq!(fast.columns(), slow.columns());
+        assert_eq!(codec.decode(&fast).unwrap(), words);
+        // Other pairs keep serde.
+        roundtrip(vec![("a".to_string(), 1i64)]);
+        roundtrip::<(String, u64)>(vec![]);
     }
 }
 
