@@ -163,6 +163,14 @@ fn vocabulary_plans_round_trip() {
     );
     assert_round_trips(&ctx, words().map(|w| w.len() as u64).combine_globally(Sum));
     assert_round_trips(&ctx, ctx.whole_text_files(&[&path]).unwrap());
+    // A sort of an aggregate's output compacts it first (`CompactExec`).
+    let counts = words().count_by_value().sort_by_key(true);
+    let plan =
+        datafusion::physical_plan::displayable(counts.clone().physical_plan().unwrap().as_ref())
+            .indent(false)
+            .to_string();
+    assert!(plan.contains("CompactExec"), "{plan}");
+    assert_round_trips(&ctx, counts);
 }
 
 /// A file writer on a cluster writes by task attempt: the rule wraps it,
