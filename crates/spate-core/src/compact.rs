@@ -8,10 +8,10 @@
 //! happens, and it merges one run per slice: ~730 runs per partition for 12
 //! M distinct words, where the loser tree's comparisons were ~35 % of the
 //! whole word count. [`CompactBeforeSort`] puts a [`CompactExec`] between
-//! such a sort and the aggregate; it copies a slice that holds far more than
-//! its rows into buffers of its own, so the sort sees the slice's true size
-//! and merges a few large runs. Batches that are already compact pass
-//! through untouched. The same plan serves the Dataset face's
+//! such a sort and the aggregate; it copies each column that is a slice of
+//! far larger buffers into buffers of its own, so the sort sees the batch's
+//! true size and merges a few large runs. Columns that are already compact
+//! pass through untouched. The same plan serves the Dataset face's
 //! `count_by_value().sort_by_key()` and SQL's `GROUP BY k ORDER BY k`.
 
 use std::fmt;
@@ -226,9 +226,7 @@ mod tests {
         ]));
         let w = StringArray::from_iter_values((0..n).map(|i| format!("word{i:08}")));
         let c = Int64Array::from_iter_values((0..n as i64).map(|i| i % 7));
-        RecordBatch::try_new(schema, vec![Arc::new(w), Arc::new(c)]).unwrap_or_else(|e| {
-            std::panic::panic_any(format!("{e}"));
-        })
+        RecordBatch::try_new(schema, vec![Arc::new(w), Arc::new(c)]).unwrap_or_else(|e| fail(e))
     }
 
     #[test]
@@ -274,8 +272,19 @@ mod tests {
         std::panic::panic_any(e.to_string())
     }
 
-    /// The plan of `sql`, as text, and its rows as (word, count).
-    fn run(ctx: &crate::context::Context, sql: &str) -> (String, Vec<(String, i64)>) {
+    /// How many batches the plan's `CompactExec`s copied.
+    fn copied(plan: &Arc<dyn ExecutionPlan>) -> usize {
+        let own = plan
+            .downcast_ref::<CompactExec>()
+            .and_then(|c| c.metrics())
+            .and_then(|m| m.sum_by_name("compacted_batches"))
+            .map_or(0, |v| v.as_usize());
+        own + plan.children().into_iter().map(copied).sum::<usize>()
+    }
+
+    /// The plan of `sql`, as text, its rows as (word, count), and how many
+    /// batches it compacted.
+    fn run(ctx: &crate::context::Context, sql: &str) -> (String, Vec<(String, i64)>, usize) {
         ctx.block_on(async {
             let frame = ctx.session().sql(sql).await.unwrap_or_else(|e| fail(e));
             let plan = frame
@@ -283,7 +292,7 @@ mod tests {
                 .await
                 .unwrap_or_else(|e| fail(e));
             let text = displayable(plan.as_ref()).indent(false).to_string();
-            let batches = collect(plan, ctx.session().task_ctx())
+            let batches = collect(Arc::clone(&plan), ctx.session().task_ctx())
                 .await
                 .unwrap_or_else(|e| fail(e));
             let mut rows = Vec::new();
@@ -292,7 +301,7 @@ mod tests {
                 let n = b.column(1).as_primitive::<Int64Type>();
                 rows.extend((0..b.num_rows()).map(|i| (w.value(i).to_string(), n.value(i))));
             }
-            (text, rows)
+            (text, rows, copied(&plan))
         })
     }
 
@@ -303,11 +312,15 @@ mod tests {
             .batch_size(512)
             .build()
             .unwrap_or_else(|e| fail(e));
-        // 6 000 distinct words, word i seen i % 5 + 1 times, in two partitions.
-        let all = words(6000);
+        // 40 000 distinct words, word i seen i % 5 + 1 times, in two
+        // partitions: each partition's aggregate output (~500 KB) is handed
+        // on in 512-row slices of it.
+        let all = words(40_000);
         let mut parts = vec![Vec::new(), Vec::new()];
         for times in 0..5 {
-            let keep: Vec<u32> = (0..6000u32).filter(|i| (i % 5) as usize >= times).collect();
+            let keep: Vec<u32> = (0..40_000u32)
+                .filter(|i| (i % 5) as usize >= times)
+                .collect();
             let rows =
                 arrow::compute::take_record_batch(&all, &arrow::array::UInt32Array::from(keep))
                     .unwrap_or_else(|e| fail(e));
@@ -317,13 +330,15 @@ mod tests {
         ctx.session()
             .register_table("t", Arc::new(table))
             .unwrap_or_else(|e| fail(e));
-        let (plan, rows) = run(&ctx, "SELECT w, count(*) AS n FROM t GROUP BY w ORDER BY w");
+        let (plan, rows, copied) =
+            run(&ctx, "SELECT w, count(*) AS n FROM t GROUP BY w ORDER BY w");
         assert!(plan.contains("CompactExec"), "{plan}");
-        let want: Vec<(String, i64)> = (0..6000)
+        assert!(copied > 0, "no slice was compacted: {plan}");
+        let want: Vec<(String, i64)> = (0..40_000)
             .map(|i| (format!("word{i:08}"), i % 5 + 1))
             .collect();
         assert_eq!(rows, want);
-        let (plan, rows) = run(
+        let (plan, rows, _) = run(
             &ctx,
             "SELECT w, count(*) AS n FROM t GROUP BY w ORDER BY n DESC, w LIMIT 3",
         );
