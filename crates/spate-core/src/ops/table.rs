@@ -116,15 +116,26 @@ fn text_key<K: 'static>(text: &str) -> Option<K> {
     out
 }
 
+/// `w` as a key of type `K` (a `Word` as it is, a `String` copied).
+#[inline(always)]
+fn word_key<K: 'static>(w: Word) -> Option<K> {
+    if TypeId::of::<K>() == TypeId::of::<Word>() {
+        let mut out: Option<Word> = Some(w);
+        return (&mut out as &mut dyn Any)
+            .downcast_mut::<Option<K>>()
+            .and_then(Option::take);
+    }
+    text_key(w.as_str())
+}
+
 /// The key a narrow packed key was made from.
 fn unpack<K: 'static>(p: u64) -> Option<K> {
-    let b = p.to_le_bytes();
-    text_key(std::str::from_utf8(&b[..(b[7] as usize).min(PACKED)]).ok()?)
+    word_key(Word::from_packed(p)?)
 }
 
 /// The key a wide packed key was made from.
 fn unpack_wide<K: 'static>(p: u128) -> Option<K> {
-    text_key(Word::from_wide(p)?.as_str())
+    word_key(Word::from_wide(p)?)
 }
 
 impl<K: Hash + Eq + 'static, A> KeyTable<K, A> {
