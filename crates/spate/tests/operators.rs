@@ -370,3 +370,55 @@ fn reducer_outputs_stream_within_one_group() {
         "first output seen after {at} of {N} were emitted"
     );
 }
+
+/// A combiner judged not to reduce (its first 131 072 words nearly all
+/// distinct) empties its table every few thousand keys, within batches;
+/// when words repeat again its table grows again. Counts stay exact
+/// through every change, words of every packed length and longer.
+#[test]
+fn counts_stay_exact_when_a_combiner_stops_combining() {
+    let ctx = Context::builder().threads(2).build().unwrap();
+    let word = |i: u64| {
+        let mut w = String::new();
+        let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20;
+        for _ in 0..(3 + i % 15) {
+            w.push(char::from(b'a' + (x % 26) as u8));
+            x /= 26;
+        }
+        w
+    };
+    let mut lines = Vec::new();
+    let mut next = 0u64;
+    // Distinct words, then a few hundred repeating ones, then distinct again.
+    for phase in [40_000u64, 30_000, 40_000] {
+        for l in 0..phase {
+            let line: Vec<String> = (0..8)
+                .map(|j| {
+                    if phase == 30_000 {
+                        word(1 << 40 | ((l * 8 + j) % 300))
+                    } else {
+                        next += 1;
+                        word(next)
+                    }
+                })
+                .collect();
+            lines.push(line.join(" "));
+        }
+    }
+    let mut want: BTreeMap<String, u64> = BTreeMap::new();
+    for l in &lines {
+        for w in l.split(' ') {
+            *want.entry(w.to_string()).or_default() += 1;
+        }
+    }
+    let got: BTreeMap<String, u64> = ctx
+        .from_vec(lines)
+        .flat_map_lines(|line, out| line.split(' ').for_each(|w| out.push(w.to_string())))
+        .count_by_value()
+        .collect()
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "counts differ");
+}

@@ -136,6 +136,11 @@ const POOR_REDUCTION: f64 = 0.8;
 /// repeating.
 const SMALL_TABLE: usize = 1 << 13;
 
+/// Bucket bytes above which a map made small is replaced rather than
+/// emptied in place (room for [`SMALL_TABLE`] keys of 32-byte buckets at
+/// half load, in each of its packed tables, and some).
+const SMALL_TABLE_BYTES: usize = SMALL_TABLE * 32 * 2 * 4;
+
 /// A map-side combiner over a fused chain; emits `(key, accumulator)` rows.
 pub struct PartialAggOp<I, K, A, G> {
     step: String,
@@ -188,6 +193,36 @@ struct State<I, K, A> {
     probed: bool,
     /// Whether the map is kept small (it was judged not to reduce).
     small: bool,
+    /// Rows a small map gave up within the current batch, to encode after it.
+    out: Vec<(K, A)>,
+}
+
+/// Empties a small map onto `out` once it holds [`SMALL_TABLE`] keys,
+/// checked after each run of rows, not each batch: a batch of lines can
+/// hold ten times as many words, and a table grown to a batch's keys
+/// misses the cache on every insertion and every drain.
+#[inline]
+fn drain_small<K: Hash + Eq + 'static, A>(
+    map: &mut KeyTable<K, A>,
+    fed: &mut usize,
+    small: &mut bool,
+    out: &mut Vec<(K, A)>,
+) {
+    if !*small || map.len() < SMALL_TABLE {
+        return;
+    }
+    if map.len() * 2 < *fed {
+        // Keys repeat again: let the map grow.
+        *small = false;
+    }
+    *fed = 0;
+    if map.bytes(0) > SMALL_TABLE_BYTES {
+        // Grown before it was judged: given up for one that stays small.
+        out.extend(std::mem::take(map).drain());
+    } else {
+        // Emptied in place: a small map keeps its memory.
+        out.extend(map.drain());
+    }
 }
 
 impl<I, K: Data + Hash + Eq, A: Data> State<I, K, A> {
@@ -201,37 +236,36 @@ impl<I, K: Data + Hash + Eq, A: Data> State<I, K, A> {
         if !self.probed && self.fed >= PROBE_ROWS {
             self.probed = true;
             self.small = self.map.len() as f64 > POOR_REDUCTION * self.fed as f64;
+            drain_small(&mut self.map, &mut self.fed, &mut self.small, &mut self.out);
         }
-        if self.small && self.map.len() >= SMALL_TABLE {
-            if self.map.len() * 2 < self.fed {
-                // Keys repeat again: let the map grow.
-                self.small = false;
-            }
-            self.fed = 0;
-            // Emptied in place: the small map keeps its memory, and its
-            // reservation shrinks to it from what the map held when judged.
-            let rows: Vec<(K, A)> = self.map.drain().collect();
+        let drained = encode_chunks(step, codec, &self.out, batch_rows)?;
+        self.out.clear();
+        if self.small {
             // A small map fits any budget the large one did: shrinking never fails.
             let _ = self.reservation.try_resize(self.map.bytes(HEAP_GUESS));
-            return encode_chunks(step, codec, &rows, batch_rows);
+            return Ok(drained);
         }
         let want = self.map.bytes(HEAP_GUESS);
         if self.map.len() < MAX_ENTRIES
             && want <= self.cap
             && self.reservation.try_resize(want).is_ok()
         {
-            return Ok(Vec::new());
+            return Ok(drained);
         }
-        self.flush(step, codec, batch_rows)
+        let mut batches = drained;
+        batches.extend(self.flush(step, codec, batch_rows)?);
+        Ok(batches)
     }
 
+    /// Emits and clears the map, and whatever a small map gave up.
     fn flush(
         &mut self,
         step: &str,
         codec: &RowCodec<(K, A)>,
         batch_rows: usize,
     ) -> Result<Vec<RecordBatch>, StepError> {
-        let rows: Vec<(K, A)> = std::mem::take(&mut self.map).drain().collect();
+        let mut rows: Vec<(K, A)> = std::mem::take(&mut self.out);
+        rows.extend(std::mem::take(&mut self.map).drain());
         self.reservation.free();
         self.fed = 0;
         encode_chunks(step, codec, &rows, batch_rows)
@@ -282,15 +316,22 @@ where
                 fed: 0,
                 probed: false,
                 small: false,
+                out: Vec::new(),
             },
             Box::new(move |st: &mut State<I, K, A>, batch| {
                 let State {
-                    chain, map, fed, ..
+                    chain,
+                    map,
+                    fed,
+                    small,
+                    out,
+                    ..
                 } = st;
                 guarded(&step, || {
                     chain.push_batch(&batch, &mut |rows: &mut Vec<I>| {
                         *fed += rows.len();
-                        fold_run(map, rows, &*fold)
+                        fold_run(map, rows, &*fold);
+                        drain_small(map, fed, small, out);
                     })
                 })?;
                 Ok(st.maybe_flush(&step, &codec, batch_rows)?)
